@@ -1,0 +1,28 @@
+//! `cargo xtask`: the project's automation.
+//!
+//! Subcommands arrive with their issues; unknown ones are a clear error.
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+commands:
+  run           run the sample driver on the simulated kernel (arrives with the sample driver)
+  package       build the driver package (arrives with the sample driver)
+  smoke         the HLK-style smoke suite (arrives with the sample driver)
+  bench         the benchmarks
+  check-kernel  type-check the kernel face on this host";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None | Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown or not yet available command `{other}`\n\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
