@@ -119,7 +119,12 @@ pub const FILE_WRITE_ACCESS: ULONG = 2;
 /// `CTL_CODE(DeviceType, Function, Method, Access)`.
 #[allow(non_snake_case)]
 #[inline]
-pub const fn CTL_CODE(device_type: DEVICE_TYPE, function: ULONG, method: ULONG, access: ULONG) -> ULONG {
+pub const fn CTL_CODE(
+    device_type: DEVICE_TYPE,
+    function: ULONG,
+    method: ULONG,
+    access: ULONG,
+) -> ULONG {
     (device_type << 16) | (access << 14) | (function << 2) | method
 }
 

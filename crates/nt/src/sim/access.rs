@@ -72,9 +72,10 @@ pub unsafe fn irp_pending_returned(irp: PIRP) -> bool {
 /// `irp` must point to a live IRP.
 #[inline]
 pub unsafe fn irp_cancel(irp: PIRP) -> bool {
-    // SAFETY: the caller guarantees `irp` is live; the field is a byte only
-    // ever accessed atomically by the sim.
-    let cancel = unsafe { AtomicU8::from_ptr(&raw mut (*irp).Cancel) };
+    // SAFETY: the caller guarantees `irp` is live.
+    let field = unsafe { &raw mut (*irp).Cancel };
+    // SAFETY: the field is a live byte only ever accessed atomically.
+    let cancel = unsafe { AtomicU8::from_ptr(field) };
     cancel.load(Ordering::Acquire) != 0
 }
 
@@ -189,10 +190,9 @@ pub unsafe fn sl_minor_function(sl: PIO_STACK_LOCATION) -> UCHAR {
 #[inline]
 pub unsafe fn sl_set_function(sl: PIO_STACK_LOCATION, major: UCHAR, minor: UCHAR) {
     // SAFETY: the caller guarantees `sl` is live and writable.
-    unsafe {
-        (*sl).MajorFunction = major;
-        (*sl).MinorFunction = minor;
-    }
+    unsafe { (*sl).MajorFunction = major };
+    // SAFETY: as above.
+    unsafe { (*sl).MinorFunction = minor };
 }
 
 /// `Stack->Control` (SL_* flags).
@@ -231,9 +231,10 @@ pub unsafe fn sl_file_object(sl: PIO_STACK_LOCATION) -> PFILE_OBJECT {
 /// `sl` must point to a live stack location of an IOCTL IRP.
 #[inline]
 pub unsafe fn sl_ioctl_code(sl: PIO_STACK_LOCATION) -> ULONG {
-    // SAFETY: the caller guarantees `sl` is live; every union member is
-    // plain data.
-    unsafe { (*sl).Parameters.DeviceIoControl.IoControlCode }
+    // SAFETY: the caller guarantees `sl` is live.
+    let parameters = unsafe { (*sl).Parameters };
+    // SAFETY: every member of the union is plain data of the same bytes.
+    unsafe { parameters.DeviceIoControl.IoControlCode }
 }
 
 /// `Stack->Parameters.DeviceIoControl.InputBufferLength`.
@@ -242,8 +243,10 @@ pub unsafe fn sl_ioctl_code(sl: PIO_STACK_LOCATION) -> ULONG {
 /// `sl` must point to a live stack location of an IOCTL IRP.
 #[inline]
 pub unsafe fn sl_input_buffer_length(sl: PIO_STACK_LOCATION) -> ULONG {
-    // SAFETY: the caller guarantees `sl` is live; plain data.
-    unsafe { (*sl).Parameters.DeviceIoControl.InputBufferLength }
+    // SAFETY: the caller guarantees `sl` is live.
+    let parameters = unsafe { (*sl).Parameters };
+    // SAFETY: every member of the union is plain data of the same bytes.
+    unsafe { parameters.DeviceIoControl.InputBufferLength }
 }
 
 /// `Stack->Parameters.DeviceIoControl.OutputBufferLength`.
@@ -252,8 +255,10 @@ pub unsafe fn sl_input_buffer_length(sl: PIO_STACK_LOCATION) -> ULONG {
 /// `sl` must point to a live stack location of an IOCTL IRP.
 #[inline]
 pub unsafe fn sl_output_buffer_length(sl: PIO_STACK_LOCATION) -> ULONG {
-    // SAFETY: the caller guarantees `sl` is live; plain data.
-    unsafe { (*sl).Parameters.DeviceIoControl.OutputBufferLength }
+    // SAFETY: the caller guarantees `sl` is live.
+    let parameters = unsafe { (*sl).Parameters };
+    // SAFETY: every member of the union is plain data of the same bytes.
+    unsafe { parameters.DeviceIoControl.OutputBufferLength }
 }
 
 /// `Stack->Parameters.DeviceIoControl.Type3InputBuffer`.
@@ -262,8 +267,10 @@ pub unsafe fn sl_output_buffer_length(sl: PIO_STACK_LOCATION) -> ULONG {
 /// `sl` must point to a live stack location of an IOCTL IRP.
 #[inline]
 pub unsafe fn sl_type3_input_buffer(sl: PIO_STACK_LOCATION) -> PVOID {
-    // SAFETY: the caller guarantees `sl` is live; plain data.
-    unsafe { (*sl).Parameters.DeviceIoControl.Type3InputBuffer }
+    // SAFETY: the caller guarantees `sl` is live.
+    let parameters = unsafe { (*sl).Parameters };
+    // SAFETY: every member of the union is plain data of the same bytes.
+    unsafe { parameters.DeviceIoControl.Type3InputBuffer }
 }
 
 /// Writes `Parameters.DeviceIoControl` (for an IOCTL IRP the caller builds
@@ -279,9 +286,8 @@ pub unsafe fn sl_set_device_io_control(
     output_length: ULONG,
     type3_input: PVOID,
 ) {
-    // SAFETY: the caller guarantees `sl` is live and writable.
-    unsafe {
-        (*sl).Parameters.DeviceIoControl = IO_STACK_LOCATION_DEVICE_IO_CONTROL {
+    let parameters = IO_STACK_LOCATION_PARAMETERS {
+        DeviceIoControl: IO_STACK_LOCATION_DEVICE_IO_CONTROL {
             OutputBufferLength: output_length,
             _pad0: 0,
             InputBufferLength: input_length,
@@ -289,8 +295,10 @@ pub unsafe fn sl_set_device_io_control(
             IoControlCode: code,
             _pad2: 0,
             Type3InputBuffer: type3_input,
-        };
-    }
+        },
+    };
+    // SAFETY: the caller guarantees `sl` is live and writable.
+    unsafe { (*sl).Parameters = parameters };
 }
 
 /// `Stack->Parameters.Others.Argument1..4`.
@@ -299,9 +307,16 @@ pub unsafe fn sl_set_device_io_control(
 /// `sl` must point to a live stack location.
 #[inline]
 pub unsafe fn sl_arguments(sl: PIO_STACK_LOCATION) -> [PVOID; 4] {
-    // SAFETY: the caller guarantees `sl` is live; plain data.
-    let others = unsafe { (*sl).Parameters.Others };
-    [others.Argument1, others.Argument2, others.Argument3, others.Argument4]
+    // SAFETY: the caller guarantees `sl` is live.
+    let parameters = unsafe { (*sl).Parameters };
+    // SAFETY: every member of the union is plain data of the same bytes.
+    let others = unsafe { parameters.Others };
+    [
+        others.Argument1,
+        others.Argument2,
+        others.Argument3,
+        others.Argument4,
+    ]
 }
 
 /// Writes `Stack->Parameters.Others.Argument1..4`.
@@ -310,15 +325,16 @@ pub unsafe fn sl_arguments(sl: PIO_STACK_LOCATION) -> [PVOID; 4] {
 /// `sl` must point to a live stack location the caller may write.
 #[inline]
 pub unsafe fn sl_set_arguments(sl: PIO_STACK_LOCATION, arguments: [PVOID; 4]) {
-    // SAFETY: the caller guarantees `sl` is live and writable.
-    unsafe {
-        (*sl).Parameters.Others = IO_STACK_LOCATION_OTHERS {
+    let parameters = IO_STACK_LOCATION_PARAMETERS {
+        Others: IO_STACK_LOCATION_OTHERS {
             Argument1: arguments[0],
             Argument2: arguments[1],
             Argument3: arguments[2],
             Argument4: arguments[3],
-        };
-    }
+        },
+    };
+    // SAFETY: the caller guarantees `sl` is live and writable.
+    unsafe { (*sl).Parameters = parameters };
 }
 
 // === DRIVER_OBJECT / DEVICE_OBJECT ===

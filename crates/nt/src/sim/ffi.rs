@@ -5,8 +5,12 @@
 //! driver author knows, and `layout_tests` pins them. Unions the sim does not
 //! need are reduced to the member it uses, at the same offset. Nothing above
 //! `nt` touches these fields: it goes through the accessors in `crate::irp`.
-#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs)]
-
+#![allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    missing_docs
+)]
 
 use crate::types::*;
 
@@ -314,4 +318,3 @@ pub const IO_TYPE_DEVICE: CSHORT = 3;
 pub const IO_TYPE_FILE: CSHORT = 5;
 pub const IO_TYPE_IRP: CSHORT = 6;
 pub const IO_TYPE_MDL: CSHORT = 0;
-

@@ -1,0 +1,458 @@
+//! A simulated kernel session: the state of one booted "machine".
+//!
+//! Every WDK function of the sim acts on the *current* session of the
+//! calling thread. A session is current on the thread that booted it, on
+//! every thread the sim creates for it (system threads, work-item workers,
+//! the WSK provider's threads), and on any thread that holds
+//! [`Session::enter`]'s guard. Sessions share nothing, so tests running in
+//! parallel in one process never see each other's pool counters, faults,
+//! verifier findings or completion policy.
+
+use std::any::{Any, TypeId};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::fault::{Completion, CompletionKnob, CompletionPolicy, FaultPlan, FaultTarget, Faults};
+use super::pool::{PoolState, PoolStats};
+use super::verifier::{BugCheck, VerifierReport};
+
+static NEXT_SESSION_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Locks a mutex, ignoring poisoning (a panicking test must not cascade).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Verifier switches. Everything is on by default, as with
+/// `verifier /standard` plus I/O verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifierOptions {
+    /// Run the verifier's checks (the kernel's own bugchecks, such as 0x44,
+    /// are raised either way).
+    pub enabled: bool,
+    /// Call every completion routine at DISPATCH_LEVEL, whatever the IRQL
+    /// of the thread completing the IRP, so routines that are not
+    /// DISPATCH-safe fail in every test.
+    pub completion_routines_at_dispatch: bool,
+    /// Fill `POOL_FLAG_UNINITIALIZED` allocations with a pattern instead of
+    /// zeros, so code that relies on zeroed memory fails.
+    pub poison_uninitialized_pool: bool,
+    /// Abort the process at the first bugcheck (a real machine stops).
+    pub abort_on_bugcheck: bool,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            completion_routines_at_dispatch: true,
+            poison_uninitialized_pool: true,
+            abort_on_bugcheck: std::env::var_os("NT_SIM_ABORT_ON_BUGCHECK").is_some(),
+        }
+    }
+}
+
+/// An operation still outstanding (a running system thread, a queued work
+/// item, an IRP in flight, ...), as the unload check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingOperation {
+    /// What kind of operation.
+    pub kind: &'static str,
+    /// The object's address (bugcheck parameter 1 of 0xCE).
+    pub address: u64,
+    /// Who started it, where known.
+    pub location: Option<&'static Location<'static>>,
+    /// The driver generation that owns it (0: code outside any driver).
+    pub owner: u64,
+}
+
+/// A handle table entry.
+#[derive(Clone)]
+pub(crate) enum HandleEntry {
+    /// An open registry key (lower-cased full path).
+    Key(String),
+    /// A referenced object with a closing action.
+    Object(Arc<dyn Any + Send + Sync>),
+}
+
+/// The state of one simulated machine.
+pub(crate) struct Kernel {
+    pub(crate) id: u64,
+    pub(crate) options: Mutex<VerifierOptions>,
+    report: Mutex<VerifierReport>,
+    observed_bugchecks: AtomicU64,
+    crashed: AtomicBool,
+    pub(crate) faults: Faults,
+    pub(crate) completion: CompletionKnob,
+    pub(crate) pool: PoolState,
+    /// The generation of the loaded driver (0: none loaded yet / test code).
+    pub(crate) driver_generation: AtomicU64,
+    pending: Mutex<BTreeMap<u64, PendingOperation>>,
+    next_pending: AtomicU64,
+    handles: Mutex<HashMap<usize, HandleEntry>>,
+    next_handle: AtomicU64,
+    extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<Kernel>>> = const { RefCell::new(None) };
+}
+
+/// The current session of this thread.
+///
+/// # Panics
+/// When the thread has no session: that is a harness misuse (boot one with
+/// [`Session::boot`] or enter one with [`Session::enter`]).
+#[track_caller]
+pub(crate) fn current() -> Arc<Kernel> {
+    try_current().unwrap_or_else(|| {
+        panic!(
+            "nt::sim: no simulated kernel session on this thread; boot one with \
+             nt::sim::Session::boot() or enter one with session.enter()"
+        )
+    })
+}
+
+/// The current session of this thread, if any.
+pub(crate) fn try_current() -> Option<Arc<Kernel>> {
+    CURRENT.with(|c| c.borrow().clone())
+}
+
+/// Runs `f` with the current session of this thread, without cloning it.
+#[track_caller]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> R {
+    let location = Location::caller();
+    CURRENT.with(|c| match c.borrow().as_ref() {
+        Some(kernel) => f(kernel),
+        None => panic!(
+            "nt::sim: no simulated kernel session on this thread (called at {location}); boot \
+             one with nt::sim::Session::boot() or enter one with session.enter()"
+        ),
+    })
+}
+
+fn set_current(kernel: Option<Arc<Kernel>>) -> Option<Arc<Kernel>> {
+    CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), kernel))
+}
+
+/// Spawns a host thread that belongs to `kernel`: the session is current on
+/// it and its IRQL starts at PASSIVE_LEVEL.
+pub(crate) fn spawn_kernel_thread<F>(
+    kernel: &Arc<Kernel>,
+    name: String,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<()>>
+where
+    F: FnOnce() + Send + 'static,
+{
+    let kernel = Arc::clone(kernel);
+    std::thread::Builder::new().name(name).spawn(move || {
+        set_current(Some(kernel));
+        f();
+        set_current(None);
+    })
+}
+
+impl Kernel {
+    fn new(options: VerifierOptions) -> Self {
+        Self {
+            id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
+            options: Mutex::new(options),
+            report: Mutex::new(VerifierReport::default()),
+            observed_bugchecks: AtomicU64::new(0),
+            crashed: AtomicBool::new(false),
+            faults: Faults::default(),
+            completion: CompletionKnob::default(),
+            pool: PoolState::default(),
+            driver_generation: AtomicU64::new(0),
+            pending: Mutex::new(BTreeMap::new()),
+            next_pending: AtomicU64::new(1),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            extensions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The verifier options in force.
+    pub(crate) fn options(&self) -> VerifierOptions {
+        *lock(&self.options)
+    }
+
+    /// Whether the verifier's own checks run.
+    pub(crate) fn verifying(&self) -> bool {
+        lock(&self.options).enabled
+    }
+
+    /// Whether a bugcheck has been raised.
+    pub(crate) fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
+    /// Raises a bugcheck: records it, prints it, marks the session crashed.
+    /// The caller then takes the safest way out.
+    #[track_caller]
+    pub(crate) fn bugcheck(&self, code: u32, parameters: [u64; 4], description: impl Into<String>) {
+        self.bugcheck_at(code, parameters, description, Some(Location::caller()));
+    }
+
+    /// [`Self::bugcheck`] with an explicit call site.
+    pub(crate) fn bugcheck_at(
+        &self,
+        code: u32,
+        parameters: [u64; 4],
+        description: impl Into<String>,
+        location: Option<&'static Location<'static>>,
+    ) {
+        let thread = std::thread::current();
+        let bugcheck = BugCheck {
+            code,
+            parameters,
+            description: description.into(),
+            location,
+            thread: thread.name().unwrap_or("<unnamed>").to_owned(),
+        };
+        eprintln!("\n*** nt::sim session {}: bugcheck\n{bugcheck}\n", self.id);
+        let abort = self.options().abort_on_bugcheck;
+        lock(&self.report).bugchecks.push(bugcheck);
+        self.crashed.store(true, Ordering::Release);
+        if abort {
+            std::process::abort();
+        }
+    }
+
+    /// Records leaks found by an unload or the end of the session.
+    pub(crate) fn record_leaks(&self, leaks: Vec<super::verifier::Leak>) {
+        lock(&self.report).leaks.extend(leaks);
+    }
+
+    /// A snapshot of the report; marks its bugchecks as seen.
+    pub(crate) fn report(&self) -> VerifierReport {
+        let report = lock(&self.report).clone();
+        self.observed_bugchecks
+            .store(report.bugchecks.len() as u64, Ordering::Release);
+        report
+    }
+
+    fn unobserved_bugchecks(&self) -> Vec<BugCheck> {
+        let seen = self.observed_bugchecks.load(Ordering::Acquire) as usize;
+        lock(&self.report)
+            .bugchecks
+            .iter()
+            .skip(seen)
+            .cloned()
+            .collect()
+    }
+
+    /// Registers an outstanding operation; returns its key.
+    #[track_caller]
+    pub(crate) fn pending_begin(&self, kind: &'static str, address: u64) -> u64 {
+        let key = self.next_pending.fetch_add(1, Ordering::Relaxed);
+        let operation = PendingOperation {
+            kind,
+            address,
+            location: Some(Location::caller()),
+            owner: self.driver_generation.load(Ordering::Acquire),
+        };
+        lock(&self.pending).insert(key, operation);
+        key
+    }
+
+    /// Unregisters an outstanding operation.
+    pub(crate) fn pending_end(&self, key: u64) {
+        lock(&self.pending).remove(&key);
+    }
+
+    /// Outstanding operations owned by driver generation `owner` (all of
+    /// them for `None`).
+    pub(crate) fn pending_operations(&self, owner: Option<u64>) -> Vec<PendingOperation> {
+        lock(&self.pending)
+            .values()
+            .filter(|op| owner.is_none_or(|o| op.owner == o))
+            .cloned()
+            .collect()
+    }
+
+    /// Inserts a handle; returns it.
+    pub(crate) fn handle_insert(&self, entry: HandleEntry) -> usize {
+        // Handles are multiples of 4, like NT's, and never 0.
+        let handle = (self.next_handle.fetch_add(1, Ordering::Relaxed) as usize) * 4;
+        lock(&self.handles).insert(handle, entry);
+        handle
+    }
+
+    /// Looks a handle up.
+    pub(crate) fn handle_get(&self, handle: usize) -> Option<HandleEntry> {
+        lock(&self.handles).get(&handle).cloned()
+    }
+
+    /// Removes a handle.
+    pub(crate) fn handle_remove(&self, handle: usize) -> Option<HandleEntry> {
+        lock(&self.handles).remove(&handle)
+    }
+
+    /// The session's instance of a subsystem's state (created on first use).
+    pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
+        let mut map = lock(&self.extensions);
+        let entry = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()));
+        match Arc::clone(entry).downcast::<T>() {
+            Ok(state) => state,
+            Err(_) => unreachable!("extension map is keyed by TypeId"),
+        }
+    }
+}
+
+/// A booted simulated kernel. Dropping it ends the session: if a bugcheck
+/// was raised and never read through [`Session::report`], the drop panics so
+/// the owning test fails loudly.
+pub struct Session {
+    pub(crate) kernel: Arc<Kernel>,
+    previous: Option<Arc<Kernel>>,
+    finished: bool,
+}
+
+/// Keeps a session current on this thread until dropped.
+pub struct EnterGuard {
+    previous: Option<Arc<Kernel>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        set_current(self.previous.take());
+    }
+}
+
+impl Session {
+    /// Boots a session with the verifier on, and makes it current on this
+    /// thread.
+    pub fn boot() -> Session {
+        Self::boot_with(VerifierOptions::default())
+    }
+
+    /// Boots a session with the given verifier options.
+    pub fn boot_with(options: VerifierOptions) -> Session {
+        let kernel = Arc::new(Kernel::new(options));
+        let previous = set_current(Some(Arc::clone(&kernel)));
+        Session {
+            kernel,
+            previous,
+            finished: false,
+        }
+    }
+
+    /// This session's id (unique in the process).
+    pub fn id(&self) -> u64 {
+        self.kernel.id
+    }
+
+    /// Makes this session current on the calling thread (for threads the
+    /// test creates itself) until the guard is dropped.
+    pub fn enter(&self) -> EnterGuard {
+        EnterGuard {
+            previous: set_current(Some(Arc::clone(&self.kernel))),
+        }
+    }
+
+    /// Runs `f` on a new host thread that belongs to this session.
+    pub fn spawn<F>(&self, name: &str, f: F) -> std::thread::JoinHandle<()>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        spawn_kernel_thread(&self.kernel, name.to_owned(), f)
+            .unwrap_or_else(|e| panic!("nt::sim: cannot spawn host thread {name}: {e}"))
+    }
+
+    /// The verifier options in force.
+    pub fn verifier_options(&self) -> VerifierOptions {
+        self.kernel.options()
+    }
+
+    /// Changes the verifier options.
+    pub fn set_verifier_options(&self, options: VerifierOptions) {
+        *lock(&self.kernel.options) = options;
+    }
+
+    /// Makes an allocator fail according to `plan` (resets its call count).
+    pub fn set_fault(&self, target: FaultTarget, plan: FaultPlan) {
+        self.kernel.faults.site(target).set(plan);
+    }
+
+    /// How many failures were injected into an allocator so far.
+    pub fn injected_faults(&self, target: FaultTarget) -> u64 {
+        self.kernel.faults.site(target).injected()
+    }
+
+    /// Sets the I/O completion policy simulated providers obey.
+    pub fn set_completion_policy(&self, policy: CompletionPolicy) {
+        self.kernel.completion.set(policy);
+    }
+
+    /// The I/O completion policy in force.
+    pub fn completion_policy(&self) -> CompletionPolicy {
+        self.kernel.completion.policy()
+    }
+
+    /// Pool usage counters of this session.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.kernel.pool.stats()
+    }
+
+    /// Whether a bugcheck has been raised in this session.
+    pub fn crashed(&self) -> bool {
+        self.kernel.crashed()
+    }
+
+    /// The verifier's report so far (bugchecks become "seen").
+    pub fn report(&self) -> VerifierReport {
+        self.kernel.report()
+    }
+
+    /// Operations still outstanding (threads, work items, IRPs in flight).
+    pub fn pending_operations(&self) -> Vec<PendingOperation> {
+        self.kernel.pending_operations(None)
+    }
+
+    /// Ends the session: reports every allocation still live as a leak and
+    /// returns the final report.
+    pub fn finish(mut self) -> VerifierReport {
+        self.finished = true;
+        let leaks = self.kernel.pool.live_leaks(None);
+        self.kernel.record_leaks(leaks);
+        self.kernel.report()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if CURRENT.with(|c| {
+            c.borrow()
+                .as_ref()
+                .is_some_and(|k| Arc::ptr_eq(k, &self.kernel))
+        }) {
+            set_current(self.previous.take());
+        }
+        if self.finished || std::thread::panicking() {
+            return;
+        }
+        let unseen = self.kernel.unobserved_bugchecks();
+        if !unseen.is_empty() {
+            let list: Vec<String> = unseen.iter().map(ToString::to_string).collect();
+            panic!(
+                "nt::sim session {} ended after bugcheck(s) nobody read:\n{}",
+                self.kernel.id,
+                list.join("\n")
+            );
+        }
+    }
+}
+
+/// The decision of the current session's completion policy for one
+/// operation (for simulated providers).
+#[track_caller]
+pub fn decide_completion() -> Completion {
+    with_current(|k| k.completion.decide())
+}

@@ -1,0 +1,315 @@
+//! The simulated Driver Verifier: bugchecks with their real codes and
+//! parameters, and the report a session hands back.
+//!
+//! A bugcheck does not unwind (it would cross the `extern "C"` frames of
+//! driver callbacks and abort the process): it is recorded in the session's
+//! report, printed loudly to stderr with its code, name, parameters and the
+//! offending call site, and leaves the session *crashed*. The sim function
+//! that detected it then takes the safest way out (ignore a second
+//! completion, keep an in-flight IRP alive, ...). The harness returns the
+//! bugcheck as an error, and dropping a crashed session whose bugchecks
+//! nobody took panics in the test that owns it.
+
+use std::fmt;
+use std::panic::Location;
+
+/// `IRQL_NOT_GREATER_OR_EQUAL`.
+pub const IRQL_NOT_GREATER_OR_EQUAL: u32 = 0x09;
+/// `IRQL_NOT_LESS_OR_EQUAL`.
+pub const IRQL_NOT_LESS_OR_EQUAL: u32 = 0x0A;
+/// `SPIN_LOCK_ALREADY_OWNED`.
+pub const SPIN_LOCK_ALREADY_OWNED: u32 = 0x0F;
+/// `SPIN_LOCK_NOT_OWNED`.
+pub const SPIN_LOCK_NOT_OWNED: u32 = 0x10;
+/// `NO_MORE_IRP_STACK_LOCATIONS`.
+pub const NO_MORE_IRP_STACK_LOCATIONS: u32 = 0x35;
+/// `MULTIPLE_IRP_COMPLETE_REQUESTS`.
+pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
+/// `CANCEL_STATE_IN_COMPLETED_IRP`.
+pub const CANCEL_STATE_IN_COMPLETED_IRP: u32 = 0x48;
+/// `ATTEMPTED_SWITCH_FROM_DPC`.
+pub const ATTEMPTED_SWITCH_FROM_DPC: u32 = 0xB8;
+/// `BAD_POOL_CALLER`.
+pub const BAD_POOL_CALLER: u32 = 0xC2;
+/// `DRIVER_VERIFIER_DETECTED_VIOLATION`.
+pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
+/// `DRIVER_VERIFIER_IOMANAGER_VIOLATION`.
+pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: u32 = 0xC9;
+/// `DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS`.
+pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: u32 = 0xCE;
+
+/// Parameter-1 subcodes of 0xC4 the sim raises.
+pub mod c4 {
+    /// Zero-byte pool allocation.
+    pub const ZERO_BYTE_ALLOCATION: u64 = 0x00;
+    /// Paged pool allocated above APC_LEVEL.
+    pub const PAGED_ALLOC_ABOVE_APC: u64 = 0x01;
+    /// Non-paged pool allocated above DISPATCH_LEVEL.
+    pub const NONPAGED_ALLOC_ABOVE_DISPATCH: u64 = 0x02;
+    /// Free of an address no allocation returned.
+    pub const FREE_UNKNOWN_ADDRESS: u64 = 0x10;
+    /// Paged pool freed above APC_LEVEL.
+    pub const PAGED_FREE_ABOVE_APC: u64 = 0x11;
+    /// Non-paged pool freed above DISPATCH_LEVEL.
+    pub const NONPAGED_FREE_ABOVE_DISPATCH: u64 = 0x12;
+    /// Pool freed twice.
+    pub const DOUBLE_FREE: u64 = 0x13;
+    /// `KeRaiseIrql` to a lower IRQL.
+    pub const RAISE_IRQL_LOWER: u64 = 0x30;
+    /// `KeLowerIrql` to a higher IRQL.
+    pub const LOWER_IRQL_HIGHER: u64 = 0x31;
+    /// `KeReleaseSpinLock` not at DISPATCH_LEVEL.
+    pub const RELEASE_SPIN_LOCK_NOT_AT_DISPATCH: u64 = 0x32;
+    /// `ObReferenceObjectByHandle` with a bad handle.
+    pub const BAD_HANDLE: u64 = 0x3C;
+    /// Reference count of an object went below zero.
+    pub const OBJECT_REFCOUNT_ZERO: u64 = 0x3F;
+    /// `KeAcquireSpinLockAtDpcLevel` below DISPATCH_LEVEL.
+    pub const ACQUIRE_AT_DPC_BELOW_DISPATCH: u64 = 0x40;
+    /// `KeReleaseSpinLockFromDpcLevel` below DISPATCH_LEVEL.
+    pub const RELEASE_FROM_DPC_BELOW_DISPATCH: u64 = 0x41;
+    /// `KeAcquireSpinLock` above DISPATCH_LEVEL.
+    pub const ACQUIRE_ABOVE_DISPATCH: u64 = 0x42;
+    /// A driver unloads without freeing its pool allocations.
+    pub const POOL_LEAK_AT_UNLOAD: u64 = 0x62;
+    /// `KeSetEvent` above DISPATCH_LEVEL.
+    pub const SET_EVENT_ABOVE_DISPATCH: u64 = 0x80;
+    /// `IoFreeMdl` on an MDL still described by an IRP or mapped.
+    pub const FREE_MDL_IN_USE: u64 = 0xB8;
+    /// A kernel routine called at the wrong IRQL (generic).
+    pub const WRONG_IRQL: u64 = 0xE5;
+    /// A `Zw` routine called above PASSIVE_LEVEL.
+    pub const ZW_NOT_AT_PASSIVE: u64 = 0xE6;
+    /// A completion routine returned at a different IRQL.
+    pub const COMPLETION_ROUTINE_CHANGED_IRQL: u64 = 0xFA;
+    /// An IRP freed with `ExFreePool` instead of `IoFreeIrp`.
+    pub const IRP_FREED_AS_POOL: u64 = 0x105;
+    /// A wait above DISPATCH_LEVEL.
+    pub const WAIT_ABOVE_DISPATCH: u64 = 0x120;
+    /// A wait at DISPATCH_LEVEL with no timeout.
+    pub const WAIT_AT_DISPATCH_INFINITE: u64 = 0x121;
+    /// A wait at DISPATCH_LEVEL with a non-zero timeout.
+    pub const WAIT_AT_DISPATCH_NONZERO: u64 = 0x122;
+}
+
+/// Parameter-1 subcodes of 0xC9 the sim raises.
+pub mod c9 {
+    /// Freed an object whose type is not an IRP.
+    pub const FREE_NOT_AN_IRP: u64 = 0x01;
+    /// `IoCallDriver` with something that is not an IRP.
+    pub const CALL_DRIVER_NOT_AN_IRP: u64 = 0x03;
+    /// `IoCallDriver` with an invalid device object.
+    pub const CALL_DRIVER_BAD_DEVICE: u64 = 0x04;
+    /// IRQL changed across a dispatch routine.
+    pub const DISPATCH_CHANGED_IRQL: u64 = 0x05;
+    /// `IoCompleteRequest` with STATUS_PENDING.
+    pub const COMPLETE_WITH_PENDING: u64 = 0x06;
+    /// `IoCompleteRequest` while a cancel routine is still set.
+    pub const COMPLETE_WITH_CANCEL_ROUTINE: u64 = 0x07;
+    /// `IoCompleteRequest` above DISPATCH_LEVEL.
+    pub const COMPLETE_ABOVE_DISPATCH: u64 = 0x0E;
+    /// `IoCallDriver` above DISPATCH_LEVEL.
+    pub const CALL_DRIVER_ABOVE_DISPATCH: u64 = 0x10;
+    /// `IoCallDriver` with a cancel routine set.
+    pub const CALL_DRIVER_WITH_CANCEL_ROUTINE: u64 = 0x203;
+    /// `IoFreeIrp` on an IRP still in use.
+    pub const FREE_IRP_IN_USE: u64 = 0x20B;
+    /// `IoDeleteDevice` on a deleted device, or a device left at unload.
+    pub const DEVICE_NOT_DELETED: u64 = 0x21E;
+    /// A dispatch routine returned STATUS_PENDING without `IoMarkIrpPending`.
+    pub const PENDING_WITHOUT_MARK: u64 = 0x23D;
+    /// `IoMarkIrpPending` but the dispatch routine did not return STATUS_PENDING.
+    pub const MARKED_BUT_NOT_PENDING: u64 = 0x23E;
+    /// `IoDeleteDevice` on an already deleted device.
+    pub const DELETE_DELETED_DEVICE: u64 = 0x240;
+    /// A completion routine did not propagate PendingReturned.
+    pub const PENDING_RETURNED_NOT_PROPAGATED: u64 = 0x228;
+    /// An IRP is about to run out of stack locations, or a location was
+    /// written that does not exist (`IoMarkIrpPending` by the IRP's creator).
+    pub const NO_STACK_LOCATION: u64 = 0x208;
+    /// Reinitialising (`IoReuseIrp`) an IRP still in use.
+    pub const REUSE_IRP_IN_USE: u64 = 0x310;
+}
+
+/// Parameter-1 subcodes of 0xC2 the sim raises.
+pub mod c2 {
+    /// Free of pool already freed.
+    pub const DOUBLE_FREE: u64 = 0x07;
+    /// `ExFreePoolWithTag` with the wrong tag.
+    pub const WRONG_TAG: u64 = 0x0A;
+    /// Free of an address that was never pool.
+    pub const BAD_ADDRESS: u64 = 0x99;
+    /// Allocation with tag 0.
+    pub const ZERO_TAG: u64 = 0x9B;
+}
+
+/// The symbolic name of a bugcheck code.
+pub fn bugcheck_name(code: u32) -> &'static str {
+    match code {
+        IRQL_NOT_GREATER_OR_EQUAL => "IRQL_NOT_GREATER_OR_EQUAL",
+        IRQL_NOT_LESS_OR_EQUAL => "IRQL_NOT_LESS_OR_EQUAL",
+        SPIN_LOCK_ALREADY_OWNED => "SPIN_LOCK_ALREADY_OWNED",
+        SPIN_LOCK_NOT_OWNED => "SPIN_LOCK_NOT_OWNED",
+        NO_MORE_IRP_STACK_LOCATIONS => "NO_MORE_IRP_STACK_LOCATIONS",
+        MULTIPLE_IRP_COMPLETE_REQUESTS => "MULTIPLE_IRP_COMPLETE_REQUESTS",
+        CANCEL_STATE_IN_COMPLETED_IRP => "CANCEL_STATE_IN_COMPLETED_IRP",
+        ATTEMPTED_SWITCH_FROM_DPC => "ATTEMPTED_SWITCH_FROM_DPC",
+        BAD_POOL_CALLER => "BAD_POOL_CALLER",
+        DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
+        DRIVER_VERIFIER_IOMANAGER_VIOLATION => "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
+        DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS => {
+            "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS"
+        }
+        _ => "UNKNOWN_BUGCHECK",
+    }
+}
+
+/// One bugcheck: what the blue screen (and `!analyze`) would say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BugCheck {
+    /// The bugcheck code (e.g. 0x44).
+    pub code: u32,
+    /// The four bugcheck parameters.
+    pub parameters: [u64; 4],
+    /// What the verifier saw, in words.
+    pub description: String,
+    /// The driver's call that triggered it, where known.
+    pub location: Option<&'static Location<'static>>,
+    /// The host thread it happened on.
+    pub thread: String,
+}
+
+impl BugCheck {
+    /// The symbolic name of [`Self::code`].
+    pub fn name(&self) -> &'static str {
+        bugcheck_name(self.code)
+    }
+}
+
+impl fmt::Display for BugCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [p1, p2, p3, p4] = self.parameters;
+        write!(
+            f,
+            "*** STOP: 0x{:08X} ({}) ({:#x}, {:#x}, {:#x}, {:#x}): {}",
+            self.code,
+            self.name(),
+            p1,
+            p2,
+            p3,
+            p4,
+            self.description
+        )?;
+        if let Some(location) = self.location {
+            write!(f, " at {location}")?;
+        }
+        write!(f, " [thread {}]", self.thread)
+    }
+}
+
+impl std::error::Error for BugCheck {}
+
+/// What leaked: the kind of kernel object still allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeakKind {
+    /// An `ExAllocatePool2` block.
+    Pool,
+    /// An IRP from `IoAllocateIrp`.
+    Irp,
+    /// An MDL from `IoAllocateMdl`.
+    Mdl,
+    /// A work item from `IoAllocateWorkItem`.
+    WorkItem,
+    /// A device object never deleted.
+    Device,
+}
+
+/// One allocation still live when its owner went away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leak {
+    /// What kind of object.
+    pub kind: LeakKind,
+    /// Its pool tag (IRPs: `Irp `, MDLs: `Mdl `).
+    pub tag: u32,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its address.
+    pub address: u64,
+    /// Where it was allocated.
+    pub location: Option<&'static Location<'static>>,
+}
+
+impl fmt::Display for Leak {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} tag '{}' {} bytes at {:#x}",
+            self.kind,
+            tag_to_string(self.tag),
+            self.size,
+            self.address
+        )?;
+        if let Some(location) = self.location {
+            write!(f, " allocated at {location}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A pool tag as poolmon shows it (bytes in memory order).
+pub fn tag_to_string(tag: u32) -> String {
+    tag.to_le_bytes()
+        .iter()
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '.'
+            }
+        })
+        .collect()
+}
+
+/// The verifier's findings for a session (or since the last unload).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifierReport {
+    /// Every bugcheck raised, in order.
+    pub bugchecks: Vec<BugCheck>,
+    /// Allocations found live at unload or session end.
+    pub leaks: Vec<Leak>,
+}
+
+impl VerifierReport {
+    /// No bugcheck and no leak.
+    pub fn is_clean(&self) -> bool {
+        self.bugchecks.is_empty() && self.leaks.is_empty()
+    }
+
+    /// The codes of the bugchecks raised, in order.
+    pub fn codes(&self) -> Vec<u32> {
+        self.bugchecks.iter().map(|b| b.code).collect()
+    }
+
+    /// The distinct tags of the leaked allocations.
+    pub fn leaked_tags(&self) -> Vec<String> {
+        let mut tags: Vec<String> = self.leaks.iter().map(|l| tag_to_string(l.tag)).collect();
+        tags.sort();
+        tags.dedup();
+        tags
+    }
+}
+
+impl fmt::Display for VerifierReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_clean() {
+            return writeln!(f, "verifier: clean (no bugcheck, no leak)");
+        }
+        for bugcheck in &self.bugchecks {
+            writeln!(f, "{bugcheck}")?;
+        }
+        for leak in &self.leaks {
+            writeln!(f, "leak: {leak}")?;
+        }
+        Ok(())
+    }
+}
