@@ -12,20 +12,41 @@
 #![allow(dead_code)]
 
 pub mod access;
+pub mod driver;
 pub mod fault;
 pub mod ffi;
+pub mod harness;
+pub mod io;
 pub mod irql;
+pub mod lower;
 pub mod pool;
 pub mod session;
 pub mod verifier;
 
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
+pub use harness::{
+    DeviceHandle, HarnessError, IoctlResult, LoadedDriver, PendingIrp, WideString,
+    service_registry_path,
+};
+pub use io::{irp_is_live, provider_accept_irp};
+pub use lower::{LowerAction, LowerDevice};
 pub use pool::{PoolStats, pool_tag};
 pub use session::{EnterGuard, PendingOperation, Session, VerifierOptions, decide_completion};
 pub use verifier::{BugCheck, Leak, LeakKind, VerifierReport};
 
 /// Every WDK function of the sim, re-exported flat at the crate root.
 pub mod api {
+    pub use super::driver::{
+        IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
+    };
+    pub use super::io::{
+        IO_NETWORK_INCREMENT, IO_NO_INCREMENT, IoAcquireCancelSpinLock, IoAllocateIrp,
+        IoCallDriver, IoCancelIrp, IoCompleteRequest, IoCopyCurrentIrpStackLocationToNext,
+        IoFreeIrp, IoGetCurrentIrpStackLocation, IoGetNextIrpStackLocation, IoMarkIrpPending,
+        IoReleaseCancelSpinLock, IoReuseIrp, IoSetCancelRoutine, IoSetCompletionRoutine,
+        IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation, IofCallDriver,
+        IofCompleteRequest,
+    };
     pub use super::irql::{
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,
         KeGetCurrentIrql, KeInitializeSpinLock, KeLowerIrql, KeRaiseIrql, KeRaiseIrqlToDpcLevel,

@@ -134,6 +134,11 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> R {
     })
 }
 
+/// Replaces this thread's current session; returns the previous one.
+pub(crate) fn replace_current(kernel: Option<Arc<Kernel>>) -> Option<Arc<Kernel>> {
+    set_current(kernel)
+}
+
 fn set_current(kernel: Option<Arc<Kernel>>) -> Option<Arc<Kernel>> {
     CURRENT.with(|c| std::mem::replace(&mut *c.borrow_mut(), kernel))
 }
@@ -255,6 +260,20 @@ impl Kernel {
             address,
             location: Some(Location::caller()),
             owner: self.driver_generation.load(Ordering::Acquire),
+        };
+        lock(&self.pending).insert(key, operation);
+        key
+    }
+
+    /// Registers an outstanding operation owned by driver generation `owner`.
+    #[track_caller]
+    pub(crate) fn pending_begin_for(&self, kind: &'static str, address: u64, owner: u64) -> u64 {
+        let key = self.next_pending.fetch_add(1, Ordering::Relaxed);
+        let operation = PendingOperation {
+            kind,
+            address,
+            location: Some(Location::caller()),
+            owner,
         };
         lock(&self.pending).insert(key, operation);
         key

@@ -1,0 +1,712 @@
+//! The harness: what the test (or `cargo xtask run`) does as the "user" of
+//! the simulated machine. Load a driver (its `DriverEntry` with a registry
+//! path), open its devices and send them IOCTLs the way the I/O manager
+//! builds them, unload it, and read what the verifier found.
+//!
+//! One driver is loaded per session at a time: pool, IRPs, threads and work
+//! items made while it is loaded are attributed to it, and checked when it
+//! unloads.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::driver::{read_unicode, resolve};
+use super::ffi::*;
+use super::io::{
+    IO_NO_INCREMENT, IoCancelIrp, IoGetNextIrpStackLocation, IoManagerCompletion, IofCallDriver,
+};
+use super::irql;
+use super::pool::{SYSTEM_OWNER, pool_tag};
+use super::session::{Kernel, Session, lock};
+use super::verifier::{
+    BugCheck, DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+    DRIVER_VERIFIER_DETECTED_VIOLATION, DRIVER_VERIFIER_IOMANAGER_VIOLATION, LeakKind, c4, c9,
+};
+use crate::status::*;
+use crate::types::*;
+
+const SYSTEM_BUFFER_TAG: u32 = pool_tag(b"IoSB");
+
+/// How long [`Session::ioctl`] waits for a pending IRP before cancelling it.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What went wrong talking to the simulated machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HarnessError {
+    /// The driver (or the I/O manager) answered with this status.
+    Status(NTSTATUS),
+    /// The machine bugchecked (the first new bugcheck is given).
+    BugCheck(BugCheck),
+    /// The driver has no Unload routine: NT will not unload it.
+    NoUnloadRoutine,
+    /// No device or link of that name.
+    NotFound(String),
+    /// Another driver is loaded in this session.
+    AlreadyLoaded,
+    /// The IRP did not complete in time (it was cancelled).
+    Timeout,
+    /// A request the harness does not build.
+    Unsupported(&'static str),
+}
+
+impl fmt::Display for HarnessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status(s) => write!(f, "failed with NTSTATUS {:#010x}", *s as u32),
+            Self::BugCheck(b) => write!(f, "bugcheck: {b}"),
+            Self::NoUnloadRoutine => write!(f, "the driver has no Unload routine"),
+            Self::NotFound(n) => write!(f, "no device or symbolic link named {n}"),
+            Self::AlreadyLoaded => write!(f, "a driver is already loaded in this session"),
+            Self::Timeout => write!(f, "the request did not complete in time"),
+            Self::Unsupported(what) => write!(f, "unsupported request: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for HarnessError {}
+
+/// A NUL-terminated UTF-16 string with a `UNICODE_STRING` describing it,
+/// both owned and address-stable.
+pub struct WideString {
+    buffer: Box<[u16]>,
+    header: Box<UNICODE_STRING>,
+}
+
+impl WideString {
+    /// Encodes `s`. Strings longer than a UNICODE_STRING can hold are
+    /// truncated to 32 767 characters.
+    pub fn new(s: &str) -> Self {
+        let mut units: Vec<u16> = s.encode_utf16().take(32_767).collect();
+        let length = (units.len() * 2) as u16;
+        units.push(0);
+        let mut buffer = units.into_boxed_slice();
+        let header = Box::new(UNICODE_STRING {
+            Length: length,
+            MaximumLength: length + 2,
+            Buffer: buffer.as_mut_ptr(),
+        });
+        Self { buffer, header }
+    }
+
+    /// The `UNICODE_STRING` (valid while `self` lives).
+    pub fn as_ptr(&self) -> PUNICODE_STRING {
+        (&raw const *self.header).cast_mut()
+    }
+
+    /// The characters, without the terminator.
+    pub fn units(&self) -> &[u16] {
+        &self.buffer[..self.buffer.len() - 1]
+    }
+}
+
+impl fmt::Debug for WideString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf16_lossy(self.units()))
+    }
+}
+
+/// A driver loaded into a session.
+#[derive(Debug)]
+pub struct LoadedDriver {
+    name: String,
+    object: Box<DRIVER_OBJECT>,
+    _driver_name: WideString,
+    registry_path: WideString,
+    generation: u64,
+}
+
+impl LoadedDriver {
+    /// The service name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its driver object.
+    pub fn object(&self) -> PDRIVER_OBJECT {
+        (&raw const *self.object).cast_mut()
+    }
+
+    /// The registry path `DriverEntry` received.
+    pub fn registry_path(&self) -> String {
+        String::from_utf16_lossy(self.registry_path.units())
+    }
+}
+
+impl fmt::Debug for DRIVER_OBJECT {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DRIVER_OBJECT")
+            .field("DeviceObject", &self.DeviceObject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open device (a file object the I/O manager created with
+/// IRP_MJ_CREATE).
+#[derive(Debug)]
+pub struct DeviceHandle {
+    device: PDEVICE_OBJECT,
+    file: Box<FILE_OBJECT>,
+}
+
+impl fmt::Debug for FILE_OBJECT {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FILE_OBJECT")
+            .field("DeviceObject", &self.DeviceObject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceHandle {
+    /// The device it is open on.
+    pub fn device(&self) -> PDEVICE_OBJECT {
+        self.device
+    }
+
+    fn file(&self) -> PFILE_OBJECT {
+        (&raw const *self.file).cast_mut()
+    }
+}
+
+/// The outcome of an IOCTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IoctlResult {
+    /// `IoStatus.Status`.
+    pub status: NTSTATUS,
+    /// `IoStatus.Information`.
+    pub information: u64,
+    /// The output bytes copied back (`min(Information, output length)`).
+    pub output: Vec<u8>,
+}
+
+type NeitherBuffers = (Box<[u8]>, Box<[u8]>);
+
+/// An IRP the harness sent and has not seen complete yet.
+pub struct PendingIrp {
+    kernel: Arc<Kernel>,
+    irp: PIRP,
+    completion: Arc<IoManagerCompletion>,
+    system_buffer: PVOID,
+    output_length: usize,
+    method: ULONG,
+    /// METHOD_NEITHER: (input copy, output) buffers the driver may touch.
+    neither_buffers: Option<NeitherBuffers>,
+    returned: NTSTATUS,
+    finished: bool,
+}
+
+impl PendingIrp {
+    /// The status the dispatch routine returned.
+    pub fn returned_status(&self) -> NTSTATUS {
+        self.returned
+    }
+
+    /// The IRP itself (for tests that inspect it while it is pending).
+    pub fn irp(&self) -> PIRP {
+        self.irp
+    }
+
+    /// Whether it has completed.
+    pub fn is_complete(&self) -> bool {
+        lock(&self.completion.done).is_some()
+    }
+
+    /// Cancels it (`IoCancelIrp`, as `CancelIoEx` would). Returns whether a
+    /// cancel routine was called.
+    pub fn cancel(&self) -> bool {
+        if self.is_complete() {
+            return false;
+        }
+        let _guard = EnterKernel::new(&self.kernel);
+        // SAFETY: the IRP stays allocated until `finish` frees it after its
+        // completion, which has not happened yet or is racing (the I/O
+        // manager's record keeps it alive).
+        unsafe { IoCancelIrp(self.irp) != 0 }
+    }
+
+    /// Waits for completion up to `timeout`.
+    pub fn wait(mut self, timeout: Duration) -> Result<IoctlResult, HarnessError> {
+        match self.wait_inner(timeout) {
+            Some(result) => Ok(result),
+            None => Err(HarnessError::Timeout),
+        }
+    }
+
+    fn wait_inner(&mut self, timeout: Duration) -> Option<IoctlResult> {
+        let deadline = Instant::now() + timeout;
+        let mut done = lock(&self.completion.done);
+        while done.is_none() {
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            done = self
+                .completion
+                .signal
+                .wait_timeout(done, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let (status, information) = (*done)?;
+        drop(done);
+        Some(self.finish(status, information))
+    }
+
+    fn finish(&mut self, status: NTSTATUS, information: ULONG_PTR) -> IoctlResult {
+        self.finished = true;
+        let mut output = Vec::new();
+        let info = usize::try_from(information).unwrap_or(usize::MAX);
+        if info > self.output_length
+            && NT_SUCCESS(status)
+            && self.method != METHOD_NEITHER
+            && self.output_length > 0
+        {
+            self.kernel.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [
+                    0x312,
+                    self.irp as u64,
+                    information,
+                    self.output_length as u64,
+                ],
+                "IoStatus.Information is larger than the output buffer",
+                None,
+            );
+        }
+        let copy = info.min(self.output_length);
+        if NT_SUCCESS(status) || NT_WARNING(status) {
+            if self.method == METHOD_BUFFERED && !self.system_buffer.is_null() {
+                // SAFETY: the system buffer holds at least `output_length` bytes.
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(self.system_buffer.cast::<u8>(), copy) };
+                output.extend_from_slice(bytes);
+            } else if let Some((_, out)) = &self.neither_buffers {
+                output.extend_from_slice(&out[..copy.min(out.len())]);
+            }
+        }
+        if !self.system_buffer.is_null() {
+            let _ = self
+                .kernel
+                .pool
+                .free(self.system_buffer as usize, LeakKind::Pool);
+            self.system_buffer = core::ptr::null_mut();
+        }
+        self.kernel.free_io_manager_irp(self.irp);
+        IoctlResult {
+            status,
+            information,
+            output,
+        }
+    }
+}
+
+impl Drop for PendingIrp {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Like a thread exiting with I/O outstanding: cancel, then wait.
+        self.cancel();
+        if self.wait_inner(Duration::from_secs(5)).is_none() {
+            eprintln!(
+                "nt::sim: an IRP the harness sent never completed, even after IoCancelIrp; \
+                 its memory is left to the driver"
+            );
+        }
+    }
+}
+
+/// Makes a kernel current on this thread for the guard's life.
+struct EnterKernel {
+    previous: Option<Arc<Kernel>>,
+}
+
+impl EnterKernel {
+    fn new(kernel: &Arc<Kernel>) -> Self {
+        Self {
+            previous: super::session::replace_current(Some(Arc::clone(kernel))),
+        }
+    }
+}
+
+impl Drop for EnterKernel {
+    fn drop(&mut self) {
+        super::session::replace_current(self.previous.take());
+    }
+}
+
+/// The registry path NT gives a service's `DriverEntry`.
+pub fn service_registry_path(name: &str) -> String {
+    format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{name}")
+}
+
+impl Session {
+    fn new_bugchecks_since(&self, before: usize) -> Option<BugCheck> {
+        self.kernel.report().bugchecks.into_iter().nth(before)
+    }
+
+    fn bugcheck_count(&self) -> usize {
+        self.kernel.report().bugchecks.len()
+    }
+
+    /// Loads a driver: creates its driver object and calls `entry` (its
+    /// `DriverEntry`) at PASSIVE_LEVEL with the service's registry path
+    /// (`\Registry\Machine\System\CurrentControlSet\Services\<name>`; put
+    /// parameters under its `Parameters` key with
+    /// `set_registry_value` first). If `DriverEntry` fails, NT unloads the
+    /// driver without calling Unload: what it allocated must be freed, and
+    /// the verifier checks that.
+    pub fn load_driver(
+        &self,
+        name: &str,
+        entry: DRIVER_INITIALIZE,
+    ) -> Result<LoadedDriver, HarnessError> {
+        let kernel = &self.kernel;
+        let _enter = EnterKernel::new(kernel);
+        if kernel.driver_generation.load(Ordering::Acquire) != 0 {
+            return Err(HarnessError::AlreadyLoaded);
+        }
+        static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let before = self.bugcheck_count();
+        let driver_name = WideString::new(&format!("\\Driver\\{name}"));
+        let registry_path = WideString::new(&service_registry_path(name));
+        // SAFETY: DRIVER_OBJECT is plain data; all-zero is its initial state.
+        let mut object: Box<DRIVER_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+        object.Type = IO_TYPE_DRIVER;
+        object.Size = core::mem::size_of::<DRIVER_OBJECT>() as CSHORT;
+        // SAFETY: `driver_name` outlives the driver object (both in LoadedDriver).
+        object.DriverName = unsafe { *driver_name.as_ptr() };
+        object.DriverInit = Some(entry);
+        let mut driver = LoadedDriver {
+            name: name.to_owned(),
+            object,
+            _driver_name: driver_name,
+            registry_path,
+            generation,
+        };
+        kernel
+            .driver_generation
+            .store(generation, Ordering::Release);
+        let level = irql::set(PASSIVE_LEVEL);
+        // SAFETY: the driver's entry point with a live driver object and
+        // registry path, at PASSIVE_LEVEL.
+        let status = unsafe { entry(driver.object(), driver.registry_path.as_ptr()) };
+        let after = irql::set(level);
+        if after != PASSIVE_LEVEL && kernel.verifying() {
+            kernel.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [
+                    c9::DISPATCH_CHANGED_IRQL,
+                    0,
+                    u64::from(PASSIVE_LEVEL),
+                    u64::from(after),
+                ],
+                "DriverEntry returned at a raised IRQL",
+                None,
+            );
+        }
+        if !NT_SUCCESS(status) {
+            self.check_after_unload(&mut driver, "DriverEntry failed");
+            kernel.driver_generation.store(0, Ordering::Release);
+            return match self.new_bugchecks_since(before) {
+                Some(b) => Err(HarnessError::BugCheck(b)),
+                None => Err(HarnessError::Status(status)),
+            };
+        }
+        match self.new_bugchecks_since(before) {
+            Some(b) => Err(HarnessError::BugCheck(b)),
+            None => Ok(driver),
+        }
+    }
+
+    /// Unloads a driver: calls its Unload routine at PASSIVE_LEVEL, then has
+    /// the verifier check that it left nothing running (0xCE), no device
+    /// (0xC9/0x21E) and no allocation (0xC4/0x62, the leaks with their tags
+    /// in [`Session::report`]).
+    pub fn unload_driver(&self, mut driver: LoadedDriver) -> Result<(), HarnessError> {
+        let kernel = &self.kernel;
+        let _enter = EnterKernel::new(kernel);
+        let before = self.bugcheck_count();
+        let Some(unload) = driver.object.DriverUnload else {
+            // NT refuses; the driver stays loaded (and is torn down with the
+            // session).
+            std::mem::forget(driver);
+            return Err(HarnessError::NoUnloadRoutine);
+        };
+        let level = irql::set(PASSIVE_LEVEL);
+        // SAFETY: the driver's Unload routine with its driver object, at
+        // PASSIVE_LEVEL.
+        unsafe { unload(driver.object()) };
+        irql::set(level);
+        self.check_after_unload(&mut driver, "unload");
+        kernel.driver_generation.store(0, Ordering::Release);
+        match self.new_bugchecks_since(before) {
+            Some(b) => Err(HarnessError::BugCheck(b)),
+            None => Ok(()),
+        }
+    }
+
+    fn check_after_unload(&self, driver: &mut LoadedDriver, when: &str) {
+        let kernel = &self.kernel;
+        let generation = driver.generation;
+        let pending = kernel.pending_operations(Some(generation));
+        if let Some(first) = pending.first() {
+            let list: Vec<String> = pending
+                .iter()
+                .map(|p| match p.location {
+                    Some(l) => format!("{} at {:#x} (started at {l})", p.kind, p.address),
+                    None => format!("{} at {:#x}", p.kind, p.address),
+                })
+                .collect();
+            kernel.bugcheck_at(
+                DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                [first.address, 0, 0, 0],
+                format!(
+                    "{} ({when}) with {} operation(s) pending: {}",
+                    driver.name,
+                    pending.len(),
+                    list.join("; ")
+                ),
+                first.location,
+            );
+        }
+        let devices = super::driver::live_devices(kernel, generation);
+        if let Some(&(device, location)) = devices.first() {
+            kernel.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::DEVICE_NOT_DELETED, device as u64, 0, 0],
+                format!(
+                    "{} ({when}) left {} device object(s) undeleted",
+                    driver.name,
+                    devices.len()
+                ),
+                Some(location),
+            );
+        }
+        let leaks = kernel.pool.live_leaks(Some(generation));
+        if !leaks.is_empty() {
+            let tags: Vec<String> = leaks
+                .iter()
+                .map(|l| super::verifier::tag_to_string(l.tag))
+                .collect();
+            let mut distinct = tags.clone();
+            distinct.sort();
+            distinct.dedup();
+            kernel.bugcheck_at(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    c4::POOL_LEAK_AT_UNLOAD,
+                    (&raw const driver.object.DriverName) as u64,
+                    0,
+                    leaks.len() as u64,
+                ],
+                format!(
+                    "{} ({when}) without freeing {} allocation(s); tags: {}",
+                    driver.name,
+                    leaks.len(),
+                    distinct.join(", ")
+                ),
+                leaks[0].location,
+            );
+            kernel.record_leaks(leaks);
+        }
+    }
+
+    /// Opens a device by name (`\Device\X`, or a symbolic link such as
+    /// `\DosDevices\X` / `\??\X`): sends IRP_MJ_CREATE.
+    pub fn open(&self, name: &str) -> Result<DeviceHandle, HarnessError> {
+        let _enter = EnterKernel::new(&self.kernel);
+        let device =
+            resolve(&self.kernel, name).ok_or_else(|| HarnessError::NotFound(name.to_owned()))?;
+        // SAFETY: FILE_OBJECT is plain data; all-zero is a valid start.
+        let mut file: Box<FILE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
+        file.Type = IO_TYPE_FILE;
+        file.Size = core::mem::size_of::<FILE_OBJECT>() as CSHORT;
+        file.DeviceObject = device;
+        let handle = DeviceHandle { device, file };
+        let result = self
+            .send(&handle, IRP_MJ_CREATE, 0, &[], 0)?
+            .wait(DEFAULT_IO_TIMEOUT)?;
+        if NT_SUCCESS(result.status) {
+            Ok(handle)
+        } else {
+            Err(HarnessError::Status(result.status))
+        }
+    }
+
+    /// Closes a device handle: IRP_MJ_CLEANUP then IRP_MJ_CLOSE.
+    pub fn close(&self, handle: DeviceHandle) -> Result<(), HarnessError> {
+        let _enter = EnterKernel::new(&self.kernel);
+        for major in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
+            let result = self
+                .send(&handle, major, 0, &[], 0)?
+                .wait(DEFAULT_IO_TIMEOUT)?;
+            if !NT_SUCCESS(result.status) && result.status != STATUS_INVALID_DEVICE_REQUEST {
+                return Err(HarnessError::Status(result.status));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an IOCTL and waits for it (cancelling it after
+    /// [`DEFAULT_IO_TIMEOUT`]). METHOD_BUFFERED and METHOD_NEITHER are built
+    /// as the I/O manager builds them; the direct methods are refused.
+    pub fn ioctl(
+        &self,
+        handle: &DeviceHandle,
+        code: ULONG,
+        input: &[u8],
+        output_length: usize,
+    ) -> Result<IoctlResult, HarnessError> {
+        let before = self.bugcheck_count();
+        let pending = self.ioctl_start(handle, code, input, output_length)?;
+        let result = pending.wait(DEFAULT_IO_TIMEOUT);
+        if let Some(b) = self.new_bugchecks_since(before) {
+            return Err(HarnessError::BugCheck(b));
+        }
+        result
+    }
+
+    /// Sends an IOCTL and returns at once with the IRP in flight (or
+    /// already complete).
+    pub fn ioctl_start(
+        &self,
+        handle: &DeviceHandle,
+        code: ULONG,
+        input: &[u8],
+        output_length: usize,
+    ) -> Result<PendingIrp, HarnessError> {
+        let _enter = EnterKernel::new(&self.kernel);
+        self.send(handle, IRP_MJ_DEVICE_CONTROL, code, input, output_length)
+    }
+
+    fn send(
+        &self,
+        handle: &DeviceHandle,
+        major: UCHAR,
+        code: ULONG,
+        input: &[u8],
+        output_length: usize,
+    ) -> Result<PendingIrp, HarnessError> {
+        let kernel = &self.kernel;
+        let method = if major == IRP_MJ_DEVICE_CONTROL {
+            METHOD_FROM_CTL_CODE(code)
+        } else {
+            METHOD_BUFFERED
+        };
+        if method == METHOD_IN_DIRECT || method == METHOD_OUT_DIRECT {
+            return Err(HarnessError::Unsupported(
+                "METHOD_IN_DIRECT / METHOD_OUT_DIRECT IOCTLs",
+            ));
+        }
+        let (Ok(input_length), Ok(out_length)) =
+            (ULONG::try_from(input.len()), ULONG::try_from(output_length))
+        else {
+            return Err(HarnessError::Status(STATUS_INVALID_PARAMETER));
+        };
+        if !super::driver::device_is_live(kernel, handle.device) {
+            return Err(HarnessError::NotFound("device deleted".to_owned()));
+        }
+        // SAFETY: the device is live.
+        let stack = unsafe { (*handle.device).StackSize };
+        let completion = Arc::new(IoManagerCompletion::default());
+        let irp = kernel.allocate_io_manager_irp(stack, Arc::clone(&completion));
+        if irp.is_null() {
+            return Err(HarnessError::Status(STATUS_INSUFFICIENT_RESOURCES));
+        }
+        let mut system_buffer: PVOID = core::ptr::null_mut();
+        let mut neither = None;
+        let mut type3: PVOID = core::ptr::null_mut();
+        if major == IRP_MJ_DEVICE_CONTROL {
+            if method == METHOD_BUFFERED {
+                let size = input.len().max(output_length);
+                if size > 0 {
+                    system_buffer = kernel
+                        .pool
+                        .allocate(
+                            size,
+                            SYSTEM_BUFFER_TAG,
+                            LeakKind::Pool,
+                            false,
+                            SYSTEM_OWNER,
+                            false,
+                            None,
+                        )
+                        .cast();
+                    if system_buffer.is_null() {
+                        kernel.free_io_manager_irp(irp);
+                        return Err(HarnessError::Status(STATUS_INSUFFICIENT_RESOURCES));
+                    }
+                    // SAFETY: `size >= input.len()` bytes at the buffer.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            input.as_ptr(),
+                            system_buffer.cast(),
+                            input.len(),
+                        )
+                    };
+                }
+            } else {
+                let mut input_copy: Box<[u8]> = input.into();
+                let mut output = vec![0u8; output_length].into_boxed_slice();
+                type3 = input_copy.as_mut_ptr().cast();
+                // SAFETY: live IRP we own.
+                unsafe { (*irp).UserBuffer = output.as_mut_ptr().cast() };
+                neither = Some((input_copy, output));
+            }
+        }
+        // SAFETY: a live IRP of ours, not yet sent.
+        unsafe {
+            (*irp).SystemBuffer = system_buffer;
+        }
+        // SAFETY: as above.
+        unsafe { (*irp).RequestorMode = UserMode };
+        // SAFETY: as above.
+        unsafe { (*irp).Tail.OriginalFileObject = handle.file() };
+        // SAFETY: the IRP has `stack >= 1` locations; the next is the first
+        // the driver sees.
+        let sl = unsafe { IoGetNextIrpStackLocation(irp) };
+        // SAFETY: the location is part of our live IRP.
+        let sl = unsafe { &mut *sl };
+        sl.MajorFunction = major;
+        sl.FileObject = handle.file();
+        if major == IRP_MJ_DEVICE_CONTROL {
+            sl.Parameters.DeviceIoControl = IO_STACK_LOCATION_DEVICE_IO_CONTROL {
+                OutputBufferLength: out_length,
+                _pad0: 0,
+                InputBufferLength: input_length,
+                _pad1: 0,
+                IoControlCode: code,
+                _pad2: 0,
+                Type3InputBuffer: type3,
+            };
+        }
+        let level = irql::set(PASSIVE_LEVEL);
+        // SAFETY: a live device and our fully built IRP.
+        let returned = unsafe { IofCallDriver(handle.device, irp) };
+        irql::set(level);
+        let _ = IO_NO_INCREMENT;
+        Ok(PendingIrp {
+            kernel: Arc::clone(kernel),
+            irp,
+            completion,
+            system_buffer,
+            output_length,
+            method,
+            neither_buffers: neither,
+            returned,
+            finished: false,
+        })
+    }
+}
+
+/// Reads a `UNICODE_STRING` (for tests of drivers that build names).
+///
+/// # Safety
+/// `s` must be null or point to a valid UNICODE_STRING.
+pub unsafe fn unicode_to_string(s: *const UNICODE_STRING) -> Option<String> {
+    // SAFETY: forwarded contract.
+    unsafe { read_unicode(s) }
+}

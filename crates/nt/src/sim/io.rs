@@ -1,0 +1,1127 @@
+//! The I/O manager's IRP machinery: allocation, stack locations, dispatch,
+//! completion, cancellation, and the verifier's IRP checks.
+//!
+//! IRPs are laid out as on x64 (`ffi::IRP` followed by its stack locations)
+//! and completed by the documented algorithm: `IofCompleteRequest` walks up
+//! the stack, calls each completion routine whose SL_INVOKE_* flag matches,
+//! stops at STATUS_MORE_PROCESSING_REQUIRED, and propagates PendingReturned.
+//!
+//! Beside the IRP memory, the sim keeps a record per IRP (who made it, who
+//! holds it, whether a completion walk or an `IoCancelIrp` is running on it)
+//! so the verifier can tell a legal free, reuse or completion from one made
+//! while the IRP is still in flight. The record is only ever touched under
+//! its table's lock, never while a driver routine runs.
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::ffi::*;
+use super::irql;
+use super::pool::{IRP_TAG, SYSTEM_OWNER};
+use super::session::{Kernel, lock, with_current};
+use super::verifier::{
+    DRIVER_VERIFIER_DETECTED_VIOLATION, DRIVER_VERIFIER_IOMANAGER_VIOLATION, LeakKind,
+    MULTIPLE_IRP_COMPLETE_REQUESTS, NO_MORE_IRP_STACK_LOCATIONS, c4, c9,
+};
+use crate::status::*;
+use crate::types::*;
+
+/// Boost constants of `IoCompleteRequest`.
+pub const IO_NO_INCREMENT: CCHAR = 0;
+/// Boost for network I/O.
+pub const IO_NETWORK_INCREMENT: CCHAR = 2;
+
+/// `sizeof(IRP)` on x64.
+pub const IRP_SIZE: usize = core::mem::size_of::<IRP>();
+/// `sizeof(IO_STACK_LOCATION)` on x64.
+pub const STACK_LOCATION_SIZE: usize = core::mem::size_of::<IO_STACK_LOCATION>();
+
+/// Who made an IRP, and so who may free it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// `IoAllocateIrp` by driver code.
+    Driver,
+    /// The I/O manager (the harness's IOCTLs, creates, closes).
+    IoManager,
+}
+
+/// Where an IRP is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Allocated or reused, not sent.
+    Idle,
+    /// Sent down (`IoCallDriver` or handed to a simulated provider).
+    Dispatched,
+    /// `IofCompleteRequest` is walking its stack on some thread.
+    Walking,
+    /// A completion routine returned STATUS_MORE_PROCESSING_REQUIRED: the
+    /// routine's driver owns it again (may complete, free or reuse it).
+    Reclaimed,
+    /// The walk reached the top: it is done.
+    Completed,
+}
+
+/// The I/O manager's completion record of an IRP it built.
+#[derive(Debug, Default)]
+pub(crate) struct IoManagerCompletion {
+    pub(crate) done: Mutex<Option<(NTSTATUS, ULONG_PTR)>>,
+    pub(crate) signal: Condvar,
+}
+
+#[derive(Debug)]
+struct IrpRecord {
+    origin: Origin,
+    phase: Phase,
+    /// `IoCancelIrp` calls running on it now.
+    cancels_running: u32,
+    /// A free requested while a walk or cancel was running: done by them.
+    free_deferred: bool,
+    /// Pending-operation key while dispatched.
+    pending_key: Option<u64>,
+    /// The driver generation that owns it.
+    owner: u64,
+    /// For I/O manager IRPs: where completion is reported.
+    io_manager: Option<Arc<IoManagerCompletion>>,
+    allocated_at: &'static Location<'static>,
+}
+
+/// The session's IRP table and cancel spin lock.
+#[derive(Debug, Default)]
+pub(crate) struct IoState {
+    irps: Mutex<HashMap<usize, IrpRecord>>,
+    cancel_lock: AtomicUsize,
+}
+
+impl IoState {
+    fn cancel_lock_ptr(&self) -> PKSPIN_LOCK {
+        self.cancel_lock.as_ptr().cast()
+    }
+}
+
+fn io_state(kernel: &Kernel) -> Arc<IoState> {
+    kernel.extension::<IoState>()
+}
+
+fn cancel_flag<'a>(irp: PIRP) -> &'a AtomicU8 {
+    // SAFETY: callers pass a live IRP; `Cancel` is a byte only ever accessed
+    // atomically by the sim.
+    let field = unsafe { &raw mut (*irp).Cancel };
+    // SAFETY: as above; the byte outlives the returned reference's use.
+    unsafe { AtomicU8::from_ptr(field) }
+}
+
+fn cancel_routine_slot<'a>(irp: PIRP) -> &'a AtomicUsize {
+    // SAFETY: callers pass a live IRP.
+    let field = unsafe { &raw mut (*irp).CancelRoutine };
+    // SAFETY: `PDRIVER_CANCEL` is an `Option<fn>`: pointer-sized with null
+    // as `None`, so it has the layout of a `usize`; the sim only accesses the
+    // field atomically.
+    unsafe { AtomicUsize::from_ptr(field.cast()) }
+}
+
+fn routine_from_bits(bits: usize) -> PDRIVER_CANCEL {
+    // SAFETY: `bits` was stored from a `PDRIVER_CANCEL` (see
+    // `cancel_routine_slot`), so it is null or a valid function pointer.
+    unsafe { core::mem::transmute::<usize, PDRIVER_CANCEL>(bits) }
+}
+
+fn routine_to_bits(routine: PDRIVER_CANCEL) -> usize {
+    routine.map_or(0, |f| f as usize)
+}
+
+/// Initialises IRP memory as `IoInitializeIrp` does.
+///
+/// # Safety
+/// `irp` must be valid for `IRP_SIZE + stack_size * STACK_LOCATION_SIZE`
+/// bytes of writes.
+unsafe fn initialize_irp(irp: PIRP, stack_size: CCHAR, allocation_flags: UCHAR) {
+    let count = usize::try_from(stack_size).unwrap_or(0);
+    let total = IRP_SIZE + count * STACK_LOCATION_SIZE;
+    // SAFETY: the caller guarantees `total` writable bytes at `irp`.
+    unsafe { irp.cast::<u8>().write_bytes(0, total) };
+    // SAFETY: as above; `irp` is now zeroed memory of an IRP.
+    let r = unsafe { &mut *irp };
+    r.Type = IO_TYPE_IRP;
+    r.Size = u16::try_from(total).unwrap_or(u16::MAX);
+    r.StackCount = stack_size;
+    r.CurrentLocation = stack_size.saturating_add(1);
+    r.AllocationFlags = allocation_flags;
+    r.ThreadListEntry.Flink = &raw mut r.ThreadListEntry;
+    r.ThreadListEntry.Blink = &raw mut r.ThreadListEntry;
+    // SAFETY: one past the last stack location, within/at the end of the
+    // allocation.
+    r.Tail.CurrentStackLocation = unsafe { stack_base(irp).add(count) };
+}
+
+fn stack_base(irp: PIRP) -> PIO_STACK_LOCATION {
+    irp.cast::<u8>().wrapping_add(IRP_SIZE).cast()
+}
+
+impl Kernel {
+    /// Allocates an IRP for the I/O manager (the harness) with
+    /// `stack_size` locations, owned by the system.
+    pub(crate) fn allocate_io_manager_irp(
+        &self,
+        stack_size: CCHAR,
+        completion: Arc<IoManagerCompletion>,
+    ) -> PIRP {
+        let count = usize::try_from(stack_size).unwrap_or(0).max(1);
+        let size = IRP_SIZE + count * STACK_LOCATION_SIZE;
+        let irp: PIRP = self
+            .pool
+            .allocate(
+                size,
+                IRP_TAG,
+                LeakKind::Irp,
+                false,
+                SYSTEM_OWNER,
+                false,
+                None,
+            )
+            .cast();
+        if irp.is_null() {
+            return irp;
+        }
+        // SAFETY: freshly allocated with room for `count` locations.
+        unsafe { initialize_irp(irp, count as CCHAR, 0) };
+        let record = IrpRecord {
+            origin: Origin::IoManager,
+            phase: Phase::Idle,
+            cancels_running: 0,
+            free_deferred: false,
+            pending_key: None,
+            owner: SYSTEM_OWNER,
+            io_manager: Some(completion),
+            allocated_at: Location::caller(),
+        };
+        lock(&io_state(self).irps).insert(irp as usize, record);
+        irp
+    }
+
+    /// Frees an I/O manager IRP once its completion has been reported.
+    pub(crate) fn free_io_manager_irp(&self, irp: PIRP) {
+        lock(&io_state(self).irps).remove(&(irp as usize));
+        let _ = self.pool.free(irp as usize, LeakKind::Irp);
+    }
+}
+
+// === Allocation, reuse, free ===
+
+/// `IoAllocateIrp`: an IRP with `StackSize` stack locations, not tied to a
+/// thread, freed by the caller with `IoFreeIrp`. Null when out of
+/// resources. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// None beyond the WDK contract.
+#[track_caller]
+pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
+    let _ = ChargeQuota;
+    let location = Location::caller();
+    with_current(|k| {
+        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoAllocateIrp") || StackSize < 1 {
+            return core::ptr::null_mut();
+        }
+        let count = StackSize as usize;
+        let size = IRP_SIZE + count * STACK_LOCATION_SIZE;
+        let fail = k.faults.irp.should_fail();
+        let irp: PIRP = k.allocate_object(size, IRP_TAG, LeakKind::Irp, fail).cast();
+        if irp.is_null() {
+            return irp;
+        }
+        // SAFETY: freshly allocated with room for `count` locations.
+        unsafe { initialize_irp(irp, StackSize, 0) };
+        let record = IrpRecord {
+            origin: Origin::Driver,
+            phase: Phase::Idle,
+            cancels_running: 0,
+            free_deferred: false,
+            pending_key: None,
+            owner: k.driver_generation.load(Ordering::Acquire),
+            io_manager: None,
+            allocated_at: location,
+        };
+        lock(&io_state(k).irps).insert(irp as usize, record);
+        irp
+    })
+}
+
+/// `IoReuseIrp`: reinitialises a completed (or never sent) IRP of the
+/// caller's for another request, with `IoStatus.Status = Status`.
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Irp` must be an IRP from `IoAllocateIrp` that the caller owns: not in
+/// flight and with no `IoCancelIrp` running on it (verifier: 0xC9/0x310).
+#[track_caller]
+pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
+    let location = Location::caller();
+    with_current(|k| {
+        let io = io_state(k);
+        {
+            let irps = lock(&io.irps);
+            match irps.get(&(Irp as usize)) {
+                None => {
+                    drop(irps);
+                    k.bugcheck_at(
+                        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                        [c9::FREE_NOT_AN_IRP, Irp as u64, 0, 0],
+                        "IoReuseIrp on something that is not a live IRP",
+                        Some(location),
+                    );
+                    return;
+                }
+                Some(r) if r.phase == Phase::Dispatched || r.cancels_running > 0 => {
+                    let why = if r.cancels_running > 0 {
+                        "IoReuseIrp while IoCancelIrp is running on the IRP"
+                    } else {
+                        "IoReuseIrp on an IRP still in flight (not yet completed)"
+                    };
+                    drop(irps);
+                    k.bugcheck_at(
+                        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                        [c9::REUSE_IRP_IN_USE, Irp as u64, 0, 0],
+                        why,
+                        Some(location),
+                    );
+                    return;
+                }
+                Some(_) => {}
+            }
+        }
+        // SAFETY: the record says the IRP is live, idle or reclaimed, with
+        // its original stack count; the caller owns it.
+        let stack = unsafe { (*Irp).StackCount };
+        // SAFETY: as above.
+        let flags = unsafe { (*Irp).AllocationFlags };
+        // SAFETY: the IRP was allocated with room for `stack` locations.
+        unsafe { initialize_irp(Irp, stack, flags) };
+        // SAFETY: live IRP, owned by the caller.
+        unsafe { (*Irp).IoStatus.Status = Status };
+        if let Some(r) = lock(&io.irps).get_mut(&(Irp as usize)) {
+            r.phase = Phase::Idle;
+        }
+    })
+}
+
+/// `IoFreeIrp`: frees an IRP from `IoAllocateIrp` (not its MDLs).
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Irp` must be an IRP from `IoAllocateIrp` that the caller owns: never
+/// sent, or completed (its completion routine returned
+/// STATUS_MORE_PROCESSING_REQUIRED), with no `IoCancelIrp` running on it.
+/// It must not be used afterwards.
+#[track_caller]
+pub unsafe fn IoFreeIrp(Irp: PIRP) {
+    let location = Location::caller();
+    with_current(|k| {
+        let io = io_state(k);
+        let mut irps = lock(&io.irps);
+        let Some(record) = irps.get_mut(&(Irp as usize)) else {
+            drop(irps);
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::FREE_NOT_AN_IRP, Irp as u64, 0, 0],
+                "IoFreeIrp on something that is not a live IRP (double free?)",
+                Some(location),
+            );
+            return;
+        };
+        if record.origin == Origin::IoManager {
+            drop(irps);
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [0x20C, Irp as u64, 0, 0],
+                "IoFreeIrp on an IRP the I/O manager owns (it is queued against a thread)",
+                Some(location),
+            );
+            return;
+        }
+        let in_flight = record.phase == Phase::Dispatched;
+        let cancel_running = record.cancels_running > 0;
+        if in_flight || cancel_running {
+            let why = if cancel_running {
+                "IoFreeIrp while IoCancelIrp is running on the IRP (see the IRPLOCK pattern)"
+            } else {
+                "IoFreeIrp on an IRP still in flight (not yet completed)"
+            };
+            // Keep the memory alive for whoever still holds it.
+            record.free_deferred = true;
+            drop(irps);
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::FREE_IRP_IN_USE, Irp as u64, 0, 0],
+                why,
+                Some(location),
+            );
+            return;
+        }
+        if record.phase == Phase::Walking {
+            // Freed from inside its own completion routine (legal when the
+            // routine returns STATUS_MORE_PROCESSING_REQUIRED): the walk
+            // frees it once the routine returns.
+            record.free_deferred = true;
+            return;
+        }
+        irps.remove(&(Irp as usize));
+        drop(irps);
+        let _ = k.pool.free(Irp as usize, LeakKind::Irp);
+    })
+}
+
+// === Stack locations (FORCEINLINE helpers in wdm.h) ===
+
+/// `IoGetCurrentIrpStackLocation`. Any IRQL.
+///
+/// # Safety
+/// `Irp` must be a live IRP; the result is only valid to dereference if the
+/// IRP has a current location (it was sent to the caller).
+#[inline]
+pub unsafe fn IoGetCurrentIrpStackLocation(Irp: PIRP) -> PIO_STACK_LOCATION {
+    // SAFETY: the caller guarantees `Irp` is live.
+    unsafe { (*Irp).Tail.CurrentStackLocation }
+}
+
+/// `IoGetNextIrpStackLocation`. Any IRQL.
+///
+/// # Safety
+/// `Irp` must be a live IRP with a location below the current one.
+#[inline]
+pub unsafe fn IoGetNextIrpStackLocation(Irp: PIRP) -> PIO_STACK_LOCATION {
+    // SAFETY: the caller guarantees `Irp` is live.
+    let current = unsafe { (*Irp).Tail.CurrentStackLocation };
+    current.wrapping_sub(1)
+}
+
+/// `IoSetNextIrpStackLocation`: makes the next location current (what
+/// `IoCallDriver` does before calling the next driver).
+///
+/// # Safety
+/// `Irp` must be a live IRP the caller owns, with a location left.
+#[inline]
+pub unsafe fn IoSetNextIrpStackLocation(Irp: PIRP) {
+    // SAFETY: the caller guarantees `Irp` is live and theirs.
+    let irp = unsafe { &mut *Irp };
+    irp.CurrentLocation -= 1;
+    irp.Tail.CurrentStackLocation = irp.Tail.CurrentStackLocation.wrapping_sub(1);
+}
+
+/// `IoSkipCurrentIrpStackLocation`: the next driver reuses this location.
+///
+/// # Safety
+/// `Irp` must be a live IRP with a current location, owned by the caller.
+#[inline]
+pub unsafe fn IoSkipCurrentIrpStackLocation(Irp: PIRP) {
+    // SAFETY: the caller guarantees `Irp` is live and theirs.
+    let irp = unsafe { &mut *Irp };
+    irp.CurrentLocation += 1;
+    irp.Tail.CurrentStackLocation = irp.Tail.CurrentStackLocation.wrapping_add(1);
+}
+
+/// `IoCopyCurrentIrpStackLocationToNext`: copies the current location to
+/// the next, without its completion routine and context.
+///
+/// # Safety
+/// `Irp` must be a live IRP with a current and a next location.
+#[inline]
+pub unsafe fn IoCopyCurrentIrpStackLocationToNext(Irp: PIRP) {
+    // SAFETY: the caller guarantees both locations exist.
+    let current = unsafe { IoGetCurrentIrpStackLocation(Irp) };
+    // SAFETY: as above.
+    let next = unsafe { IoGetNextIrpStackLocation(Irp) };
+    let bytes = core::mem::offset_of!(IO_STACK_LOCATION, CompletionRoutine);
+    // SAFETY: both are distinct, live stack locations of the same IRP.
+    unsafe { core::ptr::copy_nonoverlapping(current.cast::<u8>(), next.cast::<u8>(), bytes) };
+    // SAFETY: as above.
+    unsafe { (*next).Control = 0 };
+}
+
+/// `IoSetCompletionRoutine`: writes routine, context and SL_INVOKE_* flags
+/// into the *next* stack location. Any IRQL.
+///
+/// # Safety
+/// `Irp` must be a live IRP owned by the caller, with a next location.
+#[inline]
+pub unsafe fn IoSetCompletionRoutine(
+    Irp: PIRP,
+    CompletionRoutine: PIO_COMPLETION_ROUTINE,
+    Context: PVOID,
+    InvokeOnSuccess: BOOLEAN,
+    InvokeOnError: BOOLEAN,
+    InvokeOnCancel: BOOLEAN,
+) {
+    // SAFETY: the caller guarantees a next location exists.
+    let next = unsafe { IoGetNextIrpStackLocation(Irp) };
+    // SAFETY: as above: a location of the caller's live IRP.
+    let next = unsafe { &mut *next };
+    next.CompletionRoutine = CompletionRoutine;
+    next.Context = Context;
+    next.Control = 0;
+    if InvokeOnSuccess != 0 {
+        next.Control |= SL_INVOKE_ON_SUCCESS;
+    }
+    if InvokeOnError != 0 {
+        next.Control |= SL_INVOKE_ON_ERROR;
+    }
+    if InvokeOnCancel != 0 {
+        next.Control |= SL_INVOKE_ON_CANCEL;
+    }
+}
+
+/// `IoMarkIrpPending`: sets SL_PENDING_RETURNED in the *current* location.
+/// Any IRQL.
+///
+/// # Safety
+/// `Irp` must be a live IRP with a current location belonging to the
+/// caller. Its creator has none (verifier: 0xC9/0x208: on Windows the write
+/// lands past the IRP and corrupts memory).
+#[track_caller]
+pub unsafe fn IoMarkIrpPending(Irp: PIRP) {
+    // SAFETY: the caller guarantees `Irp` is live.
+    let location = unsafe { (*Irp).CurrentLocation };
+    // SAFETY: as above.
+    let count = unsafe { (*Irp).StackCount };
+    if location > count || location < 1 {
+        with_current(|k| {
+            k.bugcheck(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::NO_STACK_LOCATION, Irp as u64, 0, 0],
+                "IoMarkIrpPending on an IRP with no current stack location: called by the \
+                 IRP's creator (e.g. in the completion routine of an IoAllocateIrp IRP)",
+            );
+        });
+        return;
+    }
+    // SAFETY: the current location exists (checked above).
+    let current = unsafe { IoGetCurrentIrpStackLocation(Irp) };
+    // SAFETY: as above.
+    unsafe { (*current).Control |= SL_PENDING_RETURNED };
+}
+
+/// `IoSetCancelRoutine`: atomically exchanges the IRP's cancel routine and
+/// returns the previous one. Any IRQL.
+///
+/// # Safety
+/// `Irp` must be a live IRP the caller currently holds.
+#[inline]
+pub unsafe fn IoSetCancelRoutine(Irp: PIRP, CancelRoutine: PDRIVER_CANCEL) -> PDRIVER_CANCEL {
+    let old = cancel_routine_slot(Irp).swap(routine_to_bits(CancelRoutine), Ordering::AcqRel);
+    routine_from_bits(old)
+}
+
+/// `IoAcquireCancelSpinLock`. IRQL <= DISPATCH_LEVEL; raises to DISPATCH.
+///
+/// # Safety
+/// `Irql` must be writable; release with `IoReleaseCancelSpinLock`.
+#[track_caller]
+pub unsafe fn IoAcquireCancelSpinLock(Irql: PKIRQL) {
+    let lock_ptr = with_current(|k| io_state(k).cancel_lock_ptr());
+    // SAFETY: the session's cancel lock lives as long as the session.
+    let old = unsafe { irql::KeAcquireSpinLockRaiseToDpc(lock_ptr) };
+    // SAFETY: the caller guarantees `Irql` is writable.
+    unsafe { Irql.write(old) };
+}
+
+/// `IoReleaseCancelSpinLock`. DISPATCH_LEVEL.
+///
+/// # Safety
+/// The caller must hold the cancel spin lock; `Irql` is what the acquire
+/// (or `Irp->CancelIrql` in a cancel routine) returned.
+#[track_caller]
+pub unsafe fn IoReleaseCancelSpinLock(Irql: KIRQL) {
+    let lock_ptr = with_current(|k| io_state(k).cancel_lock_ptr());
+    // SAFETY: the caller holds the lock (the WDK contract).
+    unsafe { irql::KeReleaseSpinLock(lock_ptr, Irql) };
+}
+
+// === Dispatch ===
+
+/// Marks an IRP dispatched: used by `IofCallDriver` and by simulated
+/// providers (the WSK provider) that receive IRPs through their own entry
+/// points. Returns `false` (after a bugcheck) if the IRP is not sendable.
+#[track_caller]
+pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
+    let io = io_state(kernel);
+    let mut irps = lock(&io.irps);
+    let Some(record) = irps.get_mut(&(irp as usize)) else {
+        drop(irps);
+        kernel.bugcheck(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [c9::CALL_DRIVER_NOT_AN_IRP, irp as u64, 0, 0],
+            "an IRP was sent that is not a live IRP",
+        );
+        return false;
+    };
+    match record.phase {
+        Phase::Idle | Phase::Reclaimed => {
+            record.phase = Phase::Dispatched;
+            if record.pending_key.is_none() {
+                let owner = record.owner;
+                drop(irps);
+                let key = kernel.pending_begin_for("IRP in flight", irp as u64, owner);
+                if let Some(r) = lock(&io.irps).get_mut(&(irp as usize)) {
+                    r.pending_key = Some(key);
+                }
+            }
+            true
+        }
+        // Forwarding an IRP one holds (passed down to us) is legal.
+        Phase::Dispatched => true,
+        Phase::Walking | Phase::Completed => {
+            drop(irps);
+            kernel.bugcheck(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::CALL_DRIVER_NOT_AN_IRP, irp as u64, 0, 0],
+                "an IRP was sent again after it completed (reuse it with IoReuseIrp first)",
+            );
+            false
+        }
+    }
+}
+
+/// Takes the next stack location for a simulated provider, as `IoCallDriver`
+/// does for a real driver, and marks the IRP dispatched. Returns the
+/// provider's (now current) stack location, or null after a bugcheck.
+///
+/// # Safety
+/// `irp` must be a live IRP handed to the provider.
+#[track_caller]
+pub unsafe fn provider_accept_irp(irp: PIRP) -> PIO_STACK_LOCATION {
+    with_current(|k| {
+        if !mark_dispatched(k, irp) {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: the caller guarantees a live IRP.
+        let location = unsafe { (*irp).CurrentLocation };
+        if location <= 1 {
+            k.bugcheck(
+                NO_MORE_IRP_STACK_LOCATIONS,
+                [irp as u64, 0, 0, 0],
+                "an IRP was sent with no stack location left for the callee",
+            );
+            return core::ptr::null_mut();
+        }
+        // SAFETY: a location is left (checked above).
+        unsafe { IoSetNextIrpStackLocation(irp) };
+        // SAFETY: the IRP now has a current location.
+        unsafe { IoGetCurrentIrpStackLocation(irp) }
+    })
+}
+
+/// `IofCallDriver`: sends `Irp` to `DeviceObject`'s driver. IRQL <=
+/// DISPATCH_LEVEL.
+///
+/// # Safety
+/// `DeviceObject` must be a live device; `Irp` a live IRP the caller owns
+/// with its next stack location set up. After the call the IRP belongs to
+/// the callee until it completes.
+#[track_caller]
+pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS {
+    let location = Location::caller();
+    with_current(|k| {
+        let level = irql::current();
+        if level > DISPATCH_LEVEL && k.verifying() {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::CALL_DRIVER_ABOVE_DISPATCH, u64::from(level), 0, 0],
+                "IoCallDriver above DISPATCH_LEVEL",
+                Some(location),
+            );
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        if DeviceObject.is_null() || !super::driver::device_is_live(k, DeviceObject) {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::CALL_DRIVER_BAD_DEVICE, DeviceObject as u64, 0, 0],
+                "IoCallDriver with a device object that does not exist (deleted?)",
+                Some(location),
+            );
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        if k.verifying() && cancel_routine_slot(Irp).load(Ordering::Acquire) != 0 {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [
+                    c9::CALL_DRIVER_WITH_CANCEL_ROUTINE,
+                    Irp as u64,
+                    DeviceObject as u64,
+                    0,
+                ],
+                "IoCallDriver with a cancel routine still set in the IRP",
+                Some(location),
+            );
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        if !mark_dispatched(k, Irp) {
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        // SAFETY: the caller guarantees a live IRP.
+        if unsafe { (*Irp).CurrentLocation } <= 1 {
+            k.bugcheck_at(
+                NO_MORE_IRP_STACK_LOCATIONS,
+                [Irp as u64, 0, 0, 0],
+                "IoCallDriver with no stack location left",
+                Some(location),
+            );
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        // SAFETY: a location is left (checked above).
+        unsafe { IoSetNextIrpStackLocation(Irp) };
+        // SAFETY: the IRP now has a current location.
+        let sl = unsafe { IoGetCurrentIrpStackLocation(Irp) };
+        // SAFETY: as above.
+        let sl = unsafe { &mut *sl };
+        sl.DeviceObject = DeviceObject;
+        let major = sl.MajorFunction;
+        // SAFETY: the device is live (checked above).
+        let driver = unsafe { (*DeviceObject).DriverObject };
+        // SAFETY: a live device's driver object is live.
+        let dispatch = unsafe { (*driver).MajorFunction }
+            .get(usize::from(major))
+            .copied()
+            .flatten();
+        let Some(dispatch) = dispatch else {
+            // The I/O manager's default: an invalid device request.
+            // SAFETY: live IRP the I/O manager completes on the driver's behalf.
+            unsafe { (*Irp).IoStatus.Status = STATUS_INVALID_DEVICE_REQUEST };
+            // SAFETY: as above.
+            unsafe { IofCompleteRequest(Irp, IO_NO_INCREMENT) };
+            return STATUS_INVALID_DEVICE_REQUEST;
+        };
+        // SAFETY: the driver's dispatch routine with the documented args.
+        let status = unsafe { dispatch(DeviceObject, Irp) };
+        let after = irql::current();
+        if after != level && k.verifying() {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [
+                    c9::DISPATCH_CHANGED_IRQL,
+                    DeviceObject as u64,
+                    u64::from(level),
+                    u64::from(after),
+                ],
+                "a dispatch routine returned at a different IRQL",
+                Some(location),
+            );
+            irql::set(level);
+        }
+        status
+    })
+}
+
+/// `IoCallDriver` (a macro for `IofCallDriver`).
+///
+/// # Safety
+/// As [`IofCallDriver`].
+#[track_caller]
+#[inline]
+pub unsafe fn IoCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS {
+    // SAFETY: forwarded contract.
+    unsafe { IofCallDriver(DeviceObject, Irp) }
+}
+
+// === Completion ===
+
+/// What a walk found when it started.
+enum WalkStart {
+    Go,
+    Refused,
+}
+
+#[track_caller]
+fn begin_walk(
+    kernel: &Kernel,
+    io: &IoState,
+    irp: PIRP,
+    location: &'static Location<'static>,
+) -> WalkStart {
+    let mut irps = lock(&io.irps);
+    let Some(record) = irps.get_mut(&(irp as usize)) else {
+        drop(irps);
+        kernel.bugcheck_at(
+            MULTIPLE_IRP_COMPLETE_REQUESTS,
+            [irp as u64, 0, 0, 0],
+            "IoCompleteRequest on an IRP that no longer exists (completed and freed?)",
+            Some(location),
+        );
+        return WalkStart::Refused;
+    };
+    match record.phase {
+        Phase::Walking | Phase::Completed => {
+            drop(irps);
+            kernel.bugcheck_at(
+                MULTIPLE_IRP_COMPLETE_REQUESTS,
+                [irp as u64, 0, 0, 0],
+                "IoCompleteRequest on an IRP that is already complete",
+                Some(location),
+            );
+            WalkStart::Refused
+        }
+        Phase::Idle if record.origin == Origin::Driver => {
+            drop(irps);
+            kernel.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [0x239, irp as u64, 0, 0],
+                "IoCompleteRequest on a driver-allocated IRP that was never sent",
+                Some(location),
+            );
+            WalkStart::Refused
+        }
+        _ => {
+            record.phase = Phase::Walking;
+            WalkStart::Go
+        }
+    }
+}
+
+/// Ends a walk: updates the record, frees deferred frees, ends the pending
+/// operation. Returns the I/O manager's completion record if it owns it.
+fn end_walk(
+    kernel: &Kernel,
+    io: &IoState,
+    irp: PIRP,
+    phase: Phase,
+) -> Option<Arc<IoManagerCompletion>> {
+    let mut irps = lock(&io.irps);
+    let record = irps.get_mut(&(irp as usize))?;
+    record.phase = phase;
+    let pending = record.pending_key.take();
+    let free = record.free_deferred && record.cancels_running == 0;
+    let io_manager = record.io_manager.clone();
+    if free {
+        irps.remove(&(irp as usize));
+    }
+    drop(irps);
+    if let Some(key) = pending {
+        kernel.pending_end(key);
+    }
+    if free {
+        let _ = kernel.pool.free(irp as usize, LeakKind::Irp);
+    }
+    io_manager
+}
+
+/// `IofCompleteRequest`: the caller is done with `Irp`. Walks up the stack
+/// calling completion routines (at DISPATCH_LEVEL when the verifier says
+/// so), stops at STATUS_MORE_PROCESSING_REQUIRED, propagates
+/// PendingReturned, and finally hands I/O manager IRPs back to the I/O
+/// manager. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Irp` must be a live IRP the caller holds (sent to it, or reclaimed by
+/// its completion routine), with its IoStatus set; the caller must not touch
+/// it afterwards.
+#[track_caller]
+pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
+    let _ = PriorityBoost;
+    let location = Location::caller();
+    with_current(|k| {
+        let verifying = k.verifying();
+        let level = irql::current();
+        // SAFETY: the caller guarantees a live IRP.
+        let status = unsafe { (*Irp).IoStatus.Status };
+        if verifying {
+            if status == STATUS_PENDING || status == -1 {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                    [
+                        c9::COMPLETE_WITH_PENDING,
+                        status as u32 as u64,
+                        Irp as u64,
+                        0,
+                    ],
+                    "IoCompleteRequest with IoStatus.Status == STATUS_PENDING",
+                    Some(location),
+                );
+                return;
+            }
+            let routine = cancel_routine_slot(Irp).load(Ordering::Acquire);
+            if routine != 0 {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                    [
+                        c9::COMPLETE_WITH_CANCEL_ROUTINE,
+                        routine as u64,
+                        Irp as u64,
+                        0,
+                    ],
+                    "IoCompleteRequest with a cancel routine still set",
+                    Some(location),
+                );
+                return;
+            }
+            if level > DISPATCH_LEVEL {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                    [c9::COMPLETE_ABOVE_DISPATCH, u64::from(level), Irp as u64, 0],
+                    "IoCompleteRequest above DISPATCH_LEVEL",
+                    Some(location),
+                );
+                return;
+            }
+        }
+        let io = io_state(k);
+        if let WalkStart::Refused = begin_walk(k, &io, Irp, location) {
+            return;
+        }
+        let raise = k.options().completion_routines_at_dispatch;
+        // SAFETY: the caller holds the IRP; the sim's walk is the only code
+        // touching it until a routine takes it back.
+        let count = unsafe { (*Irp).StackCount };
+        loop {
+            // Move up one location: the one whose routine we may call.
+            // SAFETY: live IRP being walked.
+            let irp = unsafe { &mut *Irp };
+            let stack = irp.Tail.CurrentStackLocation;
+            irp.CurrentLocation += 1;
+            irp.Tail.CurrentStackLocation = stack.wrapping_add(1);
+            if irp.CurrentLocation > count + 1 {
+                break;
+            }
+            // SAFETY: `stack` is a location of this IRP (CurrentLocation was
+            // <= count before the increment).
+            let sl = unsafe { &mut *stack };
+            irp.PendingReturned = sl.Control & SL_PENDING_RETURNED;
+            let success = NT_SUCCESS(irp.IoStatus.Status);
+            let cancelled = cancel_flag(Irp).load(Ordering::Acquire) != 0;
+            let invoke = (success && sl.Control & SL_INVOKE_ON_SUCCESS != 0)
+                || (!success && sl.Control & SL_INVOKE_ON_ERROR != 0)
+                || (cancelled && sl.Control & SL_INVOKE_ON_CANCEL != 0);
+            let routine = sl.CompletionRoutine;
+            let context = sl.Context;
+            // ZeroIrpStackLocation.
+            sl.MinorFunction = 0;
+            sl.Flags = 0;
+            sl.Control = 0;
+            sl.CompletionRoutine = None;
+            sl.Context = core::ptr::null_mut();
+            let has_current = irp.CurrentLocation <= count;
+            match (invoke, routine) {
+                (true, Some(routine)) => {
+                    let device = if has_current {
+                        // SAFETY: a current location exists.
+                        unsafe { (*irp.Tail.CurrentStackLocation).DeviceObject }
+                    } else {
+                        core::ptr::null_mut()
+                    };
+                    let pending_returned = irp.PendingReturned != 0;
+                    let before = irql::current();
+                    let run = || {
+                        // SAFETY: the completion routine with its documented
+                        // arguments.
+                        let result = unsafe { routine(device, Irp, context) };
+                        (result, irql::current())
+                    };
+                    let (result, after) = if raise {
+                        irql::at_least(DISPATCH_LEVEL, run)
+                    } else {
+                        run()
+                    };
+                    let expected = if raise {
+                        before.max(DISPATCH_LEVEL)
+                    } else {
+                        before
+                    };
+                    if after != expected && verifying {
+                        k.bugcheck_at(
+                            DRIVER_VERIFIER_DETECTED_VIOLATION,
+                            [
+                                c4::COMPLETION_ROUTINE_CHANGED_IRQL,
+                                routine as usize as u64,
+                                u64::from(expected),
+                                u64::from(after),
+                            ],
+                            "a completion routine returned at a different IRQL",
+                            Some(location),
+                        );
+                        irql::set(before);
+                    }
+                    if result == STATUS_MORE_PROCESSING_REQUIRED {
+                        end_walk(k, &io, Irp, Phase::Reclaimed);
+                        return;
+                    }
+                    if freed_or_reused_during_walk(&io, Irp) {
+                        end_walk(k, &io, Irp, Phase::Completed);
+                        k.bugcheck_at(
+                            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                            [c9::FREE_IRP_IN_USE, Irp as u64, routine as usize as u64, 0],
+                            "a completion routine freed its IRP but did not return \
+                             STATUS_MORE_PROCESSING_REQUIRED",
+                            Some(location),
+                        );
+                        return;
+                    }
+                    if verifying && pending_returned && has_current {
+                        // SAFETY: a current location exists.
+                        let current = unsafe { (*Irp).Tail.CurrentStackLocation };
+                        // SAFETY: as above.
+                        let control = unsafe { (*current).Control };
+                        if control & SL_PENDING_RETURNED == 0 {
+                            k.bugcheck_at(
+                                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                                [
+                                    c9::PENDING_RETURNED_NOT_PROPAGATED,
+                                    routine as usize as u64,
+                                    Irp as u64,
+                                    0,
+                                ],
+                                "a completion routine returned with PendingReturned set but \
+                                 did not call IoMarkIrpPending",
+                                Some(location),
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    if has_current && irp.PendingReturned != 0 {
+                        // SAFETY: a current location exists.
+                        unsafe { (*irp.Tail.CurrentStackLocation).Control |= SL_PENDING_RETURNED };
+                    }
+                }
+            }
+        }
+        // The walk passed the top location.
+        match end_walk(k, &io, Irp, Phase::Completed) {
+            Some(io_manager) => {
+                // SAFETY: the I/O manager's IRP, complete: read its status.
+                let result = unsafe { ((*Irp).IoStatus.Status, 0) };
+                // SAFETY: as above.
+                let result = (result.0, unsafe { (*Irp).IoStatus.Information });
+                *lock(&io_manager.done) = Some(result);
+                io_manager.signal.notify_all();
+            }
+            None => k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [0x200, Irp as u64, 0, 0],
+                "the completion of a driver-allocated IRP reached the I/O manager: its \
+                 creator's completion routine must return STATUS_MORE_PROCESSING_REQUIRED",
+                Some(location),
+            ),
+        }
+    })
+}
+
+fn freed_or_reused_during_walk(io: &IoState, irp: PIRP) -> bool {
+    match lock(&io.irps).get(&(irp as usize)) {
+        None => true,
+        Some(r) => r.free_deferred || r.phase != Phase::Walking,
+    }
+}
+
+/// `IoCompleteRequest` (a macro for `IofCompleteRequest`).
+///
+/// # Safety
+/// As [`IofCompleteRequest`].
+#[track_caller]
+#[inline]
+pub unsafe fn IoCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
+    // SAFETY: forwarded contract.
+    unsafe { IofCompleteRequest(Irp, PriorityBoost) }
+}
+
+// === Cancel ===
+
+/// `IoCancelIrp`: sets `Irp->Cancel` and calls the IRP's cancel routine, if
+/// one is set, with the cancel spin lock held. Returns TRUE if a routine
+/// was called. IRQL <= DISPATCH_LEVEL.
+///
+/// Completion may race it; the IRP must stay allocated until this returns
+/// (freeing or reusing it meanwhile is a verifier bugcheck).
+///
+/// # Safety
+/// `Irp` must be a live IRP the caller created or otherwise may cancel.
+#[track_caller]
+pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
+    let location = Location::caller();
+    with_current(|k| {
+        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoCancelIrp") {
+            return FALSE;
+        }
+        let io = io_state(k);
+        {
+            let mut irps = lock(&io.irps);
+            match irps.get_mut(&(Irp as usize)) {
+                Some(record) => record.cancels_running += 1,
+                None => {
+                    drop(irps);
+                    k.bugcheck_at(
+                        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                        [c9::FREE_NOT_AN_IRP, Irp as u64, 0, 0],
+                        "IoCancelIrp on something that is not a live IRP (freed already?)",
+                        Some(location),
+                    );
+                    return FALSE;
+                }
+            }
+        }
+        cancel_flag(Irp).store(1, Ordering::Release);
+        let mut old = 0;
+        // SAFETY: `old` is writable.
+        unsafe { IoAcquireCancelSpinLock(&mut old) };
+        let routine = routine_from_bits(cancel_routine_slot(Irp).swap(0, Ordering::AcqRel));
+        let called = match routine {
+            Some(routine) => {
+                // SAFETY: live IRP (our record pins it).
+                unsafe { (*Irp).CancelIrql = old };
+                // SAFETY: live IRP.
+                let location_now = unsafe { (*Irp).CurrentLocation };
+                // SAFETY: live IRP.
+                let count = unsafe { (*Irp).StackCount };
+                let device = if location_now <= count {
+                    // SAFETY: a current location exists.
+                    let current = unsafe { IoGetCurrentIrpStackLocation(Irp) };
+                    // SAFETY: as above.
+                    unsafe { (*current).DeviceObject }
+                } else {
+                    core::ptr::null_mut()
+                };
+                // SAFETY: the cancel routine's documented contract: called
+                // with the cancel spin lock held, it releases it.
+                unsafe { routine(device, Irp) };
+                TRUE
+            }
+            None => {
+                // SAFETY: we hold the cancel spin lock.
+                unsafe { IoReleaseCancelSpinLock(old) };
+                FALSE
+            }
+        };
+        let free = {
+            let mut irps = lock(&io.irps);
+            match irps.get_mut(&(Irp as usize)) {
+                Some(record) => {
+                    record.cancels_running -= 1;
+                    let free = record.free_deferred
+                        && record.cancels_running == 0
+                        && record.phase != Phase::Walking
+                        && record.phase != Phase::Dispatched;
+                    if free {
+                        irps.remove(&(Irp as usize));
+                    }
+                    free
+                }
+                None => false,
+            }
+        };
+        if free {
+            let _ = k.pool.free(Irp as usize, LeakKind::Irp);
+        }
+        called
+    })
+}
+
+/// Whether an IRP is live in the current session (for tests and providers).
+pub fn irp_is_live(irp: PIRP) -> bool {
+    with_current(|k| lock(&io_state(k).irps).contains_key(&(irp as usize)))
+}
+
+/// Live IRPs allocated by driver code, with their allocation sites.
+pub(crate) fn driver_irps(kernel: &Kernel) -> Vec<(usize, &'static Location<'static>)> {
+    lock(&io_state(kernel).irps)
+        .iter()
+        .filter(|(_, r)| r.origin == Origin::Driver)
+        .map(|(&a, r)| (a, r.allocated_at))
+        .collect()
+}
