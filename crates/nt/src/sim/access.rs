@@ -473,3 +473,15 @@ pub unsafe fn mdl_flags(mdl: PMDL) -> CSHORT {
     // SAFETY: the caller guarantees `mdl` is live.
     unsafe { (*mdl).MdlFlags }
 }
+
+// === Object types ===
+
+/// One byte whose address is the sim's thread object type.
+static THREAD_OBJECT_TYPE: u8 = 0;
+
+/// `*PsThreadType`: the object type of thread objects, for
+/// `ObReferenceObjectByHandle`. Any IRQL.
+#[inline]
+pub fn ps_thread_type() -> POBJECT_TYPE {
+    (&raw const THREAD_OBJECT_TYPE).cast_mut().cast()
+}

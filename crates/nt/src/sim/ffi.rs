@@ -318,3 +318,12 @@ pub const IO_TYPE_DEVICE: CSHORT = 3;
 pub const IO_TYPE_FILE: CSHORT = 5;
 pub const IO_TYPE_IRP: CSHORT = 6;
 pub const IO_TYPE_MDL: CSHORT = 0;
+
+/// `OBJECT_HANDLE_INFORMATION` (`ObReferenceObjectByHandle`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct OBJECT_HANDLE_INFORMATION {
+    pub HandleAttributes: ULONG,
+    pub GrantedAccess: ACCESS_MASK,
+}
+pub type POBJECT_HANDLE_INFORMATION = *mut OBJECT_HANDLE_INFORMATION;

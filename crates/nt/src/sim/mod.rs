@@ -13,14 +13,17 @@
 
 pub mod access;
 pub mod driver;
+pub mod event;
 pub mod fault;
 pub mod ffi;
 pub mod harness;
 pub mod io;
 pub mod irql;
 pub mod lower;
+pub mod object;
 pub mod pool;
 pub mod session;
+pub mod thread;
 pub mod verifier;
 
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
@@ -47,10 +50,18 @@ pub mod api {
         IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation, IofCallDriver,
         IofCompleteRequest,
     };
+    pub use super::event::{
+        KeClearEvent, KeDelayExecutionThread, KeInitializeEvent, KeQuerySystemTimePrecise,
+        KeReadStateEvent, KeResetEvent, KeSetEvent, KeWaitForSingleObject,
+    };
     pub use super::irql::{
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,
         KeGetCurrentIrql, KeInitializeSpinLock, KeLowerIrql, KeRaiseIrql, KeRaiseIrqlToDpcLevel,
         KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel, KfRaiseIrql,
     };
+    pub use super::object::{
+        ObDereferenceObject, ObReferenceObjectByHandle, ObfDereferenceObject, ZwClose,
+    };
     pub use super::pool::{ExAllocatePool2, ExFreePool, ExFreePoolWithTag};
+    pub use super::thread::{PsCreateSystemThread, PsGetCurrentThread, PsTerminateSystemThread};
 }

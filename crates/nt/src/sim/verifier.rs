@@ -37,6 +37,12 @@ pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: u32 = 0xC9;
 /// `DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS`.
 pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: u32 = 0xCE;
+/// `INVALID_KERNEL_HANDLE` (an invalid handle passed to `ZwClose`).
+pub const INVALID_KERNEL_HANDLE: u32 = 0x93;
+/// `WORKER_THREAD_RETURNED_AT_BAD_IRQL`.
+pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: u32 = 0xE1;
+/// `WORKER_INVALID` (work item queued while queued, freed while queued, ...).
+pub const WORKER_INVALID: u32 = 0xE4;
 
 /// Parameter-1 subcodes of 0xC4 the sim raises.
 pub mod c4 {
@@ -72,14 +78,22 @@ pub mod c4 {
     pub const ACQUIRE_ABOVE_DISPATCH: u64 = 0x42;
     /// A driver unloads without freeing its pool allocations.
     pub const POOL_LEAK_AT_UNLOAD: u64 = 0x62;
+    /// `MmBuildMdlForNonPagedPool` on an MDL whose pages are paged pool.
+    pub const BUILD_MDL_FOR_PAGED_POOL: u64 = 0x7F;
     /// `KeSetEvent` above DISPATCH_LEVEL.
     pub const SET_EVENT_ABOVE_DISPATCH: u64 = 0x80;
+    /// Mapping an MDL that lacks a required flag (pages not locked).
+    pub const MAP_MDL_MISSING_FLAGS: u64 = 0xB3;
     /// `IoFreeMdl` on an MDL still described by an IRP or mapped.
     pub const FREE_MDL_IN_USE: u64 = 0xB8;
+    /// A `Zw` routine passed a malformed `UNICODE_STRING`.
+    pub const ZW_MALFORMED_UNICODE_STRING: u64 = 0xE4;
     /// A kernel routine called at the wrong IRQL (generic).
     pub const WRONG_IRQL: u64 = 0xE5;
     /// A `Zw` routine called above PASSIVE_LEVEL.
     pub const ZW_NOT_AT_PASSIVE: u64 = 0xE6;
+    /// `ObReferenceObjectByHandle` with a NULL handle.
+    pub const NULL_HANDLE: u64 = 0xF5;
     /// A completion routine returned at a different IRQL.
     pub const COMPLETION_ROUTINE_CHANGED_IRQL: u64 = 0xFA;
     /// An IRP freed with `ExFreePool` instead of `IoFreeIrp`.
@@ -131,6 +145,18 @@ pub mod c9 {
     pub const REUSE_IRP_IN_USE: u64 = 0x310;
 }
 
+/// Parameter-1 subcodes of 0xE4 (WORKER_INVALID) the sim raises.
+pub mod worker {
+    /// A queued I/O work item was queued again (P2 item, P3 queue type).
+    pub const ACTIVE_ITEM_QUEUED: u64 = 0x1;
+    /// A queued I/O work item was freed (P2 item, P3 worker routine).
+    pub const QUEUED_IO_ITEM_FREED: u64 = 0x2;
+    /// An invalid queue type (P2 item, P3 queue type).
+    pub const INVALID_QUEUE_TYPE: u64 = 0x6;
+    /// An invalid worker routine (P2 item, P3 queue type).
+    pub const INVALID_ROUTINE: u64 = 0x7;
+}
+
 /// Parameter-1 subcodes of 0xC2 the sim raises.
 pub mod c2 {
     /// Free of pool already freed.
@@ -160,6 +186,9 @@ pub fn bugcheck_name(code: u32) -> &'static str {
         DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS => {
             "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS"
         }
+        INVALID_KERNEL_HANDLE => "INVALID_KERNEL_HANDLE",
+        WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
+        WORKER_INVALID => "WORKER_INVALID",
         _ => "UNKNOWN_BUGCHECK",
     }
 }

@@ -1,0 +1,343 @@
+//! The object manager, reduced to what drivers use: reference-counted kernel
+//! objects (system threads so far), handles to them in the session's handle
+//! table, `ObReferenceObjectByHandle`, `ObfDereferenceObject` /
+//! `ObDereferenceObject` and `ZwClose` (for every kind of handle: objects and
+//! registry keys).
+//!
+//! An object lives while it has references: one per open handle, one per
+//! `ObReferenceObjectByHandle`, plus whatever the sim holds itself (a running
+//! thread references its own object). The last dereference frees it.
+//!
+//! # Verifier
+//!
+//! - `ObReferenceObjectByHandle` with a NULL handle: 0xC4/0xF5; with a handle
+//!   that is not open: 0xC4/0x3C. Both return `STATUS_INVALID_HANDLE`.
+//! - `ObfDereferenceObject` on an object that has no reference left (or was
+//!   never an object): 0xC4/0x3F.
+//! - `ZwClose` of a handle that is not open: 0x93 INVALID_KERNEL_HANDLE
+//!   (handle, 1, 0, 0), and `STATUS_INVALID_HANDLE`.
+//! - `Zw*` above PASSIVE_LEVEL: 0xC4/0xE6.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::{Arc, Mutex};
+
+use super::access::ps_thread_type;
+use super::event::require_irql;
+use super::ffi::*;
+use super::irql;
+use super::session::{HandleEntry, Kernel, current, lock};
+use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, INVALID_KERNEL_HANDLE, c4};
+use crate::status::*;
+use crate::types::*;
+
+/// Frees an object's memory when its last reference goes.
+pub(crate) type Destructor = unsafe fn(address: usize);
+
+struct ObjectRecord {
+    refs: usize,
+    object_type: usize,
+    destroy: Destructor,
+}
+
+/// The live objects of a session, with their reference counts.
+#[derive(Default)]
+pub(crate) struct ObjectTable {
+    objects: Mutex<HashMap<usize, ObjectRecord>>,
+}
+
+impl ObjectTable {
+    /// Registers a new object holding `refs` references.
+    pub(crate) fn insert(
+        &self,
+        address: usize,
+        object_type: POBJECT_TYPE,
+        refs: usize,
+        destroy: Destructor,
+    ) {
+        lock(&self.objects).insert(
+            address,
+            ObjectRecord {
+                refs,
+                object_type: object_type as usize,
+                destroy,
+            },
+        );
+    }
+
+    /// Adds a reference; the new count, or `None` if `address` is no live
+    /// object.
+    pub(crate) fn reference(&self, address: usize) -> Option<usize> {
+        let mut objects = lock(&self.objects);
+        let record = objects.get_mut(&address)?;
+        record.refs += 1;
+        Some(record.refs)
+    }
+
+    /// Drops a reference, freeing the object with the last one; the new
+    /// count, or `None` if `address` is no live object.
+    pub(crate) fn dereference(&self, address: usize) -> Option<usize> {
+        let destroy = {
+            let mut objects = lock(&self.objects);
+            let record = objects.get_mut(&address)?;
+            record.refs -= 1;
+            if record.refs > 0 {
+                return Some(record.refs);
+            }
+            objects.remove(&address).map(|r| r.destroy)
+        };
+        if let Some(destroy) = destroy {
+            // SAFETY: the object was registered with this destructor and its
+            // last reference just went: nobody may use it any more.
+            unsafe { destroy(address) };
+        }
+        Some(0)
+    }
+
+    /// The reference count of a live object.
+    pub(crate) fn references(&self, address: usize) -> Option<usize> {
+        lock(&self.objects).get(&address).map(|r| r.refs)
+    }
+
+    /// The object type of a live object.
+    pub(crate) fn object_type(&self, address: usize) -> Option<usize> {
+        lock(&self.objects).get(&address).map(|r| r.object_type)
+    }
+}
+
+/// A handle's hold on an object: the handle table keeps it, and dropping it
+/// (`ZwClose`) drops the handle's reference.
+pub(crate) struct ObjectHandle {
+    table: Arc<ObjectTable>,
+    address: usize,
+    object_type: usize,
+    granted: ACCESS_MASK,
+}
+
+impl Drop for ObjectHandle {
+    fn drop(&mut self) {
+        self.table.dereference(self.address);
+    }
+}
+
+/// Opens a handle to an object; the handle takes over one reference the
+/// caller already counted.
+pub(crate) fn insert_object_handle(
+    kernel: &Kernel,
+    address: usize,
+    object_type: POBJECT_TYPE,
+    granted: ACCESS_MASK,
+) -> HANDLE {
+    let entry: Arc<dyn Any + Send + Sync> = Arc::new(ObjectHandle {
+        table: kernel.extension::<ObjectTable>(),
+        address,
+        object_type: object_type as usize,
+        granted,
+    });
+    kernel.handle_insert(HandleEntry::Object(entry)) as HANDLE
+}
+
+/// Raises 0xC4/0xE6 if a `Zw` routine is called above PASSIVE_LEVEL (and
+/// the verifier is on). Returns `true` when the IRQL is acceptable.
+pub(crate) fn require_passive_for_zw(
+    kernel: &Kernel,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    let irql = irql::current();
+    if irql == PASSIVE_LEVEL {
+        return true;
+    }
+    if kernel.verifying() {
+        kernel.bugcheck_at(
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [c4::ZW_NOT_AT_PASSIVE, 0, u64::from(irql), 0],
+            format!("{routine} called at IRQL {irql}; Zw routines require PASSIVE_LEVEL"),
+            Some(location),
+        );
+    }
+    false
+}
+
+/// `ObReferenceObjectByHandle`: validates `Handle`, adds a reference to its
+/// object and returns the object in `*Object` (to be released with
+/// `ObDereferenceObject`). `ObjectType` NULL accepts any type; otherwise a
+/// different type gives `STATUS_OBJECT_TYPE_MISMATCH` (registry key handles
+/// are not referenceable objects in the sim). With `AccessMode` = UserMode
+/// the handle must grant `DesiredAccess` (`STATUS_ACCESS_DENIED`); KernelMode
+/// references are always granted, as documented.
+///
+/// IRQL = PASSIVE_LEVEL (0xC4/0xE5 otherwise).
+///
+/// # Safety
+/// `Object` must be valid for writes; `HandleInformation` null or writable.
+#[track_caller]
+pub unsafe fn ObReferenceObjectByHandle(
+    Handle: HANDLE,
+    DesiredAccess: ACCESS_MASK,
+    ObjectType: POBJECT_TYPE,
+    AccessMode: KPROCESSOR_MODE,
+    Object: *mut PVOID,
+    HandleInformation: POBJECT_HANDLE_INFORMATION,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let k = current();
+    if !require_irql(&k, PASSIVE_LEVEL, "ObReferenceObjectByHandle", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if Object.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let handle = Handle as usize;
+    if handle == 0 {
+        if k.verifying() {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [c4::NULL_HANDLE, 0, ObjectType as u64, 0],
+                "ObReferenceObjectByHandle with a NULL handle",
+                Some(location),
+            );
+        }
+        return STATUS_INVALID_HANDLE;
+    }
+    let Some(entry) = k.handle_get(handle) else {
+        if k.verifying() {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [c4::BAD_HANDLE, handle as u64, ObjectType as u64, 0],
+                format!("ObReferenceObjectByHandle with handle {handle:#x}, which is not open"),
+                Some(location),
+            );
+        }
+        return STATUS_INVALID_HANDLE;
+    };
+    let HandleEntry::Object(any) = entry else {
+        return STATUS_OBJECT_TYPE_MISMATCH;
+    };
+    let Some(held) = any.downcast_ref::<ObjectHandle>() else {
+        return STATUS_OBJECT_TYPE_MISMATCH;
+    };
+    if !ObjectType.is_null() && ObjectType as usize != held.object_type {
+        return STATUS_OBJECT_TYPE_MISMATCH;
+    }
+    if AccessMode == UserMode && DesiredAccess & !held.granted != 0 {
+        return STATUS_ACCESS_DENIED;
+    }
+    if held.table.reference(held.address).is_none() {
+        return STATUS_INVALID_HANDLE;
+    }
+    // SAFETY: the caller guarantees `Object` is writable.
+    unsafe { Object.write(held.address as PVOID) };
+    if !HandleInformation.is_null() {
+        let information = OBJECT_HANDLE_INFORMATION {
+            HandleAttributes: OBJ_KERNEL_HANDLE,
+            GrantedAccess: held.granted,
+        };
+        // SAFETY: the caller guarantees `HandleInformation` is writable.
+        unsafe { HandleInformation.write(information) };
+    }
+    STATUS_SUCCESS
+}
+
+/// `ObfDereferenceObject`: drops one reference; the object is freed with its
+/// last one. Returns the new reference count. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `Object` must be an object the caller holds a reference to; it must not
+/// be used after its last reference is dropped.
+#[track_caller]
+pub unsafe fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
+    let location = Location::caller();
+    let k = current();
+    require_irql(&k, DISPATCH_LEVEL, "ObDereferenceObject", location);
+    let table = k.extension::<ObjectTable>();
+    match table.dereference(Object as usize) {
+        Some(count) => LONG_PTR::try_from(count).unwrap_or(LONG_PTR::MAX),
+        None => {
+            if k.verifying() {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [c4::OBJECT_REFCOUNT_ZERO, Object as u64, u64::MAX, 0],
+                    "ObDereferenceObject on an object with no reference left",
+                    Some(location),
+                );
+            }
+            0
+        }
+    }
+}
+
+/// `ObDereferenceObject` (a macro for [`ObfDereferenceObject`] in the WDK).
+///
+/// # Safety
+/// As [`ObfDereferenceObject`].
+#[track_caller]
+pub unsafe fn ObDereferenceObject(Object: PVOID) -> LONG_PTR {
+    // SAFETY: forwarded contract.
+    unsafe { ObfDereferenceObject(Object) }
+}
+
+/// `ZwClose`: closes a handle of any kind (an object's handle drops its
+/// reference; a registry key handle just goes). IRQL = PASSIVE_LEVEL.
+///
+/// # Safety
+/// `Handle` must not be used after it is closed.
+#[track_caller]
+pub unsafe fn ZwClose(Handle: HANDLE) -> NTSTATUS {
+    let location = Location::caller();
+    let k = current();
+    if !require_passive_for_zw(&k, "ZwClose", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    match k.handle_remove(Handle as usize) {
+        Some(entry) => {
+            drop(entry);
+            STATUS_SUCCESS
+        }
+        None => {
+            if k.verifying() {
+                k.bugcheck_at(
+                    INVALID_KERNEL_HANDLE,
+                    [Handle as u64, 1, 0, 0],
+                    format!(
+                        "ZwClose of handle {:#x}, which is not open",
+                        Handle as usize
+                    ),
+                    Some(location),
+                );
+            }
+            STATUS_INVALID_HANDLE
+        }
+    }
+}
+
+impl ObjectTable {
+    fn live(&self) -> usize {
+        lock(&self.objects).len()
+    }
+}
+
+impl super::session::Session {
+    /// How many kernel objects (system thread objects, ...) are still
+    /// referenced in this session.
+    pub fn live_objects(&self) -> usize {
+        self.kernel.extension::<ObjectTable>().live()
+    }
+
+    /// The reference count of a live object (handles included), `None` if
+    /// `object` is not a live object of this session.
+    pub fn object_references(&self, object: PVOID) -> Option<usize> {
+        self.kernel
+            .extension::<ObjectTable>()
+            .references(object as usize)
+    }
+
+    /// Whether `object` is a live thread object of this session.
+    pub fn is_live_thread_object(&self, object: PVOID) -> bool {
+        self.kernel
+            .extension::<ObjectTable>()
+            .object_type(object as usize)
+            == Some(ps_thread_type() as usize)
+    }
+}

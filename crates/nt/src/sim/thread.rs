@@ -1,0 +1,260 @@
+//! System threads: `PsCreateSystemThread`, `PsTerminateSystemThread`,
+//! `PsGetCurrentThread`.
+//!
+//! A system thread is a host thread that belongs to the session (the session
+//! is current on it, its IRQL starts at PASSIVE_LEVEL) and a thread object:
+//! a heap object headed by an `ETHREAD` (a dispatcher header), reference
+//! counted by the object manager ([`super::object`]). The new handle holds
+//! one reference and the running thread another; the object is signalled
+//! when the thread ends, so `KeWaitForSingleObject` on it (after
+//! `ObReferenceObjectByHandle`) waits for the thread to finish, and it is
+//! freed when the last reference and handle are gone.
+//!
+//! A running system thread is a pending operation of the driver generation
+//! that created it (the unload check reports it as 0xCE) until it ends,
+//! either by returning from its start routine or by calling
+//! `PsTerminateSystemThread`.
+//!
+//! `PsTerminateSystemThread` never returns on a system thread: Rust cannot
+//! unwind through the driver's `extern "C"` start routine, so after the
+//! thread is marked ended (pending operation removed, object signalled,
+//! its reference dropped) the host thread parks for the rest of the process.
+//! Only its stack stays behind; nothing of the driver runs on it again.
+
+use std::cell::Cell;
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+
+use super::access::ps_thread_type;
+use super::event::{require_irql, signal_object};
+use super::ffi::*;
+use super::irql;
+use super::object::{ObjectTable, insert_object_handle};
+use super::session::{Kernel, current, spawn_kernel_thread};
+use crate::status::*;
+use crate::types::*;
+
+/// The process id of the System process, where system threads live.
+const SYSTEM_PROCESS_ID: usize = 4;
+
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A thread object: an `ETHREAD` header first, so a `PETHREAD` is a pointer
+/// to it and waits see its dispatcher header.
+#[repr(C)]
+pub(crate) struct SystemThreadObject {
+    pub(crate) thread: ETHREAD,
+    exit_status: AtomicI32,
+    id: u64,
+}
+
+impl SystemThreadObject {
+    fn new(id: u64) -> Box<Self> {
+        let mut object = Box::new(SystemThreadObject {
+            thread: ETHREAD {
+                Header: DISPATCHER_HEADER {
+                    Type: ThreadObject,
+                    Signalling: 0,
+                    Size: (core::mem::size_of::<ETHREAD>() / core::mem::size_of::<LONG>()) as UCHAR,
+                    Reserved1: 0,
+                    SignalState: 0,
+                    WaitListHead: LIST_ENTRY {
+                        Flink: core::ptr::null_mut(),
+                        Blink: core::ptr::null_mut(),
+                    },
+                },
+            },
+            exit_status: AtomicI32::new(STATUS_PENDING),
+            id,
+        });
+        let list = &raw mut object.thread.Header.WaitListHead;
+        object.thread.Header.WaitListHead = LIST_ENTRY {
+            Flink: list,
+            Blink: list,
+        };
+        object
+    }
+}
+
+/// Frees a thread object (its last reference is gone).
+///
+/// # Safety
+/// `address` must come from `Box::into_raw` of a `SystemThreadObject` and be
+/// unused from now on.
+unsafe fn destroy_thread_object(address: usize) {
+    // SAFETY: the caller guarantees `address` is an unused boxed object.
+    drop(unsafe { Box::from_raw(address as *mut SystemThreadObject) });
+}
+
+/// What a system thread knows about itself.
+#[derive(Clone, Copy)]
+struct SystemThread {
+    object: usize,
+    pending_key: u64,
+}
+
+thread_local! {
+    static SYSTEM_THREAD: Cell<Option<SystemThread>> = const { Cell::new(None) };
+    /// The thread object `PsGetCurrentThread` returns on host threads the
+    /// sim did not create as system threads (never signalled).
+    static HOST_THREAD_OBJECT: Box<SystemThreadObject> =
+        SystemThreadObject::new(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+}
+
+/// A raw pointer that may cross to the new thread (the driver's context).
+struct SendPtr(PVOID);
+// SAFETY: the start context belongs to the driver, which hands it to the new
+// thread by contract (PsCreateSystemThread's StartContext).
+unsafe impl Send for SendPtr {}
+
+/// Ends the calling system thread: records its exit status, removes the
+/// pending operation, signals the object, drops the thread's reference.
+fn end_system_thread(kernel: &Arc<Kernel>, me: SystemThread, status: NTSTATUS) {
+    SYSTEM_THREAD.with(|t| t.set(None));
+    irql::set(PASSIVE_LEVEL);
+    let object = me.object as *mut SystemThreadObject;
+    // SAFETY: the running thread holds a reference: the object is live.
+    let exit_status = unsafe { &(*object).exit_status };
+    exit_status.store(status, Ordering::Release);
+    // Not pending any more before anyone waiting for the end can look.
+    kernel.pending_end(me.pending_key);
+    // SAFETY: the object is live (this thread's reference); its dispatcher
+    // header is its first field.
+    unsafe { signal_object(object.cast()) };
+    kernel.extension::<ObjectTable>().dereference(me.object);
+}
+
+/// `PsCreateSystemThread`: starts `StartRoutine(StartContext)` on a new
+/// system thread at PASSIVE_LEVEL and returns a handle to its thread object
+/// (close it with `ZwClose`). `ClientId`, if not NULL, receives the System
+/// process id (4) and the thread id. `ObjectAttributes` and `ProcessHandle`
+/// are accepted and ignored (every thread is a kernel thread of the System
+/// process).
+///
+/// IRQL = PASSIVE_LEVEL (0xC4/0xE5 otherwise, returning
+/// `STATUS_INVALID_DEVICE_STATE`). Never fault-injected.
+///
+/// # Safety
+/// `ThreadHandle` must be writable, `ClientId` null or writable;
+/// `StartRoutine` must be safe to call with `StartContext` on another
+/// thread.
+#[track_caller]
+pub unsafe fn PsCreateSystemThread(
+    ThreadHandle: PHANDLE,
+    DesiredAccess: ULONG,
+    ObjectAttributes: POBJECT_ATTRIBUTES,
+    ProcessHandle: HANDLE,
+    ClientId: PCLIENT_ID,
+    StartRoutine: PKSTART_ROUTINE,
+    StartContext: PVOID,
+) -> NTSTATUS {
+    let _ = (ObjectAttributes, ProcessHandle);
+    let location = Location::caller();
+    let k = current();
+    if !require_irql(&k, PASSIVE_LEVEL, "PsCreateSystemThread", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    let Some(start) = StartRoutine else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if ThreadHandle.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
+    let object = Box::into_raw(SystemThreadObject::new(id));
+    let address = object as usize;
+    let table = k.extension::<ObjectTable>();
+    // One reference for the handle, one for the running thread.
+    table.insert(address, ps_thread_type(), 2, destroy_thread_object);
+    let handle = insert_object_handle(&k, address, ps_thread_type(), DesiredAccess);
+    let pending_key = k.pending_begin("system thread", address as u64);
+    let me = SystemThread {
+        object: address,
+        pending_key,
+    };
+    let context = SendPtr(StartContext);
+    let kernel = Arc::clone(&k);
+    let spawned = spawn_kernel_thread(&k, format!("nt-sim system thread {id}"), move || {
+        let context = context;
+        SYSTEM_THREAD.with(|t| t.set(Some(me)));
+        // SAFETY: the driver guarantees the start routine may run with its
+        // context on this thread (PsCreateSystemThread's contract).
+        unsafe { start(context.0) };
+        // Returning from the start routine ends the thread, as on Windows.
+        end_system_thread(&kernel, me, STATUS_SUCCESS);
+    });
+    if spawned.is_err() {
+        k.pending_end(pending_key);
+        k.handle_remove(handle as usize);
+        table.dereference(address);
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    // SAFETY: the caller guarantees `ThreadHandle` is writable.
+    unsafe { ThreadHandle.write(handle) };
+    if !ClientId.is_null() {
+        let client = CLIENT_ID {
+            UniqueProcess: SYSTEM_PROCESS_ID as HANDLE,
+            UniqueThread: (id as usize * 4) as HANDLE,
+        };
+        // SAFETY: the caller guarantees `ClientId` is writable.
+        unsafe { ClientId.write(client) };
+    }
+    STATUS_SUCCESS
+}
+
+/// `PsTerminateSystemThread`: ends the calling system thread with
+/// `ExitStatus`. On a system thread it does not return (the host thread is
+/// parked for good, see the module docs); called on any other thread it
+/// returns `STATUS_INVALID_PARAMETER`, as documented. IRQL = PASSIVE_LEVEL.
+///
+/// # Safety
+/// Nothing on the calling thread's stack may be in use by other threads
+/// after the call (the thread is gone as far as the driver knows).
+pub unsafe fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
+    let Some(me) = SYSTEM_THREAD.with(Cell::get) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let k = current();
+    end_system_thread(&k, me, ExitStatus);
+    drop(k);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `PsGetCurrentThread`: the calling thread's thread object (no reference
+/// is added). On host threads the sim did not create as system threads (the
+/// test's own threads, workers) it is a per-thread object that is never
+/// signalled. Any IRQL.
+///
+/// # Safety
+/// None beyond the WDK contract; `unsafe` for parity with the kernel face.
+pub unsafe fn PsGetCurrentThread() -> PETHREAD {
+    match SYSTEM_THREAD.with(Cell::get) {
+        Some(me) => me.object as PETHREAD,
+        None => HOST_THREAD_OBJECT.with(|o| (&raw const o.thread).cast_mut()),
+    }
+}
+
+/// The exit status of a thread object (`STATUS_PENDING` while it runs).
+///
+/// # Safety
+/// `thread` must be a referenced thread object from
+/// `ObReferenceObjectByHandle` or `PsGetCurrentThread`.
+pub unsafe fn thread_exit_status(thread: PETHREAD) -> NTSTATUS {
+    let object = thread.cast::<SystemThreadObject>();
+    // SAFETY: the caller guarantees `thread` is a live thread object.
+    unsafe { (*object).exit_status.load(Ordering::Acquire) }
+}
+
+/// The thread id of a thread object (as in `CLIENT_ID.UniqueThread`).
+///
+/// # Safety
+/// As [`thread_exit_status`].
+pub unsafe fn thread_id(thread: PETHREAD) -> HANDLE {
+    let object = thread.cast::<SystemThreadObject>();
+    // SAFETY: the caller guarantees `thread` is a live thread object.
+    let id = unsafe { (*object).id };
+    (id as usize * 4) as HANDLE
+}
