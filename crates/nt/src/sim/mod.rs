@@ -42,6 +42,10 @@ pub mod api {
     pub use super::driver::{
         IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
     };
+    pub use super::event::{
+        KeClearEvent, KeDelayExecutionThread, KeInitializeEvent, KeQuerySystemTimePrecise,
+        KeReadStateEvent, KeResetEvent, KeSetEvent, KeWaitForSingleObject,
+    };
     pub use super::io::{
         IO_NETWORK_INCREMENT, IO_NO_INCREMENT, IoAcquireCancelSpinLock, IoAllocateIrp,
         IoCallDriver, IoCancelIrp, IoCompleteRequest, IoCopyCurrentIrpStackLocationToNext,
@@ -49,10 +53,6 @@ pub mod api {
         IoReleaseCancelSpinLock, IoReuseIrp, IoSetCancelRoutine, IoSetCompletionRoutine,
         IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation, IofCallDriver,
         IofCompleteRequest,
-    };
-    pub use super::event::{
-        KeClearEvent, KeDelayExecutionThread, KeInitializeEvent, KeQuerySystemTimePrecise,
-        KeReadStateEvent, KeResetEvent, KeSetEvent, KeWaitForSingleObject,
     };
     pub use super::irql::{
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,
