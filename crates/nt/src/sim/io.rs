@@ -84,7 +84,6 @@ struct IrpRecord {
     owner: u64,
     /// For I/O manager IRPs: where completion is reported.
     io_manager: Option<Arc<IoManagerCompletion>>,
-    allocated_at: &'static Location<'static>,
 }
 
 /// The session's IRP table and cancel spin lock.
@@ -194,7 +193,6 @@ impl Kernel {
             pending_key: None,
             owner: SYSTEM_OWNER,
             io_manager: Some(completion),
-            allocated_at: Location::caller(),
         };
         lock(&io_state(self).irps).insert(irp as usize, record);
         irp
@@ -226,7 +224,7 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
         let count = StackSize as usize;
         let size = IRP_SIZE + count * STACK_LOCATION_SIZE;
         let fail = k.faults.irp.should_fail();
-        let irp: PIRP = k.allocate_object(size, IRP_TAG, LeakKind::Irp, fail).cast();
+        let irp: PIRP = k.allocate_object(size, IRP_TAG, LeakKind::Irp, fail, location).cast();
         if irp.is_null() {
             return irp;
         }
@@ -240,7 +238,6 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
             pending_key: None,
             owner: k.driver_generation.load(Ordering::Acquire),
             io_manager: None,
-            allocated_at: location,
         };
         lock(&io_state(k).irps).insert(irp as usize, record);
         irp
@@ -558,7 +555,12 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
         Phase::Idle | Phase::Reclaimed => {
             record.phase = Phase::Dispatched;
             if record.pending_key.is_none() {
-                let owner = record.owner;
+                // An I/O manager IRP is the pending operation of the driver
+                // it was sent to (the one loaded).
+                let owner = match record.origin {
+                    Origin::Driver => record.owner,
+                    Origin::IoManager => kernel.driver_generation.load(Ordering::Acquire),
+                };
                 drop(irps);
                 let key = kernel.pending_begin_for("IRP in flight", irp as u64, owner);
                 if let Some(r) = lock(&io.irps).get_mut(&(irp as usize)) {
@@ -1115,13 +1117,4 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
 /// Whether an IRP is live in the current session (for tests and providers).
 pub fn irp_is_live(irp: PIRP) -> bool {
     with_current(|k| lock(&io_state(k).irps).contains_key(&(irp as usize)))
-}
-
-/// Live IRPs allocated by driver code, with their allocation sites.
-pub(crate) fn driver_irps(kernel: &Kernel) -> Vec<(usize, &'static Location<'static>)> {
-    lock(&io_state(kernel).irps)
-        .iter()
-        .filter(|(_, r)| r.origin == Origin::Driver)
-        .map(|(&a, r)| (a, r.allocated_at))
-        .collect()
 }

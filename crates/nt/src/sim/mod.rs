@@ -8,7 +8,7 @@
 //! the real codes, fault injection, and the harness that boots a session,
 //! loads a driver and talks to it.
 
-// Infrastructure used by the modules landing next (io, driver, harness).
+// Handles, thread lookups and the MDL tag serve the Ke/Ps/Mm modules.
 #![allow(dead_code)]
 
 pub mod access;

@@ -233,13 +233,13 @@ pub(crate) const MDL_TAG: u32 = pool_tag(b"Mdl ");
 impl Kernel {
     /// Allocates a tracked kernel object block for the current driver
     /// generation, honouring fault injection on `site`. Null on failure.
-    #[track_caller]
     pub(crate) fn allocate_object(
         &self,
         size: usize,
         tag: u32,
         kind: LeakKind,
         fail: bool,
+        location: &'static Location<'static>,
     ) -> *mut u8 {
         if fail {
             self.pool.note_failure();
