@@ -253,7 +253,7 @@ impl Kernel {
             false,
             owner,
             false,
-            Some(Location::caller()),
+            Some(location),
         )
     }
 }
