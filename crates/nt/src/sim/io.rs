@@ -224,7 +224,9 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
         let count = StackSize as usize;
         let size = IRP_SIZE + count * STACK_LOCATION_SIZE;
         let fail = k.faults.irp.should_fail();
-        let irp: PIRP = k.allocate_object(size, IRP_TAG, LeakKind::Irp, fail, location).cast();
+        let irp: PIRP = k
+            .allocate_object(size, IRP_TAG, LeakKind::Irp, fail, location)
+            .cast();
         if irp.is_null() {
             return irp;
         }

@@ -25,6 +25,7 @@ pub mod pool;
 pub mod session;
 pub mod thread;
 pub mod verifier;
+pub mod workitem;
 
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{
@@ -64,4 +65,5 @@ pub mod api {
     };
     pub use super::pool::{ExAllocatePool2, ExFreePool, ExFreePoolWithTag};
     pub use super::thread::{PsCreateSystemThread, PsGetCurrentThread, PsTerminateSystemThread};
+    pub use super::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
 }

@@ -246,15 +246,8 @@ impl Kernel {
             return core::ptr::null_mut();
         }
         let owner = self.driver_generation.load(Ordering::Acquire);
-        self.pool.allocate(
-            size,
-            tag,
-            kind,
-            false,
-            owner,
-            false,
-            Some(location),
-        )
+        self.pool
+            .allocate(size, tag, kind, false, owner, false, Some(location))
     }
 }
 
