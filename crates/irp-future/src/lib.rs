@@ -1,4 +1,7 @@
 //! irp-future: every IRP completion as a Waker-driven `Future`.
-//!
-//! Arrives with its issue; the crate holds its place in the workspace.
 #![no_std]
+
+extern crate alloc;
+
+pub mod raw;
+mod sync;
