@@ -20,6 +20,7 @@ pub mod harness;
 pub mod io;
 pub mod irql;
 pub mod lower;
+pub mod mdl;
 pub mod object;
 pub mod pool;
 pub mod session;
@@ -59,6 +60,10 @@ pub mod api {
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,
         KeGetCurrentIrql, KeInitializeSpinLock, KeLowerIrql, KeRaiseIrql, KeRaiseIrqlToDpcLevel,
         KeReleaseSpinLock, KeReleaseSpinLockFromDpcLevel, KfRaiseIrql,
+    };
+    pub use super::mdl::{
+        IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool, MmGetMdlByteCount, MmGetMdlByteOffset,
+        MmGetMdlVirtualAddress, MmGetSystemAddressForMdlSafe,
     };
     pub use super::object::{
         ObDereferenceObject, ObReferenceObjectByHandle, ObfDereferenceObject, ZwClose,
