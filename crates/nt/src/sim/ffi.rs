@@ -102,12 +102,14 @@ pub type PDRIVER_CANCEL = Option<unsafe extern "C" fn(DeviceObject: PDEVICE_OBJE
 pub type PDRIVER_DISPATCH =
     Option<unsafe extern "C" fn(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS>;
 pub type PDRIVER_UNLOAD = Option<unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT)>;
-pub type PDRIVER_INITIALIZE = Option<
-    unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT, RegistryPath: PCUNICODE_STRING) -> NTSTATUS,
+/// A driver entry point (`DriverEntry`). wdm.h declares `DRIVER_INITIALIZE`
+/// as a function type with a `PUNICODE_STRING` registry path; bindgen (and
+/// so wdk-sys) turns the function type into this `Option` of a function
+/// pointer, and `PDRIVER_INITIALIZE` into the same type.
+pub type DRIVER_INITIALIZE = Option<
+    unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT, RegistryPath: PUNICODE_STRING) -> NTSTATUS,
 >;
-/// The non-optional form of a driver entry point (`DriverEntry`).
-pub type DRIVER_INITIALIZE =
-    unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT, RegistryPath: PCUNICODE_STRING) -> NTSTATUS;
+pub type PDRIVER_INITIALIZE = DRIVER_INITIALIZE;
 pub type PKSTART_ROUTINE = Option<unsafe extern "C" fn(StartContext: PVOID)>;
 pub type PIO_WORKITEM_ROUTINE =
     Option<unsafe extern "C" fn(DeviceObject: PDEVICE_OBJECT, Context: PVOID)>;
@@ -168,7 +170,9 @@ pub struct IRP_TAIL_OVERLAY {
     pub IrpExtension: PVOID,
 }
 
-#[repr(C)]
+/// wdm.h declares it `DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`: 16-byte
+/// aligned on x64.
+#[repr(C, align(16))]
 pub struct IRP {
     pub Type: CSHORT,
     pub Size: USHORT,
@@ -220,7 +224,9 @@ pub struct DRIVER_OBJECT {
 }
 pub type PDRIVER_OBJECT = *mut DRIVER_OBJECT;
 
-#[repr(C)]
+/// wdm.h declares it `DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`: 16-byte
+/// aligned on x64.
+#[repr(C, align(16))]
 pub struct DEVICE_OBJECT {
     pub Type: CSHORT,
     pub Size: USHORT,
@@ -298,7 +304,15 @@ pub struct ETHREAD {
     pub Header: DISPATCHER_HEADER,
 }
 pub type PETHREAD = *mut ETHREAD;
-pub type PKTHREAD = *mut ETHREAD;
+
+/// Opaque kernel thread object (`PKTHREAD`). A distinct type from
+/// `ETHREAD`, as in the WDK (where `PETHREAD` and `PKTHREAD` do not
+/// convert into each other without a cast).
+#[repr(C)]
+pub struct KTHREAD {
+    _private: [u8; 0],
+}
+pub type PKTHREAD = *mut KTHREAD;
 
 /// Opaque object type (`*PsThreadType`).
 #[repr(C)]

@@ -336,6 +336,17 @@ impl Drop for EnterKernel {
     }
 }
 
+/// A driver's `DriverEntry` as the harness takes it: the way Rust drivers
+/// declare it (`#[export_name = "DriverEntry"]`, registry path as
+/// `PCUNICODE_STRING`). ABI-identical to `DRIVER_INITIALIZE`, wdm.h's type,
+/// whose registry path is a `PUNICODE_STRING`.
+pub type DriverEntry =
+    unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT, RegistryPath: PCUNICODE_STRING) -> NTSTATUS;
+
+/// The function pointer inside `DRIVER_INITIALIZE`.
+type DriverInitializeFn =
+    unsafe extern "C" fn(DriverObject: PDRIVER_OBJECT, RegistryPath: PUNICODE_STRING) -> NTSTATUS;
+
 /// The registry path NT gives a service's `DriverEntry`.
 pub fn service_registry_path(name: &str) -> String {
     format!("\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{name}")
@@ -360,7 +371,7 @@ impl Session {
     pub fn load_driver(
         &self,
         name: &str,
-        entry: DRIVER_INITIALIZE,
+        entry: DriverEntry,
     ) -> Result<LoadedDriver, HarnessError> {
         let kernel = &self.kernel;
         let _enter = EnterKernel::new(kernel);
@@ -378,7 +389,10 @@ impl Session {
         object.Size = core::mem::size_of::<DRIVER_OBJECT>() as CSHORT;
         // SAFETY: `driver_name` outlives the driver object (both in LoadedDriver).
         object.DriverName = unsafe { *driver_name.as_ptr() };
-        object.DriverInit = Some(entry);
+        // SAFETY: the two function pointer types differ only in the
+        // constness of a pointer parameter: same ABI, same arguments.
+        object.DriverInit =
+            Some(unsafe { core::mem::transmute::<DriverEntry, DriverInitializeFn>(entry) });
         let mut driver = LoadedDriver {
             name: name.to_owned(),
             object,

@@ -30,7 +30,7 @@ pub mod workitem;
 
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{
-    DeviceHandle, HarnessError, IoctlResult, LoadedDriver, PendingIrp, WideString,
+    DeviceHandle, DriverEntry, HarnessError, IoctlResult, LoadedDriver, PendingIrp, WideString,
     service_registry_path,
 };
 pub use io::{irp_is_live, provider_accept_irp};
