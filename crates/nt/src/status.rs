@@ -34,6 +34,9 @@ pub const STATUS_ACCESS_DENIED: NTSTATUS = s(0xC000_0022);
 pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = s(0xC000_0023);
 /// The named object was not found.
 pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = s(0xC000_0034);
+/// The object path component was not a directory object, or the path's
+/// syntax is wrong (a relative name without a root directory).
+pub const STATUS_OBJECT_PATH_SYNTAX_BAD: NTSTATUS = s(0xC000_003B);
 /// The named object already exists.
 pub const STATUS_OBJECT_NAME_COLLISION: NTSTATUS = s(0xC000_0035);
 /// Insufficient system resources (pool, IRPs, MDLs).

@@ -290,6 +290,28 @@ pub struct KEY_VALUE_PARTIAL_INFORMATION {
 }
 pub type PKEY_VALUE_PARTIAL_INFORMATION = *mut KEY_VALUE_PARTIAL_INFORMATION;
 
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct KEY_VALUE_BASIC_INFORMATION {
+    pub TitleIndex: ULONG,
+    pub Type: ULONG,
+    pub NameLength: ULONG,
+    pub Name: [WCHAR; 1],
+}
+pub type PKEY_VALUE_BASIC_INFORMATION = *mut KEY_VALUE_BASIC_INFORMATION;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct KEY_VALUE_FULL_INFORMATION {
+    pub TitleIndex: ULONG,
+    pub Type: ULONG,
+    pub DataOffset: ULONG,
+    pub DataLength: ULONG,
+    pub NameLength: ULONG,
+    pub Name: [WCHAR; 1],
+}
+pub type PKEY_VALUE_FULL_INFORMATION = *mut KEY_VALUE_FULL_INFORMATION;
+
 /// Opaque work item (`IoAllocateWorkItem`).
 #[repr(C)]
 pub struct IO_WORKITEM {

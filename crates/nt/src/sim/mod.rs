@@ -23,6 +23,7 @@ pub mod lower;
 pub mod mdl;
 pub mod object;
 pub mod pool;
+pub mod registry;
 pub mod session;
 pub mod thread;
 pub mod verifier;
@@ -36,6 +37,7 @@ pub use harness::{
 pub use io::{irp_is_live, provider_accept_irp};
 pub use lower::{LowerAction, LowerDevice};
 pub use pool::{PoolStats, pool_tag};
+pub use registry::RegistryValue;
 pub use session::{EnterGuard, PendingOperation, Session, VerifierOptions, decide_completion};
 pub use verifier::{BugCheck, Leak, LeakKind, VerifierReport};
 
@@ -69,6 +71,9 @@ pub mod api {
         ObDereferenceObject, ObReferenceObjectByHandle, ObfDereferenceObject, ZwClose,
     };
     pub use super::pool::{ExAllocatePool2, ExFreePool, ExFreePoolWithTag};
+    pub use super::registry::{
+        InitializeObjectAttributes, RtlInitUnicodeString, ZwOpenKey, ZwQueryValueKey,
+    };
     pub use super::thread::{PsCreateSystemThread, PsGetCurrentThread, PsTerminateSystemThread};
     pub use super::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
 }
