@@ -388,3 +388,78 @@ fn sessions_in_parallel_do_not_see_each_others_counters_or_faults() {
         vec![(0, 0, 0, 10), (1, 11, 11, 0), (2, 0, 0, 12), (3, 13, 13, 0)]
     );
 }
+
+// === A work routine still returning when Unload returns ===
+
+static mut UNLOAD_EVENT: core::mem::MaybeUninit<KEVENT> = core::mem::MaybeUninit::uninit();
+
+fn unload_event() -> PRKEVENT {
+    // SAFETY: only the address is taken; the event is initialised in
+    // DriverEntry before any use.
+    unsafe { (&raw mut UNLOAD_EVENT).cast() }
+}
+
+unsafe extern "C" fn slow_work_routine(_device: PDEVICE_OBJECT, _context: PVOID) {
+    // SAFETY: the event was initialised in DriverEntry.
+    unsafe { KeSetEvent(unload_event(), 0, FALSE) };
+    // Still "running" after Unload has seen the event.
+    let mut delay = LARGE_INTEGER { QuadPart: -500_000 };
+    // SAFETY: PASSIVE_LEVEL on the work-item thread.
+    unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut delay) };
+}
+
+unsafe extern "C" fn unload_waiting_for_work(driver: PDRIVER_OBJECT) {
+    // SAFETY: our driver and device, at PASSIVE_LEVEL.
+    unsafe {
+        let device = driver_first_device(driver);
+        let item = IoAllocateWorkItem(device);
+        assert!(!item.is_null());
+        IoQueueWorkItem(item, Some(slow_work_routine), DelayedWorkQueue, item.cast());
+        KeWaitForSingleObject(
+            unload_event().cast(),
+            Executive,
+            KernelMode,
+            FALSE,
+            core::ptr::null_mut(),
+        );
+        // The work routine has signalled; free the item once it is done
+        // (NT keeps the driver loaded while a routine runs).
+        IoFreeWorkItem(item);
+        IoDeleteDevice(device);
+    }
+}
+
+unsafe extern "C" fn entry_with_work_at_unload(
+    driver: PDRIVER_OBJECT,
+    _path: PCUNICODE_STRING,
+) -> NTSTATUS {
+    let mut device = core::ptr::null_mut();
+    // SAFETY: DriverEntry at PASSIVE_LEVEL.
+    unsafe {
+        KeInitializeEvent(unload_event(), NotificationEvent, FALSE);
+        let status = IoCreateDevice(
+            driver,
+            0,
+            core::ptr::null_mut(),
+            FILE_DEVICE_UNKNOWN,
+            0,
+            FALSE,
+            &mut device,
+        );
+        if !NT_SUCCESS(status) {
+            return status;
+        }
+        driver_set_unload(driver, Some(unload_waiting_for_work));
+    }
+    STATUS_SUCCESS
+}
+
+#[test]
+fn a_work_routine_finishing_after_unload_signalled_is_not_a_pending_operation() {
+    let session = Session::boot();
+    let driver = session
+        .load_driver("WorkAtUnload", entry_with_work_at_unload)
+        .unwrap();
+    session.unload_driver(driver).unwrap();
+    assert!(session.finish().is_clean());
+}

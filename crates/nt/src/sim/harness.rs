@@ -381,6 +381,8 @@ impl Session {
         static NEXT_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let before = self.bugcheck_count();
+        // The service key exists for an installed driver, values or not.
+        super::registry::create_key(kernel, &service_registry_path(name));
         let driver_name = WideString::new(&format!("\\Driver\\{name}"));
         let registry_path = WideString::new(&service_registry_path(name));
         // SAFETY: DRIVER_OBJECT is plain data; all-zero is its initial state.
@@ -465,6 +467,9 @@ impl Session {
     fn check_after_unload(&self, driver: &mut LoadedDriver, when: &str) {
         let kernel = &self.kernel;
         let generation = driver.generation;
+        // A work routine still returning keeps the driver loaded on NT (the
+        // work item references the device object): let it finish first.
+        super::workitem::wait_for_running_work_items(kernel, generation, Duration::from_secs(5));
         let pending = kernel.pending_operations(Some(generation));
         if let Some(first) = pending.first() {
             let list: Vec<String> = pending

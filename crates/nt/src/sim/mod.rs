@@ -8,8 +8,6 @@
 //! the real codes, fault injection, and the harness that boots a session,
 //! loads a driver and talks to it.
 
-// Handles, thread lookups and the MDL tag serve the Ke/Ps/Mm modules.
-#![allow(dead_code)]
 
 pub mod access;
 pub mod driver;
