@@ -394,9 +394,8 @@ fn sessions_in_parallel_do_not_see_each_others_counters_or_faults() {
 static mut UNLOAD_EVENT: core::mem::MaybeUninit<KEVENT> = core::mem::MaybeUninit::uninit();
 
 fn unload_event() -> PRKEVENT {
-    // SAFETY: only the address is taken; the event is initialised in
-    // DriverEntry before any use.
-    unsafe { (&raw mut UNLOAD_EVENT).cast() }
+    // Only the address is taken; DriverEntry initialises the event.
+    (&raw mut UNLOAD_EVENT).cast()
 }
 
 unsafe extern "C" fn slow_work_routine(_device: PDEVICE_OBJECT, _context: PVOID) {
