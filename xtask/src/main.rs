@@ -4,6 +4,8 @@
 
 use std::process::ExitCode;
 
+mod check_kernel;
+
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
@@ -20,6 +22,7 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
+        Some("check-kernel") => check_kernel::run(args),
         Some(command @ ("run" | "package" | "smoke")) => {
             eprintln!(
                 "xtask {command}: not available yet: it arrives with the sample driver \
