@@ -184,6 +184,18 @@ fn unicode_string_and_friends() {
     );
     same_offset!(nt::KEY_VALUE_PARTIAL_INFORMATION, sys::KEY_VALUE_PARTIAL_INFORMATION:
         TitleIndex, Type, DataLength, Data);
+    assert_eq!(
+        size_of::<nt::KEY_VALUE_BASIC_INFORMATION>(),
+        size_of::<sys::KEY_VALUE_BASIC_INFORMATION>()
+    );
+    same_offset!(nt::KEY_VALUE_BASIC_INFORMATION, sys::KEY_VALUE_BASIC_INFORMATION:
+        TitleIndex, Type, NameLength, Name);
+    assert_eq!(
+        size_of::<nt::KEY_VALUE_FULL_INFORMATION>(),
+        size_of::<sys::KEY_VALUE_FULL_INFORMATION>()
+    );
+    same_offset!(nt::KEY_VALUE_FULL_INFORMATION, sys::KEY_VALUE_FULL_INFORMATION:
+        TitleIndex, Type, DataOffset, DataLength, NameLength, Name);
 
     // The sim's FILE_OBJECT is the header's prefix.
     same_offset!(nt::FILE_OBJECT, sys::FILE_OBJECT:

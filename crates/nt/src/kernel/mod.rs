@@ -63,6 +63,10 @@ pub use sys::{
     POBJECT_ATTRIBUTES, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, PRKEVENT, PUNICODE_STRING,
     UNICODE_STRING,
 };
+pub use sys::{
+    KEY_VALUE_BASIC_INFORMATION, KEY_VALUE_FULL_INFORMATION, PKEY_VALUE_BASIC_INFORMATION,
+    PKEY_VALUE_FULL_INFORMATION,
+};
 
 // The WDK declares these only as `struct _X` (with a `PX` pointer typedef);
 // the sim face names the pointee, so the kernel face does too.
