@@ -8,7 +8,6 @@
 //! the real codes, fault injection, and the harness that boots a session,
 //! loads a driver and talks to it.
 
-
 pub mod access;
 pub mod driver;
 pub mod event;
