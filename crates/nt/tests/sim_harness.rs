@@ -168,7 +168,7 @@ unsafe extern "C" fn unload(driver: PDRIVER_OBJECT) {
     let link = WideString::new("\\DosDevices\\SimTest");
     // SAFETY: our link and devices, at PASSIVE_LEVEL.
     unsafe {
-        IoDeleteSymbolicLink(link.as_ptr());
+        let _ = IoDeleteSymbolicLink(link.as_ptr());
         IoDeleteDevice(driver_first_device(driver));
     }
 }
@@ -404,7 +404,7 @@ unsafe extern "C" fn slow_work_routine(_device: PDEVICE_OBJECT, _context: PVOID)
     // Still "running" after Unload has seen the event.
     let mut delay = LARGE_INTEGER { QuadPart: -500_000 };
     // SAFETY: PASSIVE_LEVEL on the work-item thread.
-    unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut delay) };
+    let _ = unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut delay) };
 }
 
 unsafe extern "C" fn unload_waiting_for_work(driver: PDRIVER_OBJECT) {
@@ -414,7 +414,7 @@ unsafe extern "C" fn unload_waiting_for_work(driver: PDRIVER_OBJECT) {
         let item = IoAllocateWorkItem(device);
         assert!(!item.is_null());
         IoQueueWorkItem(item, Some(slow_work_routine), DelayedWorkQueue, item.cast());
-        KeWaitForSingleObject(
+        let _ = KeWaitForSingleObject(
             unload_event().cast(),
             Executive,
             KernelMode,

@@ -463,7 +463,7 @@ unsafe extern "C" fn thread_routine(context: PVOID) {
     context.ran.store(true, Ordering::SeqCst);
     if let Some(status) = context.terminate_with {
         // SAFETY: nothing on this stack is shared.
-        unsafe { PsTerminateSystemThread(status) };
+        let _ = unsafe { PsTerminateSystemThread(status) };
         context.after_terminate.store(true, Ordering::SeqCst);
     }
 }
@@ -570,7 +570,7 @@ fn thread_object_lives_while_referenced_after_the_handle_is_closed() {
         session.object_references(thread) == Some(2)
     });
     // SAFETY: the handle is open.
-    unsafe { ZwClose(handle) };
+    let _ = unsafe { ZwClose(handle) };
     assert!(session.is_live_thread_object(thread));
     // SAFETY: our reference.
     assert_eq!(unsafe { ObDereferenceObject(thread) }, 0);
@@ -585,7 +585,7 @@ fn ps_terminate_system_thread_ends_the_thread_with_its_status() {
     let (_, handle) = create_thread(&context, None);
     let (_, thread) = reference_thread(handle);
     // SAFETY: the handle is open.
-    unsafe { ZwClose(handle) };
+    let _ = unsafe { ZwClose(handle) };
     context.go.set();
     assert_eq!(wait_for(thread, ms(10_000)), STATUS_SUCCESS);
     // SAFETY: `thread` is referenced.
@@ -709,7 +709,7 @@ fn ob_reference_with_the_wrong_type_is_a_type_mismatch() {
     // SAFETY: our reference, then the handle.
     unsafe { ObDereferenceObject(object) };
     // SAFETY: the handle is open.
-    unsafe { ZwClose(handle) };
+    let _ = unsafe { ZwClose(handle) };
     wait_until("the thread object to be freed", || {
         session.live_objects() == 0
     });
@@ -723,7 +723,7 @@ fn dereferencing_a_freed_object_is_c4_3f() {
     let (_, handle) = create_thread(&context, None);
     let (_, thread) = reference_thread(handle);
     // SAFETY: the handle is open.
-    unsafe { ZwClose(handle) };
+    let _ = unsafe { ZwClose(handle) };
     context.go.set();
     assert_eq!(wait_for(thread, ms(10_000)), STATUS_SUCCESS);
     wait_until("only our reference to be left", || {

@@ -412,7 +412,7 @@ unsafe extern "C" fn reads_its_port(driver: PDRIVER_OBJECT, path: PCUNICODE_STRI
     // SAFETY: valid arguments.
     let status = unsafe { ZwOpenKey(&mut params, KEY_READ, &mut attributes) };
     // SAFETY: an open handle.
-    unsafe { ZwClose(service) };
+    let _ = unsafe { ZwClose(service) };
     if !NT_SUCCESS(status) {
         return status;
     }
@@ -435,7 +435,7 @@ unsafe extern "C" fn reads_its_port(driver: PDRIVER_OBJECT, path: PCUNICODE_STRI
         )
     };
     // SAFETY: an open handle.
-    unsafe { ZwClose(params) };
+    let _ = unsafe { ZwClose(params) };
     if NT_SUCCESS(status) && buffer[1] == REG_DWORD && buffer[2] == 4 {
         PORT_SEEN.store(buffer[3], Ordering::SeqCst);
     }

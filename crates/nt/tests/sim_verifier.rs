@@ -28,7 +28,7 @@ fn send(
     // SAFETY: our IRP.
     unsafe { IoSetCompletionRoutine(irp, Some(routine), core::ptr::null_mut(), TRUE, TRUE, TRUE) };
     // SAFETY: live device.
-    unsafe { IoCallDriver(lower.device(), irp) };
+    let _ = unsafe { IoCallDriver(lower.device(), irp) };
     irp
 }
 

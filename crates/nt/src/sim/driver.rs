@@ -176,6 +176,7 @@ pub(crate) fn create_device(
 /// `DriverObject` must be the caller's driver object; `DeviceName` null or
 /// a valid UNICODE_STRING; `DeviceObject` writable.
 #[track_caller]
+#[must_use]
 pub unsafe fn IoCreateDevice(
     DriverObject: PDRIVER_OBJECT,
     DeviceExtensionSize: ULONG,
@@ -273,6 +274,7 @@ pub unsafe fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
 /// # Safety
 /// Both arguments must be valid UNICODE_STRINGs.
 #[track_caller]
+#[must_use]
 pub unsafe fn IoCreateSymbolicLink(
     SymbolicLinkName: PUNICODE_STRING,
     DeviceName: PUNICODE_STRING,
@@ -303,6 +305,7 @@ pub unsafe fn IoCreateSymbolicLink(
 /// # Safety
 /// `SymbolicLinkName` must be a valid UNICODE_STRING.
 #[track_caller]
+#[must_use]
 pub unsafe fn IoDeleteSymbolicLink(SymbolicLinkName: PUNICODE_STRING) -> NTSTATUS {
     with_current(|k| {
         if !irql::require_at_most(k, PASSIVE_LEVEL, "IoDeleteSymbolicLink") {

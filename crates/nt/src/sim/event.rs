@@ -449,6 +449,7 @@ pub unsafe fn KeReadStateEvent(Event: PRKEVENT) -> LONG {
 /// that stays live until the wait returns; `Timeout` must be null or
 /// readable.
 #[track_caller]
+#[must_use]
 pub unsafe fn KeWaitForSingleObject(
     Object: PVOID,
     WaitReason: KWAIT_REASON,
@@ -515,6 +516,7 @@ pub unsafe fn KeWaitForSingleObject(
 /// # Safety
 /// `Interval` must point to a readable `LARGE_INTEGER`.
 #[track_caller]
+#[must_use]
 pub unsafe fn KeDelayExecutionThread(
     WaitMode: KPROCESSOR_MODE,
     Alertable: BOOLEAN,

@@ -622,6 +622,7 @@ pub unsafe fn provider_accept_irp(irp: PIRP) -> PIO_STACK_LOCATION {
 /// with its next stack location set up. After the call the IRP belongs to
 /// the callee until it completes.
 #[track_caller]
+#[must_use]
 pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS {
     let location = Location::caller();
     with_current(|k| {
@@ -721,6 +722,7 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
 /// As [`IofCallDriver`].
 #[track_caller]
 #[inline]
+#[must_use]
 pub unsafe fn IoCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS {
     // SAFETY: forwarded contract.
     unsafe { IofCallDriver(DeviceObject, Irp) }

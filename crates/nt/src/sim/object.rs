@@ -173,6 +173,7 @@ pub(crate) fn require_passive_for_zw(
 /// # Safety
 /// `Object` must be valid for writes; `HandleInformation` null or writable.
 #[track_caller]
+#[must_use]
 pub unsafe fn ObReferenceObjectByHandle(
     Handle: HANDLE,
     DesiredAccess: ACCESS_MASK,
@@ -284,6 +285,7 @@ pub unsafe fn ObDereferenceObject(Object: PVOID) -> LONG_PTR {
 /// # Safety
 /// `Handle` must not be used after it is closed.
 #[track_caller]
+#[must_use]
 pub unsafe fn ZwClose(Handle: HANDLE) -> NTSTATUS {
     let location = Location::caller();
     let k = current();

@@ -316,6 +316,7 @@ fn key_path(kernel: &Kernel, handle: HANDLE) -> Result<String, NTSTATUS> {
 /// `KeyHandle` must be writable; `ObjectAttributes` must point to
 /// initialised attributes whose name is null or a valid `UNICODE_STRING`.
 #[track_caller]
+#[must_use]
 pub unsafe fn ZwOpenKey(
     KeyHandle: PHANDLE,
     DesiredAccess: ACCESS_MASK,
@@ -402,6 +403,7 @@ fn ulongs(values: &[ULONG]) -> Vec<u8> {
 /// `ResultLength` must be writable; `ValueName` null or a valid
 /// `UNICODE_STRING`.
 #[track_caller]
+#[must_use]
 pub unsafe fn ZwQueryValueKey(
     KeyHandle: HANDLE,
     ValueName: PUNICODE_STRING,

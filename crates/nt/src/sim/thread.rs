@@ -140,6 +140,7 @@ fn end_system_thread(kernel: &Arc<Kernel>, me: SystemThread, status: NTSTATUS) {
 /// `StartRoutine` must be safe to call with `StartContext` on another
 /// thread.
 #[track_caller]
+#[must_use]
 pub unsafe fn PsCreateSystemThread(
     ThreadHandle: PHANDLE,
     DesiredAccess: ULONG,
@@ -211,6 +212,7 @@ pub unsafe fn PsCreateSystemThread(
 /// # Safety
 /// Nothing on the calling thread's stack may be in use by other threads
 /// after the call (the thread is gone as far as the driver knows).
+#[must_use]
 pub unsafe fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
     let Some(me) = SYSTEM_THREAD.with(Cell::get) else {
         return STATUS_INVALID_PARAMETER;
