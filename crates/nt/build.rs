@@ -135,6 +135,7 @@ mod typecheck {
         "PIO_WORKITEM",
         "PETHREAD",
         "PKTHREAD",
+        "PEPROCESS",
         "POBJECT_TYPE",
         "PIO_COMPLETION_ROUTINE",
         "PDRIVER_CANCEL",

@@ -30,6 +30,7 @@ compile_error!(
 
 pub mod status;
 pub mod types;
+pub mod wsk;
 
 pub use status::*;
 pub use types::*;

@@ -48,6 +48,8 @@ pub type PHANDLE = *mut HANDLE;
 pub type PCHAR = *mut CHAR;
 pub type PUCHAR = *mut UCHAR;
 pub type ADDRESS_FAMILY = USHORT;
+/// `PSECURITY_DESCRIPTOR` (a `PVOID` in the WDK headers).
+pub type PSECURITY_DESCRIPTOR = PVOID;
 
 /// `TRUE` as a `BOOLEAN`.
 pub const TRUE: BOOLEAN = 1;

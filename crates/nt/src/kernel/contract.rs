@@ -267,3 +267,25 @@ mod callbacks {
     const _: PKSTART_ROUTINE = Some(start);
     const _: PIO_WORKITEM_ROUTINE = Some(work);
 }
+
+/// The WSK registration functions (`nt::wsk`; netio.lib on the kernel
+/// face, the simulated WSK subsystem on the host face).
+mod wsk_registration {
+    use crate::types::*;
+    use crate::wsk;
+    use crate::wsk::*;
+
+    contract!(wsk {
+        fn WskRegister(
+            WskClientNpi: PWSK_CLIENT_NPI,
+            WskRegistration: PWSK_REGISTRATION,
+        ) -> NTSTATUS;
+        fn WskDeregister(WskRegistration: PWSK_REGISTRATION);
+        fn WskCaptureProviderNPI(
+            WskRegistration: PWSK_REGISTRATION,
+            WaitTimeout: ULONG,
+            WskProviderNpi: PWSK_PROVIDER_NPI,
+        ) -> NTSTATUS;
+        fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTRATION);
+    });
+}

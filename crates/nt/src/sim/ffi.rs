@@ -336,6 +336,14 @@ pub struct KTHREAD {
 }
 pub type PKTHREAD = *mut KTHREAD;
 
+/// Opaque executive process object (`PEPROCESS`; the WSK NPI's owning
+/// process parameters, always NULL in the sim).
+#[repr(C)]
+pub struct EPROCESS {
+    _private: [u8; 0],
+}
+pub type PEPROCESS = *mut EPROCESS;
+
 /// Opaque object type (`*PsThreadType`).
 #[repr(C)]
 pub struct OBJECT_TYPE {

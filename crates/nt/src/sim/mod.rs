@@ -25,6 +25,7 @@ pub mod session;
 pub mod thread;
 pub mod verifier;
 pub mod workitem;
+pub mod wsk;
 
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{

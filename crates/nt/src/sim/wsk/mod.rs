@@ -1,0 +1,650 @@
+//! The simulated WSK subsystem: a Winsock Kernel provider over real host
+//! sockets (mio, non-blocking), with the NPI of [`crate::wsk`].
+//!
+//! A client registers (`WskRegister`), captures the provider NPI
+//! (`WskCaptureProviderNPI`) and calls the provider's dispatch tables with
+//! IRPs exactly as on Windows; completion routines and event callbacks run
+//! the documented way. Each registration gets a provider thread (a mio
+//! event loop at DISPATCH_LEVEL) that completes pending requests and calls
+//! the event callbacks.
+//!
+//! # Completions
+//!
+//! Every provider function that takes an IRP completes it exactly once,
+//! whatever it returns. When the result is known inside the call (data
+//! already buffered, a send the host socket takes at once, a bind, an
+//! address query, ...) the session's completion policy
+//! ([`crate::sim::decide_completion`]) decides: `Inline` completes it before
+//! the call returns (the completion routine runs on the caller's thread and
+//! the call returns the final status); `Pending` marks it pending, returns
+//! STATUS_PENDING and completes it from the provider thread at
+//! DISPATCH_LEVEL (Driver Verifier's "force pending"). Requests that must
+//! wait (no data yet, a connect in progress, a send the peer's window does
+//! not take) always return STATUS_PENDING and complete from the provider
+//! thread. Requests completed as a side effect of another call (an earlier
+//! receive satisfied while a later one reads the socket) are completed by
+//! the provider thread too.
+//!
+//! Every pending request is cancel-safe: `IoCancelIrp` completes it with
+//! STATUS_CANCELLED exactly once, whichever of cancel and completion comes
+//! first. Exceptions, documented: a send whose first bytes went to the
+//! host is no longer cancellable (cancelling it could corrupt the stream);
+//! it completes when all its bytes are out, or with the connection's error,
+//! or when the socket closes. A cancelled receive that already holds bytes
+//! (`WSK_FLAG_WAITALL`) completes with STATUS_CANCELLED and `Information` =
+//! those bytes, so no data vanishes silently.
+//!
+//! # Policies where the documentation is silent
+//!
+//! - **Error table.** Host socket errors become NTSTATUS by the table in
+//!   [`errors`] (reset -> STATUS_CONNECTION_RESET, abort ->
+//!   STATUS_CONNECTION_ABORTED, refused -> STATUS_CONNECTION_REFUSED,
+//!   address in use -> STATUS_ADDRESS_ALREADY_EXISTS, ...).
+//! - **After a connection error** (reset, abort, a local abortive
+//!   disconnect) the error is sticky: queued receives and sends, and every
+//!   later receive, send or disconnect, complete with that status. Data the
+//!   provider had already buffered is delivered first. Local abortive
+//!   disconnects make it STATUS_CONNECTION_ABORTED.
+//! - **Order.** Queued receives are served FIFO (the first queued gets the
+//!   first bytes); sends go out in call order; accepts are served FIFO.
+//!   Completion routines of different requests may run concurrently on
+//!   different threads.
+//! - **Receive.** Without `WSK_FLAG_WAITALL` a receive completes as soon as
+//!   it holds at least one byte. After the peer's graceful close, pending
+//!   and later receives complete with STATUS_SUCCESS and the bytes they hold
+//!   (0 for an empty one). A zero-length receive (without
+//!   `WSK_FLAG_DRAIN`) completes at once with STATUS_SUCCESS and 0 bytes and
+//!   re-arms the receive event after STATUS_DATA_NOT_ACCEPTED or a partial
+//!   accept. `WSK_FLAG_DRAIN` needs a zero length and completes on
+//!   disconnect. Unknown flags: STATUS_NOT_SUPPORTED.
+//! - **Disconnect.** A graceful `WskDisconnect` queues behind the sends
+//!   before it, sends its own buffer, then shuts the write side down (FIN)
+//!   and completes; later sends get STATUS_INVALID_DEVICE_STATE; receives
+//!   keep working. `WSK_FLAG_ABORTIVE` resets the connection (RST) at once.
+//! - **Close.** `WskCloseSocket` completes every pending request of the
+//!   socket with STATUS_CANCELLED, closes the host socket (abortively, with
+//!   an RST, unless a graceful `WskDisconnect` completed before), and
+//!   completes its own IRP once no request of the socket is in flight and no
+//!   event callback of the socket runs. Indications the client still
+//!   retains are reclaimed by the provider at close (release them first, as
+//!   documented). Calls on a closed socket complete with
+//!   STATUS_INVALID_HANDLE. Close is not cancellable.
+//! - **Event callbacks** run on the provider thread at DISPATCH_LEVEL with
+//!   `WSK_FLAG_AT_DISPATCH_LEVEL`, serially per socket, never while the
+//!   socket has queued receive IRPs for the same data (IRPs come first).
+//!   Indications are chains of up to 64 KiB (16 KiB per element) for
+//!   connections and up to 32 datagrams for datagram sockets, over provider
+//!   memory. A connection buffers at most 256 KiB in the provider, counting
+//!   indications the client retains; past that it stops reading the host
+//!   socket (TCP backpressure), so a client that never releases stalls only
+//!   its own connection. `WSK_FLAG_RELEASE_ASAP` is set once half of that is
+//!   retained.
+//! - **STATUS_DATA_NOT_ACCEPTED.** Connections: the bytes stay buffered and
+//!   no receive event is raised until a `WskReceive` completes (a
+//!   zero-length one suffices). A partial accept (`*BytesAccepted` <
+//!   indicated) acts the same for the rest. Datagrams: with a per-socket
+//!   callback (`SO_WSK_EVENT_CALLBACK`) the callback is disabled and the
+//!   datagrams stay buffered for `WskReceiveFrom` or a re-enabled callback;
+//!   with a static callback (`WSK_SET_STATIC_EVENT_CALLBACKS`) the callback
+//!   stays enabled and the datagrams are dropped (counted in
+//!   [`WskStats::datagrams_dropped`]).
+//! - **Peer disconnects** raise `WskDisconnectEvent` (0 for a graceful
+//!   close once all data before it was delivered, `WSK_FLAG_ABORTIVE` for a
+//!   reset) if enabled; a reset without a disconnect callback raises
+//!   `WskReceiveEvent` with a NULL indication if that is enabled.
+//! - **Accept.** Pending `WskAccept` IRPs take connections before the
+//!   accept callback. Connections nobody takes wait in the host backlog.
+//!   An accept callback that refuses (STATUS_REQUEST_NOT_ACCEPTED or any
+//!   failure) gets the connection reset. Accepted sockets start with the
+//!   static callbacks enabled (once the accept callback returned their
+//!   dispatch table) and every other callback disabled.
+//! - **Datagrams.** A datagram longer than the receive buffer is truncated:
+//!   STATUS_SUCCESS, `Information` = bytes copied, and `MSG_TRUNC` in
+//!   `*ControlFlags`. No control information is produced
+//!   (`*ControlLength` = 0) or consumed. Datagrams wait in the host socket
+//!   until a `WskReceiveFrom` or an enabled callback takes them (the host
+//!   drops what overflows its buffer, like a real stack).
+//! - **Options.** `WskControlSocket` supports `SO_WSK_EVENT_CALLBACK`,
+//!   `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_RCVBUF`,
+//!   `SO_SNDBUF`, `IPV6_V6ONLY` (TRUE by default, as on Windows; set it
+//!   before `WskBind`) and `TCP_NODELAY`; anything else is
+//!   STATUS_NOT_SUPPORTED. Listening sockets reuse addresses in TIME_WAIT
+//!   (Windows' default behaviour). Disabling a static callback:
+//!   STATUS_INVALID_PARAMETER. `WskSendBacklogEvent` can be enabled but is
+//!   never raised.
+//! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
+//!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
+//!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than
+//!   `WSK_SET_STATIC_EVENT_CALLBACKS`. Connection sockets must be bound
+//!   before `WskConnect` (as on Windows); datagram sockets before
+//!   `WskSendTo` (STATUS_INVALID_DEVICE_STATE otherwise).
+//! - **Registration.** The provider is ready at once unless a test says
+//!   otherwise ([`set_provider_ready`]). `WskCaptureProviderNPI` returns
+//!   STATUS_NOINTERFACE for a client dispatch whose major version is not 1,
+//!   STATUS_DEVICE_NOT_READY when the provider is not ready (after the
+//!   timeout, at once for `WSK_NO_WAIT`) or the registration is being
+//!   deregistered. Client-level calls (`WskSocket`, ...) without a live
+//!   capture get STATUS_DEVICE_NOT_READY. `WskDeregister` waits until every
+//!   capture is released, every socket closed, every IRP completed and
+//!   every provider call returned (it prints what it still waits for every
+//!   five seconds).
+//!
+//! # Verifier and resources
+//!
+//! A registration and each open socket are pending operations of the
+//! driver that made them: unloading with a socket open or without
+//! `WskDeregister` is DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS
+//! (0xCE); requests in flight are pending IRPs of their owner. The
+//! provider's own memory (sockets, buffers, indications) is host memory,
+//! never the client's pool. With the session's pool fault plan the provider
+//! fails to create sockets (`WskSocket`, accepted connections: their accept
+//! IRPs get STATUS_INSUFFICIENT_RESOURCES and the connection is reset) and
+//! to queue requests that must wait (STATUS_INSUFFICIENT_RESOURCES); with
+//! the MDL plan it fails to build indications (it retries 10 ms later).
+//! Provider calls above DISPATCH_LEVEL, and registration calls above
+//! PASSIVE_LEVEL, are verifier bugchecks (0xC4/0xE5).
+//!
+//! # Faults
+//!
+//! [`inject_socket_fault`] resets or aborts a connection as the network
+//! would, or makes it a slow peer ([`SocketFault::Slow`]: at most `chunk`
+//! bytes move per `interval` in each direction); [`set_connection_fault`]
+//! applies a fault to every connection made afterwards.
+
+pub mod buf;
+mod dispatch;
+pub mod errors;
+mod reactor;
+mod socket;
+
+use std::collections::HashMap;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::event::require_irql;
+use super::session::{Kernel, Session, current, lock};
+use crate::status::*;
+use crate::types::*;
+use crate::wsk::*;
+use reactor::Reactor;
+use socket::Socket;
+
+/// `ReservedRegistrationState` of a registration block the sim registered.
+const REGISTERED: ULONGLONG = 0x5753_4B52_4547_4953; // "WSKREGIS"
+
+/// A fault the network does to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketFault {
+    /// The connection is reset (the peer gets an RST; the client's pending
+    /// and later requests get STATUS_CONNECTION_RESET, its callbacks see a
+    /// peer reset).
+    Reset,
+    /// The connection is aborted by the transport (as `Reset`, with
+    /// STATUS_CONNECTION_ABORTED).
+    Abort,
+    /// A slow peer / network: at most `chunk` bytes are read from and
+    /// written to the host socket per `interval`.
+    Slow {
+        /// Bytes per interval and direction (at least 1).
+        chunk: usize,
+        /// The interval.
+        interval: Duration,
+    },
+}
+
+/// Counters of the simulated WSK subsystem of a session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WskStats {
+    /// Registrations not yet deregistered.
+    pub registrations: u64,
+    /// Sockets open now (created or accepted, not yet closed).
+    pub sockets_open: u64,
+    /// Sockets created or accepted so far.
+    pub sockets_created: u64,
+    /// Indications handed to event callbacks so far.
+    pub indications: u64,
+    /// Indications the client retains now (returned STATUS_PENDING, not yet
+    /// released).
+    pub indications_retained: u64,
+    /// Datagrams the provider dropped (rejected by a static receive-from
+    /// callback).
+    pub datagrams_dropped: u64,
+    /// Incoming connections reset because an accept callback refused them
+    /// or the provider was out of resources.
+    pub connections_refused: u64,
+}
+
+/// The WSK subsystem of one session.
+#[derive(Default)]
+pub(crate) struct WskState {
+    inner: Mutex<Inner>,
+    /// Signalled when readiness or a registration's state changes.
+    changed: Condvar,
+    pub(crate) sockets_created: AtomicU64,
+    pub(crate) indications: AtomicU64,
+    pub(crate) indications_retained: AtomicU64,
+    pub(crate) datagrams_dropped: AtomicU64,
+    pub(crate) connections_refused: AtomicU64,
+}
+
+#[derive(Default)]
+struct Inner {
+    not_ready: bool,
+    /// Registered clients by their `PWSK_CLIENT`.
+    clients: HashMap<usize, Arc<Client>>,
+    /// Registration blocks to clients.
+    registrations: HashMap<usize, usize>,
+    /// Live sockets by their `PWSK_SOCKET`.
+    sockets: HashMap<usize, Arc<Socket>>,
+    connection_fault: Option<SocketFault>,
+}
+
+impl WskState {
+    /// The live socket at `address`.
+    pub(crate) fn socket_at(&self, address: usize) -> Option<Arc<Socket>> {
+        lock(&self.inner).sockets.get(&address).cloned()
+    }
+
+    pub(crate) fn insert_socket(&self, socket: &Arc<Socket>) {
+        lock(&self.inner)
+            .sockets
+            .insert(socket.address(), Arc::clone(socket));
+    }
+
+    pub(crate) fn remove_socket(&self, address: usize) -> Option<Arc<Socket>> {
+        lock(&self.inner).sockets.remove(&address)
+    }
+
+    /// The registered client whose `PWSK_CLIENT` is `address`.
+    pub(crate) fn client_at(&self, address: usize) -> Option<Arc<Client>> {
+        lock(&self.inner).clients.get(&address).cloned()
+    }
+
+    /// The fault new connections get.
+    pub(crate) fn connection_fault(&self) -> Option<SocketFault> {
+        lock(&self.inner).connection_fault
+    }
+
+    fn client_of_registration(&self, registration: usize) -> Option<Arc<Client>> {
+        let inner = lock(&self.inner);
+        let client = inner.registrations.get(&registration)?;
+        inner.clients.get(client).cloned()
+    }
+}
+
+/// The session's WSK subsystem.
+pub(crate) fn state_of(kernel: &Kernel) -> Arc<WskState> {
+    kernel.extension::<WskState>()
+}
+
+/// One registration (`PWSK_CLIENT` points to it).
+pub(crate) struct Client {
+    /// The WSK subsystem it belongs to.
+    pub(crate) wsk: Arc<WskState>,
+    /// Its provider thread.
+    pub(crate) reactor: Arc<Reactor>,
+    /// The driver generation that registered.
+    pub(crate) owner: u64,
+    registration: usize,
+    version: USHORT,
+    counters: Mutex<Counters>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Counters {
+    captures: u32,
+    deregistering: bool,
+    sockets: u64,
+    irps: u64,
+    calls: u64,
+    static_events: ULONG,
+    socket_created: bool,
+    pending_key: u64,
+}
+
+impl Client {
+    /// Its `PWSK_CLIENT`.
+    pub(crate) fn address(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    /// Whether client-level calls are allowed (captured, not
+    /// deregistering).
+    pub(crate) fn usable(&self) -> bool {
+        let counters = lock(&self.counters);
+        counters.captures > 0 && !counters.deregistering
+    }
+
+    /// The static event mask (`WSK_SET_STATIC_EVENT_CALLBACKS`).
+    pub(crate) fn static_events(&self) -> ULONG {
+        lock(&self.counters).static_events
+    }
+
+    /// Sets the static event mask; fails once a socket exists.
+    pub(crate) fn set_static_events(&self, mask: ULONG) -> NTSTATUS {
+        let mut counters = lock(&self.counters);
+        if counters.socket_created {
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        counters.static_events = mask;
+        STATUS_SUCCESS
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Counters)) {
+        let mut counters = lock(&self.counters);
+        f(&mut counters);
+        drop(counters);
+        self.changed.notify_all();
+    }
+
+    pub(crate) fn irp_begin(&self) {
+        self.update(|c| c.irps += 1);
+    }
+
+    pub(crate) fn irp_done(&self) {
+        self.update(|c| c.irps = c.irps.saturating_sub(1));
+    }
+
+    pub(crate) fn call_begin(&self) {
+        self.update(|c| c.calls += 1);
+    }
+
+    pub(crate) fn call_done(&self) {
+        self.update(|c| c.calls = c.calls.saturating_sub(1));
+    }
+
+    pub(crate) fn socket_added(&self) {
+        self.update(|c| {
+            c.sockets += 1;
+            c.socket_created = true;
+        });
+    }
+
+    pub(crate) fn socket_removed(&self) {
+        self.update(|c| c.sockets = c.sockets.saturating_sub(1));
+    }
+}
+
+// === Registration (netio.lib on Windows) ===
+
+/// `WskRegister`: registers a WSK client. `WskClientNpi` (and the dispatch
+/// it points to) and `WskRegistration` must stay resident until
+/// `WskDeregister` returns. Returns STATUS_SUCCESS,
+/// STATUS_INVALID_PARAMETER (null arguments, a block already registered)
+/// or STATUS_INSUFFICIENT_RESOURCES (pool fault plan). IRQL =
+/// PASSIVE_LEVEL.
+///
+/// # Safety
+/// `WskClientNpi` must point to a `WSK_CLIENT_NPI` whose `Dispatch` is
+/// valid; `WskRegistration` must be writable.
+#[track_caller]
+#[must_use]
+pub unsafe fn WskRegister(
+    WskClientNpi: PWSK_CLIENT_NPI,
+    WskRegistration: PWSK_REGISTRATION,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let kernel = current();
+    if !require_irql(&kernel, PASSIVE_LEVEL, "WskRegister", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if WskClientNpi.is_null() || WskRegistration.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller guarantees a readable client NPI.
+    let npi = unsafe { core::ptr::read_unaligned(WskClientNpi) };
+    if npi.Dispatch.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the caller guarantees the dispatch is readable.
+    let version = unsafe { core::ptr::read_unaligned(npi.Dispatch) }.Version;
+    let wsk = state_of(&kernel);
+    let registration = WskRegistration as usize;
+    if wsk.client_of_registration(registration).is_some() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    if kernel.faults.pool.should_fail() {
+        kernel.pool.note_failure();
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let Ok(reactor) = Reactor::start(&kernel, Arc::clone(&wsk)) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    let owner = kernel.driver_generation.load(Ordering::Acquire);
+    let client = Arc::new(Client {
+        wsk: Arc::clone(&wsk),
+        reactor,
+        owner,
+        registration,
+        version,
+        counters: Mutex::new(Counters::default()),
+        changed: Condvar::new(),
+    });
+    let key = kernel.pending_begin_for("WSK registration", registration as u64, owner);
+    lock(&client.counters).pending_key = key;
+    let block = WSK_REGISTRATION {
+        ReservedRegistrationState: REGISTERED,
+        ReservedRegistrationContext: Arc::as_ptr(&client).cast_mut().cast(),
+        ReservedRegistrationLock: 0,
+    };
+    // SAFETY: the caller guarantees the registration block is writable.
+    unsafe { WskRegistration.write_unaligned(block) };
+    let mut inner = lock(&wsk.inner);
+    inner.registrations.insert(registration, client.address());
+    inner.clients.insert(client.address(), client);
+    STATUS_SUCCESS
+}
+
+/// `WskCaptureProviderNPI`: the provider NPI for a registration.
+/// `WaitTimeout` is `WSK_NO_WAIT`, `WSK_INFINITE_WAIT` or milliseconds.
+/// Returns STATUS_SUCCESS (release it with `WskReleaseProviderNPI`),
+/// STATUS_NOINTERFACE (the client's major version is not 1),
+/// STATUS_DEVICE_NOT_READY (not ready within the timeout, or the
+/// registration is being deregistered) or STATUS_INVALID_PARAMETER (not a
+/// registered block). IRQL = PASSIVE_LEVEL; <= DISPATCH_LEVEL with
+/// `WSK_NO_WAIT`.
+///
+/// # Safety
+/// `WskRegistration` must be a registered block; `WskProviderNpi` writable.
+#[track_caller]
+#[must_use]
+pub unsafe fn WskCaptureProviderNPI(
+    WskRegistration: PWSK_REGISTRATION,
+    WaitTimeout: ULONG,
+    WskProviderNpi: PWSK_PROVIDER_NPI,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let kernel = current();
+    let max = if WaitTimeout == WSK_NO_WAIT {
+        DISPATCH_LEVEL
+    } else {
+        PASSIVE_LEVEL
+    };
+    if !require_irql(&kernel, max, "WskCaptureProviderNPI", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    if WskProviderNpi.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let wsk = state_of(&kernel);
+    let Some(client) = wsk.client_of_registration(WskRegistration as usize) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    if WSK_MAJOR_VERSION(client.version) != 1 {
+        return STATUS_NOINTERFACE;
+    }
+    let deadline = match WaitTimeout {
+        WSK_NO_WAIT | WSK_INFINITE_WAIT => None,
+        ms => Some(Instant::now() + Duration::from_millis(u64::from(ms))),
+    };
+    let mut inner = lock(&wsk.inner);
+    loop {
+        if lock(&client.counters).deregistering {
+            return STATUS_DEVICE_NOT_READY;
+        }
+        if !inner.not_ready {
+            break;
+        }
+        match (WaitTimeout, deadline) {
+            (WSK_NO_WAIT, _) => return STATUS_DEVICE_NOT_READY,
+            (_, Some(deadline)) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return STATUS_DEVICE_NOT_READY;
+                }
+                inner = wsk
+                    .changed
+                    .wait_timeout(inner, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            (_, None) => {
+                inner = wsk.changed.wait(inner).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+    }
+    client.update(|c| c.captures += 1);
+    drop(inner);
+    let npi = WSK_PROVIDER_NPI {
+        Client: client.address() as PWSK_CLIENT,
+        Dispatch: &dispatch::PROVIDER_DISPATCH,
+    };
+    // SAFETY: the caller guarantees `WskProviderNpi` is writable.
+    unsafe { WskProviderNpi.write_unaligned(npi) };
+    STATUS_SUCCESS
+}
+
+/// `WskReleaseProviderNPI`: ends one successful capture. Existing sockets
+/// keep working; client-level calls are not allowed without a capture.
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `WskRegistration` must be a registered block with a capture to release.
+#[track_caller]
+pub unsafe fn WskReleaseProviderNPI(WskRegistration: PWSK_REGISTRATION) {
+    let location = Location::caller();
+    let kernel = current();
+    if !require_irql(&kernel, DISPATCH_LEVEL, "WskReleaseProviderNPI", location) {
+        return;
+    }
+    let wsk = state_of(&kernel);
+    if let Some(client) = wsk.client_of_registration(WskRegistration as usize) {
+        client.update(|c| c.captures = c.captures.saturating_sub(1));
+    }
+}
+
+/// `WskDeregister`: ends a registration. Blocks until every capture is
+/// released, every socket closed, every request completed and every
+/// provider call of the client returned; then the provider thread stops.
+/// IRQL = PASSIVE_LEVEL.
+///
+/// # Safety
+/// `WskRegistration` must be a block `WskRegister` succeeded on, not yet
+/// deregistered.
+#[track_caller]
+pub unsafe fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
+    let location = Location::caller();
+    let kernel = current();
+    if !require_irql(&kernel, PASSIVE_LEVEL, "WskDeregister", location) {
+        return;
+    }
+    let wsk = state_of(&kernel);
+    let Some(client) = wsk.client_of_registration(WskRegistration as usize) else {
+        eprintln!(
+            "nt::sim wsk: WskDeregister({WskRegistration:p}) at {location}: not a registered block"
+        );
+        return;
+    };
+    client.update(|c| c.deregistering = true);
+    {
+        // Wake capture waiters (they fail with STATUS_DEVICE_NOT_READY).
+        let _inner = lock(&wsk.inner);
+        wsk.changed.notify_all();
+    }
+    let mut counters = lock(&client.counters);
+    let mut waited = Duration::ZERO;
+    while counters.captures > 0 || counters.sockets > 0 || counters.irps > 0 || counters.calls > 0 {
+        let step = Duration::from_millis(100);
+        counters = client
+            .changed
+            .wait_timeout(counters, step)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+        waited += step;
+        if waited.as_millis().is_multiple_of(5000) {
+            eprintln!(
+                "nt::sim wsk: WskDeregister at {location} still waits ({} s): {} capture(s), {} \
+                 socket(s), {} request(s), {} call(s)",
+                waited.as_secs(),
+                counters.captures,
+                counters.sockets,
+                counters.irps,
+                counters.calls
+            );
+        }
+    }
+    let key = counters.pending_key;
+    drop(counters);
+    {
+        let mut inner = lock(&wsk.inner);
+        inner.registrations.remove(&client.registration);
+        inner.clients.remove(&client.address());
+    }
+    client.reactor.stop();
+    kernel.pending_end(key);
+    let block = WSK_REGISTRATION {
+        ReservedRegistrationState: 0,
+        ReservedRegistrationContext: core::ptr::null_mut(),
+        ReservedRegistrationLock: 0,
+    };
+    // SAFETY: the caller's registration block, still resident.
+    unsafe { WskRegistration.write_unaligned(block) };
+}
+
+// === Test controls ===
+
+/// Makes the provider NPI available (the default) or not: captures then
+/// fail with STATUS_DEVICE_NOT_READY (`WSK_NO_WAIT`) or wait.
+pub fn set_provider_ready(session: &Session, ready: bool) {
+    let wsk = state_of(&session.kernel);
+    let mut inner = lock(&wsk.inner);
+    inner.not_ready = !ready;
+    wsk.changed.notify_all();
+}
+
+/// Applies `fault` to every connection made (accepted or connected) from
+/// now on (`None`: no fault).
+pub fn set_connection_fault(session: &Session, fault: Option<SocketFault>) {
+    lock(&state_of(&session.kernel).inner).connection_fault = fault;
+}
+
+/// Does `fault` to the connection `socket` now. Returns `false` if
+/// `socket` is not a live connection of the session.
+pub fn inject_socket_fault(session: &Session, socket: PWSK_SOCKET, fault: SocketFault) -> bool {
+    let _enter = session.enter();
+    match state_of(&session.kernel).socket_at(socket as usize) {
+        Some(socket) => socket.inject(fault),
+        None => false,
+    }
+}
+
+/// The session's WSK counters.
+pub fn stats(session: &Session) -> WskStats {
+    let wsk = state_of(&session.kernel);
+    let (registrations, sockets_open) = {
+        let inner = lock(&wsk.inner);
+        (inner.clients.len() as u64, inner.sockets.len() as u64)
+    };
+    WskStats {
+        registrations,
+        sockets_open,
+        sockets_created: wsk.sockets_created.load(Ordering::Relaxed),
+        indications: wsk.indications.load(Ordering::Relaxed),
+        indications_retained: wsk.indications_retained.load(Ordering::Relaxed),
+        datagrams_dropped: wsk.datagrams_dropped.load(Ordering::Relaxed),
+        connections_refused: wsk.connections_refused.load(Ordering::Relaxed),
+    }
+}
