@@ -448,3 +448,155 @@ fn unknown_flags_and_bad_buffers_are_rejected() {
     client.deregister();
     finish(session);
 }
+
+#[test]
+fn queued_sends_are_cancellable_until_their_first_byte_goes_out() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let client = Client::register();
+        let (listener, socket, mut peer) = accepted_pair(&client, false);
+        // The peer does not read: a big send fills the window and stalls
+        // half-way (started: no longer cancellable).
+        let big = pattern(16 << 20, 3);
+        let first = start_send(socket, Buffer::from_bytes(&big));
+        assert_eq!(first.returned, STATUS_PENDING);
+        // A second send waits behind it, armed: it can be cancelled.
+        let second = start_send(socket, Buffer::from_bytes(b"never sent"));
+        assert_eq!(second.returned, STATUS_PENDING);
+        // SAFETY: our IRPs, in flight.
+        unsafe { IoCancelIrp(second.request.irp()) };
+        // SAFETY: as above.
+        unsafe { IoCancelIrp(first.request.irp()) };
+        let (status, _) = second.request.finish(STATUS_PENDING);
+        assert_eq!(status, STATUS_CANCELLED);
+        drop(second);
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!first.request.completed(), "a started send was cancelled");
+        // The peer reads everything: exactly the first send, intact.
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; 16 << 20];
+            peer.read_exact(&mut got).unwrap();
+            (got, peer)
+        });
+        let (status, sent) = first.request.finish(STATUS_PENDING);
+        assert_eq!((status, sent), (STATUS_SUCCESS, 16 << 20));
+        drop(first);
+        let (got, mut peer) = reader.join().unwrap();
+        assert!(got == big);
+        assert_eq!(disconnect(socket, 0), STATUS_SUCCESS);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the cancelled send's bytes never went out");
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
+
+#[test]
+fn close_completes_a_stalled_send_with_the_bytes_it_sent() {
+    let session = Session::boot();
+    let client = Client::register();
+    let (listener, socket, _peer) = accepted_pair(&client, false);
+    let stalled = start_send(socket, Buffer::new(32 << 20));
+    assert_eq!(stalled.returned, STATUS_PENDING);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    let (status, sent) = stalled.request.finish(STATUS_PENDING);
+    assert_eq!(status, STATUS_CANCELLED);
+    assert!(sent > 0 && sent < 32 << 20, "{sent}");
+    drop(stalled);
+    assert_eq!(close(listener), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
+}
+
+#[test]
+fn pending_accepts_are_cancellable() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let client = Client::register();
+        let (listener, address) =
+            client.listener(loopback(true), core::ptr::null_mut(), core::ptr::null());
+        let cancelled = start_accept(listener, core::ptr::null_mut(), core::ptr::null());
+        assert_eq!(cancelled.returned, STATUS_PENDING);
+        // SAFETY: our IRP, in flight.
+        unsafe { IoCancelIrp(cancelled.request.irp()) };
+        assert_eq!(cancelled.finish().unwrap_err(), STATUS_CANCELLED);
+        // The listener still works.
+        let _peer = TcpStream::connect(address).unwrap();
+        let (socket, _, _) = accept(listener).unwrap();
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
+
+#[test]
+fn connect_ex_sends_its_buffer_and_receive_ex_reports_no_control_data() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let client = Client::register();
+        let server = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = client
+            .socket(
+                AF_INET,
+                WSK_FLAG_CONNECTION_SOCKET,
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
+            .unwrap();
+        assert_eq!(bind(socket, loopback(false)), STATUS_SUCCESS);
+        {
+            let buffer = Buffer::from_bytes(b"hello with connect");
+            let mut buf = buffer.wsk_buf();
+            let mut remote = sockaddr_from(&server.local_addr().unwrap());
+            let mut request = Request::new();
+            let irp = request.arm();
+            // SAFETY: the provider's WskConnectEx with our IRP and buffer.
+            let returned = unsafe {
+                (connection(socket).WskConnectEx.unwrap())(
+                    socket,
+                    (&raw mut remote).cast(),
+                    &mut buf,
+                    0,
+                    irp,
+                )
+            };
+            assert_eq!(request.finish(returned), (STATUS_SUCCESS, 18));
+        }
+        let (mut peer, _) = server.accept().unwrap();
+        let mut got = [0u8; 18];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello with connect");
+        peer.write_all(b"ex").unwrap();
+        {
+            let buffer = Buffer::new(2);
+            let mut buf = buffer.wsk_buf();
+            let mut control_length: ULONG = 99;
+            let mut request = Request::new();
+            let irp = request.arm();
+            // SAFETY: the provider's WskReceiveEx with our IRP, buffer and
+            // control length.
+            let returned = unsafe {
+                (connection(socket).WskReceiveEx.unwrap())(
+                    socket,
+                    &mut buf,
+                    WSK_FLAG_WAITALL,
+                    &mut control_length,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            };
+            assert_eq!(request.finish(returned), (STATUS_SUCCESS, 2));
+            assert_eq!(buffer.bytes(), b"ex");
+            assert_eq!(control_length, 0);
+        }
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
