@@ -600,3 +600,67 @@ fn connect_ex_sends_its_buffer_and_receive_ex_reports_no_control_data() {
         finish(session);
     }
 }
+
+#[test]
+fn a_dual_stack_listener_accepts_ipv4_peers_as_mapped_addresses() {
+    let session = Session::boot();
+    let client = Client::register();
+    let socket = client
+        .socket(
+            AF_INET6,
+            WSK_FLAG_LISTEN_SOCKET,
+            core::ptr::null_mut(),
+            core::ptr::null(),
+        )
+        .unwrap();
+    // IPV6_V6ONLY is TRUE by default, as on Windows: clear it before bind.
+    assert_eq!(
+        set_option(socket, IPPROTO_IPV6, IPV6_V6ONLY, 0),
+        STATUS_SUCCESS
+    );
+    assert_eq!(bind(socket, "[::]:0".parse().unwrap()), STATUS_SUCCESS);
+    assert_eq!(
+        set_option(socket, IPPROTO_IPV6, IPV6_V6ONLY, 1),
+        STATUS_INVALID_DEVICE_STATE,
+        "only before bind"
+    );
+    let port = local_address(socket).unwrap().port();
+    let peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (accepted, _, remote) = accept(socket).unwrap();
+    let std::net::SocketAddr::V6(remote) = remote else {
+        panic!("an AF_INET6 socket reports IPv6 addresses: {remote}");
+    };
+    assert_eq!(
+        remote.ip().to_ipv4_mapped(),
+        Some(std::net::Ipv4Addr::LOCALHOST)
+    );
+    assert_eq!(remote.port(), peer.local_addr().unwrap().port());
+    assert_eq!(close(accepted), STATUS_SUCCESS);
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
+}
+
+#[test]
+fn a_drain_receive_discards_data_until_the_peer_closes() {
+    let session = Session::boot();
+    let client = Client::register();
+    let (listener, socket, mut peer) = accepted_pair(&client, false);
+    let drain = start_receive(socket, 0, WSK_FLAG_DRAIN);
+    assert_eq!(drain.returned, STATUS_PENDING);
+    peer.write_all(&[1u8; 10_000]).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(!drain.request.completed());
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let (status, data) = drain.finish();
+    assert_eq!((status, data.len()), (STATUS_SUCCESS, 0));
+    assert_eq!(
+        receive(socket, 16, 0),
+        Ok(Vec::new()),
+        "the data was discarded"
+    );
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    assert_eq!(close(listener), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
+}
