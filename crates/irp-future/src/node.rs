@@ -1,0 +1,296 @@
+//! The operation node: one non-paged pool block shared by the future and the
+//! completion routine, holding the [`OpCore`], the IRP and everything the
+//! callee may touch until completion (the resources `R`).
+//!
+//! This module performs the side effects the state machine decides: it is
+//! the only place that frees nodes, frees or completes IRPs and calls
+//! `IoCancelIrp`. The completion routine ([`completion_routine`]) runs at
+//! IRQL <= DISPATCH_LEVEL on any thread, possibly inline inside the submit
+//! call; it records the IoStatus, flips the state and wakes. Only when the
+//! future was dropped and it is the last owner does it also release the
+//! node (drop `R`, free the IRP if it is ours, free the block), which is
+//! DISPATCH-safe: non-paged pool, `IoFreeIrp`, `IoFreeMdl`.
+
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use nt::access::{irp_information, irp_pending_returned, irp_status, set_irp_status};
+use nt::*;
+
+use crate::raw::{AfterAbandon, AfterCancel, AfterComplete, IoStatus, OpCore};
+use crate::sync::UnsafeCell;
+
+/// Pool tag of operation nodes (`IrpF` in poolmon order).
+pub const NODE_TAG: ULONG = u32::from_le_bytes(*b"IrpF");
+
+/// Where an operation's IRP comes from, as the completion routine and the
+/// last owner need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IrpKind {
+    /// `IoAllocateIrp` for this operation: freed with the node.
+    Allocated,
+    /// A [`crate::ReusableIrp`]'s IRP: kept for the next operation, freed
+    /// with the node if the future is dropped in flight.
+    Reused,
+    /// Passed down to us; completion continues upward by itself.
+    Observe,
+    /// Passed down to us; the routine stops completion and the future
+    /// yields the IRP back to be completed.
+    Reclaim,
+}
+
+impl IrpKind {
+    fn owns_irp(self) -> bool {
+        matches!(self, Self::Allocated | Self::Reused)
+    }
+}
+
+/// One in-flight operation.
+pub struct Node<R> {
+    pub(crate) core: OpCore,
+    pub(crate) irp: PIRP,
+    pub(crate) kind: IrpKind,
+    /// Initialised from submission until the owner takes it back.
+    resources: UnsafeCell<MaybeUninit<R>>,
+}
+
+impl<R: Send + 'static> Node<R> {
+    const LAYOUT_OK: () = assert!(
+        core::mem::align_of::<Node<R>>() <= 16,
+        "irp-future: resources aligned above 16 bytes (MEMORY_ALLOCATION_ALIGNMENT) are not supported"
+    );
+
+    /// Allocates a node in non-paged pool. `None` when out of pool.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn allocate(irp: PIRP, kind: IrpKind) -> Option<NonNull<Self>> {
+        let () = Self::LAYOUT_OK;
+        let size = core::mem::size_of::<Self>() as SIZE_T;
+        // SAFETY: a plain non-paged allocation with a non-zero tag.
+        let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size, NODE_TAG) };
+        let node = NonNull::new(block.cast::<Self>())?;
+        let value = Node {
+            core: OpCore::new(),
+            irp,
+            kind,
+            resources: UnsafeCell::new(MaybeUninit::uninit()),
+        };
+        // SAFETY: a fresh block of the node's size, 16-byte aligned (pool
+        // guarantee; LAYOUT_OK checks the node needs no more).
+        unsafe { node.as_ptr().write(value) };
+        Some(node)
+    }
+
+    /// Frees the node's block (not the IRP, not the resources).
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively, its resources were taken or
+    /// never stored, and nobody uses it afterwards.
+    pub(crate) unsafe fn free(node: NonNull<Self>) {
+        // SAFETY: exclusive ownership: drops the core (and its waker).
+        unsafe { node.as_ptr().drop_in_place() };
+        // SAFETY: the block came from ExAllocatePool2 in `allocate`.
+        unsafe { ExFreePool(node.as_ptr().cast()) };
+    }
+
+    /// Stores the resources before submission and returns a pointer to
+    /// them at their final (stable) address.
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively and the slot is empty.
+    pub(crate) unsafe fn store(&self, resources: R) -> *mut R {
+        self.resources.with_mut(|slot| {
+            // SAFETY: exclusive ownership (caller's contract).
+            let slot = unsafe { &mut *slot };
+            slot.write(resources) as *mut R
+        })
+    }
+
+    /// Takes the resources back.
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively (completion observed or never
+    /// submitted) and the slot is full.
+    pub(crate) unsafe fn take(&self) -> R {
+        self.resources.with_mut(|slot| {
+            // SAFETY: exclusive ownership (caller's contract).
+            let slot = unsafe { &mut *slot };
+            // SAFETY: the slot is full (caller's contract) and is read once.
+            unsafe { slot.assume_init_read() }
+        })
+    }
+
+    /// The last owner's cleanup of an operation whose future is gone:
+    /// drops the resources, then for our own IRPs frees the IRP, then frees
+    /// the node. A passed-down IRP is left to the caller, who continues its
+    /// completion. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// The caller is the last owner (an [`AfterComplete::Release`] or
+    /// [`AfterCancel::Release`]) and does not touch the node afterwards.
+    pub(crate) unsafe fn release(node: NonNull<Self>) {
+        // SAFETY: last owner: exclusive.
+        let this = unsafe { node.as_ref() };
+        let irp = this.irp;
+        let kind = this.kind;
+        // SAFETY: last owner; the resources were stored at submission and
+        // the future, gone, never took them.
+        drop(unsafe { this.take() });
+        if kind.owns_irp() {
+            // SAFETY: our IRP, complete (its routine returned or returns
+            // STATUS_MORE_PROCESSING_REQUIRED), no IoCancelIrp running on it
+            // (the IRPLOCK protocol ended every cancel before a Release).
+            unsafe { IoFreeIrp(irp) };
+        }
+        // SAFETY: last owner; resources taken above.
+        unsafe { Self::free(node) };
+    }
+}
+
+/// Applies the completion rule of a passed-down IRP whose completion
+/// continues upward from our stack location: propagate PendingReturned.
+///
+/// # Safety
+/// `irp` is a live passed-down IRP whose current location is ours.
+pub(crate) unsafe fn propagate_pending(irp: PIRP) {
+    // SAFETY: caller's contract.
+    if unsafe { irp_pending_returned(irp) } {
+        // SAFETY: the current location is ours (not the IRP's creator).
+        unsafe { IoMarkIrpPending(irp) };
+    }
+}
+
+/// Continues the completion of a passed-down IRP that our routine stopped
+/// with STATUS_MORE_PROCESSING_REQUIRED, with the status it already holds.
+///
+/// # Safety
+/// `irp` is a live passed-down IRP we hold (reclaimed), current location
+/// ours; it must not be touched afterwards.
+pub(crate) unsafe fn complete_upward(irp: PIRP) {
+    // SAFETY: caller's contract.
+    unsafe { propagate_pending(irp) };
+    // SAFETY: caller's contract: we hold it and complete it once.
+    unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
+}
+
+/// Completes a passed-down IRP that was never sent down, with `status`.
+///
+/// # Safety
+/// `irp` is a live passed-down IRP we hold that was never forwarded; it
+/// must not be touched afterwards.
+pub(crate) unsafe fn complete_unsent(irp: PIRP, status: NTSTATUS) {
+    // SAFETY: caller's contract: the IRP is ours to complete.
+    unsafe { set_irp_status(irp, status) };
+    // SAFETY: as above.
+    unsafe { nt::access::set_irp_information(irp, 0) };
+    // SAFETY: as above; completed once.
+    unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
+}
+
+/// The completion routine of every irp-future operation.
+///
+/// Runs at IRQL <= DISPATCH_LEVEL in an arbitrary thread, possibly inline
+/// inside the submit call. Records the IoStatus, flips the state, wakes;
+/// never allocates, never blocks. Returns STATUS_MORE_PROCESSING_REQUIRED
+/// for our own IRPs (never `IoMarkIrpPending`: we created them) and for
+/// reclaimed or cancel-held passed-down IRPs; STATUS_SUCCESS (after
+/// `IoMarkIrpPending` if PendingReturned) when a passed-down IRP's
+/// completion continues upward.
+///
+/// # Safety
+/// Only the I/O manager calls it, with the context given to
+/// `IoSetCompletionRoutine` at submission: a live `Node<R>` of this IRP.
+pub(crate) unsafe extern "C" fn completion_routine<R: Send + 'static>(
+    _device: PDEVICE_OBJECT,
+    irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    let node = context.cast::<Node<R>>();
+    // SAFETY: the context is our live node (routine contract); read before
+    // publishing completion, after which the node may be gone.
+    let kind = unsafe { (*node).kind };
+    let io_status = IoStatus {
+        // SAFETY: the IRP is live while its completion routine runs.
+        status: unsafe { irp_status(irp) },
+        // SAFETY: as above.
+        information: unsafe { irp_information(irp) },
+    };
+    // SAFETY: the node is live until `complete` publishes completion.
+    let core = unsafe { &(*node).core };
+    // SAFETY: the I/O manager runs this routine once per submission.
+    let action = unsafe { core.complete(io_status) };
+    match action {
+        AfterComplete::Wake(waker) => {
+            let result = if kind == IrpKind::Observe {
+                // SAFETY: a passed-down IRP stays live until we return; the
+                // future never touches it after completion in observe mode.
+                unsafe { propagate_pending(irp) };
+                STATUS_SUCCESS
+            } else {
+                STATUS_MORE_PROCESSING_REQUIRED
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            result
+        }
+        AfterComplete::CancellerFinishes(waker) => {
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            STATUS_MORE_PROCESSING_REQUIRED
+        }
+        AfterComplete::Release => {
+            // SAFETY: the context is a non-null node pointer.
+            let node = unsafe { NonNull::new_unchecked(node) };
+            // SAFETY: Release makes us the last owner.
+            unsafe { Node::<R>::release(node) };
+            if kind.owns_irp() {
+                STATUS_MORE_PROCESSING_REQUIRED
+            } else {
+                // The future is gone: its obligation is met by letting
+                // completion continue upward with the lower status.
+                // SAFETY: live passed-down IRP, current location ours.
+                unsafe { propagate_pending(irp) };
+                STATUS_SUCCESS
+            }
+        }
+    }
+}
+
+/// Drops an operation whose future goes away while it is in flight:
+/// `IoCancelIrp`, then hand the node to whichever of the routine and this
+/// canceller comes last. IRQL <= DISPATCH_LEVEL.
+///
+/// Returns `true` if the operation had already completed and the caller
+/// still owns the node (to finish it normally).
+///
+/// # Safety
+/// `node` is the submitted node of the dropping future.
+pub(crate) unsafe fn abandon<R: Send + 'static>(node: NonNull<Node<R>>) -> bool {
+    // SAFETY: the future still holds its share of the node.
+    let this = unsafe { node.as_ref() };
+    match this.core.abandon() {
+        AfterAbandon::Owned => true,
+        AfterAbandon::Cancel => {
+            let irp = this.irp;
+            // SAFETY: CANCELLING keeps the IRP (and the node) alive until
+            // `finish_cancel`: the routine will not free our IRP, and a
+            // passed-down IRP is held with STATUS_MORE_PROCESSING_REQUIRED.
+            unsafe { IoCancelIrp(irp) };
+            match this.core.finish_cancel() {
+                AfterCancel::StillInFlight => {}
+                AfterCancel::Release | AfterCancel::CompletedDuringCancel => {
+                    let kind = this.kind;
+                    // SAFETY: Release: last owner (the future is gone, so
+                    // CompletedDuringCancel cannot occur).
+                    unsafe { Node::release(node) };
+                    if !kind.owns_irp() {
+                        // SAFETY: the routine held it for us; we finish it.
+                        unsafe { complete_upward(irp) };
+                    }
+                }
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,738 @@
+//! The operation future ([`IrpOp`]) and the three IRP sources.
+//!
+//! An operation is "submit this IRP to this callee": a closure that hands
+//! the IRP to exactly one callee (`IoCallDriver`, or a WSK dispatch
+//! function such as `(dispatch.WskReceive)(socket, buf, flags, irp)`) and
+//! returns its status. The future is lazy: nothing is allocated or sent
+//! until its first poll. It yields a [`Completed`]: the final IoStatus, the
+//! resources lent to the callee (buffers, MDLs, out-parameters), and the IRP
+//! back when the source keeps it (a [`ReusableIrp`] for the next operation,
+//! a [`ReclaimedIrp`] that must be completed).
+//!
+//! Polling and dropping happen at IRQL <= DISPATCH_LEVEL (the first poll
+//! allocates non-paged pool and sends the IRP; a drop in flight calls
+//! `IoCancelIrp`). Drop the resources type `R` only where its own drop is
+//! legal: when the future is dropped in flight, `R` is dropped by the
+//! completion routine, at DISPATCH_LEVEL.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::ptr::NonNull;
+use core::task::{Context, Poll};
+
+use nt::access::{irp_status, set_irp_information, set_irp_status};
+use nt::*;
+
+use crate::node::{self, IrpKind, Node};
+use crate::raw::{AfterCancel, AfterSubmit, IoStatus};
+
+/// The result of an operation.
+#[derive(Debug)]
+#[must_use = "the resources and, for some sources, an IRP obligation come back here"]
+pub struct Completed<R, I = ()> {
+    /// The final `IoStatus.Status` (STATUS_CANCELLED if cancelled before it
+    /// was sent; the submit closure's status if it failed without sending).
+    pub status: NTSTATUS,
+    /// The final `IoStatus.Information` (bytes transferred, ...).
+    pub information: ULONG_PTR,
+    /// Everything lent to the callee, handed back.
+    pub resources: R,
+    /// The IRP, for sources that give it back: a [`ReusableIrp`] or a
+    /// [`ReclaimedIrp`]; `()` otherwise.
+    pub irp: I,
+}
+
+impl<R, I> Completed<R, I> {
+    /// `NT_SUCCESS(status)`.
+    pub fn is_success(&self) -> bool {
+        NT_SUCCESS(self.status)
+    }
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// How an IRP source prepares, finishes and gives up an operation.
+    pub trait Source<R: Send + 'static>: Sized {
+        /// What the operation hands back in [`Completed::irp`].
+        type Irp;
+        /// The node (with its IRP) for a submission.
+        fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, Self::Irp)>;
+        /// The operation completed and its resources were taken.
+        ///
+        /// # Safety
+        /// The caller owns the completed node exclusively.
+        unsafe fn finish(node: NonNull<Node<R>>) -> Self::Irp;
+        /// The IRP was never handed over (synchronous failure `status`);
+        /// the resources were taken.
+        ///
+        /// # Safety
+        /// The caller owns the node exclusively.
+        unsafe fn unhanded(node: NonNull<Node<R>>, status: NTSTATUS) -> Self::Irp;
+        /// Cancelled or dropped before it was prepared.
+        fn unsent(self, status: NTSTATUS) -> Self::Irp;
+    }
+}
+
+/// An IRP source: [`Allocated`], [`Reused`], [`Observe`] or [`Reclaim`].
+/// Sealed.
+pub trait IrpSource<R: Send + 'static>: sealed::Source<R> {}
+
+// === Allocated ===
+
+/// Source: `IoAllocateIrp(StackSize, FALSE)` for this operation, freed with
+/// it. See [`IrpOp::allocated`].
+#[derive(Debug)]
+pub struct Allocated {
+    stack_size: CCHAR,
+}
+
+impl<R: Send + 'static> IrpSource<R> for Allocated {}
+
+impl<R: Send + 'static> sealed::Source<R> for Allocated {
+    type Irp = ();
+
+    fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ())> {
+        // SAFETY: IRQL <= DISPATCH_LEVEL (poll contract).
+        let irp = unsafe { IoAllocateIrp(self.stack_size, FALSE) };
+        if irp.is_null() {
+            return Err((STATUS_INSUFFICIENT_RESOURCES, ()));
+        }
+        match Node::allocate(irp, IrpKind::Allocated) {
+            Some(node) => Ok(node),
+            None => {
+                // SAFETY: our fresh IRP, never sent.
+                unsafe { IoFreeIrp(irp) };
+                Err((STATUS_INSUFFICIENT_RESOURCES, ()))
+            }
+        }
+    }
+
+    unsafe fn finish(node: NonNull<Node<R>>) {
+        // SAFETY: exclusive owner of a completed node.
+        let irp = unsafe { node.as_ref() }.irp;
+        // SAFETY: our IRP; its routine returned (or is returning)
+        // STATUS_MORE_PROCESSING_REQUIRED; no cancel is running.
+        unsafe { IoFreeIrp(irp) };
+        // SAFETY: exclusive owner; resources taken.
+        unsafe { Node::free(node) };
+    }
+
+    unsafe fn unhanded(node: NonNull<Node<R>>, _status: NTSTATUS) {
+        // SAFETY: same as finish: the IRP is ours and idle.
+        unsafe { <Self as sealed::Source<R>>::finish(node) }
+    }
+
+    fn unsent(self, _status: NTSTATUS) {}
+}
+
+// === Reused ===
+
+/// One IRP (and one operation node) serving a loop of operations:
+/// `IoReuseIrp` before each, so a steady loop allocates nothing per
+/// operation. Each operation takes it by value and gives it back in
+/// [`Completed::irp`]. Dropped, it frees the IRP and the node
+/// (IRQL <= DISPATCH_LEVEL).
+#[derive(Debug)]
+pub struct ReusableIrp<R: Send + 'static> {
+    node: NonNull<Node<R>>,
+}
+
+// SAFETY: the node is owned exclusively by this value while it exists
+// (idle: no routine or canceller holds it); it holds only `Send` data.
+unsafe impl<R: Send + 'static> Send for ReusableIrp<R> {}
+
+impl<R: Send + 'static> ReusableIrp<R> {
+    /// Allocates the IRP (`IoAllocateIrp(1, FALSE)`) and the node.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn new() -> Result<Self, NTSTATUS> {
+        Self::with_stack_size(1)
+    }
+
+    /// As [`Self::new`] with `stack_size` stack locations (for callees
+    /// that forward the IRP further down).
+    pub fn with_stack_size(stack_size: CCHAR) -> Result<Self, NTSTATUS> {
+        // SAFETY: IRQL <= DISPATCH_LEVEL (documented).
+        let irp = unsafe { IoAllocateIrp(stack_size, FALSE) };
+        if irp.is_null() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        match Node::allocate(irp, IrpKind::Reused) {
+            Some(node) => Ok(Self { node }),
+            None => {
+                // SAFETY: our fresh IRP, never sent.
+                unsafe { IoFreeIrp(irp) };
+                Err(STATUS_INSUFFICIENT_RESOURCES)
+            }
+        }
+    }
+
+    /// The IRP (for inspection between operations; it is idle).
+    pub fn irp(&self) -> PIRP {
+        // SAFETY: we own the live node.
+        unsafe { self.node.as_ref() }.irp
+    }
+
+    /// Prepares an operation on this IRP: `IoReuseIrp(irp,
+    /// STATUS_UNSUCCESSFUL)`, then on first poll the completion routine is
+    /// set and `submit(irp, &mut resources)` called.
+    ///
+    /// # Safety
+    /// As [`IrpOp::allocated`].
+    pub unsafe fn submit<F>(self, resources: R, submit: F) -> IrpOp<R, Reused<R>, F>
+    where
+        F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    {
+        IrpOp::new(resources, Reused(self), submit)
+    }
+}
+
+impl<R: Send + 'static> Drop for ReusableIrp<R> {
+    fn drop(&mut self) {
+        // SAFETY: idle node owned by us.
+        let irp = unsafe { self.node.as_ref() }.irp;
+        // SAFETY: our IRP, not in flight, no cancel running.
+        unsafe { IoFreeIrp(irp) };
+        // SAFETY: exclusive owner; the resource slot is empty when idle.
+        unsafe { Node::free(self.node) };
+    }
+}
+
+/// Source: a [`ReusableIrp`]. See [`ReusableIrp::submit`].
+#[derive(Debug)]
+pub struct Reused<R: Send + 'static>(ReusableIrp<R>);
+
+impl<R: Send + 'static> IrpSource<R> for Reused<R> {}
+
+impl<R: Send + 'static> sealed::Source<R> for Reused<R> {
+    type Irp = ReusableIrp<R>;
+
+    fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ReusableIrp<R>)> {
+        let node = core::mem::ManuallyDrop::new(self.0).node;
+        // SAFETY: idle node we own.
+        let this = unsafe { node.as_ref() };
+        // SAFETY: our IRP, complete or never sent, no cancel running.
+        unsafe { IoReuseIrp(this.irp, STATUS_UNSUCCESSFUL) };
+        this.core.reset();
+        Ok(node)
+    }
+
+    unsafe fn finish(node: NonNull<Node<R>>) -> ReusableIrp<R> {
+        ReusableIrp { node }
+    }
+
+    unsafe fn unhanded(node: NonNull<Node<R>>, _status: NTSTATUS) -> ReusableIrp<R> {
+        ReusableIrp { node }
+    }
+
+    fn unsent(self, _status: NTSTATUS) -> ReusableIrp<R> {
+        self.0
+    }
+}
+
+// === Passed down ===
+
+/// Source: an IRP passed down to us, forwarded with our completion routine
+/// and let continue upward when it completes. See [`IrpOp::observe`].
+#[derive(Debug)]
+pub struct Observe {
+    irp: PIRP,
+}
+
+// SAFETY: an IRP handed to us may be forwarded from any thread.
+unsafe impl Send for Observe {}
+
+impl<R: Send + 'static> IrpSource<R> for Observe {}
+
+fn prepare_passed_down<R: Send + 'static>(irp: PIRP, kind: IrpKind) -> Option<NonNull<Node<R>>> {
+    let node = Node::allocate(irp, kind)?;
+    // SAFETY: the IRP was passed to us with a current location and a next
+    // one for the callee (the constructor's contract).
+    unsafe { IoCopyCurrentIrpStackLocationToNext(irp) };
+    Some(node)
+}
+
+impl<R: Send + 'static> sealed::Source<R> for Observe {
+    type Irp = ();
+
+    fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ())> {
+        match prepare_passed_down(self.irp, IrpKind::Observe) {
+            Some(node) => Ok(node),
+            None => {
+                // SAFETY: we hold the IRP and never sent it.
+                unsafe { node::complete_unsent(self.irp, STATUS_INSUFFICIENT_RESOURCES) };
+                Err((STATUS_INSUFFICIENT_RESOURCES, ()))
+            }
+        }
+    }
+
+    unsafe fn finish(node: NonNull<Node<R>>) {
+        // SAFETY: exclusive owner; resources taken. Completion of the IRP
+        // already continued upward: it is not touched.
+        unsafe { Node::free(node) };
+    }
+
+    unsafe fn unhanded(node: NonNull<Node<R>>, status: NTSTATUS) {
+        // SAFETY: exclusive owner.
+        let irp = unsafe { node.as_ref() }.irp;
+        // SAFETY: exclusive owner; resources taken.
+        unsafe { Node::free(node) };
+        // SAFETY: never handed over: we still hold it.
+        unsafe { node::complete_unsent(irp, status) };
+    }
+
+    fn unsent(self, status: NTSTATUS) {
+        // SAFETY: we hold the IRP and never sent it.
+        unsafe { node::complete_unsent(self.irp, status) };
+    }
+}
+
+/// Source: an IRP passed down to us, forwarded with our completion routine
+/// that stops its completion (STATUS_MORE_PROCESSING_REQUIRED) and gives
+/// it back as a [`ReclaimedIrp`]. See [`IrpOp::reclaim`].
+#[derive(Debug)]
+pub struct Reclaim {
+    irp: PIRP,
+}
+
+// SAFETY: an IRP handed to us may be forwarded from any thread.
+unsafe impl Send for Reclaim {}
+
+impl<R: Send + 'static> IrpSource<R> for Reclaim {}
+
+impl<R: Send + 'static> sealed::Source<R> for Reclaim {
+    type Irp = ReclaimedIrp;
+
+    fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ReclaimedIrp)> {
+        match prepare_passed_down(self.irp, IrpKind::Reclaim) {
+            Some(node) => Ok(node),
+            None => Err((
+                STATUS_INSUFFICIENT_RESOURCES,
+                ReclaimedIrp::unsent(self.irp, STATUS_INSUFFICIENT_RESOURCES),
+            )),
+        }
+    }
+
+    unsafe fn finish(node: NonNull<Node<R>>) -> ReclaimedIrp {
+        // SAFETY: exclusive owner.
+        let irp = unsafe { node.as_ref() }.irp;
+        // SAFETY: exclusive owner; resources taken.
+        unsafe { Node::free(node) };
+        ReclaimedIrp { irp }
+    }
+
+    unsafe fn unhanded(node: NonNull<Node<R>>, status: NTSTATUS) -> ReclaimedIrp {
+        // SAFETY: exclusive owner.
+        let irp = unsafe { node.as_ref() }.irp;
+        // SAFETY: exclusive owner; resources taken.
+        unsafe { Node::free(node) };
+        ReclaimedIrp::unsent(irp, status)
+    }
+
+    fn unsent(self, status: NTSTATUS) -> ReclaimedIrp {
+        ReclaimedIrp::unsent(self.irp, status)
+    }
+}
+
+/// A passed-down IRP whose completion we stopped: the obligation to
+/// complete it. Complete it with [`Self::complete`] (or
+/// [`Self::complete_as_is`]); dropping it completes it with the status it
+/// holds (the lower driver's, or STATUS_CANCELLED / the failure status if
+/// it was never sent), so it is never leaked silently.
+/// IRQL <= DISPATCH_LEVEL for every way of letting it go.
+#[derive(Debug)]
+#[must_use = "a reclaimed IRP must be completed (dropping it completes it with its current status)"]
+pub struct ReclaimedIrp {
+    irp: PIRP,
+}
+
+// SAFETY: the IRP may be completed from any thread.
+unsafe impl Send for ReclaimedIrp {}
+
+impl ReclaimedIrp {
+    fn unsent(irp: PIRP, status: NTSTATUS) -> Self {
+        // SAFETY: we hold the IRP.
+        unsafe { set_irp_status(irp, status) };
+        // SAFETY: as above.
+        unsafe { set_irp_information(irp, 0) };
+        Self { irp }
+    }
+
+    /// The IRP (still ours until completed).
+    pub fn as_ptr(&self) -> PIRP {
+        self.irp
+    }
+
+    /// Its current `IoStatus.Status`.
+    pub fn status(&self) -> NTSTATUS {
+        // SAFETY: we hold the live IRP.
+        unsafe { irp_status(self.irp) }
+    }
+
+    /// Completes it upward with `status` and `information`.
+    pub fn complete(self, status: NTSTATUS, information: ULONG_PTR) {
+        // SAFETY: we hold the live IRP.
+        unsafe { set_irp_status(self.irp, status) };
+        // SAFETY: as above.
+        unsafe { set_irp_information(self.irp, information) };
+        self.complete_as_is();
+    }
+
+    /// Completes it upward with the IoStatus it holds.
+    pub fn complete_as_is(self) {
+        let irp = core::mem::ManuallyDrop::new(self).irp;
+        // SAFETY: we hold it (reclaimed or never sent), our location is
+        // current; completed exactly once (self is consumed).
+        unsafe { node::complete_upward(irp) };
+    }
+
+    /// Gives up the obligation as a raw pointer: the caller must complete
+    /// the IRP itself.
+    pub fn into_raw(self) -> PIRP {
+        core::mem::ManuallyDrop::new(self).irp
+    }
+}
+
+impl Drop for ReclaimedIrp {
+    fn drop(&mut self) {
+        // SAFETY: as `complete_as_is`; `self` is not used again.
+        unsafe { node::complete_upward(self.irp) };
+    }
+}
+
+// === The operation future ===
+
+enum Stage<R, S, F> {
+    Unsubmitted { resources: R, source: S, submit: F },
+    InFlight(NonNull<Node<R>>),
+    Done,
+}
+
+/// One IRP operation as a future. Created by [`IrpOp::allocated`],
+/// [`ReusableIrp::submit`], [`IrpOp::observe`] or [`IrpOp::reclaim`];
+/// yields [`Completed`].
+///
+/// - Lazy: the first poll allocates what the source needs, sets the
+///   completion routine (InvokeOnSuccess/Error/Cancel all TRUE), and calls
+///   the submit closure. Inline completion is recognised without
+///   registering a waker; STATUS_PENDING is tested before `NT_SUCCESS`.
+/// - Dropped in flight: `IoCancelIrp`, and the completion routine frees
+///   what is left when it runs (the callee may still use the resources
+///   until then). Dropped before the first poll: nothing was sent; a
+///   passed-down IRP is completed with STATUS_CANCELLED.
+/// - [`IrpOp::cancel`] requests cancellation and still yields the result,
+///   with the resources.
+///
+/// Polling after completion returns `Pending` forever (see
+/// [`futures_core::FusedFuture::is_terminated`]).
+#[must_use = "futures do nothing unless polled; dropping an unpolled operation sends nothing"]
+pub struct IrpOp<R: Send + 'static, S: IrpSource<R>, F> {
+    stage: Stage<R, S, F>,
+    cancel_requested: bool,
+}
+
+// SAFETY: the node is shared only with the completion routine through the
+// atomic protocol; everything the future holds (R, S, F) is `Send`.
+unsafe impl<R: Send + 'static, S: IrpSource<R> + Send, F: Send> Send for IrpOp<R, S, F> {}
+
+// The submit closure is never pinned (it is moved out and called by value)
+// and the node is heap-allocated, so the future does not need pinning.
+impl<R: Send + 'static, S: IrpSource<R>, F> Unpin for IrpOp<R, S, F> {}
+
+impl<R: Send + 'static, F> IrpOp<R, Allocated, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    /// An operation on a fresh IRP from `IoAllocateIrp(1, FALSE)` (enough
+    /// for a WSK call), freed when the operation ends.
+    ///
+    /// # Safety
+    /// `submit(irp, resources)` is called once, at IRQL <= DISPATCH_LEVEL,
+    /// with the completion routine already set in the IRP's next stack
+    /// location. It must either hand `irp` to exactly one callee that will
+    /// complete it exactly once (`IoCallDriver`, a WSK function: "the IRP
+    /// will be completed" whatever they return) and return that callee's
+    /// status unchanged, or not hand it over at all and return a failure
+    /// status other than STATUS_PENDING. It may write the next stack
+    /// location's function and parameters (through `nt::access`), but not
+    /// its completion fields. The callee may use `resources` (their memory
+    /// through pointers derived from the `&mut R`, and what they own) until
+    /// it completes the IRP, and nothing after; the closure must not touch
+    /// `resources` after handing the IRP over.
+    pub unsafe fn allocated(resources: R, submit: F) -> Self {
+        Self::new(resources, Allocated { stack_size: 1 }, submit)
+    }
+
+    /// As [`Self::allocated`] with `stack_size` stack locations (a callee
+    /// reached by `IoCallDriver` needs its device's `StackSize`).
+    ///
+    /// # Safety
+    /// As [`Self::allocated`].
+    pub unsafe fn allocated_with_stack(stack_size: CCHAR, resources: R, submit: F) -> Self {
+        Self::new(resources, Allocated { stack_size }, submit)
+    }
+}
+
+impl<R: Send + 'static, F> IrpOp<R, Observe, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    /// Forwards an IRP passed down to us, observing its completion: the
+    /// current stack location is copied to the next, our routine records
+    /// the status, calls `IoMarkIrpPending` when PendingReturned is set,
+    /// and returns STATUS_SUCCESS so completion continues upward. The IRP
+    /// is never freed by us and must not be touched once this operation
+    /// finishes; if it is never sent (cancelled or dropped before, or the
+    /// closure fails without sending), it is completed upward with that
+    /// status.
+    ///
+    /// # Safety
+    /// `irp` is an IRP passed to the caller's dispatch routine (its current
+    /// stack location is the caller's) that the caller has not completed,
+    /// with a next stack location for the callee; the caller gives up all
+    /// access to it. If the caller's dispatch routine returns before the
+    /// operation completes, it must have marked the IRP pending and
+    /// returned STATUS_PENDING. `submit` as in [`IrpOp::allocated`].
+    pub unsafe fn observe(irp: PIRP, resources: R, submit: F) -> Self {
+        Self::new(resources, Observe { irp }, submit)
+    }
+}
+
+impl<R: Send + 'static, F> IrpOp<R, Reclaim, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    /// Forwards an IRP passed down to us and reclaims it when the callee
+    /// completes it: our routine returns STATUS_MORE_PROCESSING_REQUIRED,
+    /// and [`Completed::irp`] is a [`ReclaimedIrp`], the obligation to
+    /// complete it (dropping it completes it with its status).
+    ///
+    /// # Safety
+    /// As [`IrpOp::observe`].
+    pub unsafe fn reclaim(irp: PIRP, resources: R, submit: F) -> Self {
+        Self::new(resources, Reclaim { irp }, submit)
+    }
+}
+
+impl<R: Send + 'static, S: IrpSource<R>, F> IrpOp<R, S, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    fn new(resources: R, source: S, submit: F) -> Self {
+        Self {
+            stage: Stage::Unsubmitted {
+                resources,
+                source,
+                submit,
+            },
+            cancel_requested: false,
+        }
+    }
+
+    /// Requests cancellation and returns the operation, to be awaited for
+    /// its final result (with the resources). Before the first poll nothing
+    /// is sent and the result is STATUS_CANCELLED; in flight, `IoCancelIrp`
+    /// is called (the callee decides: a cancelled IRP may still complete
+    /// with success); after completion it changes nothing.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn cancel(mut self) -> Self {
+        self.request_cancel();
+        self
+    }
+
+    /// [`Self::cancel`] in place (for an operation being polled in a
+    /// select loop).
+    pub fn request_cancel(&mut self) {
+        match &self.stage {
+            Stage::Unsubmitted { .. } => self.cancel_requested = true,
+            Stage::InFlight(node) => {
+                // SAFETY: the future holds its share of the node.
+                let this = unsafe { node.as_ref() };
+                if !this.core.begin_cancel() {
+                    return;
+                }
+                // SAFETY: CANCELLING keeps the IRP alive and ours.
+                unsafe { IoCancelIrp(this.irp) };
+                if this.core.finish_cancel() == AfterCancel::CompletedDuringCancel
+                    && this.kind == IrpKind::Observe
+                {
+                    // The routine held the IRP for us: continue its
+                    // completion now (the result stays in the node).
+                    // SAFETY: held by our routine's MORE_PROCESSING_REQUIRED.
+                    unsafe { node::complete_upward(this.irp) };
+                }
+            }
+            Stage::Done => {}
+        }
+    }
+
+    /// Ends a completed operation the future owns.
+    ///
+    /// # Safety
+    /// Completion observed; the node is owned exclusively.
+    unsafe fn finish(
+        node: NonNull<Node<R>>,
+        io: IoStatus,
+    ) -> Completed<R, <S as sealed::Source<R>>::Irp> {
+        // SAFETY: exclusive owner.
+        let this = unsafe { node.as_ref() };
+        // SAFETY: exclusive owner; resources stored at submission.
+        let resources = unsafe { this.take() };
+        Completed {
+            status: io.status,
+            information: io.information,
+            resources,
+            // SAFETY: exclusive owner, resources taken.
+            irp: unsafe { S::finish(node) },
+        }
+    }
+
+    fn submit_now(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Completed<R, <S as sealed::Source<R>>::Irp>> {
+        let Stage::Unsubmitted {
+            resources,
+            source,
+            submit,
+        } = core::mem::replace(&mut self.stage, Stage::Done)
+        else {
+            return Poll::Pending;
+        };
+        if self.cancel_requested {
+            return Poll::Ready(Completed {
+                status: STATUS_CANCELLED,
+                information: 0,
+                resources,
+                irp: source.unsent(STATUS_CANCELLED),
+            });
+        }
+        let node = match source.prepare() {
+            Ok(node) => node,
+            Err((status, irp)) => {
+                return Poll::Ready(Completed {
+                    status,
+                    information: 0,
+                    resources,
+                    irp,
+                });
+            }
+        };
+        // SAFETY: the prepared node is ours alone until the IRP is sent.
+        let this = unsafe { node.as_ref() };
+        // SAFETY: exclusive, empty slot.
+        let lent = unsafe { this.store(resources) };
+        // SAFETY: the IRP is ours (or passed down to us) and has a next
+        // location; the context outlives the completion (node protocol).
+        unsafe {
+            IoSetCompletionRoutine(
+                this.irp,
+                Some(node::completion_routine::<R>),
+                node.as_ptr().cast(),
+                TRUE,
+                TRUE,
+                TRUE,
+            )
+        };
+        this.core.start();
+        // SAFETY: `lent` points into the node (stable until completion);
+        // nobody else accesses the resources before the IRP is handed
+        // over, and after that only the callee (submit's contract).
+        let returned = submit(this.irp, unsafe { &mut *lent });
+        match this.core.after_submit(returned) {
+            AfterSubmit::Completed => {
+                // SAFETY: completion observed; the future owns the node.
+                let io = unsafe { this.core.io_status() };
+                // SAFETY: as above.
+                Poll::Ready(unsafe { Self::finish(node, io) })
+            }
+            AfterSubmit::InFlight => {
+                self.stage = Stage::InFlight(node);
+                if self.cancel_requested {
+                    self.request_cancel();
+                }
+                self.poll_in_flight(cx)
+            }
+            AfterSubmit::NotHandedOver => {
+                // SAFETY: never handed over: exclusive owner.
+                let resources = unsafe { this.take() };
+                Poll::Ready(Completed {
+                    status: returned,
+                    information: 0,
+                    resources,
+                    // SAFETY: exclusive owner, resources taken.
+                    irp: unsafe { S::unhanded(node, returned) },
+                })
+            }
+        }
+    }
+
+    fn poll_in_flight(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Completed<R, <S as sealed::Source<R>>::Irp>> {
+        let Stage::InFlight(node) = self.stage else {
+            return Poll::Pending;
+        };
+        // SAFETY: the future holds its share of the node.
+        match unsafe { node.as_ref() }.core.poll_complete(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(io) => {
+                self.stage = Stage::Done;
+                // SAFETY: completion observed; the future owns the node.
+                Poll::Ready(unsafe { Self::finish(node, io) })
+            }
+        }
+    }
+}
+
+impl<R: Send + 'static, S: IrpSource<R>, F> Future for IrpOp<R, S, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    type Output = Completed<R, <S as sealed::Source<R>>::Irp>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        match this.stage {
+            Stage::Unsubmitted { .. } => this.submit_now(cx),
+            Stage::InFlight(_) => this.poll_in_flight(cx),
+            Stage::Done => Poll::Pending,
+        }
+    }
+}
+
+impl<R: Send + 'static, S: IrpSource<R>, F> futures_core::FusedFuture for IrpOp<R, S, F>
+where
+    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+{
+    fn is_terminated(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+}
+
+impl<R: Send + 'static, S: IrpSource<R>, F> Drop for IrpOp<R, S, F> {
+    fn drop(&mut self) {
+        match core::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Unsubmitted {
+                resources, source, ..
+            } => {
+                drop(source.unsent(STATUS_CANCELLED));
+                drop(resources);
+            }
+            Stage::InFlight(node) => {
+                // SAFETY: our submitted node.
+                if unsafe { node::abandon(node) } {
+                    // Completed before we left: finish as if polled.
+                    // SAFETY: completion observed; exclusive owner.
+                    let this = unsafe { node.as_ref() };
+                    // SAFETY: as above; resources stored at submission.
+                    drop(unsafe { this.take() });
+                    // SAFETY: exclusive owner, resources taken.
+                    drop(unsafe { S::finish(node) });
+                }
+            }
+            Stage::Done => {}
+        }
+    }
+}
