@@ -486,6 +486,18 @@ pub unsafe fn device_stack_size(device: PDEVICE_OBJECT) -> CCHAR {
     unsafe { (*device).StackSize }
 }
 
+/// Sets `DeviceObject->StackSize` (a driver that forwards IRPs to a device
+/// it is not attached to sets it to the lower device's `StackSize + 1`).
+///
+/// # Safety
+/// `device` must point to a live device object of the caller's driver,
+/// before IRPs are sent to it.
+#[inline]
+pub unsafe fn set_device_stack_size(device: PDEVICE_OBJECT, stack_size: CCHAR) {
+    // SAFETY: the caller guarantees `device` is live and theirs.
+    unsafe { (*device).StackSize = stack_size }
+}
+
 /// `DeviceObject->Flags`.
 ///
 /// # Safety

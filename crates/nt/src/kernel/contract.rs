@@ -226,6 +226,7 @@ mod accessors {
         fn device_driver_object(device: PDEVICE_OBJECT) -> PDRIVER_OBJECT;
         fn device_next(device: PDEVICE_OBJECT) -> PDEVICE_OBJECT;
         fn device_stack_size(device: PDEVICE_OBJECT) -> CCHAR;
+        fn set_device_stack_size(device: PDEVICE_OBJECT, stack_size: CCHAR);
         fn device_flags(device: PDEVICE_OBJECT) -> ULONG;
         fn set_device_flags(device: PDEVICE_OBJECT, flags: ULONG);
         fn mdl_next(mdl: PMDL) -> PMDL;

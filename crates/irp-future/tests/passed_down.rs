@@ -1,0 +1,356 @@
+//! Passed-down IRPs: a test driver, loaded by the harness, receives IOCTLs
+//! from the I/O manager and forwards each one to a lower device through an
+//! irp-future operation, in observe mode (completion continues upward; our
+//! routine must propagate PendingReturned, which the sim's verifier checks
+//! as 0xC9/0x228) or reclaim mode (the future yields a `ReclaimedIrp` that
+//! must be completed, and completes itself if dropped). Unload checks that
+//! nothing is pending and nothing leaked.
+
+mod common;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use common::*;
+use irp_future::{Completed, IrpOp, ReclaimedIrp};
+use nt::access::*;
+use nt::sim::{LowerAction, LowerDevice, Session, WideString};
+use nt::*;
+
+const IOCTL_FORWARD: ULONG = CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Observe; the dispatch routine returns what the forward returned
+    /// (`return IoCallDriver(...)` style): PendingReturned reaches the
+    /// I/O manager only through our routine's IoMarkIrpPending.
+    ObserveForward,
+    /// Observe; the dispatch marks the IRP pending, returns STATUS_PENDING
+    /// and leaves the operation to the test (the async-driver style).
+    ObserveAsync,
+    /// Reclaim; async style.
+    ReclaimAsync,
+}
+
+type ObserveFuture = Pin<Box<dyn Future<Output = Completed<Vec<u8>>>>>;
+type ReclaimFuture = Pin<Box<dyn Future<Output = Completed<Vec<u8>, ReclaimedIrp>>>>;
+
+thread_local! {
+    static LOWER: RefCell<usize> = const { RefCell::new(0) };
+    static LOWER_STACK: RefCell<CCHAR> = const { RefCell::new(1) };
+    static MODE: RefCell<Mode> = const { RefCell::new(Mode::ObserveForward) };
+    static OBSERVED: RefCell<Vec<ObserveFuture>> = const { RefCell::new(Vec::new()) };
+    static RECLAIMED: RefCell<Vec<ReclaimFuture>> = const { RefCell::new(Vec::new()) };
+    static FINISHED: RefCell<Vec<Completed<Vec<u8>>>> = const { RefCell::new(Vec::new()) };
+}
+
+unsafe extern "C" fn driver_entry(driver: PDRIVER_OBJECT, _path: PCUNICODE_STRING) -> NTSTATUS {
+    let name = WideString::new("\\Device\\IrpFutureUpper");
+    let mut device: PDEVICE_OBJECT = std::ptr::null_mut();
+    // SAFETY: DriverEntry at PASSIVE_LEVEL with our driver object.
+    let status = unsafe {
+        IoCreateDevice(
+            driver,
+            0,
+            name.as_ptr(),
+            FILE_DEVICE_UNKNOWN,
+            0,
+            FALSE,
+            &mut device,
+        )
+    };
+    if !NT_SUCCESS(status) {
+        return status;
+    }
+    let stack = LOWER_STACK.with(|s| *s.borrow());
+    // SAFETY: our new device, before any IRP is sent to it.
+    unsafe { set_device_stack_size(device, stack + 1) };
+    // SAFETY: as above.
+    let flags = unsafe { device_flags(device) };
+    // SAFETY: as above.
+    unsafe { set_device_flags(device, flags & !DO_DEVICE_INITIALIZING) };
+    for major in [IRP_MJ_CREATE, IRP_MJ_CLOSE, IRP_MJ_CLEANUP] {
+        // SAFETY: our driver object.
+        unsafe { driver_set_major_function(driver, major, Some(complete_success)) };
+    }
+    // SAFETY: as above.
+    unsafe { driver_set_major_function(driver, IRP_MJ_DEVICE_CONTROL, Some(forward)) };
+    // SAFETY: as above.
+    unsafe { driver_set_unload(driver, Some(unload)) };
+    STATUS_SUCCESS
+}
+
+unsafe extern "C" fn unload(driver: PDRIVER_OBJECT) {
+    // SAFETY: our driver object, at unload.
+    let device = unsafe { driver_first_device(driver) };
+    // SAFETY: our driver's only device, deleted once.
+    unsafe { IoDeleteDevice(device) };
+}
+
+unsafe extern "C" fn complete_success(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the IRP was sent to us; completed once.
+    unsafe { set_irp_status(irp, STATUS_SUCCESS) };
+    // SAFETY: as above.
+    unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
+    STATUS_SUCCESS
+}
+
+unsafe extern "C" fn forward(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    let lower = LOWER.with(|l| *l.borrow());
+    let returned = Arc::new(AtomicI32::new(STATUS_PENDING));
+    let seen = Arc::clone(&returned);
+    let submit = move |irp, _buf: &mut Vec<u8>| {
+        // SAFETY: a live lower device; the IRP is handed over.
+        let status = unsafe { IoCallDriver(lower as PDEVICE_OBJECT, irp) };
+        seen.store(status, Ordering::SeqCst);
+        status
+    };
+    match MODE.with(|m| *m.borrow()) {
+        Mode::ObserveForward => {
+            // SAFETY: the IRP was passed to our dispatch routine; we give it
+            // up; the closure hands it to IoCallDriver.
+            let mut op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit) };
+            match poll_once(&mut op) {
+                std::task::Poll::Ready(done) => FINISHED.with(|f| f.borrow_mut().push(done)),
+                std::task::Poll::Pending => {
+                    OBSERVED.with(|o| o.borrow_mut().push(Box::pin(op)));
+                }
+            }
+            returned.load(Ordering::SeqCst)
+        }
+        Mode::ObserveAsync => {
+            // SAFETY: our location is current.
+            unsafe { IoMarkIrpPending(irp) };
+            // SAFETY: as above; we marked the IRP pending and return
+            // STATUS_PENDING.
+            let op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit) };
+            OBSERVED.with(|o| o.borrow_mut().push(Box::pin(op)));
+            STATUS_PENDING
+        }
+        Mode::ReclaimAsync => {
+            // SAFETY: our location is current.
+            unsafe { IoMarkIrpPending(irp) };
+            // SAFETY: as above.
+            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit) };
+            RECLAIMED.with(|o| o.borrow_mut().push(Box::pin(op)));
+            STATUS_PENDING
+        }
+    }
+}
+
+struct Rig {
+    session: Session,
+    lower: Option<LowerDevice>,
+    driver: Option<nt::sim::LoadedDriver>,
+    handle: Option<nt::sim::DeviceHandle>,
+}
+
+impl Rig {
+    fn new(mode: Mode, behaviour: impl Fn(PIRP) -> LowerAction + Send + Sync + 'static) -> Rig {
+        let session = Session::boot();
+        let lower = LowerDevice::new(&session, behaviour);
+        LOWER.with(|l| *l.borrow_mut() = lower.device() as usize);
+        // SAFETY: a live device.
+        LOWER_STACK.with(|s| *s.borrow_mut() = unsafe { device_stack_size(lower.device()) });
+        MODE.with(|m| *m.borrow_mut() = mode);
+        let driver = session.load_driver("IrpFutureUpper", driver_entry).unwrap();
+        let handle = session.open("\\Device\\IrpFutureUpper").unwrap();
+        Rig {
+            session,
+            lower: Some(lower),
+            driver: Some(driver),
+            handle: Some(handle),
+        }
+    }
+
+    fn ioctl(&self) -> nt::sim::PendingIrp {
+        let handle = self.handle.as_ref().unwrap();
+        self.session
+            .ioctl_start(handle, IOCTL_FORWARD, &[1, 2, 3], 16)
+            .unwrap()
+    }
+
+    fn lower(&self) -> &LowerDevice {
+        self.lower.as_ref().unwrap()
+    }
+
+    /// Unloads (the verifier checks pending operations and leaks) and
+    /// ends the session with an empty report.
+    fn finish(mut self) {
+        self.session.close(self.handle.take().unwrap()).unwrap();
+        self.session
+            .unload_driver(self.driver.take().unwrap())
+            .unwrap();
+        drop(self.lower.take());
+        let report = self.session.finish();
+        assert!(report.is_clean(), "{report:?}");
+    }
+}
+
+fn take_observed() -> ObserveFuture {
+    OBSERVED
+        .with(|o| o.borrow_mut().pop())
+        .expect("no pending operation")
+}
+
+fn take_reclaimed() -> ReclaimFuture {
+    RECLAIMED
+        .with(|o| o.borrow_mut().pop())
+        .expect("no pending operation")
+}
+
+/// Observe, lower completes inline: the dispatch returns the lower's
+/// status, the operation finished inside the dispatch with it.
+#[test]
+fn observe_inline() {
+    let rig = Rig::new(Mode::ObserveForward, |_| LowerAction::Complete {
+        status: STATUS_SUCCESS,
+        information: 7,
+    });
+    let pending = rig.ioctl();
+    assert_eq!(pending.returned_status(), STATUS_SUCCESS);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!((result.status, result.information), (STATUS_SUCCESS, 7));
+    let done = FINISHED.with(|f| f.borrow_mut().pop()).unwrap();
+    assert_eq!((done.status, done.information), (STATUS_SUCCESS, 7));
+    rig.finish();
+}
+
+/// Observe, lower pends and completes from its thread at DISPATCH_LEVEL:
+/// the dispatch returned STATUS_PENDING without marking the IRP itself, so
+/// only our routine's IoMarkIrpPending propagates PendingReturned (the
+/// verifier raises 0xC9/0x228 otherwise); the I/O manager and the future
+/// both get the lower's status.
+#[test]
+fn observe_pending_propagates_pending_returned() {
+    let rig = Rig::new(Mode::ObserveForward, |_| LowerAction::CompleteLater {
+        status: STATUS_SUCCESS,
+        information: 9,
+        delay: Duration::from_millis(10),
+    });
+    let pending = rig.ioctl();
+    assert_eq!(pending.returned_status(), STATUS_PENDING);
+    let done = block_on(take_observed());
+    assert_eq!((done.status, done.information), (STATUS_SUCCESS, 9));
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!((result.status, result.information), (STATUS_SUCCESS, 9));
+    assert!(rig.session.report().is_clean());
+    rig.finish();
+}
+
+/// Observe, async style, with an error from the lower device.
+#[test]
+fn observe_async_error_status() {
+    let rig = Rig::new(Mode::ObserveAsync, |_| LowerAction::CompleteLater {
+        status: STATUS_CONNECTION_RESET,
+        information: 0,
+        delay: Duration::ZERO,
+    });
+    let pending = rig.ioctl();
+    assert_eq!(pending.returned_status(), STATUS_PENDING);
+    let done = block_on(take_observed());
+    assert_eq!(done.status, STATUS_CONNECTION_RESET);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CONNECTION_RESET);
+    rig.finish();
+}
+
+/// Observe: an operation dropped before it was polled never forwards the
+/// IRP and completes it with STATUS_CANCELLED; one dropped in flight
+/// cancels the lower request and completion continues upward with the
+/// lower's cancel status, exactly once.
+#[test]
+fn observe_drop_before_and_in_flight() {
+    let rig = Rig::new(Mode::ObserveAsync, |_| LowerAction::Hold);
+    let first = rig.ioctl();
+    drop(take_observed());
+    let result = first.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CANCELLED);
+    assert_eq!(rig.lower().dispatched(), 0);
+
+    let second = rig.ioctl();
+    let mut op = take_observed();
+    assert!(poll_once(&mut op).is_pending());
+    assert_eq!(rig.lower().pending(), 1);
+    drop(op);
+    let result = second.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CANCELLED);
+    assert_eq!(rig.lower().cancelled(), 1);
+    rig.finish();
+}
+
+/// Reclaim: the future yields the IRP back after the lower completed it;
+/// we complete it upward with our own status and information.
+#[test]
+fn reclaim_then_complete_with_own_status() {
+    let rig = Rig::new(Mode::ReclaimAsync, |_| LowerAction::CompleteLater {
+        status: STATUS_SUCCESS,
+        information: 4,
+        delay: Duration::from_millis(5),
+    });
+    let pending = rig.ioctl();
+    let done = block_on(take_reclaimed());
+    assert_eq!((done.status, done.information), (STATUS_SUCCESS, 4));
+    assert_eq!(done.irp.status(), STATUS_SUCCESS);
+    assert!(!pending.is_complete(), "a reclaimed IRP must wait for us");
+    done.irp.complete(STATUS_SUCCESS, 12);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!((result.status, result.information), (STATUS_SUCCESS, 12));
+    rig.finish();
+}
+
+/// Reclaim, inline completion: same obligation.
+#[test]
+fn reclaim_inline_then_complete() {
+    let rig = Rig::new(Mode::ReclaimAsync, |_| LowerAction::Complete {
+        status: STATUS_SUCCESS,
+        information: 3,
+    });
+    let pending = rig.ioctl();
+    let done = block_on(take_reclaimed());
+    assert_eq!(done.information, 3);
+    assert!(!pending.is_complete());
+    done.irp.complete_as_is();
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!((result.status, result.information), (STATUS_SUCCESS, 3));
+    rig.finish();
+}
+
+/// Reclaim: dropping the obligation still completes the IRP, with the
+/// status the lower driver gave it; dropping the operation in flight
+/// cancels it and completes the IRP with the cancel status; cancelling it
+/// before it was sent yields STATUS_CANCELLED and an obligation.
+#[test]
+fn reclaim_obligation_is_never_leaked() {
+    let rig = Rig::new(Mode::ReclaimAsync, |_| LowerAction::CompleteLater {
+        status: STATUS_CONNECTION_ABORTED,
+        information: 0,
+        delay: Duration::ZERO,
+    });
+    let pending = rig.ioctl();
+    let done = block_on(take_reclaimed());
+    drop(done);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CONNECTION_ABORTED);
+    rig.finish();
+
+    let rig = Rig::new(Mode::ReclaimAsync, |_| LowerAction::Hold);
+    let pending = rig.ioctl();
+    let mut op = take_reclaimed();
+    assert!(poll_once(&mut op).is_pending());
+    drop(op);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CANCELLED);
+
+    let pending = rig.ioctl();
+    let op = take_reclaimed();
+    drop(op);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_CANCELLED);
+    assert_eq!(rig.lower().dispatched(), 1);
+    rig.finish();
+}
