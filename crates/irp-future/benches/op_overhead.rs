@@ -1,0 +1,216 @@
+//! irp-future's overhead: one IRP operation through `IrpOp` vs the same
+//! operation driven by a hand-written completion routine (the C way:
+//! record the IoStatus, signal, return STATUS_MORE_PROCESSING_REQUIRED),
+//! on the simulated kernel, over `IoCallDriver` to a lower device.
+//!
+//! - `inline`: the lower device completes inside `IoCallDriver`.
+//! - `pending`: it returns STATUS_PENDING and completes from its own thread
+//!   at DISPATCH_LEVEL; the submitter parks until woken (hand-written:
+//!   the routine unparks it, as KeSetEvent would wake a waiter; irp-future:
+//!   the routine wakes the waker, which unparks it).
+//! - `reused` IRP (IoReuseIrp per operation) and `allocated` IRP
+//!   (IoAllocateIrp/IoFreeIrp per operation) for both.
+//!
+//! Run: `cargo bench -p irp-future --bench op_overhead` (about a minute).
+#![allow(missing_docs)]
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use irp_future::{IrpOp, ReusableIrp};
+use nt::access::{irp_information, irp_status};
+use nt::sim::{LowerAction, LowerDevice, Session};
+use nt::*;
+
+// === hand-written ===
+
+/// What a C driver keeps per request: the IoStatus and a signal.
+struct Request {
+    done: AtomicBool,
+    status: NTSTATUS,
+    information: ULONG_PTR,
+    waiter: Thread,
+}
+
+unsafe extern "C" fn hand_written_routine(
+    _device: PDEVICE_OBJECT,
+    irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    let request = context.cast::<Request>();
+    // SAFETY: the context is the submitter's live request; the IRP is live.
+    unsafe { (*request).status = irp_status(irp) };
+    // SAFETY: as above.
+    unsafe { (*request).information = irp_information(irp) };
+    // SAFETY: as above; the submitter reads after seeing `done`.
+    let waiter = unsafe { (*request).waiter.clone() };
+    // SAFETY: as above.
+    unsafe { (*request).done.store(true, Ordering::Release) };
+    waiter.unpark();
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// One operation the C way on `irp` (reused: IoReuseIrp first).
+fn hand_written(irp: PIRP, device: PDEVICE_OBJECT, request: &mut Request) -> (NTSTATUS, u64) {
+    request.done.store(false, Ordering::Relaxed);
+    // SAFETY: our idle IRP.
+    unsafe { IoReuseIrp(irp, STATUS_UNSUCCESSFUL) };
+    // SAFETY: our IRP with a next location; the context outlives completion.
+    unsafe {
+        IoSetCompletionRoutine(
+            irp,
+            Some(hand_written_routine),
+            (request as *mut Request).cast(),
+            TRUE,
+            TRUE,
+            TRUE,
+        )
+    };
+    // SAFETY: a live device; the IRP is handed over.
+    let returned = unsafe { IoCallDriver(device, irp) };
+    if returned == STATUS_PENDING {
+        while !request.done.load(Ordering::Acquire) {
+            thread::park();
+        }
+    }
+    (request.status, request.information)
+}
+
+fn hand_written_allocated(device: PDEVICE_OBJECT, request: &mut Request) -> (NTSTATUS, u64) {
+    // SAFETY: PASSIVE_LEVEL.
+    let irp = unsafe { IoAllocateIrp(1, FALSE) };
+    let result = hand_written(irp, device, request);
+    // SAFETY: our completed IRP.
+    unsafe { IoFreeIrp(irp) };
+    result
+}
+
+// === irp-future ===
+
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn run<F: Future>(future: F, waker: &Waker) -> F::Output {
+    let mut cx = Context::from_waker(waker);
+    let mut future = pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        thread::park();
+    }
+}
+
+fn submit_to(device: PDEVICE_OBJECT) -> impl FnOnce(PIRP, &mut ()) -> NTSTATUS {
+    let device = device as usize;
+    move |irp, _| {
+        // SAFETY: a live device; the IRP is handed over.
+        unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) }
+    }
+}
+
+fn with_future_reused(
+    irp: ReusableIrp<()>,
+    device: PDEVICE_OBJECT,
+    waker: &Waker,
+) -> (NTSTATUS, u64, ReusableIrp<()>) {
+    // SAFETY: the closure hands the IRP to IoCallDriver.
+    let done = run(unsafe { irp.submit((), submit_to(device)) }, waker);
+    (done.status, done.information, done.irp)
+}
+
+fn with_future_allocated(device: PDEVICE_OBJECT, waker: &Waker) -> (NTSTATUS, u64) {
+    // SAFETY: as above.
+    let done = run(unsafe { IrpOp::allocated((), submit_to(device)) }, waker);
+    (done.status, done.information)
+}
+
+fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAction) {
+    let lower = LowerDevice::new(session, move |_| action);
+    let device = lower.device();
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut request = Request {
+        done: AtomicBool::new(false),
+        status: 0,
+        information: 0,
+        waiter: thread::current(),
+    };
+    // SAFETY: PASSIVE_LEVEL.
+    let raw_irp = unsafe { IoAllocateIrp(1, FALSE) };
+    let mut reusable = Some(ReusableIrp::<()>::new().unwrap());
+
+    let mut group = c.benchmark_group(name);
+    group.bench_function("reused/hand-written", |b| {
+        b.iter(|| black_box(hand_written(raw_irp, device, &mut request)))
+    });
+    group.bench_function("reused/irp-future", |b| {
+        b.iter(|| {
+            let (status, information, irp) =
+                with_future_reused(reusable.take().unwrap(), device, &waker);
+            reusable = Some(irp);
+            black_box((status, information))
+        })
+    });
+    group.bench_function("allocated/hand-written", |b| {
+        b.iter(|| black_box(hand_written_allocated(device, &mut request)))
+    });
+    group.bench_function("allocated/irp-future", |b| {
+        b.iter(|| black_box(with_future_allocated(device, &waker)))
+    });
+    group.finish();
+
+    drop(reusable);
+    // SAFETY: our idle IRP.
+    unsafe { IoFreeIrp(raw_irp) };
+    drop(lower);
+}
+
+fn overhead(c: &mut Criterion) {
+    let session = Session::boot();
+    bench_path(
+        c,
+        &session,
+        "inline",
+        LowerAction::Complete {
+            status: STATUS_SUCCESS,
+            information: 64,
+        },
+    );
+    bench_path(
+        c,
+        &session,
+        "pending",
+        LowerAction::CompleteLater {
+            status: STATUS_SUCCESS,
+            information: 64,
+            delay: Duration::ZERO,
+        },
+    );
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    targets = overhead
+}
+criterion_main!(benches);
