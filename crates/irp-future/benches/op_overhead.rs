@@ -18,7 +18,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -34,8 +34,8 @@ use nt::*;
 /// What a C driver keeps per request: the IoStatus and a signal.
 struct Request {
     done: AtomicBool,
-    status: NTSTATUS,
-    information: ULONG_PTR,
+    status: AtomicI32,
+    information: AtomicU64,
     waiter: Thread,
 }
 
@@ -44,21 +44,22 @@ unsafe extern "C" fn hand_written_routine(
     irp: PIRP,
     context: PVOID,
 ) -> NTSTATUS {
-    let request = context.cast::<Request>();
-    // SAFETY: the context is the submitter's live request; the IRP is live.
-    unsafe { (*request).status = irp_status(irp) };
+    // SAFETY: the context is the submitter's live request.
+    let request = unsafe { &*context.cast::<Request>() };
+    // SAFETY: the IRP is live while its completion routine runs.
+    let status = unsafe { irp_status(irp) };
     // SAFETY: as above.
-    unsafe { (*request).information = irp_information(irp) };
-    // SAFETY: as above; the submitter reads after seeing `done`.
-    let waiter = unsafe { (*request).waiter.clone() };
-    // SAFETY: as above.
-    unsafe { (*request).done.store(true, Ordering::Release) };
+    let information = unsafe { irp_information(irp) };
+    request.status.store(status, Ordering::Relaxed);
+    request.information.store(information, Ordering::Relaxed);
+    let waiter = request.waiter.clone();
+    request.done.store(true, Ordering::Release);
     waiter.unpark();
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
 /// One operation the C way on `irp` (reused: IoReuseIrp first).
-fn hand_written(irp: PIRP, device: PDEVICE_OBJECT, request: &mut Request) -> (NTSTATUS, u64) {
+fn hand_written(irp: PIRP, device: PDEVICE_OBJECT, request: &Request) -> (NTSTATUS, u64) {
     request.done.store(false, Ordering::Relaxed);
     // SAFETY: our idle IRP.
     unsafe { IoReuseIrp(irp, STATUS_UNSUCCESSFUL) };
@@ -67,7 +68,7 @@ fn hand_written(irp: PIRP, device: PDEVICE_OBJECT, request: &mut Request) -> (NT
         IoSetCompletionRoutine(
             irp,
             Some(hand_written_routine),
-            (request as *mut Request).cast(),
+            (request as *const Request).cast_mut().cast(),
             TRUE,
             TRUE,
             TRUE,
@@ -80,10 +81,13 @@ fn hand_written(irp: PIRP, device: PDEVICE_OBJECT, request: &mut Request) -> (NT
             thread::park();
         }
     }
-    (request.status, request.information)
+    (
+        request.status.load(Ordering::Relaxed),
+        request.information.load(Ordering::Relaxed),
+    )
 }
 
-fn hand_written_allocated(device: PDEVICE_OBJECT, request: &mut Request) -> (NTSTATUS, u64) {
+fn hand_written_allocated(device: PDEVICE_OBJECT, request: &Request) -> (NTSTATUS, u64) {
     // SAFETY: PASSIVE_LEVEL.
     let irp = unsafe { IoAllocateIrp(1, FALSE) };
     let result = hand_written(irp, device, request);
@@ -144,10 +148,10 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
     let lower = LowerDevice::new(session, move |_| action);
     let device = lower.device();
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut request = Request {
+    let request = Request {
         done: AtomicBool::new(false),
-        status: 0,
-        information: 0,
+        status: AtomicI32::new(0),
+        information: AtomicU64::new(0),
         waiter: thread::current(),
     };
     // SAFETY: PASSIVE_LEVEL.
@@ -156,7 +160,7 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
 
     let mut group = c.benchmark_group(name);
     group.bench_function("reused/hand-written", |b| {
-        b.iter(|| black_box(hand_written(raw_irp, device, &mut request)))
+        b.iter(|| black_box(hand_written(raw_irp, device, &request)))
     });
     group.bench_function("reused/irp-future", |b| {
         b.iter(|| {
@@ -167,7 +171,7 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
         })
     });
     group.bench_function("allocated/hand-written", |b| {
-        b.iter(|| black_box(hand_written_allocated(device, &mut request)))
+        b.iter(|| black_box(hand_written_allocated(device, &request)))
     });
     group.bench_function("allocated/irp-future", |b| {
         b.iter(|| black_box(with_future_allocated(device, &waker)))

@@ -133,6 +133,54 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
 /// operation. Each operation takes it by value and gives it back in
 /// [`Completed::irp`]. Dropped, it frees the IRP and the node
 /// (IRQL <= DISPATCH_LEVEL).
+///
+/// # Example
+/// A receive loop in the manner of echosrv: one IRP and one buffer (with
+/// its MDL, built once) serve every operation.
+/// ```
+/// # use nt::sim::{LowerAction, LowerDevice, Session};
+/// # fn block_on<F: core::future::Future>(f: F) -> F::Output {
+/// #     let mut f = core::pin::pin!(f);
+/// #     let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+/// #     loop {
+/// #         if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+/// #         std::thread::yield_now();
+/// #     }
+/// # }
+/// # let session = Session::boot();
+/// # let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
+/// #     status: nt::STATUS_SUCCESS, information: 100 });
+/// # let device = lower.device();
+/// use irp_future::{MdlBuf, ReusableIrp};
+/// use nt::{IoCallDriver, NTSTATUS};
+///
+/// async fn receive_loop(
+///     device: nt::PDEVICE_OBJECT,
+///     rounds: usize,
+/// ) -> Result<usize, NTSTATUS> {
+///     let mut irp = ReusableIrp::<MdlBuf<Vec<u8>>>::new()?;
+///     let mut buf = MdlBuf::new(vec![0u8; 2048]).map_err(|(status, _)| status)?;
+///     let mut total = 0;
+///     for _ in 0..rounds {
+///         let submit = move |irp, b: &mut MdlBuf<Vec<u8>>| {
+///             // SAFETY: our IRP; the MDL stays alive until completion.
+///             unsafe { nt::access::set_irp_mdl_address(irp, b.mdl()) };
+///             // SAFETY: a live device; the IRP is handed over.
+///             unsafe { IoCallDriver(device, irp) }
+///         };
+///         // SAFETY: the closure hands the IRP to exactly one callee.
+///         let done = unsafe { irp.submit(buf, submit) }.await;
+///         (irp, buf) = (done.irp, done.resources);
+///         if !nt::NT_SUCCESS(done.status) {
+///             return Err(done.status);
+///         }
+///         total += done.information as usize;
+///     }
+///     Ok(total)
+/// }
+/// assert_eq!(block_on(receive_loop(device, 3)), Ok(300));
+/// # drop(lower); assert!(session.finish().is_clean());
+/// ```
 #[derive(Debug)]
 pub struct ReusableIrp<R: Send + 'static> {
     node: NonNull<Node<R>>,
@@ -459,6 +507,37 @@ where
     /// through pointers derived from the `&mut R`, and what they own) until
     /// it completes the IRP, and nothing after; the closure must not touch
     /// `resources` after handing the IRP over.
+    ///
+    /// # Example
+    /// A request to a lower device on a fresh IRP; the buffer comes back
+    /// with the result. (Runs on the simulated kernel; in a driver the
+    /// future is awaited in a task of the executor.)
+    /// ```
+    /// # use nt::sim::{LowerAction, LowerDevice, Session};
+    /// # fn block_on<F: core::future::Future>(f: F) -> F::Output {
+    /// #     let mut f = core::pin::pin!(f);
+    /// #     let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+    /// #     loop {
+    /// #         if let core::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; }
+    /// #         std::thread::yield_now();
+    /// #     }
+    /// # }
+    /// # let session = Session::boot();
+    /// # let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
+    /// #     status: nt::STATUS_SUCCESS, information: 512 });
+    /// # let device = lower.device();
+    /// use irp_future::IrpOp;
+    /// use nt::IoCallDriver;
+    ///
+    /// let buffer = vec![0u8; 512];
+    /// // SAFETY: the closure hands the IRP to exactly one callee and
+    /// // returns its status; the callee uses the buffer until completion.
+    /// let op = unsafe { IrpOp::allocated(buffer, move |irp, _buf| IoCallDriver(device, irp)) };
+    /// let done = block_on(op);
+    /// assert_eq!((done.status, done.information), (nt::STATUS_SUCCESS, 512));
+    /// let buffer: Vec<u8> = done.resources;
+    /// # drop(buffer); drop(lower); assert!(session.finish().is_clean());
+    /// ```
     pub unsafe fn allocated(resources: R, submit: F) -> Self {
         Self::new(resources, Allocated { stack_size: 1 }, submit)
     }
@@ -493,6 +572,32 @@ where
     /// access to it. If the caller's dispatch routine returns before the
     /// operation completes, it must have marked the IRP pending and
     /// returned STATUS_PENDING. `submit` as in [`IrpOp::allocated`].
+    ///
+    /// # Example
+    /// A dispatch routine that forwards its IOCTL to a lower device and
+    /// lets the executor watch it (`spawn` stands for the executor's).
+    /// ```no_run
+    /// # fn spawn(_task: impl core::future::Future<Output = ()> + 'static) {}
+    /// # static mut LOWER: nt::PDEVICE_OBJECT = core::ptr::null_mut();
+    /// use irp_future::IrpOp;
+    /// use nt::*;
+    ///
+    /// unsafe extern "C" fn dispatch_ioctl(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    ///     // SAFETY: set once in DriverEntry.
+    ///     let lower = unsafe { LOWER };
+    ///     // SAFETY: our stack location is current.
+    ///     unsafe { IoMarkIrpPending(irp) };
+    ///     // SAFETY: the IRP was passed to us, we give it up and return
+    ///     // STATUS_PENDING; the closure hands it to IoCallDriver.
+    ///     let op = unsafe { IrpOp::observe(irp, (), move |irp, _| IoCallDriver(lower, irp)) };
+    ///     spawn(async move {
+    ///         let done = op.await;
+    ///         // Completion has already continued upward with this status.
+    ///         let _ = done.status;
+    ///     });
+    ///     STATUS_PENDING
+    /// }
+    /// ```
     pub unsafe fn observe(irp: PIRP, resources: R, submit: F) -> Self {
         Self::new(resources, Observe { irp }, submit)
     }
@@ -509,6 +614,32 @@ where
     ///
     /// # Safety
     /// As [`IrpOp::observe`].
+    ///
+    /// # Example
+    /// Forward, then complete the caller's IRP with our own result.
+    /// ```no_run
+    /// # fn spawn(_task: impl core::future::Future<Output = ()> + 'static) {}
+    /// # static mut LOWER: nt::PDEVICE_OBJECT = core::ptr::null_mut();
+    /// use irp_future::IrpOp;
+    /// use nt::*;
+    ///
+    /// unsafe extern "C" fn dispatch_ioctl(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+    ///     // SAFETY: set once in DriverEntry.
+    ///     let lower = unsafe { LOWER };
+    ///     // SAFETY: our stack location is current.
+    ///     unsafe { IoMarkIrpPending(irp) };
+    ///     // SAFETY: as for `observe`.
+    ///     let op = unsafe { IrpOp::reclaim(irp, (), move |irp, _| IoCallDriver(lower, irp)) };
+    ///     spawn(async move {
+    ///         let done = op.await;
+    ///         // The IRP is ours again: complete it (dropping it would
+    ///         // complete it with the lower driver's status).
+    ///         let status = if done.is_success() { STATUS_SUCCESS } else { done.status };
+    ///         done.irp.complete(status, done.information);
+    ///     });
+    ///     STATUS_PENDING
+    /// }
+    /// ```
     pub unsafe fn reclaim(irp: PIRP, resources: R, submit: F) -> Self {
         Self::new(resources, Reclaim { irp }, submit)
     }

@@ -5,7 +5,7 @@
 //! This module owns the *decisions*; it never calls the kernel. Every
 //! transition returns an action enum and the caller performs the side
 //! effect (wake, `IoCancelIrp`, free), so each `unsafe` step sits at one
-//! visible call site in [`crate::node`]. It never allocates, never blocks
+//! visible call site in the crate's `node` module. It never allocates, never blocks
 //! and is callable at any IRQL <= DISPATCH_LEVEL; the completion side is
 //! wait-free (a bounded CAS loop that only retries when the future changed
 //! the word), the future side never spins: when it finds the completion
