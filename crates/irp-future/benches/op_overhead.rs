@@ -8,6 +8,10 @@
 //!   at DISPATCH_LEVEL; the submitter parks until woken (hand-written:
 //!   the routine unparks it, as KeSetEvent would wake a waiter; irp-future:
 //!   the routine wakes the waker, which unparks it).
+//! - `pending-held`: the pending path without the host's thread hand-off
+//!   (whose latency, tens of microseconds on a shared machine, swamps the
+//!   difference): STATUS_PENDING, then the benchmark thread completes the
+//!   IRP at DISPATCH_LEVEL as another processor would.
 //! - `reused` IRP (IoReuseIrp per operation) and `allocated` IRP
 //!   (IoAllocateIrp/IoFreeIrp per operation) for both.
 //!
@@ -184,6 +188,71 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
     drop(lower);
 }
 
+/// The pending path without the host's thread hand-off: the lower device
+/// holds the IRP (STATUS_PENDING), then the benchmark thread completes it
+/// at DISPATCH_LEVEL (`complete_held`), as another processor would. The
+/// future registers its waker, is woken by the routine, and is polled
+/// again; the hand-written version checks its flag.
+fn bench_pending_held(c: &mut Criterion, session: &Session) {
+    let lower = LowerDevice::new(session, |_| LowerAction::Hold);
+    let device = lower.device();
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let request = Request {
+        done: AtomicBool::new(false),
+        status: AtomicI32::new(0),
+        information: AtomicU64::new(0),
+        waiter: thread::current(),
+    };
+    // SAFETY: PASSIVE_LEVEL.
+    let raw_irp = unsafe { IoAllocateIrp(1, FALSE) };
+    let mut reusable = Some(ReusableIrp::<()>::new().unwrap());
+    let mut group = c.benchmark_group("pending-held");
+    group.bench_function("reused/hand-written", |b| {
+        b.iter(|| {
+            request.done.store(false, Ordering::Relaxed);
+            // SAFETY: as in `hand_written`.
+            unsafe { IoReuseIrp(raw_irp, STATUS_UNSUCCESSFUL) };
+            // SAFETY: as in `hand_written`.
+            unsafe {
+                IoSetCompletionRoutine(
+                    raw_irp,
+                    Some(hand_written_routine),
+                    (&request as *const Request).cast_mut().cast(),
+                    TRUE,
+                    TRUE,
+                    TRUE,
+                )
+            };
+            // SAFETY: a live device; the IRP is handed over.
+            let returned = unsafe { IoCallDriver(device, raw_irp) };
+            assert_eq!(returned, STATUS_PENDING);
+            lower.complete_held(STATUS_SUCCESS, 64);
+            assert!(request.done.load(Ordering::Acquire));
+            black_box(request.status.load(Ordering::Relaxed))
+        })
+    });
+    group.bench_function("reused/irp-future", |b| {
+        b.iter(|| {
+            let irp = reusable.take().unwrap();
+            // SAFETY: the closure hands the IRP to IoCallDriver.
+            let mut op = unsafe { irp.submit((), submit_to(device)) };
+            let mut cx = Context::from_waker(&waker);
+            assert!(std::pin::Pin::new(&mut op).poll(&mut cx).is_pending());
+            lower.complete_held(STATUS_SUCCESS, 64);
+            let Poll::Ready(done) = std::pin::Pin::new(&mut op).poll(&mut cx) else {
+                panic!("not complete");
+            };
+            reusable = Some(done.irp);
+            black_box(done.status)
+        })
+    });
+    group.finish();
+    drop(reusable);
+    // SAFETY: our idle IRP.
+    unsafe { IoFreeIrp(raw_irp) };
+    drop(lower);
+}
+
 fn overhead(c: &mut Criterion) {
     let session = Session::boot();
     bench_path(
@@ -205,6 +274,7 @@ fn overhead(c: &mut Criterion) {
             delay: Duration::ZERO,
         },
     );
+    bench_pending_held(c, &session);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");
 }
