@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+mod bench;
 mod check_kernel;
 
 const USAGE: &str = "usage: cargo xtask <command>
@@ -23,6 +24,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Some("check-kernel") => check_kernel::run(args),
+        Some("bench") => bench::run(args),
         Some(command @ ("run" | "package" | "smoke")) => {
             eprintln!(
                 "xtask {command}: not available yet: it arrives with the sample driver \
