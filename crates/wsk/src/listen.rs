@@ -1,0 +1,131 @@
+//! Listening sockets: bind, accept (functions style, one `WskAccept` IRP
+//! per call) or a stream of connections accepted by `WskAcceptEvent`
+//! (callbacks style), local address, close.
+//!
+//! IRQL: as [`crate::Connection`]: <= DISPATCH_LEVEL, nothing blocks;
+//! dropping closes without waiting.
+
+use core::net::SocketAddr;
+
+use nt::wsk::*;
+use nt::*;
+
+use crate::addr::SockAddrBuf;
+use crate::connection::Connection;
+use crate::error::Result;
+use crate::events::AcceptEvents;
+use crate::ops::{self, AcceptRes, NewSocket};
+use crate::registration::Provider;
+use crate::shared::{Kind, SocketHandle};
+use crate::socket;
+
+/// Options applied before a listening socket is bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// `IPV6_V6ONLY` for an IPv6 address (Windows' default is TRUE);
+    /// `Some(false)` makes a dual-stack listener that also accepts IPv4
+    /// peers (as v4-mapped addresses).
+    pub v6_only: Option<bool>,
+    /// `SO_REUSEADDR`.
+    pub reuse_address: bool,
+}
+
+/// A listening TCP socket.
+pub struct ListenSocket {
+    handle: SocketHandle,
+}
+
+impl core::fmt::Debug for ListenSocket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ListenSocket")
+            .field("socket", &self.handle.socket())
+            .finish()
+    }
+}
+
+/// A connection accepted by a listening socket, with its addresses.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The connection.
+    pub connection: Connection,
+    /// The local address it arrived on (`None` if WSK gave none).
+    pub local: Option<SocketAddr>,
+    /// The peer's address (`None` if WSK gave none).
+    pub remote: Option<SocketAddr>,
+}
+
+impl ListenSocket {
+    /// Creates a listening socket bound to `local` (port 0: an ephemeral
+    /// port, see [`Self::local_address`]).
+    pub async fn bind(provider: &Provider, local: SocketAddr) -> Result<Self> {
+        Self::bind_with(provider, local, ListenOptions::default()).await
+    }
+
+    /// As [`Self::bind`], applying `options` first.
+    pub async fn bind_with(
+        provider: &Provider,
+        local: SocketAddr,
+        options: ListenOptions,
+    ) -> Result<Self> {
+        let mut settings = [(0, 0, 0); 2];
+        let mut count = 0;
+        if let (Some(v6_only), SocketAddr::V6(_)) = (options.v6_only, local) {
+            settings[count] = (IPPROTO_IPV6, IPV6_V6ONLY, ULONG::from(v6_only));
+            count += 1;
+        }
+        if options.reuse_address {
+            settings[count] = (SOL_SOCKET, SO_REUSEADDR, 1);
+            count += 1;
+        }
+        let handle =
+            socket::create_bound(provider, local, Kind::Listen, &settings[..count]).await?;
+        Ok(Self { handle })
+    }
+
+    /// The raw socket (owned by this value).
+    pub fn as_raw(&self) -> PWSK_SOCKET {
+        self.handle.socket()
+    }
+
+    /// Accepts the next connection (`WskAccept`).
+    pub async fn accept(&self) -> Result<Accepted> {
+        let resources = AcceptRes {
+            new: NewSocket::new(Kind::Connection)?,
+            listen: self.handle.socket(),
+            local: SockAddrBuf::empty(),
+            remote: SockAddrBuf::empty(),
+        };
+        let done = ops::call(resources, ops::submit_accept).await;
+        let AcceptRes {
+            new, local, remote, ..
+        } = done.resources;
+        let handle = new.finish(done.status, done.information)?;
+        Ok(Accepted {
+            connection: Connection::from_handle(handle),
+            local: local.get(),
+            remote: remote.get(),
+        })
+    }
+
+    /// The local address (`WskGetLocalAddress`).
+    pub async fn local_address(&self) -> Result<SocketAddr> {
+        socket::address(&self.handle, false).await
+    }
+
+    /// Callbacks style: enables `WskAcceptEvent` and returns the stream of
+    /// accepted connections. At most `depth` wait in the queue; past that
+    /// the callback answers STATUS_REQUEST_NOT_ACCEPTED and WSK resets the
+    /// connection (documented backpressure). The queue lives as long as the
+    /// listener; connections still queued at close are closed.
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn accept_events(&self, depth: usize) -> Result<AcceptEvents<'_>> {
+        socket::enable_events(&self.handle, WSK_EVENT_ACCEPT, depth)?;
+        Ok(AcceptEvents::new(&self.handle))
+    }
+
+    /// Closes the listener and waits for WSK to complete the close
+    /// (pending accepts complete with STATUS_CANCELLED first).
+    pub async fn close(self) -> Result<()> {
+        self.handle.close().await
+    }
+}
