@@ -359,9 +359,18 @@ pub unsafe fn IoFreeIrp(Irp: PIRP) {
         }
         if record.phase == Phase::Walking {
             // Freed from inside its own completion routine (legal when the
-            // routine returns STATUS_MORE_PROCESSING_REQUIRED): the walk
-            // frees it once the routine returns.
-            record.free_deferred = true;
+            // routine returns STATUS_MORE_PROCESSING_REQUIRED). As on NT the
+            // IRP is gone now: no longer in flight, its pool block freed.
+            // The walk never dereferences it after the routine returns (it
+            // only looks the record up, and finds none: a routine that freed
+            // it and returned anything else is still reported).
+            let pending = record.pending_key.take();
+            irps.remove(&(Irp as usize));
+            drop(irps);
+            if let Some(key) = pending {
+                k.pending_end(key);
+            }
+            let _ = k.pool.free(Irp as usize, LeakKind::Irp);
             return;
         }
         irps.remove(&(Irp as usize));

@@ -415,6 +415,17 @@ impl Session {
         self.kernel.completion.policy()
     }
 
+    /// Makes every pool block from now on 16-byte but never 32-byte aligned:
+    /// the worst an allocator that ignores alignment (wdk-alloc) gives, so
+    /// code that needs more alignment must align itself. Off by default
+    /// (blocks of a page or more are then page-aligned, as on NT).
+    pub fn set_minimal_pool_alignment(&self, on: bool) {
+        self.kernel
+            .pool
+            .minimal_alignment
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Pool usage counters of this session.
     pub fn pool_stats(&self) -> PoolStats {
         self.kernel.pool.stats()
