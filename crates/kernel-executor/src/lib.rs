@@ -1,4 +1,65 @@
-//! kernel-executor: a tiny `no_std` executor fit for the kernel.
+//! kernel-executor: a tiny `no_std` executor fit for the Windows kernel.
 //!
-//! Arrives with its issue; the crate holds its place in the workspace.
+//! - [`Executor::start`] creates the executor's system thread
+//!   (`PsCreateSystemThread`); the run loop polls tasks there, at
+//!   PASSIVE_LEVEL, and sleeps on a `KEVENT` when there is nothing to do.
+//! - [`Spawner::spawn`] makes **one** nonpaged-pool allocation per task
+//!   (`ExAllocatePool2`) holding the header, the future and later its output,
+//!   aligned for the future even though the pool only guarantees 16 bytes.
+//!   It is fallible: out of pool is a [`SpawnError`] that gives the future
+//!   back, never a panic. Spawning works from any thread at IRQL <=
+//!   DISPATCH_LEVEL, including from tasks.
+//! - A [`JoinHandle`] awaits the output, [`detaches`](JoinHandle::detach) or
+//!   [`cancels`](JoinHandle::cancel) the task.
+//! - Waking is safe at DISPATCH_LEVEL from any thread (completion routines,
+//!   DPCs, WSK callbacks): atomics and an intrusive queue push; no
+//!   allocation, no lock, no poll. Waking a task that is already queued is
+//!   one atomic load. Futures are only ever polled and dropped by the
+//!   executor thread at PASSIVE_LEVEL, never inside a wake or a waker drop.
+//! - [`Executor::shutdown`] (also run by dropping the [`Executor`]) stops
+//!   spawning, cancels every task, waits until every task is released
+//!   (including wakers held by operations still in flight), stops the thread
+//!   and returns; after that nothing of the executor runs.
+//! - [`Counters`] (spawns, polls, wakes, completions, cancellations, parks,
+//!   live tasks) are cheap enough to leave on.
+//! - [`block_on`] runs a future on a PASSIVE_LEVEL caller's thread.
+//!
+//! Kernel primitives come only from `nt`, with their WDK names, so the same
+//! code runs in a driver and on `nt`'s simulated kernel. The global allocator
+//! is never used. Under `--cfg loom` the same code runs under the loom model
+//! checker (see the `sync` and `sys` modules).
+//!
+//! ```
+//! # let session = nt::sim::Session::boot();
+//! use kernel_executor::{Executor, block_on};
+//!
+//! let executor = Executor::start().expect("executor");
+//! let handle = executor.spawn(async { 6 * 7 }).expect("spawn");
+//! assert_eq!(block_on(handle).expect("block_on"), Ok(42));
+//! let counters = executor.shutdown();
+//! assert_eq!(counters.completed, 1);
+//! # assert!(session.finish().is_clean());
+//! ```
 #![no_std]
+
+mod block_on;
+mod error;
+mod executor;
+mod join;
+mod queue;
+mod state;
+mod sync;
+mod sys;
+mod task;
+
+pub use block_on::block_on;
+pub use error::{BlockOnError, SpawnError, SpawnErrorKind, StartError};
+pub use executor::{Config, Counters, DEFAULT_POOL_TAG, Executor, Spawner};
+pub use join::{JoinError, JoinHandle};
+
+/// The run queue, exposed to the loom models only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_queue {
+    pub use crate::queue::{Link, Pop, RunQueue};
+}

@@ -1,0 +1,826 @@
+//! The executor: its core (run queue, sleep state, task accounting,
+//! registry, counters), the run loop on its system thread, spawning, and
+//! shutdown.
+//!
+//! ```text
+//!             spawn (any thread, <= DISPATCH)            wake (any thread, <= DISPATCH)
+//!                  |  allocate task, admit, push, notify      |  state.schedule(): push, notify
+//!                  v                                          v
+//!   +-------------------------------------------------------------------+
+//!   | run queue (intrusive MPSC)                                        |
+//!   +-------------------------------------------------------------------+
+//!                  | pop (system thread, PASSIVE)
+//!                  v
+//!   run_task: start_run -> poll -> Pending: end_run (wait / requeue / cancel)
+//!                                -> Ready:   finish (output, join waker, unlink, drop ref)
+//!             cancelled -> drop future -> finish
+//!   queue empty: idle EMPTY -> PARKED, KeWaitForSingleObject(run event);
+//!   notify():    idle swap NOTIFIED; was PARKED -> KeSetEvent(run event)
+//! ```
+//!
+//! Lifetime of the core. The core is one pool block. Three kinds of things
+//! point at it:
+//! - the [`Executor`] and every [`Spawner`]: counted in `handles`; the last
+//!   one frees the block (after shutdown, the owner's is the last unless a
+//!   Spawner is kept beyond it);
+//! - tasks: counted in `live` from admission until their last non-handle
+//!   reference is dropped (the executor's, or a waker's). Shutdown waits
+//!   for `live` to reach zero, so a waker or a pinned canceller may touch
+//!   the core as long as it holds a task reference. The final release's
+//!   last access is `KeSetEvent(released)`, the one access the waiter may
+//!   race with, as with an event on the stack of an IRP's issuer;
+//! - the system thread: joined by shutdown before the owner lets go.
+
+use core::ffi::c_void;
+use core::future::Future;
+use core::ptr::{self, NonNull};
+use core::task::{Context, Poll};
+
+use crate::error::{SpawnError, SpawnErrorKind, StartError};
+use crate::join::JoinHandle;
+use crate::queue::{Link, Pop, RunQueue};
+use crate::state::{self, Idle, Run};
+use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell, bump, spin_hint};
+use crate::sys::{self, Event, EventKind, SystemThread};
+use crate::task::{self, AllocError, Header};
+
+/// `live`: spawning is open.
+const OPEN: usize = 1;
+/// `live`: one admitted, not yet released task.
+const TASK: usize = 2;
+
+/// `idle`: the executor thread is running and no notification is pending.
+const AWAKE: u8 = 0;
+/// `idle`: a notification arrived since the thread last looked.
+const NOTIFIED: u8 = 1;
+/// `idle`: the thread sleeps on the run event (or is about to).
+const PARKED: u8 = 2;
+
+/// `control`: cancel every task and refuse new ones.
+const STOP: u8 = 1;
+/// `control`: leave the run loop (set once every task is released).
+const EXIT: u8 = 2;
+
+/// How long the consumer retries a half-finished push before treating the
+/// queue as empty (the pusher's notification follows anyway).
+const BUSY_SPINS: u32 = if cfg!(loom) { 0 } else { 64 };
+
+/// The default pool tag of executor memory (`kExe` in poolmon).
+pub const DEFAULT_POOL_TAG: u32 = u32::from_le_bytes(*b"kExe");
+
+/// Executor settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Pool tag of every task and of the executor itself.
+    pub pool_tag: u32,
+    /// Polls per batch: after this many polls the run loop looks at its
+    /// control requests (shutdown) before taking more work. Fairness between
+    /// tasks does not depend on it: a task woken while it runs goes to the
+    /// back of the FIFO queue, behind every task woken before it.
+    pub budget: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            pool_tag: DEFAULT_POOL_TAG,
+            budget: 128,
+        }
+    }
+}
+
+/// A snapshot of the executor's counters. Counting costs no locked
+/// instruction on the run loop's side (single-writer counters) and none on
+/// a waker's side (wakes are counted when the executor takes the task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counters {
+    /// Tasks admitted by `spawn`.
+    pub spawned: u64,
+    /// `spawn` calls refused (out of pool, shutting down, wrong IRQL).
+    pub spawn_failures: u64,
+    /// Future polls.
+    pub polls: u64,
+    /// Times a task was taken from the run queue after a wake (its own or
+    /// another's, coalesced: waking a queued task counts once).
+    pub wakes: u64,
+    /// Tasks whose future finished.
+    pub completed: u64,
+    /// Tasks whose future was dropped unfinished (cancel, shutdown).
+    pub cancelled: u64,
+    /// Times the run loop went to sleep on its event.
+    pub parks: u64,
+    /// Tasks admitted and not yet released (future alive, or finished with
+    /// wakers still outstanding).
+    pub tasks: u64,
+}
+
+#[derive(Default)]
+struct CounterCells {
+    spawned: AtomicU64,
+    spawn_failures: AtomicU64,
+    polls: AtomicU64,
+    wakes: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+    parks: AtomicU64,
+}
+
+/// Executor-thread-only state.
+struct Local {
+    /// First task of the registry (every linked, unfinished task).
+    registry: *mut Header,
+    /// STOP was seen: every task taken from the queue is cancelled.
+    stopping: bool,
+}
+
+/// The executor's shared state: one nonpaged pool block that never moves.
+pub(crate) struct Core {
+    queue: RunQueue,
+    /// AWAKE / NOTIFIED / PARKED: the run loop's sleep handshake.
+    idle: AtomicU8,
+    /// OPEN | TASK x admitted-and-unreleased tasks.
+    live: AtomicUsize,
+    /// The Executor and every Spawner.
+    handles: AtomicUsize,
+    /// STOP / EXIT requests from the owner.
+    control: AtomicU8,
+    /// Wakes the run loop (synchronization event).
+    run_event: Event,
+    /// Set by the release that brings `live` to zero after shutdown began
+    /// (notification event).
+    released: Event,
+    local: UnsafeCell<Local>,
+    counters: CounterCells,
+    config: Config,
+    block: *mut u8,
+    block_size: usize,
+}
+
+// SAFETY: shared fields are atomics, kernel events and the MPSC queue;
+// `local` is touched only by the executor thread.
+unsafe impl Sync for Core {}
+// SAFETY: as above.
+unsafe impl Send for Core {}
+
+// === impl Core ===
+
+impl Core {
+    /// Allocates and initialises a core in pool.
+    fn create(config: Config) -> Option<NonNull<Core>> {
+        let size = core::mem::size_of::<Core>();
+        let align = core::mem::align_of::<Core>();
+        let padding = align.saturating_sub(sys::POOL_ALIGNMENT);
+        let block_size = size + padding;
+        let block = sys::pool_alloc(block_size, config.pool_tag);
+        if block.is_null() {
+            return None;
+        }
+        let offset = (block as usize).wrapping_neg() & (align - 1);
+        if offset > padding {
+            // SAFETY: just allocated with `block_size` bytes.
+            unsafe { sys::pool_free(block, block_size) };
+            return None;
+        }
+        // SAFETY: offset <= padding keeps the core inside the block.
+        let core = unsafe { block.add(offset) }.cast::<Core>();
+        let value = Core {
+            queue: RunQueue::new(),
+            idle: AtomicU8::new(AWAKE),
+            live: AtomicUsize::new(OPEN),
+            handles: AtomicUsize::new(1),
+            control: AtomicU8::new(0),
+            run_event: Event::new(EventKind::Synchronization),
+            released: Event::new(EventKind::Notification),
+            local: UnsafeCell::new(Local {
+                registry: ptr::null_mut(),
+                stopping: false,
+            }),
+            counters: CounterCells::default(),
+            config,
+            block,
+            block_size,
+        };
+        // SAFETY: `core` is aligned and inside the block, valid for writes.
+        unsafe { core.write(value) };
+        // SAFETY: just written.
+        let created = unsafe { &*core };
+        // SAFETY: the core is at its final address and unshared.
+        unsafe { created.queue.init() };
+        // SAFETY: as above, in nonpaged pool.
+        unsafe { created.run_event.init() };
+        // SAFETY: as above.
+        unsafe { created.released.init() };
+        NonNull::new(core)
+    }
+
+    /// Frees the core.
+    ///
+    /// # Safety
+    /// Nothing references the core any more and its thread has ended.
+    unsafe fn destroy(core: NonNull<Core>) {
+        // SAFETY: caller contract.
+        let (block, size) = {
+            // SAFETY: caller contract: the core is still alive here.
+            let c = unsafe { core.as_ref() };
+            (c.block, c.block_size)
+        };
+        // SAFETY: caller contract; dropping in place is a no-op on the
+        // kernel face and releases loom's bookkeeping under the model.
+        unsafe { ptr::drop_in_place(core.as_ptr()) };
+        // SAFETY: the core's own block, freed once.
+        unsafe { sys::pool_free(block, size) };
+    }
+
+    /// Wakes the run loop if it sleeps. Any thread, IRQL <= DISPATCH_LEVEL.
+    #[inline]
+    fn notify(&self) {
+        if self.idle.swap(NOTIFIED, Ordering::AcqRel) == PARKED {
+            self.run_event.set();
+        }
+    }
+
+    /// Pushes a scheduled task and wakes the run loop.
+    ///
+    /// Any thread, IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// The caller holds a reference to the task (so the core is alive), the
+    /// task is live, and the caller set its `SCHEDULED` bit on an idle task.
+    #[inline]
+    pub(crate) unsafe fn push_and_notify(core: NonNull<Core>, header: NonNull<Header>) {
+        // SAFETY: caller contract.
+        let core = unsafe { core.as_ref() };
+        // SAFETY: the task is not queued (SCHEDULED was ours to set) and
+        // stays alive while queued (the executor's reference).
+        unsafe { core.queue.push(header.cast::<Link>()) };
+        core.notify();
+    }
+
+    /// Releases a task from the accounting (its last non-handle reference
+    /// is gone). Any thread, IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// The task was admitted and is released once. The core must not be
+    /// touched by the caller afterwards.
+    #[inline]
+    pub(crate) unsafe fn release_task(core: NonNull<Core>) {
+        // SAFETY: the released task was counted, so the core is alive.
+        let core = unsafe { core.as_ref() };
+        if core.live.fetch_sub(TASK, Ordering::AcqRel) == TASK {
+            // Closed, and that was the last task: wake shutdown. This is the
+            // last access to the core on this path.
+            core.released.set();
+        }
+    }
+
+    /// Admits one more task unless shutdown began.
+    fn admit(&self) -> bool {
+        let mut current = self.live.load(Ordering::Acquire);
+        loop {
+            if current & OPEN == 0 {
+                return false;
+            }
+            match self.live.compare_exchange_weak(
+                current,
+                current + TASK,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let c = &self.counters;
+        Counters {
+            spawned: c.spawned.load(Ordering::Relaxed),
+            spawn_failures: c.spawn_failures.load(Ordering::Relaxed),
+            polls: c.polls.load(Ordering::Relaxed),
+            wakes: c.wakes.load(Ordering::Relaxed),
+            completed: c.completed.load(Ordering::Relaxed),
+            cancelled: c.cancelled.load(Ordering::Relaxed),
+            parks: c.parks.load(Ordering::Relaxed),
+            tasks: (self.live.load(Ordering::Relaxed) / TASK) as u64,
+        }
+    }
+
+    // === spawning ===
+
+    fn spawn<F>(this: NonNull<Core>, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // SAFETY: the caller (Executor or Spawner) holds a handle reference.
+        let core = unsafe { this.as_ref() };
+        let fail = |kind, future| {
+            core.counters.spawn_failures.fetch_add(1, Ordering::Relaxed);
+            Err(SpawnError::new(kind, future))
+        };
+        if sys::irql() > nt::DISPATCH_LEVEL {
+            return fail(SpawnErrorKind::WrongIrql, future);
+        }
+        if !core.admit() {
+            return fail(SpawnErrorKind::ShuttingDown, future);
+        }
+        let header = match task::allocate(this, future, core.config.pool_tag) {
+            Ok(header) => header,
+            Err((error, future)) => {
+                // SAFETY: admitted just above, released once; the caller's
+                // handle keeps the core alive past the release.
+                unsafe { Core::release_task(this) };
+                let kind = match error {
+                    AllocError::OutOfPool => SpawnErrorKind::OutOfPool,
+                    AllocError::TooLarge => SpawnErrorKind::TooLarge,
+                };
+                return fail(kind, future);
+            }
+        };
+        core.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: a new task, SCHEDULED, not queued, alive (the executor's
+        // reference); the caller's handle keeps the core alive meanwhile.
+        unsafe { Core::push_and_notify(this, header) };
+        // SAFETY: the task has the HANDLE bit for this handle.
+        Ok(unsafe { JoinHandle::from_header(header) })
+    }
+
+    // === the run loop (executor thread, PASSIVE_LEVEL) ===
+
+    /// # Safety
+    /// Called once, on the executor thread, for the core's whole life.
+    // Under loom BUSY_SPINS is 0: the spin guard is then always false.
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
+    unsafe fn run(&self) {
+        loop {
+            // Consume pending notifications before looking at the queue: a
+            // push after this point notifies again.
+            self.idle.swap(AWAKE, Ordering::AcqRel);
+            let mut budget = self.config.budget.max(1);
+            let mut spins = 0;
+            let drained = loop {
+                // SAFETY: this thread is the queue's only consumer.
+                match unsafe { self.queue.pop() } {
+                    Pop::Node(node) => {
+                        spins = 0;
+                        // SAFETY: a queued task, alive by the executor's
+                        // reference, taken by its only consumer.
+                        unsafe { self.run_task(node.cast::<Header>()) };
+                        budget -= 1;
+                        if budget == 0 {
+                            break false;
+                        }
+                    }
+                    Pop::Busy if spins < BUSY_SPINS => {
+                        spins += 1;
+                        spin_hint();
+                    }
+                    Pop::Empty | Pop::Busy => break true,
+                }
+            };
+            let control = self.control.load(Ordering::Acquire);
+            if control & EXIT != 0 {
+                return;
+            }
+            if control & STOP != 0 {
+                // SAFETY: executor thread.
+                let first = unsafe {
+                    self.local
+                        .with_mut(|l| !core::mem::replace(&mut (*l).stopping, true))
+                };
+                if first {
+                    // SAFETY: executor thread.
+                    unsafe { self.cancel_all() };
+                    continue;
+                }
+            }
+            if !drained {
+                continue;
+            }
+            if self
+                .idle
+                .compare_exchange(AWAKE, PARKED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                bump(&self.counters.parks);
+                self.run_event.wait();
+            }
+        }
+    }
+
+    /// Runs one task taken from the queue.
+    ///
+    /// # Safety
+    /// Executor thread; `header` was just popped.
+    unsafe fn run_task(&self, header: NonNull<Header>) {
+        // SAFETY: a popped task is alive (executor's reference).
+        let h = unsafe { header.as_ref() };
+        // SAFETY: executor thread.
+        let (first_run, stopping) = unsafe { self.link(header) };
+        if !first_run {
+            bump(&self.counters.wakes);
+        }
+        let run = h.state.start_run();
+        if run == Run::Cancel || stopping {
+            // SAFETY: RUNNING: the stage is ours.
+            unsafe { (h.vtable.drop_stage)(header) };
+            // SAFETY: as above.
+            unsafe { self.finish(header, true) };
+            return;
+        }
+        bump(&self.counters.polls);
+        let waker = task::waker_ref(header);
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: RUNNING on the executor thread at PASSIVE_LEVEL.
+        match unsafe { (h.vtable.poll)(header, &mut cx) } {
+            // SAFETY: the future finished; the output is in the stage.
+            Poll::Ready(()) => unsafe { self.finish(header, false) },
+            Poll::Pending => match h.state.end_run() {
+                Idle::Wait => {}
+                Idle::Requeue => {
+                    // Woken during its poll: to the back of the queue. No
+                    // notification: this thread is awake.
+                    // SAFETY: SCHEDULED was set by the waker while RUNNING;
+                    // re-queuing is ours.
+                    unsafe { self.queue.push(header.cast::<Link>()) };
+                }
+                Idle::Cancel => {
+                    // SAFETY: still RUNNING: the stage is ours.
+                    unsafe { (h.vtable.drop_stage)(header) };
+                    // SAFETY: as above.
+                    unsafe { self.finish(header, true) };
+                }
+            },
+        }
+    }
+
+    /// Links a task into the registry on its first run. Returns (first run,
+    /// stopping).
+    ///
+    /// # Safety
+    /// Executor thread; `header` alive.
+    unsafe fn link(&self, header: NonNull<Header>) -> (bool, bool) {
+        self.local.with_mut(|local| {
+            // SAFETY: executor thread only.
+            let local = unsafe { &mut *local };
+            // SAFETY: the registry links are executor-thread only.
+            let first = unsafe { header.as_ref() }.registry.with_mut(|links| {
+                // SAFETY: as above.
+                let links = unsafe { &mut *links };
+                if links.linked {
+                    return false;
+                }
+                links.linked = true;
+                links.prev = ptr::null_mut();
+                links.next = local.registry;
+                true
+            });
+            if first {
+                if let Some(old_head) = NonNull::new(local.registry) {
+                    // SAFETY: a registered task is alive.
+                    unsafe { old_head.as_ref() }
+                        .registry
+                        // SAFETY: executor thread only.
+                        .with_mut(|links| unsafe { (*links).prev = header.as_ptr() });
+                }
+                local.registry = header.as_ptr();
+            }
+            (first, local.stopping)
+        })
+    }
+
+    /// Removes a finished task from the registry.
+    ///
+    /// # Safety
+    /// Executor thread; `header` alive and linked.
+    unsafe fn unlink(&self, header: NonNull<Header>) {
+        self.local.with_mut(|local| {
+            // SAFETY: executor thread only.
+            let local = unsafe { &mut *local };
+            // SAFETY: executor-thread-only links of a live task.
+            let (prev, next) = unsafe { header.as_ref() }.registry.with_mut(|links| {
+                // SAFETY: as above.
+                let links = unsafe { &mut *links };
+                let pair = (links.prev, links.next);
+                links.prev = ptr::null_mut();
+                links.next = ptr::null_mut();
+                pair
+            });
+            match NonNull::new(prev) {
+                // SAFETY: registered neighbours are alive.
+                Some(prev) => unsafe { prev.as_ref() }
+                    .registry
+                    // SAFETY: executor thread only.
+                    .with_mut(|links| unsafe { (*links).next = next }),
+                None => local.registry = next,
+            }
+            if let Some(next) = NonNull::new(next) {
+                // SAFETY: registered neighbours are alive.
+                unsafe { next.as_ref() }
+                    .registry
+                    // SAFETY: executor thread only.
+                    .with_mut(|links| unsafe { (*links).prev = prev });
+            }
+        });
+    }
+
+    /// The future is gone (finished, or dropped when `cancelled`): publish,
+    /// wake the joiner, unregister, drop the executor's reference.
+    ///
+    /// # Safety
+    /// Executor thread; the task is RUNNING and its future was just
+    /// finished or dropped.
+    unsafe fn finish(&self, header: NonNull<Header>, cancelled: bool) {
+        // SAFETY: alive by the executor's reference until the end.
+        let h = unsafe { header.as_ref() };
+        let previous = h.state.complete(cancelled);
+        // Counted before the joiner is woken, so a joiner sees itself counted.
+        if cancelled {
+            bump(&self.counters.cancelled);
+        } else {
+            bump(&self.counters.completed);
+        }
+        if !cancelled && previous & state::HANDLE == 0 {
+            // Nobody will read the output: drop it here, at PASSIVE_LEVEL.
+            // SAFETY: COMPLETE without a handle: the stage is ours.
+            unsafe { (h.vtable.drop_stage)(header) };
+        }
+        if previous & state::JOIN_WAKER != 0 {
+            if previous & state::HANDLE != 0 {
+                h.join_waker.with(|w| {
+                    // SAFETY: JOIN_WAKER set after COMPLETE: the slot is ours
+                    // to read until we release it.
+                    if let Some(waker) = unsafe { &*w } {
+                        waker.wake_by_ref();
+                    }
+                });
+                if !h.state.release_join_waker() {
+                    // The handle went away meanwhile: the slot is ours.
+                    // SAFETY: as above.
+                    h.join_waker.with_mut(|w| unsafe { *w = None });
+                }
+            } else {
+                // The handle left the waker to us.
+                // SAFETY: JOIN_WAKER set, no handle: the slot is ours.
+                h.join_waker.with_mut(|w| unsafe { *w = None });
+            }
+        }
+        // SAFETY: executor thread; linked on its first run.
+        unsafe { self.unlink(header) };
+        // SAFETY: the executor's reference, given up once.
+        unsafe { task::drop_ref(header) };
+    }
+
+    /// Shutdown: cancels every registered task. Tasks not yet linked (spawned
+    /// just before the door closed) are cancelled when taken from the queue.
+    ///
+    /// # Safety
+    /// Executor thread.
+    unsafe fn cancel_all(&self) {
+        // SAFETY: executor thread only.
+        let mut next = unsafe { self.local.with(|l| (*l).registry) };
+        while let Some(header) = NonNull::new(next) {
+            // SAFETY: a registered task is alive.
+            let h = unsafe { header.as_ref() };
+            // SAFETY: executor thread only.
+            next = h.registry.with(|links| unsafe { (*links).next });
+            if h.state.cancel_from_executor() {
+                // SAFETY: we set SCHEDULED on an idle task: ours to push.
+                unsafe { self.queue.push(header.cast::<Link>()) };
+            }
+        }
+    }
+}
+
+/// The system thread's entry point.
+///
+/// PASSIVE_LEVEL, on the executor's system thread.
+unsafe extern "C" fn thread_main(context: *mut c_void) {
+    // SAFETY: the context is the core, alive until this thread is joined.
+    let core = unsafe { &*context.cast::<Core>() };
+    // SAFETY: the core's only run loop, on its own thread.
+    unsafe { core.run() };
+    // Returning ends the thread (PspSystemThreadStartup terminates it); the
+    // thread object is signalled for shutdown's wait.
+}
+
+// === impl Executor ===
+
+/// An executor running on its own system thread.
+///
+/// Dropping it shuts it down (see [`Executor::shutdown`]); call `shutdown`
+/// explicitly to get the final counters.
+pub struct Executor {
+    core: NonNull<Core>,
+    thread: Option<SystemThread>,
+}
+
+// SAFETY: the executor handle may move between threads; the core is Sync.
+unsafe impl Send for Executor {}
+// SAFETY: `&Executor` only spawns and reads counters (thread-safe).
+unsafe impl Sync for Executor {}
+
+impl Executor {
+    /// Starts an executor with the default [`Config`].
+    ///
+    /// PASSIVE_LEVEL.
+    pub fn start() -> Result<Executor, StartError> {
+        Self::start_with(Config::default())
+    }
+
+    /// Starts an executor: allocates its core from nonpaged pool and creates
+    /// its system thread.
+    ///
+    /// PASSIVE_LEVEL.
+    pub fn start_with(config: Config) -> Result<Executor, StartError> {
+        if sys::irql() != nt::PASSIVE_LEVEL {
+            return Err(StartError::WrongIrql);
+        }
+        let core = Core::create(config).ok_or(StartError::OutOfPool)?;
+        // SAFETY: the core outlives the thread: shutdown joins it before
+        // the core can be freed.
+        match unsafe { SystemThread::start(thread_main, core.as_ptr().cast()) } {
+            Ok(thread) => Ok(Executor {
+                core,
+                thread: Some(thread),
+            }),
+            Err(status) => {
+                // SAFETY: no thread and no handle ever saw the core.
+                unsafe { Core::destroy(core) };
+                Err(StartError::Thread(status))
+            }
+        }
+    }
+
+    /// Spawns a task. See [`Spawner::spawn`].
+    pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Core::spawn(self.core, future)
+    }
+
+    /// A handle to spawn tasks from anywhere (other threads, DPCs, tasks).
+    pub fn spawner(&self) -> Spawner {
+        Spawner::new(self.core)
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        // SAFETY: the owner keeps the core alive.
+        unsafe { self.core.as_ref() }.counters()
+    }
+
+    /// Shuts the executor down and returns its final counters:
+    ///
+    /// 1. stops accepting spawns (they fail with `ShuttingDown`);
+    /// 2. cancels every task: the executor thread drops each future, at
+    ///    PASSIVE_LEVEL;
+    /// 3. waits until every task is released: every future dropped and
+    ///    every waker gone, which includes the wakers held by operations
+    ///    still in flight (an IRP whose completion routine still has to
+    ///    wake its task keeps the task, and so the shutdown, waiting);
+    /// 4. stops the system thread and waits for it to end.
+    ///
+    /// When it returns, no code of the executor runs any more and its pool
+    /// memory is freed, except tasks whose JoinHandle is still held (their
+    /// memory goes with the handle) and the core if a [`Spawner`] is still
+    /// held (it goes with the last Spawner; spawning through it fails).
+    ///
+    /// PASSIVE_LEVEL, not from one of this executor's tasks (it would wait
+    /// for itself). Anything that holds a waker of a task and only lets go
+    /// after this returns makes it wait forever.
+    pub fn shutdown(mut self) -> Counters {
+        self.shutdown_inner()
+    }
+
+    fn shutdown_inner(&mut self) -> Counters {
+        let Some(thread) = self.thread.take() else {
+            return Counters::default();
+        };
+        // SAFETY: the owner keeps the core alive.
+        let core = unsafe { self.core.as_ref() };
+        let before = core.live.fetch_and(!OPEN, Ordering::AcqRel);
+        core.control.fetch_or(STOP, Ordering::AcqRel);
+        core.notify();
+        if before != OPEN {
+            // Tasks remain: the last release sets the event.
+            core.released.wait();
+        }
+        core.control.fetch_or(EXIT, Ordering::AcqRel);
+        core.notify();
+        thread.join();
+        let counters = core.counters();
+        // SAFETY: the owner's handle reference, given up once.
+        unsafe { release_handle(self.core) };
+        counters
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
+        if sys::irql() != nt::PASSIVE_LEVEL {
+            // Cannot wait here: leave the executor running rather than free
+            // what its thread uses. The verifier reports the leak at unload.
+            return;
+        }
+        self.shutdown_inner();
+    }
+}
+
+/// Drops a handle reference to the core; the last one frees it.
+///
+/// # Safety
+/// The caller owns one handle reference.
+unsafe fn release_handle(core: NonNull<Core>) {
+    // SAFETY: the reference keeps the core alive until the decrement.
+    if unsafe { core.as_ref() }
+        .handles
+        .fetch_sub(1, Ordering::AcqRel)
+        == 1
+    {
+        // SAFETY: the owner's reference is given up only after shutdown
+        // joined the thread, so the last handle means nothing else is left.
+        unsafe { Core::destroy(core) };
+    }
+}
+
+// === impl Spawner ===
+
+/// A cloneable handle that spawns tasks onto an executor, from any thread
+/// at IRQL <= DISPATCH_LEVEL, including from its own tasks.
+///
+/// A Spawner keeps the executor's core memory (not its thread) alive:
+/// after shutdown, `spawn` fails with [`SpawnErrorKind::ShuttingDown`].
+pub struct Spawner {
+    core: NonNull<Core>,
+}
+
+// SAFETY: spawning is thread-safe; the core is Sync.
+unsafe impl Send for Spawner {}
+// SAFETY: as above.
+unsafe impl Sync for Spawner {}
+
+impl Spawner {
+    fn new(core: NonNull<Core>) -> Spawner {
+        // SAFETY: the caller holds a handle reference.
+        unsafe { core.as_ref() }
+            .handles
+            .fetch_add(1, Ordering::Relaxed);
+        Spawner { core }
+    }
+
+    /// Spawns `future` as a task: one pool allocation holding the task's
+    /// header, the future and later its output, aligned for the future
+    /// whatever alignment the pool gives.
+    ///
+    /// Fails, giving the future back, when the pool is exhausted, the
+    /// executor is shutting down, or the IRQL is above DISPATCH_LEVEL.
+    ///
+    /// IRQL <= DISPATCH_LEVEL. Never blocks, never runs the future.
+    pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Core::spawn(self.core, future)
+    }
+
+    /// A snapshot of the counters.
+    pub fn counters(&self) -> Counters {
+        // SAFETY: the spawner keeps the core alive.
+        unsafe { self.core.as_ref() }.counters()
+    }
+}
+
+impl Clone for Spawner {
+    fn clone(&self) -> Self {
+        Spawner::new(self.core)
+    }
+}
+
+impl Drop for Spawner {
+    fn drop(&mut self) {
+        // SAFETY: this spawner's reference, given up once.
+        unsafe { release_handle(self.core) };
+    }
+}
+
+impl core::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Spawner").finish_non_exhaustive()
+    }
+}
+
+impl core::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Executor")
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,357 @@
+//! The task state word: one atomic `usize` holding every flag and the
+//! reference count, and the transitions between states.
+//!
+//! Each transition is one atomic operation (or a CAS loop over one word) and
+//! returns what the caller must do next (push the task, drop the output,
+//! free the memory...). The side effects live at the call sites, so every
+//! unsafe step is visible where it happens. Nothing here allocates, blocks or
+//! polls; every transition is callable at IRQL <= DISPATCH_LEVEL.
+//!
+//! ```text
+//!  bit    name        set by                         cleared by
+//!  0      SCHEDULED   a waker / cancel / spawn       the executor taking the task to run it
+//!  1      RUNNING     the executor (poll or drop)    the executor, after the poll / drop
+//!  2      COMPLETE    the executor: future gone      never
+//!  3      CLOSED      cancel (JoinHandle, shutdown)  completion with an output (cancel lost the race)
+//!  4      HANDLE      spawn                          dropping the JoinHandle
+//!  5      JOIN_WAKER  the JoinHandle (waker stored)  the JoinHandle (to replace it) / the executor after waking it
+//!  6..    REFS        non-handle references: the executor's (while the future is alive),
+//!                     each Waker, and transient pins taken while pushing
+//! ```
+//!
+//! Invariants:
+//! - `SCHEDULED && !RUNNING && !COMPLETE`: the task is in the run queue, or
+//!   the thread that set `SCHEDULED` is about to push it. It is pushed by
+//!   exactly that thread, so it is queued at most once.
+//! - `SCHEDULED && RUNNING`: woken while being polled; the executor pushes it
+//!   again after the poll (no other thread pushes it).
+//! - `CLOSED && !COMPLETE` implies `SCHEDULED || RUNNING`: a cancelled task
+//!   always gets to the executor, which drops its future.
+//! - `COMPLETE`: the future has been dropped. `CLOSED` tells whether it was
+//!   cancelled (no output) or finished (output stored if `HANDLE` was set at
+//!   completion). Wakes of a complete task do nothing.
+//! - The executor's reference is held from spawn until completion, so
+//!   `REFS == 0` implies `COMPLETE`. The task memory is freed when `REFS == 0`
+//!   and `!HANDLE`, by whichever of the last reference or the handle goes
+//!   second.
+//! - The join waker slot belongs to the JoinHandle while `JOIN_WAKER` is
+//!   clear, and to the executor while it is set after `COMPLETE`.
+
+use crate::sync::{AtomicUsize, Ordering};
+
+pub(crate) const SCHEDULED: usize = 1 << 0;
+pub(crate) const RUNNING: usize = 1 << 1;
+pub(crate) const COMPLETE: usize = 1 << 2;
+pub(crate) const CLOSED: usize = 1 << 3;
+pub(crate) const HANDLE: usize = 1 << 4;
+pub(crate) const JOIN_WAKER: usize = 1 << 5;
+const REF_SHIFT: u32 = 6;
+pub(crate) const REF_ONE: usize = 1 << REF_SHIFT;
+
+/// The reference count of a state word.
+#[inline]
+pub(crate) const fn refs(state: usize) -> usize {
+    state >> REF_SHIFT
+}
+
+/// What a waker must do after [`State::schedule`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Schedule {
+    /// Nothing: already queued, running (it will be re-queued), finished or
+    /// cancelled.
+    Nothing,
+    /// Push the task and notify the executor.
+    Push,
+}
+
+/// What the executor does with a task it popped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Run {
+    /// Poll the future.
+    Poll,
+    /// Drop the future: the task was cancelled.
+    Cancel,
+}
+
+/// What the executor does after a poll returned `Pending`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Idle {
+    /// Nothing: the task waits for a wake.
+    Wait,
+    /// It was woken during the poll: push it again.
+    Requeue,
+    /// It was cancelled during the poll: drop the future now (still
+    /// `RUNNING`).
+    Cancel,
+}
+
+/// What [`State::cancel`] asks the caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Cancel {
+    /// Nothing: finished already, cancelled already, or the executor will see
+    /// the request (queued or running).
+    Nothing,
+    /// Push the task, notify the executor, then drop the reference the
+    /// transition took for the caller.
+    PushAndRelease,
+}
+
+/// What dropping a reference asks the caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Unref {
+    /// Others still hold references.
+    Nothing,
+    /// That was the last reference: release the task from the executor's
+    /// accounting; `free` says whether to free the memory too (no handle).
+    Release {
+        /// Free the task memory (no JoinHandle holds it).
+        free: bool,
+    },
+}
+
+/// The atomic state word of a task.
+#[derive(Debug)]
+pub(crate) struct State(AtomicUsize);
+
+impl State {
+    /// A new task: queued for its first poll, with a JoinHandle, and the
+    /// executor's reference.
+    pub(crate) fn new_spawned() -> State {
+        State(AtomicUsize::new(SCHEDULED | HANDLE | REF_ONE))
+    }
+
+    /// The current word (diagnostics and tests).
+    #[inline]
+    pub(crate) fn load(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    // === wakers ===
+
+    /// A wake. One atomic load when the task is already queued, running
+    /// with a wake pending, finished or cancelled; otherwise one `fetch_or`.
+    #[inline]
+    pub(crate) fn schedule(&self) -> Schedule {
+        let current = self.0.load(Ordering::Acquire);
+        if current & (SCHEDULED | COMPLETE | CLOSED) != 0 {
+            return Schedule::Nothing;
+        }
+        let previous = self.0.fetch_or(SCHEDULED, Ordering::AcqRel);
+        // Whoever sets SCHEDULED on an idle, live task pushes it. On a
+        // running task the executor re-queues it after the poll. On a
+        // complete task the bit is meaningless (nothing reads it there).
+        if previous & (SCHEDULED | RUNNING | COMPLETE | CLOSED) == 0 {
+            Schedule::Push
+        } else {
+            Schedule::Nothing
+        }
+    }
+
+    /// A new reference (a waker clone).
+    #[inline]
+    pub(crate) fn ref_inc(&self) {
+        // 58 bits of count: overflowing them takes more waker clones than
+        // there are bytes of address space.
+        self.0.fetch_add(REF_ONE, Ordering::Relaxed);
+    }
+
+    /// Drops a reference.
+    #[inline]
+    pub(crate) fn ref_dec(&self) -> Unref {
+        let previous = self.0.fetch_sub(REF_ONE, Ordering::AcqRel);
+        if refs(previous) == 1 {
+            Unref::Release {
+                free: previous & HANDLE == 0,
+            }
+        } else {
+            Unref::Nothing
+        }
+    }
+
+    // === the executor ===
+
+    /// The executor took the task from the queue: `SCHEDULED` -> `RUNNING`.
+    #[inline]
+    pub(crate) fn start_run(&self) -> Run {
+        // SCHEDULED is set and RUNNING clear (queued task): one xor flips
+        // both.
+        let previous = self.0.fetch_xor(SCHEDULED | RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(previous & (SCHEDULED | RUNNING | COMPLETE), SCHEDULED);
+        if previous & CLOSED != 0 {
+            Run::Cancel
+        } else {
+            Run::Poll
+        }
+    }
+
+    /// The poll returned `Pending`.
+    #[inline]
+    pub(crate) fn end_run(&self) -> Idle {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(current & RUNNING != 0);
+            if current & CLOSED != 0 {
+                return Idle::Cancel;
+            }
+            // Keep SCHEDULED if a wake came in: the executor re-queues.
+            let next = current & !RUNNING;
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return if current & SCHEDULED != 0 {
+                        Idle::Requeue
+                    } else {
+                        Idle::Wait
+                    };
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The future is gone: finished with an output (`cancelled == false`) or
+    /// dropped unfinished. Returns the previous word (the caller reads
+    /// `HANDLE` and `JOIN_WAKER` from it).
+    #[inline]
+    pub(crate) fn complete(&self, cancelled: bool) -> usize {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(current & (RUNNING | COMPLETE) == RUNNING);
+            let mut next = (current & !(RUNNING | SCHEDULED | CLOSED)) | COMPLETE;
+            if cancelled {
+                next |= CLOSED;
+            }
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(previous) => return previous,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// After waking the join waker of a complete task: gives the slot back.
+    /// Returns whether the handle is still alive (if not, the executor
+    /// empties the slot).
+    #[inline]
+    pub(crate) fn release_join_waker(&self) -> bool {
+        let previous = self.0.fetch_and(!JOIN_WAKER, Ordering::AcqRel);
+        previous & HANDLE != 0
+    }
+
+    /// Shutdown: marks a live task cancelled from the executor's thread
+    /// (which holds the executor's reference, so no pin is needed).
+    /// Returns whether the caller must push it.
+    pub(crate) fn cancel_from_executor(&self) -> bool {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if current & COMPLETE != 0 {
+                return false;
+            }
+            let push = current & (SCHEDULED | RUNNING) == 0;
+            let next = current | CLOSED | SCHEDULED;
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return push,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    // === the JoinHandle ===
+
+    /// `JoinHandle::cancel`.
+    pub(crate) fn cancel(&self) -> Cancel {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            if current & (COMPLETE | CLOSED) != 0 {
+                return Cancel::Nothing;
+            }
+            let (next, action) = if current & (SCHEDULED | RUNNING) != 0 {
+                (current | CLOSED, Cancel::Nothing)
+            } else {
+                // Idle: queue it so the executor drops the future, pinning
+                // the task (and so the executor) while pushing.
+                (
+                    (current | CLOSED | SCHEDULED) + REF_ONE,
+                    Cancel::PushAndRelease,
+                )
+            };
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return action,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Stores the join waker: the handle wrote the slot while `JOIN_WAKER` was
+    /// clear and now publishes it. Fails if the task completed meanwhile
+    /// (the slot stays the handle's).
+    pub(crate) fn set_join_waker(&self) -> Result<(), usize> {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(current & JOIN_WAKER == 0);
+            if current & COMPLETE != 0 {
+                return Err(current);
+            }
+            match self.0.compare_exchange_weak(
+                current,
+                current | JOIN_WAKER,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Takes the join waker slot back to replace the waker. Fails if the
+    /// task completed (the executor owns the slot until it releases it).
+    pub(crate) fn unset_join_waker(&self) -> Result<(), usize> {
+        let mut current = self.0.load(Ordering::Acquire);
+        loop {
+            debug_assert!(current & JOIN_WAKER != 0);
+            if current & COMPLETE != 0 {
+                return Err(current);
+            }
+            match self.0.compare_exchange_weak(
+                current,
+                current & !JOIN_WAKER,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Drops the JoinHandle if the word is still `current`; returns the
+    /// word found. The handle first settles what it owns in `current` (the
+    /// output of a finished task, the join waker slot while `JOIN_WAKER` is
+    /// clear), because once `HANDLE` is clear the last reference may free
+    /// the memory at any moment.
+    pub(crate) fn release_handle(&self, current: usize) -> Result<usize, usize> {
+        debug_assert!(current & HANDLE != 0);
+        self.0.compare_exchange_weak(
+            current,
+            current & !HANDLE,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+    }
+}

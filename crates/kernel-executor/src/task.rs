@@ -1,0 +1,346 @@
+//! The task: one pool block holding the header, the future and (in the
+//! same bytes, once the future is gone) its output.
+//!
+//! ```text
+//!  block (ExAllocatePool2, 16-byte aligned)
+//!  | padding (only when the future needs more than 16-byte alignment)
+//!  | Header   <- task pointer, aligned to max(align(Header), align(F))
+//!  | Stage<F> (the future, then the output, then nothing)
+//! ```
+//!
+//! The pool guarantees 16-byte alignment and no more (wdk-alloc ignores the
+//! requested alignment altogether, so the executor never relies on the
+//! global allocator). An over-aligned future gets `align - 16` extra bytes
+//! and the header is placed at the first suitably aligned address; the
+//! header remembers the block to free.
+//!
+//! The waker is not generic: it only touches the header (state word, queue
+//! link, executor pointer, block), never the future, so waking and dropping
+//! a waker never runs task code and is safe at DISPATCH_LEVEL.
+
+use core::future::Future;
+use core::mem::{self, ManuallyDrop};
+use core::pin::Pin;
+use core::ptr::{self, NonNull};
+use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use crate::executor::Core;
+use crate::queue::Link;
+use crate::state::{Schedule, State, Unref};
+use crate::sync::UnsafeCell;
+use crate::sys;
+
+/// Type-specific operations on a task, reached through its header.
+pub(crate) struct TaskVTable {
+    /// Polls the future; on `Ready` stores the output in its place.
+    ///
+    /// Executor thread, PASSIVE_LEVEL, state `RUNNING`.
+    pub(crate) poll: unsafe fn(NonNull<Header>, &mut Context<'_>) -> Poll<()>,
+    /// Drops whatever the stage holds (the future or the output).
+    pub(crate) drop_stage: unsafe fn(NonNull<Header>),
+    /// Moves the output into `*mut Option<Output>`.
+    pub(crate) take_output: unsafe fn(NonNull<Header>, *mut ()),
+}
+
+/// The executor's registry links (every live task, for shutdown).
+/// Executor thread only.
+pub(crate) struct RegistryLinks {
+    pub(crate) prev: *mut Header,
+    pub(crate) next: *mut Header,
+    pub(crate) linked: bool,
+}
+
+/// The non-generic part of a task, at offset 0 of the task.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Run-queue link. First, so a `Link` pointer is a `Header` pointer.
+    pub(crate) link: Link,
+    /// Flags and reference count (see `state`).
+    pub(crate) state: State,
+    pub(crate) vtable: &'static TaskVTable,
+    /// The executor. Valid while the task holds a reference (see `Core`).
+    pub(crate) core: NonNull<Core>,
+    /// The pool block to free (precedes the header when over-aligned).
+    pub(crate) block: *mut u8,
+    pub(crate) block_size: usize,
+    /// Executor thread only.
+    pub(crate) registry: UnsafeCell<RegistryLinks>,
+    /// The waker of whoever awaits the JoinHandle (ownership: see `state`).
+    pub(crate) join_waker: UnsafeCell<Option<Waker>>,
+}
+
+/// Where the future is in its life.
+enum Stage<F: Future> {
+    Running(F),
+    Finished(F::Output),
+    Consumed,
+}
+
+/// A whole task. `repr(C)`: the header is at offset 0.
+#[repr(C)]
+struct Task<F: Future> {
+    header: Header,
+    stage: UnsafeCell<Stage<F>>,
+}
+
+// === allocation ===
+
+/// Why a task could not be allocated.
+pub(crate) enum AllocError {
+    /// The pool is exhausted (or a fault was injected).
+    OutOfPool,
+    /// The task is larger than any pool block.
+    TooLarge,
+}
+
+/// Allocates and initialises a task for `future`: state
+/// `SCHEDULED | HANDLE`, one reference (the executor's). Gives the future
+/// back on failure.
+///
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) fn allocate<F>(
+    core: NonNull<Core>,
+    future: F,
+    tag: u32,
+) -> Result<NonNull<Header>, (AllocError, F)>
+where
+    F: Future,
+{
+    let layout = core::alloc::Layout::new::<Task<F>>();
+    let align = layout.align();
+    let padding = align.saturating_sub(sys::POOL_ALIGNMENT);
+    let Some(size) = layout.size().checked_add(padding) else {
+        return Err((AllocError::TooLarge, future));
+    };
+    let block = sys::pool_alloc(size, tag);
+    if block.is_null() {
+        return Err((AllocError::OutOfPool, future));
+    }
+    let offset = (block as usize).wrapping_neg() & (align - 1);
+    if offset > padding {
+        // The pool broke its alignment guarantee: refuse rather than write
+        // past the block.
+        // SAFETY: the block was just allocated with `size` bytes.
+        unsafe { sys::pool_free(block, size) };
+        return Err((AllocError::OutOfPool, future));
+    }
+    // SAFETY: offset <= padding, so `offset + layout.size()` <= size.
+    let task = unsafe { block.add(offset) }.cast::<Task<F>>();
+    let value = Task {
+        header: Header {
+            link: Link::new(),
+            state: State::new_spawned(),
+            vtable: vtable::<F>(),
+            core,
+            block,
+            block_size: size,
+            registry: UnsafeCell::new(RegistryLinks {
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+                linked: false,
+            }),
+            join_waker: UnsafeCell::new(None),
+        },
+        stage: UnsafeCell::new(Stage::Running(future)),
+    };
+    // SAFETY: `task` is aligned for `Task<F>` and the block holds it.
+    unsafe { task.write(value) };
+    // SAFETY: `task` is not null (inside a non-null block).
+    Ok(unsafe { NonNull::new_unchecked(task.cast::<Header>()) })
+}
+
+/// Frees the memory of a task whose future and output are gone.
+///
+/// IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// Nobody references the task any more; `block`/`size` are its block.
+pub(crate) unsafe fn free(header: NonNull<Header>, block: *mut u8, size: usize) {
+    // The header's fields are plain data or hold nothing (the join waker
+    // slot was emptied by its owner): dropping them in place is only for
+    // loom's bookkeeping of its cells and atomics.
+    #[cfg(loom)]
+    // SAFETY: unreferenced task (caller contract).
+    unsafe {
+        ptr::drop_in_place(header.as_ptr())
+    };
+    #[cfg(not(loom))]
+    let _ = header;
+    // SAFETY: caller contract.
+    unsafe { sys::pool_free(block, size) };
+}
+
+// === the type-specific operations ===
+
+fn vtable<F: Future>() -> &'static TaskVTable {
+    // A promoted constant per `F`: one static table per future type.
+    &TaskVTable {
+        poll: poll::<F>,
+        drop_stage: drop_stage::<F>,
+        take_output: take_output::<F>,
+    }
+}
+
+/// The whole task behind a header.
+///
+/// # Safety
+/// `header` is a live `Task<F>`.
+unsafe fn task_of<'a, F: Future>(header: NonNull<Header>) -> &'a Task<F> {
+    // SAFETY: caller contract.
+    unsafe { header.cast::<Task<F>>().as_ref() }
+}
+
+/// # Safety
+/// `header` is a live `Task<F>` in state `RUNNING`, polled by the executor.
+unsafe fn poll<F: Future>(header: NonNull<Header>, cx: &mut Context<'_>) -> Poll<()> {
+    // SAFETY: caller contract.
+    let task = unsafe { task_of::<F>(header) };
+    task.stage.with_mut(|stage| {
+        // SAFETY: RUNNING gives the executor exclusive access to the stage.
+        let stage = unsafe { &mut *stage };
+        let output = match stage {
+            Stage::Running(future) => {
+                // SAFETY: the future never moves: it lives in the task block
+                // until it is dropped in place.
+                let future = unsafe { Pin::new_unchecked(future) };
+                match future.poll(cx) {
+                    Poll::Ready(output) => output,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            // Never polled after it finished (COMPLETE stops that).
+            _ => return Poll::Ready(()),
+        };
+        // Drops the future in place, then stores the output.
+        *stage = Stage::Finished(output);
+        Poll::Ready(())
+    })
+}
+
+/// # Safety
+/// `header` is a live `Task<F>` whose stage the caller owns.
+unsafe fn drop_stage<F: Future>(header: NonNull<Header>) {
+    // SAFETY: caller contract.
+    let task = unsafe { task_of::<F>(header) };
+    // SAFETY: the caller owns the stage.
+    task.stage
+        .with_mut(|stage| unsafe { *stage = Stage::Consumed });
+}
+
+/// # Safety
+/// `header` is a live `Task<F>` whose stage the caller owns; `out` points
+/// to an `Option<F::Output>`.
+unsafe fn take_output<F: Future>(header: NonNull<Header>, out: *mut ()) {
+    // SAFETY: caller contract.
+    let task = unsafe { task_of::<F>(header) };
+    // SAFETY: the caller owns the stage.
+    let stage = task
+        .stage
+        .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Consumed) });
+    if let Stage::Finished(output) = stage {
+        // SAFETY: caller contract on `out`.
+        unsafe { *out.cast::<Option<F::Output>>() = Some(output) };
+    }
+}
+
+// === references ===
+
+/// Drops one reference. On the last: frees the memory if no JoinHandle
+/// holds it, then releases the task from the executor's accounting (the
+/// last access to the executor by this path).
+///
+/// Any thread, IRQL <= DISPATCH_LEVEL. Never runs task code.
+///
+/// # Safety
+/// The caller owns one reference and does not use the task afterwards.
+#[inline]
+pub(crate) unsafe fn drop_ref(header: NonNull<Header>) {
+    // Read what the release needs first: once the count drops, a JoinHandle
+    // may free the memory at any moment.
+    // SAFETY: the caller's reference keeps the header alive until `ref_dec`.
+    let (core, block, size) = unsafe {
+        let h = header.as_ref();
+        (h.core, h.block, h.block_size)
+    };
+    // SAFETY: as above.
+    let unref = unsafe { header.as_ref() }.state.ref_dec();
+    if let Unref::Release { free } = unref {
+        if free {
+            // SAFETY: last reference, no handle: nobody else sees the task.
+            unsafe { self::free(header, block, size) };
+        }
+        // SAFETY: the task was counted live until now, so the executor core
+        // is still alive (shutdown waits for this release).
+        unsafe { Core::release_task(core) };
+    }
+}
+
+// === the waker ===
+
+static WAKER_VTABLE: RawWakerVTable =
+    RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+/// A waker for `header` that does not own a reference (the executor's
+/// reference covers it during a poll). Cloning it takes a real one.
+pub(crate) fn waker_ref(header: NonNull<Header>) -> ManuallyDrop<Waker> {
+    let raw = RawWaker::new(header.as_ptr().cast_const().cast(), &WAKER_VTABLE);
+    // SAFETY: the vtable's contract holds for a live task header; the
+    // ManuallyDrop keeps the borrowed waker from dropping a reference it
+    // does not own.
+    ManuallyDrop::new(unsafe { Waker::from_raw(raw) })
+}
+
+/// The header of a waker's data pointer.
+///
+/// # Safety
+/// `data` comes from a waker of this module.
+unsafe fn header_of(data: *const ()) -> NonNull<Header> {
+    // SAFETY: waker data is always a non-null header pointer.
+    unsafe { NonNull::new_unchecked(data.cast_mut().cast::<Header>()) }
+}
+
+/// Schedules the task if needed: push and notify.
+///
+/// # Safety
+/// The caller holds a reference to the task for the whole call.
+#[inline]
+pub(crate) unsafe fn schedule(header: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the task alive.
+    let h = unsafe { header.as_ref() };
+    if h.state.schedule() == Schedule::Push {
+        // SAFETY: the task is live (not complete) and counted, so the core is
+        // alive; it is not queued (we set SCHEDULED on an idle task).
+        unsafe { Core::push_and_notify(h.core, header) };
+    }
+}
+
+unsafe fn waker_clone(data: *const ()) -> RawWaker {
+    // SAFETY: a live waker's data.
+    let header = unsafe { header_of(data) };
+    // SAFETY: the waker being cloned holds a reference.
+    unsafe { header.as_ref() }.state.ref_inc();
+    RawWaker::new(data, &WAKER_VTABLE)
+}
+
+unsafe fn waker_wake(data: *const ()) {
+    // SAFETY: a live waker's data.
+    let header = unsafe { header_of(data) };
+    // SAFETY: the waker's reference is held until the drop below.
+    unsafe { schedule(header) };
+    // SAFETY: the waker's reference, given up once.
+    unsafe { drop_ref(header) };
+}
+
+unsafe fn waker_wake_by_ref(data: *const ()) {
+    // SAFETY: a live waker's data.
+    let header = unsafe { header_of(data) };
+    // SAFETY: the borrowed waker holds a reference.
+    unsafe { schedule(header) };
+}
+
+unsafe fn waker_drop(data: *const ()) {
+    // SAFETY: a live waker's data.
+    let header = unsafe { header_of(data) };
+    // SAFETY: its reference is given up here, once.
+    unsafe { drop_ref(header) };
+}

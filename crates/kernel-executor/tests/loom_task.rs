@@ -1,0 +1,212 @@
+//! loom models of the task state machine and the executor around it: the
+//! real run loop (on a loom thread standing in for the system thread), the
+//! park/notify handshake, wakes, cancel, JoinHandle drop and shutdown,
+//! racing one another. loom checks every interleaving (up to the
+//! preemption bound) for lost wake-ups (a deadlock), leaks (loom's
+//! allocator) and double drops.
+#![cfg(loom)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use kernel_executor::{Executor, JoinError, block_on};
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+/// A flag a thread sets and wakes; the task waits for it.
+#[derive(Clone)]
+struct Flag(Arc<(AtomicBool, Mutex<Option<Waker>>)>);
+
+impl Flag {
+    fn new() -> Flag {
+        Flag(Arc::new((AtomicBool::new(false), Mutex::new(None))))
+    }
+    fn set(&self) {
+        self.0.0.store(true, Ordering::Release);
+        let waker = self.0.1.lock().unwrap().take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+    /// The waker the task registered, if any (a clone).
+    fn waker(&self) -> Option<Waker> {
+        self.0.1.lock().unwrap().clone()
+    }
+}
+
+impl Future for Flag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.0.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        *self.0.1.lock().unwrap() = Some(cx.waker().clone());
+        if self.0.0.load(Ordering::Acquire) {
+            self.0.1.lock().unwrap().take();
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Counts its drops.
+struct Probe(Arc<AtomicUsize>);
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[test]
+fn loom_spawn_join_shutdown() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let handle = executor.spawn(async { 7 }).unwrap();
+        assert_eq!(block_on(handle).unwrap(), Ok(7));
+        let counters = executor.shutdown();
+        assert_eq!(counters.completed, 1);
+    });
+}
+
+#[test]
+fn loom_wake_from_another_thread_is_never_lost() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let setter = thread::spawn(move || flag.set());
+        // A lost wake-up leaves block_on (and loom) waiting for ever.
+        assert_eq!(block_on(handle).unwrap(), Ok(()));
+        setter.join().unwrap();
+        executor.shutdown();
+    });
+}
+
+#[test]
+fn loom_cancel_races_wake_and_handle_drop() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let polls = Arc::new(AtomicUsize::new(0));
+        let flag = Flag::new();
+        let (probe, wait, p) = (Probe(Arc::clone(&drops)), flag.clone(), Arc::clone(&polls));
+        let handle = executor
+            .spawn(async move {
+                let _probe = probe;
+                p.fetch_add(1, Ordering::AcqRel);
+                wait.await;
+                p.fetch_add(1, Ordering::AcqRel);
+            })
+            .unwrap();
+        let waker_side = thread::spawn(move || flag.set());
+        handle.cancel();
+        drop(handle);
+        waker_side.join().unwrap();
+        executor.shutdown();
+        assert_eq!(
+            drops.load(Ordering::Acquire),
+            1,
+            "future dropped exactly once"
+        );
+    });
+}
+
+#[test]
+fn loom_cancel_reports_through_the_handle() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let waker_side = {
+            let flag = flag.clone();
+            thread::spawn(move || flag.set())
+        };
+        handle.cancel();
+        let result = block_on(handle).unwrap();
+        // Either the wake won (finished) or the cancel did.
+        assert!(matches!(result, Ok(()) | Err(JoinError::Cancelled)));
+        waker_side.join().unwrap();
+        // A waker left in the flag would keep the task, and so shutdown,
+        // waiting (by design): let go of the flag first.
+        drop(flag);
+        executor.shutdown();
+    });
+}
+
+#[test]
+fn loom_shutdown_waits_for_a_waker_held_by_another_thread() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        executor.spawn(async move { wait.await }).unwrap().detach();
+        // Wait for the first poll so the task has handed out a waker.
+        let waker = loop {
+            if let Some(waker) = flag.waker() {
+                break waker;
+            }
+            thread::yield_now();
+        };
+        let released = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&released);
+        let holder = thread::spawn(move || {
+            waker.wake_by_ref();
+            r.store(true, Ordering::Release);
+            drop(waker);
+        });
+        // The flag's waker slot holds references too (the task re-registers
+        // when the holder wakes it): only the task's own clone may keep it.
+        drop(flag);
+        executor.shutdown();
+        assert!(
+            released.load(Ordering::Acquire),
+            "shutdown returned with a waker out"
+        );
+        holder.join().unwrap();
+    });
+}
+
+#[test]
+fn loom_handle_drop_races_completion_output_dropped_once() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        let handle = executor.spawn(async move { probe }).unwrap();
+        drop(handle);
+        executor.shutdown();
+        assert_eq!(
+            drops.load(Ordering::Acquire),
+            1,
+            "output dropped exactly once"
+        );
+    });
+}
+
+#[test]
+fn loom_join_from_another_thread_races_completion() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let joiner = thread::spawn(move || block_on(handle).unwrap());
+        flag.set();
+        drop(flag);
+        assert_eq!(joiner.join().unwrap(), Ok(()));
+        executor.shutdown();
+    });
+}

@@ -1,0 +1,338 @@
+//! Shutdown: stop spawning, cancel every task (futures dropped on the
+//! executor thread at PASSIVE_LEVEL), wait until every task is released,
+//! including tasks whose IRPs are still in flight, stop the thread. The
+//! driver-shaped tests unload through the sim's harness, whose verifier
+//! checks that nothing is pending (0xCE) and nothing leaked (0xC4/0x62).
+
+mod common;
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::irp::{IrpFuture, IrpOp, OnDrop};
+use common::*;
+use kernel_executor::{Counters, Executor, JoinError, SpawnErrorKind, block_on};
+use nt::sim::{HarnessError, LowerAction, LowerDevice, Session};
+
+const IRPS: usize = 8;
+
+/// The test driver's globals (DriverEntry and Unload run on the test's
+/// thread, so a thread-local keeps parallel tests apart).
+#[derive(Default)]
+struct TestDriver {
+    lower: Option<Arc<LowerDevice>>,
+    on_drop: Option<OnDrop>,
+    executor: Option<Executor>,
+    ops: Vec<Arc<IrpOp>>,
+    drops: Vec<Arc<Mutex<Vec<DropSite>>>>,
+    unloaded: Option<(Instant, Counters, usize)>,
+}
+
+thread_local! {
+    static DRIVER: RefCell<TestDriver> = RefCell::new(TestDriver::default());
+}
+
+unsafe extern "C" fn driver_entry(
+    driver: nt::PDRIVER_OBJECT,
+    _registry: nt::PCUNICODE_STRING,
+) -> nt::NTSTATUS {
+    DRIVER.with(|d| {
+        let mut d = d.borrow_mut();
+        let executor = match Executor::start() {
+            Ok(executor) => executor,
+            Err(error) => return error.status(),
+        };
+        let device = d.lower.as_ref().unwrap().device();
+        let on_drop = d.on_drop.unwrap();
+        for _ in 0..IRPS {
+            let (future, op) = IrpFuture::with(device, on_drop);
+            let (probe, sites) = DropProbe::new();
+            match executor.spawn(async move {
+                let _probe = probe;
+                future.await
+            }) {
+                Ok(handle) => handle.detach(),
+                Err(error) => return error.status(),
+            }
+            d.ops.push(op);
+            d.drops.push(sites);
+        }
+        d.executor = Some(executor);
+        // SAFETY: our driver object, in DriverEntry.
+        unsafe { nt::access::driver_set_unload(driver, Some(driver_unload)) };
+        nt::STATUS_SUCCESS
+    })
+}
+
+unsafe extern "C" fn driver_unload(_driver: nt::PDRIVER_OBJECT) {
+    DRIVER.with(|d| {
+        let mut d = d.borrow_mut();
+        let executor = d.executor.take().unwrap();
+        let counters = executor.shutdown();
+        let completed = d.ops.iter().filter(|op| op.completion().is_some()).count();
+        d.unloaded = Some((Instant::now(), counters, completed));
+    });
+}
+
+fn load(session: &Session, on_drop: OnDrop) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
+    let lower = Arc::new(LowerDevice::new(session, |_| LowerAction::Hold));
+    DRIVER.with(|d| {
+        *d.borrow_mut() = TestDriver {
+            lower: Some(Arc::clone(&lower)),
+            on_drop: Some(on_drop),
+            ..TestDriver::default()
+        }
+    });
+    let driver = session.load_driver("ExecShutdown", driver_entry).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || lower.pending() == IRPS));
+    (driver, lower)
+}
+
+#[test]
+fn shutdown_with_tasks_blocked_on_pending_irps_returns_only_after_they_complete() {
+    let session = Session::boot();
+    let (driver, lower) = load(&session, OnDrop::KeepInFlight);
+    // The lower driver completes the IRPs 200 ms from now, from its own
+    // thread at DISPATCH_LEVEL; unload starts right away.
+    let completer = {
+        let lower = Arc::clone(&lower);
+        session.spawn("lower completes later", move || {
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(lower.complete_held(nt::STATUS_SUCCESS, 0), IRPS);
+        })
+    };
+    let started = Instant::now();
+    session
+        .unload_driver(driver)
+        .expect("unload: nothing pending, nothing leaked");
+    completer.join().unwrap();
+    let (returned, counters, completed_at_return) =
+        DRIVER.with(|d| d.borrow_mut().unloaded.take()).unwrap();
+    assert_eq!(
+        completed_at_return, IRPS,
+        "shutdown returned before IRPs completed"
+    );
+    assert!(returned - started >= Duration::from_millis(150));
+    DRIVER.with(|d| {
+        let d = d.borrow();
+        for op in &d.ops {
+            let done = op.completion().unwrap();
+            assert!(done.at <= returned);
+            assert_eq!(done.status, nt::STATUS_SUCCESS);
+            assert_eq!(done.irql, nt::DISPATCH_LEVEL);
+        }
+        for sites in &d.drops {
+            let sites = sites.lock().unwrap();
+            assert_eq!(sites.len(), 1);
+            assert!(is_system_thread(&sites[0].thread));
+            assert_eq!(sites[0].irql, nt::PASSIVE_LEVEL);
+        }
+    });
+    assert_eq!(counters.cancelled, IRPS as u64);
+    assert_eq!(counters.tasks, 0);
+    assert!(session.pending_operations().is_empty());
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+#[test]
+fn shutdown_cancelling_the_irps_of_its_tasks() {
+    let session = Session::boot();
+    let (driver, lower) = load(&session, OnDrop::Cancel);
+    session
+        .unload_driver(driver)
+        .expect("unload: nothing pending, nothing leaked");
+    let (_, counters, completed_at_return) =
+        DRIVER.with(|d| d.borrow_mut().unloaded.take()).unwrap();
+    assert_eq!(completed_at_return, IRPS);
+    assert_eq!(lower.cancelled(), IRPS as u64);
+    DRIVER.with(|d| {
+        for op in &d.borrow().ops {
+            assert_eq!(op.completion().unwrap().status, nt::STATUS_CANCELLED);
+        }
+    });
+    assert_eq!(counters.cancelled, IRPS as u64);
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    assert!(session.finish().is_clean());
+}
+
+/// The control: an operation that lets go of its task's waker while its IRP
+/// is still in flight gives the executor nothing to wait for, and the
+/// verifier's unload check catches the IRP left pending.
+#[test]
+fn the_verifier_catches_an_irp_left_in_flight_at_unload() {
+    let session = Session::boot();
+    let (driver, lower) = load(&session, OnDrop::ReleaseWakerEarly);
+    match session.unload_driver(driver) {
+        Err(HarnessError::BugCheck(bugcheck)) => assert_eq!(bugcheck.code, 0xCE),
+        other => panic!("expected 0xCE, got {other:?}"),
+    }
+    assert_eq!(lower.complete_held(nt::STATUS_SUCCESS, 0), IRPS);
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    let report = session.finish();
+    assert!(report.codes().contains(&0xCE));
+}
+
+#[test]
+fn shutdown_waits_for_a_waker_held_elsewhere() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let parked = Parked::default();
+    executor.spawn(Forever(parked.clone())).unwrap().detach();
+    assert!(wait_until(Duration::from_secs(5), || parked.has_waker()));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let (p, d) = (parked.clone(), Arc::clone(&dropped));
+    let holder = session.spawn("holds a waker", move || {
+        std::thread::sleep(Duration::from_millis(100));
+        d.store(true, Ordering::Release);
+        let waker = p.take().unwrap();
+        let mut old = 0;
+        // SAFETY: raising from PASSIVE_LEVEL.
+        unsafe { nt::KeRaiseIrql(nt::DISPATCH_LEVEL, &mut old) };
+        waker.wake();
+        // SAFETY: back.
+        unsafe { nt::KeLowerIrql(old) };
+    });
+    let counters = executor.shutdown();
+    assert!(
+        dropped.load(Ordering::Acquire),
+        "returned while a waker was out"
+    );
+    holder.join().unwrap();
+    assert_eq!(counters.cancelled, 1);
+    assert!(session.finish().is_clean());
+}
+
+#[test]
+fn dropping_the_executor_shuts_it_down() {
+    let session = Session::boot();
+    let (probe, sites) = DropProbe::new();
+    {
+        let executor = Executor::start().unwrap();
+        let parked = Parked::default();
+        let forever = Forever(parked.clone());
+        executor
+            .spawn(async move {
+                let _probe = probe;
+                forever.await
+            })
+            .unwrap()
+            .detach();
+        assert!(wait_until(Duration::from_secs(5), || parked.has_waker()));
+        parked.take();
+    }
+    assert_eq!(sites.lock().unwrap().len(), 1);
+    assert!(is_system_thread(&sites.lock().unwrap()[0].thread));
+    assert!(
+        session.pending_operations().is_empty(),
+        "system thread ended"
+    );
+    assert!(session.finish().is_clean());
+}
+
+#[test]
+fn a_join_handle_kept_past_shutdown_reports_cancelled_and_frees_the_task() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let parked = Parked::default();
+    let handle = executor.spawn(Forever(parked.clone())).unwrap();
+    assert!(wait_until(Duration::from_secs(5), || parked.has_waker()));
+    parked.take();
+    executor.shutdown();
+    assert_eq!(
+        session.pool_stats().live_blocks,
+        1,
+        "the handle keeps its task"
+    );
+    assert!(handle.is_finished());
+    handle.cancel();
+    assert_eq!(block_on(handle).unwrap(), Err(JoinError::Cancelled));
+    assert_eq!(session.pool_stats().live_blocks, 0);
+    assert!(session.finish().is_clean());
+}
+
+struct SpawnsOnDrop(kernel_executor::Spawner, Arc<Mutex<Option<SpawnErrorKind>>>);
+
+impl Drop for SpawnsOnDrop {
+    fn drop(&mut self) {
+        let refused = self.0.spawn(async {}).map(|_| ()).unwrap_err().kind();
+        *self.1.lock().unwrap() = Some(refused);
+    }
+}
+
+#[test]
+fn futures_dropped_by_shutdown_cannot_spawn() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let seen = Arc::new(Mutex::new(None));
+    let guard = SpawnsOnDrop(executor.spawner(), Arc::clone(&seen));
+    let parked = Parked::default();
+    let forever = Forever(parked.clone());
+    executor
+        .spawn(async move {
+            let _guard = guard;
+            forever.await
+        })
+        .unwrap()
+        .detach();
+    assert!(wait_until(Duration::from_secs(5), || parked.has_waker()));
+    parked.take();
+    executor.shutdown();
+    assert_eq!(*seen.lock().unwrap(), Some(SpawnErrorKind::ShuttingDown));
+    assert!(session.finish().is_clean());
+}
+
+#[test]
+fn spawns_racing_shutdown_are_either_run_or_refused() {
+    let session = Session::boot();
+    for _ in 0..20 {
+        let executor = Executor::start().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let spawner = executor.spawner();
+                let stop = Arc::clone(&stop);
+                session.spawn("racer", move || {
+                    let mut accepted = 0u64;
+                    loop {
+                        match spawner.spawn(async { yield_now().await }) {
+                            Ok(handle) => {
+                                accepted += 1;
+                                handle.detach();
+                            }
+                            Err(error) => {
+                                assert_eq!(error.kind(), SpawnErrorKind::ShuttingDown);
+                                break;
+                            }
+                        }
+                        if stop.load(Ordering::Relaxed) && accepted > 1_000_000 {
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(5));
+        let spawner = executor.spawner();
+        let counters = executor.shutdown();
+        stop.store(true, Ordering::Relaxed);
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let after = spawner.counters();
+        assert_eq!(after.tasks, 0);
+        assert_eq!(counters.spawned, counters.completed + counters.cancelled);
+        assert_eq!(
+            after.spawned, counters.spawned,
+            "nothing admitted after shutdown"
+        );
+        drop(spawner);
+    }
+    assert!(session.finish().is_clean());
+}
