@@ -63,6 +63,23 @@ pub(crate) enum Phase {
     Completed,
 }
 
+/// What an IRP's owner did while a completion routine had not returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    Completed,
+    Reused,
+    Sent,
+}
+
+impl IrpRecord {
+    /// Records an owner's action (the last one is what a superseded walk
+    /// reports).
+    fn advance(&mut self, action: Takeover) {
+        self.takeover = Some(action);
+        self.generation += 1;
+    }
+}
+
 /// The I/O manager's completion record of an IRP it built.
 #[derive(Debug, Default)]
 pub(crate) struct IoManagerCompletion {
@@ -78,8 +95,18 @@ struct IrpRecord {
     cancels_running: u32,
     /// A free requested while a walk or cancel was running: done by them.
     free_deferred: bool,
-    /// Pending-operation key while dispatched.
+    /// Pending-operation key while dispatched (a completion walk takes it
+    /// and ends it).
     pending_key: Option<u64>,
+    /// Bumped by every change of owner-visible state (send, completion
+    /// walk, reuse). A walk remembers the generation it started with: if
+    /// the IRP's owner reclaimed it in the completion routine and already
+    /// sent, completed or reused it again before the routine returned (legal
+    /// once the routine returns STATUS_MORE_PROCESSING_REQUIRED), the late
+    /// end of the old walk must not overwrite the newer state.
+    generation: u64,
+    /// The owner's last action (what superseded a walk, if one was).
+    takeover: Option<Takeover>,
     /// The driver generation that owns it.
     owner: u64,
     /// For I/O manager IRPs: where completion is reported.
@@ -191,6 +218,8 @@ impl Kernel {
             cancels_running: 0,
             free_deferred: false,
             pending_key: None,
+            generation: 0,
+            takeover: None,
             owner: SYSTEM_OWNER,
             io_manager: Some(completion),
         };
@@ -238,6 +267,8 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
             cancels_running: 0,
             free_deferred: false,
             pending_key: None,
+            generation: 0,
+            takeover: None,
             owner: k.driver_generation.load(Ordering::Acquire),
             io_manager: None,
         };
@@ -259,7 +290,7 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
     with_current(|k| {
         let io = io_state(k);
         {
-            let irps = lock(&io.irps);
+            let mut irps = lock(&io.irps);
             match irps.get(&(Irp as usize)) {
                 None => {
                     drop(irps);
@@ -288,6 +319,13 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
                 }
                 Some(_) => {}
             }
+            // Idle, reclaimed or completed; or its completion routine is
+            // returning STATUS_MORE_PROCESSING_REQUIRED (checked when it
+            // returns).
+            if let Some(r) = irps.get_mut(&(Irp as usize)) {
+                r.advance(Takeover::Reused);
+                r.phase = Phase::Idle;
+            }
         }
         // SAFETY: the record says the IRP is live, idle or reclaimed, with
         // its original stack count; the caller owns it.
@@ -298,9 +336,6 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
         unsafe { initialize_irp(Irp, stack, flags) };
         // SAFETY: live IRP, owned by the caller.
         unsafe { (*Irp).IoStatus.Status = Status };
-        if let Some(r) = lock(&io.irps).get_mut(&(Irp as usize)) {
-            r.phase = Phase::Idle;
-        }
     })
 }
 
@@ -563,7 +598,10 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
         return false;
     };
     match record.phase {
-        Phase::Idle | Phase::Reclaimed => {
+        // Walking: its completion routine reclaimed it and must return
+        // STATUS_MORE_PROCESSING_REQUIRED (checked when it returns).
+        Phase::Idle | Phase::Reclaimed | Phase::Walking => {
+            record.advance(Takeover::Sent);
             record.phase = Phase::Dispatched;
             if record.pending_key.is_none() {
                 // An I/O manager IRP is the pending operation of the driver
@@ -582,7 +620,7 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
         }
         // Forwarding an IRP one holds (passed down to us) is legal.
         Phase::Dispatched => true,
-        Phase::Walking | Phase::Completed => {
+        Phase::Completed => {
             drop(irps);
             kernel.bugcheck(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
@@ -739,10 +777,11 @@ pub unsafe fn IoCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS 
 
 // === Completion ===
 
-/// What a walk found when it started.
-enum WalkStart {
-    Go,
-    Refused,
+/// A running completion walk: the generation it started with and the
+/// pending-operation key it ends.
+struct Walk {
+    generation: u64,
+    pending_key: Option<u64>,
 }
 
 #[track_caller]
@@ -751,7 +790,7 @@ fn begin_walk(
     io: &IoState,
     irp: PIRP,
     location: &'static Location<'static>,
-) -> WalkStart {
+) -> Option<Walk> {
     let mut irps = lock(&io.irps);
     let Some(record) = irps.get_mut(&(irp as usize)) else {
         drop(irps);
@@ -761,10 +800,10 @@ fn begin_walk(
             "IoCompleteRequest on an IRP that no longer exists (completed and freed?)",
             Some(location),
         );
-        return WalkStart::Refused;
+        return None;
     };
     match record.phase {
-        Phase::Walking | Phase::Completed => {
+        Phase::Completed => {
             drop(irps);
             kernel.bugcheck_at(
                 MULTIPLE_IRP_COMPLETE_REQUESTS,
@@ -772,7 +811,7 @@ fn begin_walk(
                 "IoCompleteRequest on an IRP that is already complete",
                 Some(location),
             );
-            WalkStart::Refused
+            None
         }
         Phase::Idle if record.origin == Origin::Driver => {
             drop(irps);
@@ -782,40 +821,65 @@ fn begin_walk(
                 "IoCompleteRequest on a driver-allocated IRP that was never sent",
                 Some(location),
             );
-            WalkStart::Refused
+            None
         }
+        // Walking: a completion routine reclaimed the IRP and its owner
+        // completes it again before the routine has returned; legal if the
+        // routine returns STATUS_MORE_PROCESSING_REQUIRED, which the older
+        // walk checks when it does.
         _ => {
+            record.advance(Takeover::Completed);
             record.phase = Phase::Walking;
-            WalkStart::Go
+            Some(Walk {
+                generation: record.generation,
+                pending_key: record.pending_key.take(),
+            })
         }
     }
 }
 
-/// Ends a walk: updates the record, frees deferred frees, ends the pending
-/// operation. Returns the I/O manager's completion record if it owns it.
+/// Ends a walk: ends its pending operation and, unless the owner has
+/// already taken the IRP over again, records its final phase and performs a
+/// deferred free. Returns the I/O manager's completion record if the walk
+/// finished an I/O manager IRP.
 fn end_walk(
     kernel: &Kernel,
     io: &IoState,
     irp: PIRP,
+    walk: Walk,
     phase: Phase,
 ) -> Option<Arc<IoManagerCompletion>> {
+    if let Some(key) = walk.pending_key {
+        kernel.pending_end(key);
+    }
     let mut irps = lock(&io.irps);
     let record = irps.get_mut(&(irp as usize))?;
+    if record.generation != walk.generation {
+        return None;
+    }
     record.phase = phase;
-    let pending = record.pending_key.take();
     let free = record.free_deferred && record.cancels_running == 0;
     let io_manager = record.io_manager.clone();
     if free {
         irps.remove(&(irp as usize));
     }
     drop(irps);
-    if let Some(key) = pending {
-        kernel.pending_end(key);
-    }
     if free {
         let _ = kernel.pool.free(irp as usize, LeakKind::Irp);
     }
     io_manager
+}
+
+/// After a routine returned something other than
+/// STATUS_MORE_PROCESSING_REQUIRED: did its owner free it, or complete,
+/// reuse or send it again meanwhile (which only that status allows)?
+fn taken_over_during_walk(io: &IoState, irp: PIRP, walk: &Walk) -> Option<Option<Takeover>> {
+    match lock(&io.irps).get(&(irp as usize)) {
+        None => Some(None),
+        Some(r) if r.free_deferred => Some(None),
+        Some(r) if r.generation != walk.generation => Some(r.takeover),
+        Some(_) => None,
+    }
 }
 
 /// `IofCompleteRequest`: the caller is done with `Irp`. Walks up the stack
@@ -878,9 +942,9 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             }
         }
         let io = io_state(k);
-        if let WalkStart::Refused = begin_walk(k, &io, Irp, location) {
+        let Some(walk) = begin_walk(k, &io, Irp, location) else {
             return;
-        }
+        };
         let raise = k.options().completion_routines_at_dispatch;
         // SAFETY: the caller holds the IRP; the sim's walk is the only code
         // touching it until a routine takes it back.
@@ -954,16 +1018,45 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                         irql::set(before);
                     }
                     if result == STATUS_MORE_PROCESSING_REQUIRED {
-                        end_walk(k, &io, Irp, Phase::Reclaimed);
+                        end_walk(k, &io, Irp, walk, Phase::Reclaimed);
                         return;
                     }
-                    if freed_or_reused_during_walk(&io, Irp) {
-                        end_walk(k, &io, Irp, Phase::Completed);
+                    if let Some(takeover) = taken_over_during_walk(&io, Irp, &walk) {
+                        let (code, p1, what) = match takeover {
+                            None => (
+                                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                                c9::FREE_IRP_IN_USE,
+                                "freed",
+                            ),
+                            Some(Takeover::Completed) => (
+                                MULTIPLE_IRP_COMPLETE_REQUESTS,
+                                Irp as u64,
+                                "completed again",
+                            ),
+                            Some(Takeover::Reused) => (
+                                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                                c9::REUSE_IRP_IN_USE,
+                                "reused",
+                            ),
+                            Some(Takeover::Sent) => (
+                                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                                c9::CALL_DRIVER_NOT_AN_IRP,
+                                "sent again",
+                            ),
+                        };
+                        let parameters = if code == MULTIPLE_IRP_COMPLETE_REQUESTS {
+                            [Irp as u64, 0, 0, 0]
+                        } else {
+                            [p1, Irp as u64, routine as usize as u64, 0]
+                        };
+                        end_walk(k, &io, Irp, walk, Phase::Completed);
                         k.bugcheck_at(
-                            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
-                            [c9::FREE_IRP_IN_USE, Irp as u64, routine as usize as u64, 0],
-                            "a completion routine freed its IRP but did not return \
-                             STATUS_MORE_PROCESSING_REQUIRED",
+                            code,
+                            parameters,
+                            format!(
+                                "the IRP was {what} while a completion routine that did not \
+                                 return STATUS_MORE_PROCESSING_REQUIRED still held it"
+                            ),
                             Some(location),
                         );
                         return;
@@ -998,7 +1091,12 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             }
         }
         // The walk passed the top location.
-        match end_walk(k, &io, Irp, Phase::Completed) {
+        let io_manager_irp = {
+            let irps = lock(&io.irps);
+            irps.get(&(Irp as usize))
+                .is_some_and(|r| r.origin == Origin::IoManager)
+        };
+        match end_walk(k, &io, Irp, walk, Phase::Completed) {
             Some(io_manager) => {
                 // SAFETY: the I/O manager's IRP, complete: read its status.
                 let result = unsafe { ((*Irp).IoStatus.Status, 0) };
@@ -1007,6 +1105,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                 *lock(&io_manager.done) = Some(result);
                 io_manager.signal.notify_all();
             }
+            None if io_manager_irp => {}
             None => k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
                 [0x200, Irp as u64, 0, 0],
@@ -1016,13 +1115,6 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             ),
         }
     })
-}
-
-fn freed_or_reused_during_walk(io: &IoState, irp: PIRP) -> bool {
-    match lock(&io.irps).get(&(irp as usize)) {
-        None => true,
-        Some(r) => r.free_deferred || r.phase != Phase::Walking,
-    }
 }
 
 /// `IoCompleteRequest` (a macro for `IofCompleteRequest`).

@@ -1,6 +1,8 @@
-//! Findings about `nt::sim` made while building irp-future, as failing
-//! tests for the sim's owner (ignored so main stays green; run with
-//! `cargo test -p irp-future --test sim_findings -- --ignored`).
+//! An IRP's owner may act on it as soon as its completion routine has
+//! reclaimed it, before the routine has returned
+//! STATUS_MORE_PROCESSING_REQUIRED (IofCompleteRequest does not touch the
+//! IRP after that status). Found while building irp-future: the sim's walk
+//! used to overwrite the newer state when it ended late.
 
 use std::sync::mpsc;
 
@@ -40,7 +42,6 @@ unsafe extern "C" fn reclaim(_d: PDEVICE_OBJECT, _irp: PIRP, _c: PVOID) -> NTSTA
 /// unload would not raise 0xCE and an IoFreeIrp in flight would not raise
 /// 0xC9/0x20B.
 #[test]
-#[ignore = "nt::sim: IRP record overwritten by a walk that ends after the IRP was reused"]
 fn reused_while_previous_walk_returns_is_still_in_flight() {
     let session = Session::boot();
     let lower = std::sync::Arc::new(LowerDevice::new(&session, |_| LowerAction::Hold));
@@ -93,10 +94,8 @@ fn reused_while_previous_walk_returns_is_still_in_flight() {
 /// The IoForwardIrpSynchronously pattern: the routine of a forwarded IRP
 /// publishes (KeSetEvent) and returns STATUS_MORE_PROCESSING_REQUIRED; the
 /// waiter completes the IRP upward as soon as it sees the event, which may
-/// be before the routine has returned. Legal on NT; the sim raises
-/// MULTIPLE_IRP_COMPLETE_REQUESTS (0x44) because its walk is still open.
+/// be before the routine has returned. Legal on NT: no 0x44.
 #[test]
-#[ignore = "nt::sim: false 0x44 when a reclaimed IRP is completed before its routine returned"]
 fn complete_reclaimed_irp_before_routine_returns() {
     let session = Session::boot();
     let lower = std::sync::Arc::new(LowerDevice::new(&session, |_| LowerAction::Hold));
@@ -138,4 +137,60 @@ fn complete_reclaimed_irp_before_routine_returns() {
     drop(lower);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");
+}
+
+unsafe extern "C" fn publish_then_continue(
+    _d: PDEVICE_OBJECT,
+    _irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the test's live Handoff.
+    let handoff = unsafe { &*context.cast::<Handoff>() };
+    handoff.published.send(()).unwrap();
+    handoff.redispatched.lock().unwrap().recv().unwrap();
+    // The bug under test: the routine let the owner complete the IRP, yet
+    // lets the walk go on.
+    STATUS_SUCCESS
+}
+
+/// The same overlap when the routine does NOT return
+/// STATUS_MORE_PROCESSING_REQUIRED is a real double completion: 0x44.
+#[test]
+fn completing_before_a_routine_that_continues_the_walk_is_0x44() {
+    let session = Session::boot();
+    let lower = std::sync::Arc::new(LowerDevice::new(&session, |_| LowerAction::Hold));
+    let (published_tx, published_rx) = mpsc::sync_channel(1);
+    let (done_tx, done_rx) = mpsc::sync_channel(1);
+    let handoff = Box::new(Handoff {
+        published: published_tx,
+        redispatched: std::sync::Mutex::new(done_rx),
+    });
+    // SAFETY: PASSIVE_LEVEL.
+    let irp = unsafe { IoAllocateIrp(2, FALSE) };
+    // SAFETY: our IRP: the top routine reclaims it.
+    unsafe { IoSetCompletionRoutine(irp, Some(reclaim), std::ptr::null_mut(), TRUE, TRUE, TRUE) };
+    // SAFETY: take the top location as ours.
+    unsafe { IoSetNextIrpStackLocation(irp) };
+    let context: PVOID = (&raw const *handoff).cast_mut().cast();
+    // SAFETY: as above.
+    unsafe { IoCopyCurrentIrpStackLocationToNext(irp) };
+    // SAFETY: as above.
+    unsafe { IoSetCompletionRoutine(irp, Some(publish_then_continue), context, TRUE, TRUE, TRUE) };
+    // SAFETY: a live device.
+    assert_eq!(unsafe { IoCallDriver(lower.device(), irp) }, STATUS_PENDING);
+    let completer = {
+        let lower = std::sync::Arc::clone(&lower);
+        session.spawn("completer", move || {
+            lower.complete_held(STATUS_SUCCESS, 0);
+        })
+    };
+    published_rx.recv().unwrap();
+    // SAFETY: deliberately wrong: the routine will not reclaim it.
+    unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
+    done_tx.send(()).unwrap();
+    completer.join().unwrap();
+    let report = session.report();
+    assert_eq!(report.codes(), vec![0x44]);
+    assert_eq!(report.bugchecks[0].parameters[0], irp as u64);
+    drop(lower);
 }
