@@ -88,6 +88,13 @@
 //!   with a static callback (`WSK_SET_STATIC_EVENT_CALLBACKS`) the callback
 //!   stays enabled and the datagrams are dropped (counted in
 //!   [`WskStats::datagrams_dropped`]).
+//! - **Acting as a callback returns.** Ownership passes at the callback's
+//!   return, before this provider thread records it: a chain released
+//!   right after its callback returned STATUS_PENDING is released; a
+//!   receive that completes (a zero-length one included), or a
+//!   `WSK_EVENT_RECEIVE_FROM` re-enabled, while a callback is returning
+//!   STATUS_DATA_NOT_ACCEPTED re-arms indications (they are not left
+//!   suppressed or disabled).
 //! - **Peer disconnects** raise `WskDisconnectEvent` (0 for a graceful
 //!   close once all data before it was delivered, `WSK_FLAG_ABORTIVE` for a
 //!   reset) if enabled; a reset without a disconnect callback raises

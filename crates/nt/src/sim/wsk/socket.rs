@@ -343,6 +343,17 @@ pub(crate) struct SockState {
     suppressed: bool,
     retained: HashMap<usize, Retained>,
     retained_bytes: usize,
+    /// The head of the chain a receive (from) callback holds right now, and
+    /// whether the client already released it: a client may release a chain
+    /// it retains as soon as the callback has returned STATUS_PENDING, before
+    /// this provider thread has recorded the retention.
+    indicating: Option<usize>,
+    released_early: bool,
+    /// A receive completed (re-arming indications) or WSK_EVENT_RECEIVE_FROM
+    /// was enabled while a receive (from) callback ran: a refusal that
+    /// callback returns must not suppress or disable what the client already
+    /// re-armed from another thread.
+    rearmed_during_callback: bool,
     datagrams: VecDeque<Datagram>,
 
     slow: Option<(usize, Duration)>,
@@ -574,6 +585,9 @@ impl Socket {
             suppressed: false,
             retained: HashMap::new(),
             retained_bytes: 0,
+            indicating: None,
+            released_early: false,
+            rearmed_during_callback: false,
             datagrams: VecDeque::new(),
             slow: None,
             next_io: None,
@@ -901,6 +915,7 @@ impl Socket {
                 let bytes = indication.len();
                 let mut accepted: SIZE_T = bytes as SIZE_T;
                 self.wsk().indications.fetch_add(1, Ordering::Relaxed);
+                self.indicating(indication.head() as usize);
                 // SAFETY: the client's WskReceiveEvent with a provider-owned
                 // chain that stays valid until released or returned.
                 let status = unsafe {
@@ -916,8 +931,9 @@ impl Socket {
                     STATUS_SUCCESS if accepted as usize >= bytes => {}
                     STATUS_SUCCESS => {
                         st.unread(indication.bytes_from(accepted as usize));
-                        st.suppressed = true;
+                        st.suppress();
                     }
+                    STATUS_PENDING if st.take_released_early() => {}
                     STATUS_PENDING => {
                         wsk.indications_retained.fetch_add(1, Ordering::Relaxed);
                         st.retained_bytes += bytes;
@@ -926,7 +942,7 @@ impl Socket {
                     }
                     _ => {
                         st.unread(indication.bytes_from(0));
-                        st.suppressed = true;
+                        st.suppress();
                     }
                 });
             }
@@ -1001,6 +1017,7 @@ impl Socket {
                 is_static,
             } => {
                 self.wsk().indications.fetch_add(1, Ordering::Relaxed);
+                self.indicating(indication.head() as usize);
                 // SAFETY: the client's WskReceiveFromEvent with a
                 // provider-owned chain.
                 let status = unsafe {
@@ -1012,6 +1029,7 @@ impl Socket {
                 };
                 self.after_callback(WSK_EVENT_RECEIVE_FROM, |st, wsk| match status {
                     STATUS_SUCCESS => {}
+                    STATUS_PENDING if st.take_released_early() => {}
                     STATUS_PENDING => {
                         wsk.indications_retained.fetch_add(1, Ordering::Relaxed);
                         st.retained
@@ -1022,7 +1040,9 @@ impl Socket {
                             .fetch_add(indication.count() as u64, Ordering::Relaxed);
                     }
                     _ => {
-                        st.events &= !WSK_EVENT_RECEIVE_FROM;
+                        if !core::mem::take(&mut st.rearmed_during_callback) {
+                            st.events &= !WSK_EVENT_RECEIVE_FROM;
+                        }
                         for datagram in indication.into_datagrams().into_iter().rev() {
                             st.datagrams.push_front(datagram);
                         }
@@ -1047,6 +1067,9 @@ impl Socket {
             if st.life != Life::Finished {
                 effect(&mut st, self.wsk());
             }
+            st.indicating = None;
+            st.released_early = false;
+            st.rearmed_during_callback = false;
             let running = st.running_events;
             st.disables.retain(|&(irp, e)| {
                 if running & e != 0 {
@@ -1065,6 +1088,13 @@ impl Socket {
         }
     }
 
+    /// Records the chain a callback is about to get.
+    fn indicating(&self, head: usize) {
+        let mut st = self.lock();
+        st.indicating = Some(head);
+        st.released_early = false;
+    }
+
     /// `WskRelease`: gives a retained indication chain back.
     pub(crate) fn release(self: &Arc<Self>, head: usize) -> NTSTATUS {
         let released = self.with(|st, out| {
@@ -1072,9 +1102,18 @@ impl Socket {
             if let Some(r) = &released {
                 st.retained_bytes = st.retained_bytes.saturating_sub(r.bytes());
                 out.kick = true;
+            } else if st.indicating == Some(head) && !st.released_early {
+                // Released right after its callback returned STATUS_PENDING,
+                // before the retention was recorded: after_callback frees it.
+                st.released_early = true;
+                return Err(STATUS_SUCCESS);
             }
-            released
+            Ok(released)
         });
+        let released = match released {
+            Ok(released) => released,
+            Err(status) => return status,
+        };
         match released {
             Some(r) => {
                 self.wsk()
@@ -1105,6 +1144,29 @@ pub(crate) enum Decision {
 }
 
 impl SockState {
+    /// A receive completed: indications resume (also after a refusal the
+    /// running callback has yet to return).
+    fn unsuppress(&mut self) {
+        self.suppressed = false;
+        if self.running_events & WSK_EVENT_RECEIVE != 0 {
+            self.rearmed_during_callback = true;
+        }
+    }
+
+    /// The receive callback refused (part of) its data: no indication until
+    /// a receive completes, unless one already completed while it ran.
+    fn suppress(&mut self) {
+        if !core::mem::take(&mut self.rearmed_during_callback) {
+            self.suppressed = true;
+        }
+    }
+
+    /// Whether the chain of the callback that just returned was already
+    /// released (and so is not retained).
+    fn take_released_early(&mut self) -> bool {
+        core::mem::take(&mut self.released_early)
+    }
+
     fn ready_to_finish(&self) -> bool {
         self.irps == 0 && self.callbacks_running == 0
     }
@@ -1453,7 +1515,7 @@ impl SockState {
         if self.receives.is_empty() && !drain {
             if buf.length == 0 {
                 // Re-arms the receive event; completes at once.
-                self.suppressed = false;
+                self.unsuppress();
                 out.kick = true;
                 finish_receive_ex(&op);
                 return Decision::Done(self.error.unwrap_or(STATUS_SUCCESS), 0);
@@ -1465,7 +1527,7 @@ impl SockState {
                     match self.copy_inbound(&mut op) {
                         Err(status) => return Decision::Done(status, 0),
                         Ok(()) if !op.waitall || op.filled == op.buf.length => {
-                            self.suppressed = false;
+                            self.unsuppress();
                             out.kick = true;
                             finish_receive_ex(&op);
                             return Decision::Done(STATUS_SUCCESS, op.filled);
@@ -1705,7 +1767,7 @@ impl SockState {
                     continue;
                 }
                 if !op.waitall || op.filled == op.buf.length {
-                    self.suppressed = false;
+                    self.unsuppress();
                     finish_receive_ex(&op);
                     out.complete(op.irp, STATUS_SUCCESS, op.filled);
                     continue;
@@ -1727,7 +1789,7 @@ impl SockState {
             }
             if self.eof {
                 if take(op.irp, &mut op.armed) {
-                    self.suppressed = false;
+                    self.unsuppress();
                     finish_receive_ex(&op);
                     out.complete(op.irp, STATUS_SUCCESS, op.filled);
                 }
@@ -2408,6 +2470,9 @@ impl SockState {
         }
         if self.dispatch == 0 || !dispatch_has(kind, self.dispatch, mask) {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        if mask & self.running_events & WSK_EVENT_RECEIVE_FROM != 0 {
+            self.rearmed_during_callback = true;
         }
         self.events |= mask;
         out.kick = true;
