@@ -70,9 +70,13 @@ unsafe extern "C" fn on_receive(
         shared.set_peer(Peer::Failed(STATUS_FILE_FORCED_CLOSED));
         return STATUS_SUCCESS;
     }
+    // Dropped after the status is computed: the chain may be released
+    // only after that (see SocketShared::callback_entered).
+    let guard = shared.callback_entered();
     let event = Event::Data {
         head: indication,
         bytes: bytes_indicated as usize,
+        callback: guard.number(),
     };
     match shared.offer(event) {
         Offer::Queued => STATUS_PENDING,
@@ -109,7 +113,12 @@ unsafe extern "C" fn on_receive_from(
         shared.set_peer(Peer::Failed(STATUS_FILE_FORCED_CLOSED));
         return STATUS_SUCCESS;
     }
-    match shared.offer(Event::Datagrams { head: indication }) {
+    let guard = shared.callback_entered();
+    let event = Event::Datagrams {
+        head: indication,
+        callback: guard.number(),
+    };
+    match shared.offer(event) {
         Offer::Queued => STATUS_PENDING,
         Offer::Refused => STATUS_DATA_NOT_ACCEPTED,
     }

@@ -118,6 +118,7 @@ pub struct DataIndication {
     shared: NonNull<SocketShared>,
     head: PWSK_DATA_INDICATION,
     bytes: usize,
+    callback: u64,
 }
 
 // SAFETY: the chain is provider memory readable from any thread; release
@@ -178,6 +179,7 @@ impl Drop for DataIndication {
         let event = Event::Data {
             head: self.head,
             bytes: self.bytes,
+            callback: self.callback,
         };
         // SAFETY: the indication holds one reference of its socket and the
         // retained chain, given back once.
@@ -193,6 +195,7 @@ impl Drop for DataIndication {
 pub struct DatagramIndication {
     shared: NonNull<SocketShared>,
     head: PWSK_DATAGRAM_INDICATION,
+    callback: u64,
 }
 
 // SAFETY: as DataIndication.
@@ -279,8 +282,12 @@ impl DatagramIndication {
 
 impl Drop for DatagramIndication {
     fn drop(&mut self) {
+        let event = Event::Datagrams {
+            head: self.head,
+            callback: self.callback,
+        };
         // SAFETY: as DataIndication's drop.
-        unsafe { shared::give_back(self.shared, Event::Datagrams { head: self.head }) };
+        unsafe { shared::give_back(self.shared, event) };
     }
 }
 
@@ -358,6 +365,10 @@ impl<'a> ReceiveEvents<'a> {
 
     fn start_rearm(&mut self, cx: &mut Context<'_>) {
         if self.rearm.is_some() {
+            // The receive in flight was submitted before this refusal and
+            // re-armed nothing of it: re-arm again once it completes (its
+            // completion wakes this stream).
+            suppress_again(self.shared());
             return;
         }
         let resources = RearmRes::new(self.connection.handle().socket());
@@ -392,15 +403,21 @@ impl Stream for ReceiveEvents<'_> {
         }
         this.poll_rearm(cx);
         let (polled, rearm) = poll_event(this.shared(), cx);
-        if rearm {
+        if let Some(refusing) = rearm {
+            this.shared().wait_callback_returned(refusing);
             this.start_rearm(cx);
         }
         let shared = this.connection.handle().ptr();
         match polled {
-            Polled::Event(Event::Data { head, bytes }) => Poll::Ready(Some(Ok(DataIndication {
+            Polled::Event(Event::Data {
+                head,
+                bytes,
+                callback,
+            }) => Poll::Ready(Some(Ok(DataIndication {
                 shared,
                 head,
                 bytes,
+                callback,
             }))),
             Polled::Event(other) => {
                 // Not an event of a connection: give it back.
@@ -458,18 +475,21 @@ impl Stream for ReceiveFromEvents<'_> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let (polled, rearm) = poll_event(this.handle.shared(), cx);
-        if rearm
-            && !NT_SUCCESS(ops::set_event_mask(
-                this.handle.socket(),
-                WSK_EVENT_RECEIVE_FROM,
-            ))
-        {
-            suppress_again(this.handle.shared());
+        if let Some(refusing) = rearm {
+            this.handle.shared().wait_callback_returned(refusing);
+            let status = ops::set_event_mask(this.handle.socket(), WSK_EVENT_RECEIVE_FROM);
+            if !NT_SUCCESS(status) {
+                suppress_again(this.handle.shared());
+            }
         }
         let shared = this.handle.ptr();
         match polled {
-            Polled::Event(Event::Datagrams { head }) => {
-                Poll::Ready(Some(Ok(DatagramIndication { shared, head })))
+            Polled::Event(Event::Datagrams { head, callback }) => {
+                Poll::Ready(Some(Ok(DatagramIndication {
+                    shared,
+                    head,
+                    callback,
+                })))
             }
             Polled::Event(other) => {
                 // SAFETY: the event holds one reference.

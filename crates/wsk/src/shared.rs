@@ -33,7 +33,7 @@
 use core::future::Future;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use irp_future::{Completed, IrpOp, ReusableIrp, Reused};
@@ -93,13 +93,18 @@ pub(crate) unsafe fn table<T: Copy>(socket: PWSK_SOCKET) -> T {
 
 /// One queued event of a socket.
 pub(crate) enum Event {
-    /// A retained data indication chain (connection sockets).
+    /// A retained data indication chain (connection sockets), from the
+    /// callback numbered `callback`.
     Data {
         head: PWSK_DATA_INDICATION,
         bytes: usize,
+        callback: u64,
     },
     /// A retained datagram indication chain (datagram sockets).
-    Datagrams { head: PWSK_DATAGRAM_INDICATION },
+    Datagrams {
+        head: PWSK_DATAGRAM_INDICATION,
+        callback: u64,
+    },
     /// A connection accepted by the accept callback (listening sockets).
     Accepted {
         socket: NonNull<SocketShared>,
@@ -175,8 +180,10 @@ pub(crate) struct EventState {
     /// Close started: callbacks refuse everything.
     pub(crate) closing: bool,
     /// A callback refused data because the queue was full: the consumer
-    /// re-arms the provider once there is room.
+    /// re-arms the provider once there is room (and once the refusing
+    /// callback, numbered `refused_by`, has returned).
     pub(crate) suppressed: bool,
+    pub(crate) refused_by: u64,
     /// The peer's end (connection and listening sockets).
     pub(crate) peer: Peer,
     /// The consumer waiting for an event.
@@ -210,6 +217,11 @@ pub(crate) struct SocketShared {
     /// Accepted by the accept callback: the provider records the client
     /// dispatch only after the callback returned.
     from_accept_event: bool,
+    /// Receive callbacks entered / returned (they run one at a time per
+    /// socket): a chain is released only once the callback that retained
+    /// it has returned STATUS_PENDING, as WSK's contract has it.
+    callbacks_entered: AtomicU64,
+    callbacks_returned: AtomicU64,
     state: SpinLock<EventState>,
 }
 
@@ -228,10 +240,13 @@ impl SocketShared {
             socket: AtomicPtr::new(core::ptr::null_mut()),
             kind,
             from_accept_event,
+            callbacks_entered: AtomicU64::new(0),
+            callbacks_returned: AtomicU64::new(0),
             state: SpinLock::new(EventState {
                 ring: None,
                 closing: false,
                 suppressed: false,
+                refused_by: 0,
                 peer: Peer::Open,
                 consumer: None,
                 refs: 1,
@@ -259,6 +274,23 @@ impl SocketShared {
 
     pub(crate) fn accepted_by_event(&self) -> bool {
         self.from_accept_event
+    }
+
+    /// A receive callback starts: its number (see [`CallbackGuard`]).
+    pub(crate) fn callback_entered(&self) -> CallbackGuard<'_> {
+        let number = self.callbacks_entered.fetch_add(1, Ordering::Relaxed) + 1;
+        CallbackGuard {
+            shared: self,
+            number,
+        }
+    }
+
+    /// Waits (spinning: the callback is returning) until the callback
+    /// numbered `number` has returned.
+    pub(crate) fn wait_callback_returned(&self, number: u64) {
+        while self.callbacks_returned.load(Ordering::Acquire) < number {
+            core::hint::spin_loop();
+        }
     }
 
     /// Locks the event state. IRQL <= DISPATCH_LEVEL.
@@ -302,9 +334,12 @@ impl SocketShared {
                 }
                 Offer::Queued
             }
-            Err(_) => {
+            Err(event) => {
                 state.refused += 1;
                 state.suppressed = true;
+                if let Event::Data { callback, .. } | Event::Datagrams { callback, .. } = event {
+                    state.refused_by = callback;
+                }
                 Offer::Refused
             }
         }
@@ -324,6 +359,27 @@ impl SocketShared {
     }
 }
 
+/// Marks a receive callback as returned when dropped (its last act).
+pub(crate) struct CallbackGuard<'a> {
+    shared: &'a SocketShared,
+    number: u64,
+}
+
+impl CallbackGuard<'_> {
+    /// The callback's number.
+    pub(crate) fn number(&self) -> u64 {
+        self.number
+    }
+}
+
+impl Drop for CallbackGuard<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .callbacks_returned
+            .store(self.number, Ordering::Release);
+    }
+}
+
 // === Consumers ===
 
 /// What a consumer's poll found.
@@ -340,14 +396,15 @@ pub(crate) enum Polled {
 
 /// Takes the next event for a consumer, registering `cx`'s waker if there
 /// is none. Returns whether the provider must be re-armed (it was refused
-/// data and there is room now; the flag is cleared: the caller re-arms or
-/// calls [`suppress_again`]). IRQL <= DISPATCH_LEVEL.
-pub(crate) fn poll_event(shared: &SocketShared, cx: &mut Context<'_>) -> (Polled, bool) {
+/// data and there is room now; the flag is cleared: the caller re-arms,
+/// after the refusing callback returned, or calls [`suppress_again`]) and
+/// the number of the refusing callback. IRQL <= DISPATCH_LEVEL.
+pub(crate) fn poll_event(shared: &SocketShared, cx: &mut Context<'_>) -> (Polled, Option<u64>) {
     let mut state = shared.state();
     let popped = state.ring.as_mut().and_then(Ring::pop);
     let room = state.ring.as_ref().is_some_and(|r| !r.is_full());
-    let rearm = state.suppressed && room && !state.closing;
-    if rearm {
+    let rearm = (state.suppressed && room && !state.closing).then_some(state.refused_by);
+    if rearm.is_some() {
         state.suppressed = false;
     }
     let polled = match popped {
@@ -455,9 +512,11 @@ pub(crate) unsafe fn drain(shared: NonNull<SocketShared>) {
 /// `event` came from `shared`'s queue and holds one reference.
 pub(crate) unsafe fn give_back(shared: NonNull<SocketShared>, event: Event) {
     // SAFETY: live while the event's reference exists.
-    let socket = unsafe { shared.as_ref() }.socket();
+    let this = unsafe { shared.as_ref() };
+    let socket = this.socket();
     match event {
-        Event::Data { head, .. } => {
+        Event::Data { head, callback, .. } => {
+            this.wait_callback_returned(callback);
             // SAFETY: a live connection socket (a reference is held).
             let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(socket) };
             if let Some(release) = dispatch.WskRelease {
@@ -465,7 +524,8 @@ pub(crate) unsafe fn give_back(shared: NonNull<SocketShared>, event: Event) {
                 let _ = unsafe { release(socket, head) };
             }
         }
-        Event::Datagrams { head } => {
+        Event::Datagrams { head, callback } => {
+            this.wait_callback_returned(callback);
             // SAFETY: a live datagram socket (a reference is held).
             let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(socket) };
             if let Some(release) = dispatch.WskRelease {
