@@ -404,3 +404,66 @@ fn abortive_disconnect_resets_the_peer() {
         });
     });
 }
+
+/// A connect or accept dropped while WSK is creating the socket: if WSK
+/// creates it anyway, it is closed (not leaked as an open socket, which
+/// would hang deregistration and be a 0xCE at unload).
+#[test]
+fn dropping_a_connect_or_accept_in_flight_leaks_no_socket() {
+    each_policy(|env, _| {
+        let open = || nt::sim::wsk::stats(&env.session).sockets_open;
+        for round in 0..20 {
+            let server = std::net::TcpListener::bind(loopback(false)).unwrap();
+            let address = server.local_addr().unwrap();
+            let mut connect = Box::pin(Connection::connect(env.provider(), address));
+            let _ = poll_once(&mut connect);
+            if round % 2 == 1 {
+                // Let WSK finish the connect before the drop.
+                thread::sleep(Duration::from_millis(2));
+            }
+            drop(connect);
+            drop(server);
+            eventually("the abandoned connection closed", || open() == 0);
+        }
+        block_on(async {
+            let (listener, address) = listener(env.provider(), false).await;
+            for round in 0..10 {
+                let mut accept = Box::pin(listener.accept());
+                // (A connection whose earlier accept was cancelled in time
+                // waits in the backlog: then this accept completes at once.)
+                let _ = poll_once(&mut accept);
+                let peer = TcpStream::connect(address).unwrap();
+                if round % 2 == 1 {
+                    thread::sleep(Duration::from_millis(2));
+                }
+                drop(accept);
+                drop(peer);
+                eventually("only the listener open", || open() == 1);
+            }
+            listener.close().await.expect("close listener");
+        });
+    });
+}
+
+/// Operations and sockets can move between threads (an executor's tasks).
+#[test]
+fn futures_and_sockets_are_send() {
+    fn send<T: Send>(_: &T) {}
+    fn sync<T: Sync>() {}
+    sync::<Connection>();
+    sync::<ListenSocket>();
+    sync::<::wsk::DatagramSocket>();
+    sync::<Provider>();
+    each_policy(|env, _| {
+        let connect = Connection::connect(env.provider(), loopback(false));
+        send(&connect);
+        drop(connect);
+        block_on(async {
+            let (listener, _) = listener(env.provider(), false).await;
+            let accept = listener.accept();
+            send(&accept);
+            drop(accept);
+            listener.close().await.unwrap();
+        });
+    });
+}
