@@ -38,7 +38,7 @@ use core::task::{Context, Poll};
 
 use crate::error::{SpawnError, SpawnErrorKind, StartError};
 use crate::join::JoinHandle;
-use crate::queue::{Link, Pop, RunQueue};
+use crate::queue::{Link, LocalQueue, Pop, RunQueue};
 use crate::state::{self, Idle, Run};
 use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell, bump, spin_hint};
 use crate::sys::{self, Event, EventKind, SystemThread};
@@ -78,13 +78,27 @@ pub struct Config {
     /// tasks does not depend on it: a task woken while it runs goes to the
     /// back of the FIFO queue, behind every task woken before it.
     pub budget: u32,
+    /// Task blocks kept per size for reuse (a lookaside list, as drivers
+    /// keep for fixed-size allocations): a task freed on the executor thread
+    /// leaves its block for the next spawn of the same size from that thread
+    /// (tasks spawning tasks), which then needs no pool call. Up to
+    /// [`LOOKASIDE_SIZES`] sizes (a new size evicts the least stocked one);
+    /// when the executor goes idle each size is trimmed to a quarter of this
+    /// depth, and everything is freed before the executor thread ends.
+    /// Spawns from other threads always use the pool. 0 disables it: every
+    /// spawn calls `ExAllocatePool2` (and sees its injected faults).
+    pub lookaside_depth: u32,
 }
+
+/// How many distinct task sizes the lookaside cache keeps.
+pub const LOOKASIDE_SIZES: usize = 8;
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             pool_tag: DEFAULT_POOL_TAG,
             budget: 128,
+            lookaside_depth: 256,
         }
     }
 }
@@ -96,6 +110,9 @@ impl Default for Config {
 pub struct Counters {
     /// Tasks admitted by `spawn`.
     pub spawned: u64,
+    /// Of those, tasks whose block came from the lookaside cache instead of
+    /// the pool.
+    pub recycled: u64,
     /// `spawn` calls refused (out of pool, shutting down, wrong IRQL).
     pub spawn_failures: u64,
     /// Future polls.
@@ -116,7 +133,11 @@ pub struct Counters {
 
 #[derive(Default)]
 struct CounterCells {
+    /// Spawns from other threads (atomic increments).
     spawned: AtomicU64,
+    /// Spawns from the executor thread (single-writer increments).
+    spawned_local: AtomicU64,
+    recycled: AtomicU64,
     spawn_failures: AtomicU64,
     polls: AtomicU64,
     wakes: AtomicU64,
@@ -127,10 +148,45 @@ struct CounterCells {
 
 /// Executor-thread-only state.
 struct Local {
+    /// The run order: every ready task, oldest first.
+    ready: LocalQueue,
     /// First task of the registry (every linked, unfinished task).
     registry: *mut Header,
     /// STOP was seen: every task taken from the queue is cancelled.
     stopping: bool,
+    /// Free task blocks by size (the lookaside cache).
+    lookaside: [Lookaside; LOOKASIDE_SIZES],
+}
+
+/// Free blocks of one size, linked through their first word.
+#[derive(Clone, Copy)]
+struct Lookaside {
+    size: usize,
+    head: *mut u8,
+    count: u32,
+}
+
+impl Lookaside {
+    const EMPTY: Lookaside = Lookaside {
+        size: 0,
+        head: ptr::null_mut(),
+        count: 0,
+    };
+
+    /// Frees blocks to the pool until `keep` are left.
+    ///
+    /// # Safety
+    /// The list's blocks are unreferenced pool blocks of `size` bytes.
+    unsafe fn trim(&mut self, keep: u32) {
+        while self.count > keep {
+            let block = self.head;
+            // SAFETY: a cached block: its first word is the next link.
+            self.head = unsafe { block.cast::<*mut u8>().read() };
+            self.count -= 1;
+            // SAFETY: a pool block of `size` bytes, freed once.
+            unsafe { sys::pool_free(block, self.size) };
+        }
+    }
 }
 
 /// The executor's shared state: one nonpaged pool block that never moves.
@@ -144,6 +200,10 @@ pub(crate) struct Core {
     handles: AtomicUsize,
     /// STOP / EXIT requests from the owner.
     control: AtomicU8,
+    /// The executor thread's identity (0 until it starts). A push from that
+    /// thread needs no notification: the run loop looks at the queue again
+    /// before it sleeps.
+    thread: AtomicUsize,
     /// Wakes the run loop (synchronization event).
     run_event: Event,
     /// Set by the release that brings `live` to zero after shutdown began
@@ -189,11 +249,14 @@ impl Core {
             live: AtomicUsize::new(OPEN),
             handles: AtomicUsize::new(1),
             control: AtomicU8::new(0),
+            thread: AtomicUsize::new(0),
             run_event: Event::new(EventKind::Synchronization),
             released: Event::new(EventKind::Notification),
             local: UnsafeCell::new(Local {
+                ready: LocalQueue::new(),
                 registry: ptr::null_mut(),
                 stopping: false,
+                lookaside: [Lookaside::EMPTY; LOOKASIDE_SIZES],
             }),
             counters: CounterCells::default(),
             config,
@@ -250,10 +313,86 @@ impl Core {
     pub(crate) unsafe fn push_and_notify(core: NonNull<Core>, header: NonNull<Header>) {
         // SAFETY: caller contract.
         let core = unsafe { core.as_ref() };
-        // SAFETY: the task is not queued (SCHEDULED was ours to set) and
-        // stays alive while queued (the executor's reference).
-        unsafe { core.queue.push(header.cast::<Link>()) };
-        core.notify();
+        // Only the executor thread ever stores its own identity here, so a
+        // relaxed load is exact for it and a mismatch for everyone else.
+        if core.thread.load(Ordering::Relaxed) == sys::current_thread() {
+            // On the executor thread (a task waking or spawning another):
+            // its own queue, and no notification (it looks again before it
+            // sleeps).
+            // SAFETY: executor thread; the task is unqueued and alive.
+            unsafe { core.push_local(header) };
+        } else {
+            // SAFETY: the task is not queued (SCHEDULED was ours to set) and
+            // stays alive while queued (the executor's reference).
+            unsafe { core.queue.push(header.cast::<Link>()) };
+            core.notify();
+        }
+    }
+
+    /// Appends a task to the executor thread's run order.
+    ///
+    /// # Safety
+    /// Executor thread; the task is alive and in no queue.
+    unsafe fn push_local(&self, header: NonNull<Header>) {
+        self.local.with_mut(|local| {
+            // SAFETY: executor thread only, no other borrow live.
+            let local = unsafe { &mut *local };
+            // SAFETY: the task is unqueued and alive (caller contract).
+            unsafe { local.ready.push(header.cast::<Link>()) }
+        });
+    }
+
+    /// Moves every remote push over to the run order, oldest first.
+    /// Returns whether a push was seen half done (its notification follows).
+    ///
+    /// # Safety
+    /// Executor thread (the remote queue's only consumer).
+    // Under loom BUSY_SPINS is 0: the spin guard is then always false.
+    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
+    unsafe fn take_remote(&self, wait_for_busy: bool) -> bool {
+        let mut spins = 0;
+        loop {
+            // SAFETY: this thread is the remote queue's only consumer.
+            match unsafe { self.queue.pop() } {
+                Pop::Node(node) => {
+                    spins = 0;
+                    self.local.with_mut(|local| {
+                        // SAFETY: executor thread only, no other borrow live.
+                        let local = unsafe { &mut *local };
+                        // SAFETY: the node just left the remote queue and is
+                        // alive.
+                        unsafe { local.ready.push(node) }
+                    });
+                }
+                Pop::Empty => return false,
+                Pop::Busy if wait_for_busy && spins < BUSY_SPINS => {
+                    spins += 1;
+                    spin_hint();
+                }
+                Pop::Busy => return true,
+            }
+        }
+    }
+
+    /// The next task to run.
+    ///
+    /// # Safety
+    /// Executor thread.
+    unsafe fn next_ready(&self) -> Option<NonNull<Header>> {
+        // SAFETY: executor thread only, no other borrow live.
+        let empty = self
+            .local
+            .with(|local| unsafe { (*local).ready.is_empty() });
+        // Remote wakes join the run order before each poll, so they wait
+        // behind nothing that arrived after them. Spin on a half-done push
+        // only when there is nothing else to do.
+        // SAFETY: executor thread.
+        unsafe { self.take_remote(empty) };
+        // SAFETY: executor thread only, no other borrow live.
+        let node = self
+            .local
+            .with_mut(|local| unsafe { (*local).ready.pop() })?;
+        Some(node.cast::<Header>())
     }
 
     /// Releases a task from the accounting (its last non-handle reference
@@ -271,6 +410,92 @@ impl Core {
             // last access to the core on this path.
             core.released.set();
         }
+    }
+
+    /// Keeps a free task block for reuse. Returns false when the cache has
+    /// no room (the caller frees the block to the pool).
+    ///
+    /// # Safety
+    /// Executor thread (the core is then alive); `block` is an unreferenced
+    /// task block of `size` bytes from the pool.
+    pub(crate) unsafe fn recycle(core: NonNull<Core>, block: *mut u8, size: usize) -> bool {
+        // SAFETY: the executor thread's core is alive (caller contract).
+        let core = unsafe { core.as_ref() };
+        let depth = core.config.lookaside_depth;
+        if depth == 0 || block.is_null() {
+            return false;
+        }
+        core.local.with_mut(|local| {
+            // SAFETY: executor thread only, and no other borrow is live (the
+            // run loop holds none across polls and drops).
+            let local = unsafe { &mut *local };
+            let lists = &mut local.lookaside;
+            let slot = match lists.iter().position(|l| l.size == size && l.count > 0) {
+                Some(i) => i,
+                None => {
+                    // A new size: take the least stocked list, emptied.
+                    let mut victim = 0;
+                    for (i, list) in lists.iter().enumerate() {
+                        if list.count < lists[victim].count {
+                            victim = i;
+                        }
+                    }
+                    // SAFETY: a list of this cache, on its thread.
+                    unsafe { lists[victim].trim(0) };
+                    lists[victim].size = size;
+                    victim
+                }
+            };
+            let list = &mut lists[slot];
+            if list.count >= depth {
+                return false;
+            }
+            // SAFETY: the block is ours, at least pointer-sized (it held a
+            // task header) and 16-byte aligned: its first word links it.
+            unsafe { block.cast::<*mut u8>().write(list.head) };
+            list.head = block;
+            list.count += 1;
+            true
+        })
+    }
+
+    /// A cached block of `size` bytes, or null.
+    ///
+    /// # Safety
+    /// Executor thread.
+    unsafe fn take_cached(&self, size: usize) -> *mut u8 {
+        self.local.with_mut(|local| {
+            // SAFETY: executor thread only, no other borrow live.
+            let local = unsafe { &mut *local };
+            let Some(list) = local
+                .lookaside
+                .iter_mut()
+                .find(|l| l.size == size && l.count > 0)
+            else {
+                return ptr::null_mut();
+            };
+            let block = list.head;
+            // SAFETY: a cached block: its first word is the next link.
+            list.head = unsafe { block.cast::<*mut u8>().read() };
+            list.count -= 1;
+            block
+        })
+    }
+
+    /// Trims every cached size to `keep` blocks, freeing the rest to the
+    /// pool.
+    ///
+    /// # Safety
+    /// Executor thread.
+    unsafe fn trim_lookaside(&self, keep: u32) {
+        self.local.with_mut(|local| {
+            // SAFETY: executor thread only, no other borrow live.
+            let local = unsafe { &mut *local };
+            for list in &mut local.lookaside {
+                // SAFETY: a list of this cache, on its thread.
+                unsafe { list.trim(keep) };
+            }
+        });
     }
 
     /// Admits one more task unless shutdown began.
@@ -295,7 +520,8 @@ impl Core {
     fn counters(&self) -> Counters {
         let c = &self.counters;
         Counters {
-            spawned: c.spawned.load(Ordering::Relaxed),
+            spawned: c.spawned.load(Ordering::Relaxed) + c.spawned_local.load(Ordering::Relaxed),
+            recycled: c.recycled.load(Ordering::Relaxed),
             spawn_failures: c.spawn_failures.load(Ordering::Relaxed),
             polls: c.polls.load(Ordering::Relaxed),
             wakes: c.wakes.load(Ordering::Relaxed),
@@ -325,7 +551,21 @@ impl Core {
         if !core.admit() {
             return fail(SpawnErrorKind::ShuttingDown, future);
         }
-        let header = match task::allocate(this, future, core.config.pool_tag) {
+        let executor_thread = core.thread.load(Ordering::Relaxed);
+        let on_executor = executor_thread != 0 && executor_thread == sys::current_thread();
+        let tag = core.config.pool_tag;
+        let block_for = |size| {
+            if on_executor {
+                // SAFETY: on the executor thread.
+                let block = unsafe { core.take_cached(size) };
+                if !block.is_null() {
+                    bump(&core.counters.recycled);
+                    return block;
+                }
+            }
+            sys::pool_alloc(size, tag)
+        };
+        let header = match task::allocate(this, executor_thread, future, block_for) {
             Ok(header) => header,
             Err((error, future)) => {
                 // SAFETY: admitted just above, released once; the caller's
@@ -338,7 +578,11 @@ impl Core {
                 return fail(kind, future);
             }
         };
-        core.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        if on_executor {
+            bump(&core.counters.spawned_local);
+        } else {
+            core.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: a new task, SCHEDULED, not queued, alive (the executor's
         // reference); the caller's handle keeps the core alive meanwhile.
         unsafe { Core::push_and_notify(this, header) };
@@ -350,37 +594,33 @@ impl Core {
 
     /// # Safety
     /// Called once, on the executor thread, for the core's whole life.
-    // Under loom BUSY_SPINS is 0: the spin guard is then always false.
-    #[cfg_attr(loom, allow(clippy::absurd_extreme_comparisons))]
     unsafe fn run(&self) {
         loop {
             // Consume pending notifications before looking at the queue: a
             // push after this point notifies again.
             self.idle.swap(AWAKE, Ordering::AcqRel);
             let mut budget = self.config.budget.max(1);
-            let mut spins = 0;
             let drained = loop {
-                // SAFETY: this thread is the queue's only consumer.
-                match unsafe { self.queue.pop() } {
-                    Pop::Node(node) => {
-                        spins = 0;
-                        // SAFETY: a queued task, alive by the executor's
-                        // reference, taken by its only consumer.
-                        unsafe { self.run_task(node.cast::<Header>()) };
-                        budget -= 1;
-                        if budget == 0 {
-                            break false;
-                        }
-                    }
-                    Pop::Busy if spins < BUSY_SPINS => {
-                        spins += 1;
-                        spin_hint();
-                    }
-                    Pop::Empty | Pop::Busy => break true,
+                // SAFETY: executor thread.
+                let Some(task) = (unsafe { self.next_ready() }) else {
+                    // Empty (or a push half done, whose notification
+                    // follows): the idle handshake below decides.
+                    break true;
+                };
+                // SAFETY: a queued task, alive by the executor's reference,
+                // taken by the executor thread.
+                unsafe { self.run_task(task) };
+                budget -= 1;
+                if budget == 0 {
+                    break false;
                 }
             };
             let control = self.control.load(Ordering::Acquire);
             if control & EXIT != 0 {
+                // Every task is released: no block can be recycled after
+                // this.
+                // SAFETY: executor thread, leaving its loop.
+                unsafe { self.trim_lookaside(0) };
                 return;
             }
             if control & STOP != 0 {
@@ -398,6 +638,9 @@ impl Core {
             if !drained {
                 continue;
             }
+            // Going idle: give back what a burst left in the cache.
+            // SAFETY: executor thread.
+            unsafe { self.trim_lookaside(self.config.lookaside_depth / 4) };
             if self
                 .idle
                 .compare_exchange(AWAKE, PARKED, Ordering::AcqRel, Ordering::Acquire)
@@ -439,11 +682,10 @@ impl Core {
             Poll::Pending => match h.state.end_run() {
                 Idle::Wait => {}
                 Idle::Requeue => {
-                    // Woken during its poll: to the back of the queue. No
-                    // notification: this thread is awake.
+                    // Woken during its poll: to the back of the run order.
                     // SAFETY: SCHEDULED was set by the waker while RUNNING;
                     // re-queuing is ours.
-                    unsafe { self.queue.push(header.cast::<Link>()) };
+                    unsafe { self.push_local(header) };
                 }
                 Idle::Cancel => {
                     // SAFETY: still RUNNING: the stage is ours.
@@ -587,7 +829,7 @@ impl Core {
             next = h.registry.with(|links| unsafe { (*links).next });
             if h.state.cancel_from_executor() {
                 // SAFETY: we set SCHEDULED on an idle task: ours to push.
-                unsafe { self.queue.push(header.cast::<Link>()) };
+                unsafe { self.push_local(header) };
             }
         }
     }
@@ -599,6 +841,7 @@ impl Core {
 unsafe extern "C" fn thread_main(context: *mut c_void) {
     // SAFETY: the context is the core, alive until this thread is joined.
     let core = unsafe { &*context.cast::<Core>() };
+    core.thread.store(sys::current_thread(), Ordering::Relaxed);
     // SAFETY: the core's only run loop, on its own thread.
     unsafe { core.run() };
     // Returning ends the thread (PspSystemThreadStartup terminates it); the

@@ -204,7 +204,7 @@ impl<T> Drop for JoinHandle<T> {
         if state::refs(previous) == 0 {
             // SAFETY: no reference and no handle left: the task is ours to
             // free (its future and output are gone, its slot is empty).
-            unsafe { task::free(header, h.block, h.block_size) };
+            unsafe { task::free(header, h.core, h.executor_thread, h.block, h.block_size) };
         }
     }
 }

@@ -42,6 +42,10 @@
 //! ```
 #![no_std]
 
+// loom's mocks (thread locals) name `std`; the model runs on the host.
+#[cfg(loom)]
+extern crate std;
+
 mod block_on;
 mod error;
 mod executor;
@@ -54,7 +58,7 @@ mod task;
 
 pub use block_on::block_on;
 pub use error::{BlockOnError, SpawnError, SpawnErrorKind, StartError};
-pub use executor::{Config, Counters, DEFAULT_POOL_TAG, Executor, Spawner};
+pub use executor::{Config, Counters, DEFAULT_POOL_TAG, Executor, LOOKASIDE_SIZES, Spawner};
 pub use join::{JoinError, JoinHandle};
 
 /// The run queue, exposed to the loom models only.

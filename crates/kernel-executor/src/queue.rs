@@ -44,6 +44,67 @@ impl Default for Link {
     }
 }
 
+/// The executor thread's own FIFO of ready tasks, through the same links:
+/// a task is in at most one of the two queues (its `SCHEDULED` bit says
+/// who queued it). Pushes from the executor thread itself (a task waking
+/// another, a self-wake re-queued after its poll, spawns from tasks) go
+/// here with plain stores; the run loop moves remote pushes over from the
+/// [`RunQueue`] in arrival order before each poll, so this is the one run
+/// order. Single-threaded: no atomics beyond relaxed accesses of the link.
+#[derive(Debug)]
+pub struct LocalQueue {
+    head: *mut Link,
+    tail: *mut Link,
+}
+
+impl LocalQueue {
+    /// An empty queue.
+    pub const fn new() -> LocalQueue {
+        LocalQueue {
+            head: ptr::null_mut(),
+            tail: ptr::null_mut(),
+        }
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Appends `node`.
+    ///
+    /// # Safety
+    /// `node` is valid, in no queue, and stays valid until popped.
+    pub unsafe fn push(&mut self, node: NonNull<Link>) {
+        let node = node.as_ptr();
+        // SAFETY: valid and unqueued (caller contract).
+        unsafe { (*node).next.store(ptr::null_mut(), Ordering::Relaxed) };
+        match NonNull::new(self.tail) {
+            // SAFETY: the tail is a queued node, valid until popped.
+            Some(tail) => unsafe { tail.as_ref() }.next.store(node, Ordering::Relaxed),
+            None => self.head = node,
+        }
+        self.tail = node;
+    }
+
+    /// Takes the oldest node.
+    pub fn pop(&mut self) -> Option<NonNull<Link>> {
+        let head = NonNull::new(self.head)?;
+        // SAFETY: a queued node, valid until popped (push's contract).
+        self.head = unsafe { head.as_ref() }.next.load(Ordering::Relaxed);
+        if self.head.is_null() {
+            self.tail = ptr::null_mut();
+        }
+        Some(head)
+    }
+}
+
+impl Default for LocalQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What [`RunQueue::pop`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pop {

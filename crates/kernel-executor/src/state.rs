@@ -178,9 +178,10 @@ impl State {
     /// The executor took the task from the queue: `SCHEDULED` -> `RUNNING`.
     #[inline]
     pub(crate) fn start_run(&self) -> Run {
-        // SCHEDULED is set and RUNNING clear (queued task): one xor flips
-        // both.
-        let previous = self.0.fetch_xor(SCHEDULED | RUNNING, Ordering::AcqRel);
+        // SCHEDULED (bit 0) is set and RUNNING (bit 1) clear on a queued
+        // task: adding 1 clears the one and sets the other without carrying
+        // further, in one `lock xadd` (a fetch_xor would be a CAS loop).
+        let previous = self.0.fetch_add(RUNNING - SCHEDULED, Ordering::AcqRel);
         debug_assert_eq!(previous & (SCHEDULED | RUNNING | COMPLETE), SCHEDULED);
         if previous & CLOSED != 0 {
             Run::Cancel

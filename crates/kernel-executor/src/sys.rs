@@ -85,6 +85,15 @@ mod imp {
         unsafe { nt::KeGetCurrentIrql() }
     }
 
+    /// An identity of the calling thread (its thread object's address).
+    /// Any IRQL.
+    #[inline]
+    pub(crate) fn current_thread() -> usize {
+        // SAFETY: PsGetCurrentThread may be called at any IRQL; the pointer
+        // is only compared, never dereferenced.
+        unsafe { nt::PsGetCurrentThread() as usize }
+    }
+
     /// A `KEVENT` in nonpaged memory. It must not move once initialised.
     pub(crate) struct Event {
         kevent: UnsafeCell<MaybeUninit<KEVENT>>,
@@ -273,6 +282,15 @@ mod imp {
     /// Always PASSIVE_LEVEL in the model.
     pub(crate) fn irql() -> u8 {
         0
+    }
+
+    loom::thread_local! {
+        static MARK: u8 = 0;
+    }
+
+    /// An identity of the calling (loom) thread.
+    pub(crate) fn current_thread() -> usize {
+        MARK.with(|mark| mark as *const u8 as usize)
     }
 
     /// A modelled KEVENT.

@@ -63,6 +63,9 @@ pub(crate) struct Header {
     /// The pool block to free (precedes the header when over-aligned).
     pub(crate) block: *mut u8,
     pub(crate) block_size: usize,
+    /// The executor thread's identity when the task was spawned (0 if it
+    /// had not started): freeing on that thread recycles the block.
+    pub(crate) executor_thread: usize,
     /// Executor thread only.
     pub(crate) registry: UnsafeCell<RegistryLinks>,
     /// The waker of whoever awaits the JoinHandle (ownership: see `state`).
@@ -95,13 +98,15 @@ pub(crate) enum AllocError {
 
 /// Allocates and initialises a task for `future`: state
 /// `SCHEDULED | HANDLE`, one reference (the executor's). Gives the future
-/// back on failure.
+/// back on failure. `block_for(size)` provides the memory (the executor's
+/// lookaside cache or the pool); null means out of memory.
 ///
 /// IRQL <= DISPATCH_LEVEL.
 pub(crate) fn allocate<F>(
     core: NonNull<Core>,
+    executor_thread: usize,
     future: F,
-    tag: u32,
+    block_for: impl FnOnce(usize) -> *mut u8,
 ) -> Result<NonNull<Header>, (AllocError, F)>
 where
     F: Future,
@@ -112,7 +117,7 @@ where
     let Some(size) = layout.size().checked_add(padding) else {
         return Err((AllocError::TooLarge, future));
     };
-    let block = sys::pool_alloc(size, tag);
+    let block = block_for(size);
     if block.is_null() {
         return Err((AllocError::OutOfPool, future));
     }
@@ -134,6 +139,7 @@ where
             core,
             block,
             block_size: size,
+            executor_thread,
             registry: UnsafeCell::new(RegistryLinks {
                 prev: ptr::null_mut(),
                 next: ptr::null_mut(),
@@ -149,13 +155,24 @@ where
     Ok(unsafe { NonNull::new_unchecked(task.cast::<Header>()) })
 }
 
-/// Frees the memory of a task whose future and output are gone.
+/// Frees the memory of a task whose future and output are gone: back to
+/// the executor's lookaside cache when called on the executor thread,
+/// otherwise to the pool.
 ///
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
-/// Nobody references the task any more; `block`/`size` are its block.
-pub(crate) unsafe fn free(header: NonNull<Header>, block: *mut u8, size: usize) {
+/// Nobody references the task any more; `block`/`size`/`executor_thread`
+/// are its fields, read before it became unreferenced; `core` is alive if
+/// this is the executor thread (it always is there: the core outlives its
+/// thread).
+pub(crate) unsafe fn free(
+    header: NonNull<Header>,
+    core: NonNull<Core>,
+    executor_thread: usize,
+    block: *mut u8,
+    size: usize,
+) {
     // The header's fields are plain data or hold nothing (the join waker
     // slot was emptied by its owner): dropping them in place is only for
     // loom's bookkeeping of its cells and atomics.
@@ -166,6 +183,13 @@ pub(crate) unsafe fn free(header: NonNull<Header>, block: *mut u8, size: usize) 
     };
     #[cfg(not(loom))]
     let _ = header;
+    if executor_thread != 0 && executor_thread == sys::current_thread() {
+        // SAFETY: on the executor thread the core is alive; the block is
+        // unreferenced (caller contract).
+        if unsafe { Core::recycle(core, block, size) } {
+            return;
+        }
+    }
     // SAFETY: caller contract.
     unsafe { sys::pool_free(block, size) };
 }
@@ -258,16 +282,17 @@ pub(crate) unsafe fn drop_ref(header: NonNull<Header>) {
     // Read what the release needs first: once the count drops, a JoinHandle
     // may free the memory at any moment.
     // SAFETY: the caller's reference keeps the header alive until `ref_dec`.
-    let (core, block, size) = unsafe {
+    let (core, thread, block, size) = unsafe {
         let h = header.as_ref();
-        (h.core, h.block, h.block_size)
+        (h.core, h.executor_thread, h.block, h.block_size)
     };
     // SAFETY: as above.
     let unref = unsafe { header.as_ref() }.state.ref_dec();
     if let Unref::Release { free } = unref {
         if free {
-            // SAFETY: last reference, no handle: nobody else sees the task.
-            unsafe { self::free(header, block, size) };
+            // SAFETY: last reference, no handle: nobody else sees the task;
+            // the core is alive until the release below.
+            unsafe { self::free(header, core, thread, block, size) };
         }
         // SAFETY: the task was counted live until now, so the executor core
         // is still alive (shutdown waits for this release).

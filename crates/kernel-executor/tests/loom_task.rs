@@ -85,7 +85,7 @@ fn loom_wake_from_another_thread_is_never_lost() {
         let executor = Executor::start().unwrap();
         let flag = Flag::new();
         let wait = flag.clone();
-        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let handle = executor.spawn(wait).unwrap();
         let setter = thread::spawn(move || flag.set());
         // A lost wake-up leaves block_on (and loom) waiting for ever.
         assert_eq!(block_on(handle).unwrap(), Ok(()));
@@ -129,7 +129,7 @@ fn loom_cancel_reports_through_the_handle() {
         let executor = Executor::start().unwrap();
         let flag = Flag::new();
         let wait = flag.clone();
-        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let handle = executor.spawn(wait).unwrap();
         let waker_side = {
             let flag = flag.clone();
             thread::spawn(move || flag.set())
@@ -152,7 +152,7 @@ fn loom_shutdown_waits_for_a_waker_held_by_another_thread() {
         let executor = Executor::start().unwrap();
         let flag = Flag::new();
         let wait = flag.clone();
-        executor.spawn(async move { wait.await }).unwrap().detach();
+        executor.spawn(wait).unwrap().detach();
         // Wait for the first poll so the task has handed out a waker.
         let waker = loop {
             if let Some(waker) = flag.waker() {
@@ -202,11 +202,79 @@ fn loom_join_from_another_thread_races_completion() {
         let executor = Executor::start().unwrap();
         let flag = Flag::new();
         let wait = flag.clone();
-        let handle = executor.spawn(async move { wait.await }).unwrap();
+        let handle = executor.spawn(wait).unwrap();
         let joiner = thread::spawn(move || block_on(handle).unwrap());
         flag.set();
         drop(flag);
         assert_eq!(joiner.join().unwrap(), Ok(()));
+        executor.shutdown();
+    });
+}
+
+/// A flag whose waiter leaves a waker in two slots: one for a waker on
+/// the executor thread, one for a remote thread.
+#[derive(Clone)]
+struct TwoWakers(Arc<(AtomicBool, WakerSlot, WakerSlot)>);
+
+type WakerSlot = Mutex<Option<Waker>>;
+
+impl TwoWakers {
+    fn new() -> TwoWakers {
+        TwoWakers(Arc::new((
+            AtomicBool::new(false),
+            Mutex::new(None),
+            Mutex::new(None),
+        )))
+    }
+}
+
+impl Future for TwoWakers {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let (set, local, remote) = &*self.0;
+        if set.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        *local.lock().unwrap() = Some(cx.waker().clone());
+        *remote.lock().unwrap() = Some(cx.waker().clone());
+        if set.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn loom_local_and_remote_wakes_of_the_same_task() {
+    // Task B waits for a flag. Task A, on the executor thread, sets it and
+    // wakes B (a push to the executor's own queue) while another thread
+    // wakes B too (a remote push): B is queued at most once, finishes once.
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = TwoWakers::new();
+        let b = executor.spawn(flag.clone()).unwrap();
+        let setter = flag.clone();
+        executor
+            .spawn(async move {
+                setter.0.0.store(true, Ordering::Release);
+                let waker = setter.0.1.lock().unwrap().take();
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            })
+            .unwrap()
+            .detach();
+        let remote_side = flag.clone();
+        let remote = thread::spawn(move || {
+            let waker = remote_side.0.2.lock().unwrap().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        drop(flag);
+        assert_eq!(block_on(b).unwrap(), Ok(()));
+        remote.join().unwrap();
         executor.shutdown();
     });
 }

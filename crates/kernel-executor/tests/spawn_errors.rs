@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kernel_executor::{BlockOnError, Executor, SpawnErrorKind, StartError, block_on};
+use kernel_executor::{BlockOnError, Config, Executor, SpawnErrorKind, StartError, block_on};
 use nt::sim::{FaultPlan, FaultTarget, Session};
 
 #[test]
@@ -128,7 +128,12 @@ fn spawn_above_dispatch_level_is_refused() {
 #[test]
 fn pool_failures_during_a_busy_run_are_only_errors() {
     let session = Session::boot();
-    let executor = Executor::start().unwrap();
+    // No lookaside cache: every spawn from the task goes to the pool.
+    let executor = Executor::start_with(Config {
+        lookaside_depth: 0,
+        ..Config::default()
+    })
+    .unwrap();
     let spawner = executor.spawner();
     session.set_fault(
         FaultTarget::Pool,
@@ -163,6 +168,54 @@ fn pool_failures_during_a_busy_run_are_only_errors() {
     let (ok, failed) = result.unwrap();
     assert_eq!(ok + failed, 500);
     assert!(failed > 50 && ok > 50, "ok {ok}, failed {failed}");
+    executor.shutdown();
+    assert!(session.finish().is_clean());
+}
+
+#[test]
+fn spawns_from_tasks_reuse_blocks_and_fail_cleanly_when_none_is_cached() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let spawner = executor.spawner();
+    let flag = Flag::default();
+    let go = flag.wait();
+    let before = session.pool_stats().allocations;
+    let root = executor
+        .spawn(async move {
+            // 1000 children spawned and awaited one at a time: the first
+            // child's block serves every later one.
+            let child = |i: u32| async move { i };
+            for i in 0..1000u32 {
+                assert_eq!(spawner.spawn(child(i)).unwrap().await, Ok(i));
+            }
+            go.await;
+            // The pool now fails every allocation. A child of the cached
+            // size still spawns (from the cache); one of a new size fails
+            // with an error and gives its future back.
+            let cached = spawner.spawn(child(5)).map(|_| ());
+            let big = [7u8; 512];
+            let uncached = spawner
+                .spawn(async move { big[0] })
+                .map(|_| ())
+                .map_err(|e| e.kind());
+            (cached.is_ok(), uncached)
+        })
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || flag.has_waiter()));
+    let allocations = session.pool_stats().allocations - before;
+    assert!(
+        allocations <= 3,
+        "{allocations} pool allocations for 1000 children"
+    );
+    assert_eq!(executor.counters().recycled, 999);
+    session.set_fault(FaultTarget::Pool, FaultPlan::Always);
+    flag.set();
+    assert!(wait_until(Duration::from_secs(5), || root.is_finished()));
+    session.set_fault(FaultTarget::Pool, FaultPlan::Never);
+    assert_eq!(
+        block_on(root).unwrap(),
+        Ok((true, Err(SpawnErrorKind::OutOfPool)))
+    );
     executor.shutdown();
     assert!(session.finish().is_clean());
 }
