@@ -24,14 +24,33 @@ struct Target {
     title: &'static str,
     /// Whether it is a criterion benchmark (parse) or prints its own table.
     criterion: bool,
+    /// Arguments that make a non-criterion benchmark short (`--quick`).
+    quick_args: &'static [&'static str],
 }
 
-const TARGETS: &[Target] = &[Target {
-    package: "irp-future",
-    bench: "op_overhead",
-    title: "irp-future: one IRP operation, async vs a hand-written completion routine",
-    criterion: true,
-}];
+const TARGETS: &[Target] = &[
+    Target {
+        package: "irp-future",
+        bench: "op_overhead",
+        title: "irp-future: one IRP operation, async vs a hand-written completion routine",
+        criterion: true,
+        quick_args: &[],
+    },
+    Target {
+        package: "kernel-executor-bench",
+        bench: "executors",
+        title: "kernel-executor vs tokio current_thread, async-executor, embassy-executor",
+        criterion: true,
+        quick_args: &[],
+    },
+    Target {
+        package: "wsk",
+        bench: "datagram_burst",
+        title: "wsk: datagram drop rate under a burst, functions style (depth N) vs callbacks",
+        criterion: false,
+        quick_args: &["--rounds", "1"],
+    },
+];
 
 /// Implementations that are the baseline of their case, in preference
 /// order.
@@ -122,7 +141,7 @@ fn run_target(target: &Target, quick: bool) -> Result<String, String> {
             command.args(["--warm-up-time", "0.2", "--measurement-time", "0.5"]);
         }
     } else if quick {
-        command.arg("--quick");
+        command.args(target.quick_args);
     }
     eprintln!(
         "running: cargo bench -p {} --bench {}",
