@@ -43,6 +43,32 @@ pub(crate) static DATAGRAM_EVENTS: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DAT
     WskReceiveFromEvent: Some(on_receive_from),
 };
 
+/// Runs the rest of a receive callback at DISPATCH_LEVEL (restoring the
+/// IRQL when dropped). WSK may call back below DISPATCH_LEVEL; raised, the
+/// callback cannot be preempted between queueing its chain and returning,
+/// so a consumer waiting for that return (before it releases the chain or
+/// re-arms the provider) never waits for a thread its own processor
+/// preempted: it spins only while another processor finishes the callback.
+struct AtDispatch {
+    old: KIRQL,
+}
+
+impl AtDispatch {
+    fn raise() -> Self {
+        let mut old: KIRQL = 0;
+        // SAFETY: WSK calls back at IRQL <= DISPATCH_LEVEL.
+        unsafe { KeRaiseIrql(DISPATCH_LEVEL, &mut old) };
+        Self { old }
+    }
+}
+
+impl Drop for AtDispatch {
+    fn drop(&mut self) {
+        // SAFETY: back to the IRQL the raise found.
+        unsafe { KeLowerIrql(self.old) };
+    }
+}
+
 /// The block behind a callback's context.
 ///
 /// # Safety
@@ -70,8 +96,9 @@ unsafe extern "C" fn on_receive(
         shared.set_peer(Peer::Failed(STATUS_FILE_FORCED_CLOSED));
         return STATUS_SUCCESS;
     }
-    // Dropped after the status is computed: the chain may be released
-    // only after that (see SocketShared::callback_entered).
+    // Dropped after the status is computed, the IRQL last: the chain may
+    // be released only after that (see SocketShared::callback_entered).
+    let _irql = AtDispatch::raise();
     let guard = shared.callback_entered();
     let event = Event::Data {
         head: indication,
@@ -113,6 +140,7 @@ unsafe extern "C" fn on_receive_from(
         shared.set_peer(Peer::Failed(STATUS_FILE_FORCED_CLOSED));
         return STATUS_SUCCESS;
     }
+    let _irql = AtDispatch::raise();
     let guard = shared.callback_entered();
     let event = Event::Datagrams {
         head: indication,

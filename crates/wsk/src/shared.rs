@@ -285,8 +285,10 @@ impl SocketShared {
         }
     }
 
-    /// Waits (spinning: the callback is returning) until the callback
-    /// numbered `number` has returned.
+    /// Waits until the callback numbered `number` has returned. The wait is
+    /// a short spin: the callback runs at DISPATCH_LEVEL from the moment it
+    /// queued the event (it cannot be preempted), so it is finishing on
+    /// another processor; on this one it has already returned.
     pub(crate) fn wait_callback_returned(&self, number: u64) {
         while self.callbacks_returned.load(Ordering::Acquire) < number {
             core::hint::spin_loop();
