@@ -24,6 +24,8 @@ const IRPS: usize = 8;
 struct TestDriver {
     lower: Option<Arc<LowerDevice>>,
     on_drop: Option<OnDrop>,
+    /// Use irp-future's IrpOp instead of the hand-written operation.
+    irp_future: bool,
     executor: Option<Executor>,
     ops: Vec<Arc<IrpOp>>,
     drops: Vec<Arc<Mutex<Vec<DropSite>>>>,
@@ -47,16 +49,37 @@ unsafe extern "C" fn driver_entry(
         let device = d.lower.as_ref().unwrap().device();
         let on_drop = d.on_drop.unwrap();
         for _ in 0..IRPS {
-            let (future, op) = IrpFuture::with(device, on_drop);
             let (probe, sites) = DropProbe::new();
-            match executor.spawn(async move {
-                let _probe = probe;
-                future.await
-            }) {
-                Ok(handle) => handle.detach(),
-                Err(error) => return error.status(),
+            let spawned = if d.irp_future {
+                let device = device as usize;
+                let submit = move |irp, _buf: &mut Vec<u8>| {
+                    // SAFETY: a live device; the IRP is handed over.
+                    unsafe { nt::IoCallDriver(device as nt::PDEVICE_OBJECT, irp) }
+                };
+                // SAFETY: `submit` hands the IRP to IoCallDriver and returns
+                // its status.
+                let op = unsafe { irp_future::IrpOp::allocated(Vec::<u8>::new(), submit) };
+                executor
+                    .spawn(async move {
+                        let _probe = probe;
+                        op.await.status
+                    })
+                    .map(|handle| handle.detach())
+                    .map_err(|error| error.status())
+            } else {
+                let (future, op) = IrpFuture::with(device, on_drop);
+                d.ops.push(op);
+                executor
+                    .spawn(async move {
+                        let _probe = probe;
+                        future.await
+                    })
+                    .map(|handle| handle.detach())
+                    .map_err(|error| error.status())
+            };
+            if let Err(status) = spawned {
+                return status;
             }
-            d.ops.push(op);
             d.drops.push(sites);
         }
         d.executor = Some(executor);
@@ -77,11 +100,20 @@ unsafe extern "C" fn driver_unload(_driver: nt::PDRIVER_OBJECT) {
 }
 
 fn load(session: &Session, on_drop: OnDrop) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
+    load_with(session, on_drop, false)
+}
+
+fn load_with(
+    session: &Session,
+    on_drop: OnDrop,
+    irp_future: bool,
+) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
     let lower = Arc::new(LowerDevice::new(session, |_| LowerAction::Hold));
     DRIVER.with(|d| {
         *d.borrow_mut() = TestDriver {
             lower: Some(Arc::clone(&lower)),
             on_drop: Some(on_drop),
+            irp_future,
             ..TestDriver::default()
         }
     });
@@ -159,6 +191,35 @@ fn shutdown_cancelling_the_irps_of_its_tasks() {
     DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
     drop(lower);
     assert!(session.finish().is_clean());
+}
+
+/// The same with irp-future's operations: dropping an `IrpOp` in flight
+/// cancels its IRP and leaves the node (and the task's waker) to the
+/// completion routine, so shutdown returns once every IRP has completed.
+#[test]
+fn shutdown_with_irp_future_operations_in_flight() {
+    let session = Session::boot();
+    let (driver, lower) = load_with(&session, OnDrop::Cancel, true);
+    session
+        .unload_driver(driver)
+        .expect("unload: nothing pending, nothing leaked");
+    let (_, counters, _) = DRIVER.with(|d| d.borrow_mut().unloaded.take()).unwrap();
+    assert_eq!(counters.cancelled, IRPS as u64);
+    assert_eq!(lower.cancelled(), IRPS as u64);
+    assert_eq!(lower.pending(), 0);
+    DRIVER.with(|d| {
+        for sites in &d.borrow().drops {
+            let sites = sites.lock().unwrap();
+            assert_eq!(sites.len(), 1);
+            assert!(is_system_thread(&sites[0].thread));
+            assert_eq!(sites[0].irql, nt::PASSIVE_LEVEL);
+        }
+    });
+    assert!(session.pending_operations().is_empty());
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
 }
 
 /// The control: an operation that lets go of its task's waker while its IRP

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::ffi::*;
@@ -98,8 +98,14 @@ struct IrpRecord {
     /// Pending-operation key while dispatched (a completion walk takes it
     /// and ends it).
     pending_key: Option<u64>,
+    /// The key the running completion walk took: ended early if the
+    /// completion routine frees the IRP (it is gone then, as on NT).
+    walk_key: Option<u64>,
     /// Bumped by every change of owner-visible state (send, completion
-    /// walk, reuse). A walk remembers the generation it started with: if
+    /// walk, reuse); starts at a value no other record of the session had
+    /// (an IRP freed inside its completion routine may have its address
+    /// reused before that walk ends). A walk remembers the generation it
+    /// started with: if
     /// the IRP's owner reclaimed it in the completion routine and already
     /// sent, completed or reused it again before the routine returned (legal
     /// once the routine returns STATUS_MORE_PROCESSING_REQUIRED), the late
@@ -118,9 +124,16 @@ struct IrpRecord {
 pub(crate) struct IoState {
     irps: Mutex<HashMap<usize, IrpRecord>>,
     cancel_lock: AtomicUsize,
+    /// Where the next record's generations start (2^32 apart).
+    next_generation: AtomicU64,
 }
 
 impl IoState {
+    /// The first generation of a new record.
+    fn fresh_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1 << 32, Ordering::Relaxed)
+    }
+
     fn cancel_lock_ptr(&self) -> PKSPIN_LOCK {
         self.cancel_lock.as_ptr().cast()
     }
@@ -212,18 +225,20 @@ impl Kernel {
         }
         // SAFETY: freshly allocated with room for `count` locations.
         unsafe { initialize_irp(irp, count as CCHAR, 0) };
+        let io = io_state(self);
         let record = IrpRecord {
             origin: Origin::IoManager,
             phase: Phase::Idle,
             cancels_running: 0,
             free_deferred: false,
             pending_key: None,
-            generation: 0,
+            walk_key: None,
+            generation: io.fresh_generation(),
             takeover: None,
             owner: SYSTEM_OWNER,
             io_manager: Some(completion),
         };
-        lock(&io_state(self).irps).insert(irp as usize, record);
+        lock(&io.irps).insert(irp as usize, record);
         irp
     }
 
@@ -261,18 +276,20 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
         }
         // SAFETY: freshly allocated with room for `count` locations.
         unsafe { initialize_irp(irp, StackSize, 0) };
+        let io = io_state(k);
         let record = IrpRecord {
             origin: Origin::Driver,
             phase: Phase::Idle,
             cancels_running: 0,
             free_deferred: false,
             pending_key: None,
-            generation: 0,
+            walk_key: None,
+            generation: io.fresh_generation(),
             takeover: None,
             owner: k.driver_generation.load(Ordering::Acquire),
             io_manager: None,
         };
-        lock(&io_state(k).irps).insert(irp as usize, record);
+        lock(&io.irps).insert(irp as usize, record);
         irp
     })
 }
@@ -399,10 +416,13 @@ pub unsafe fn IoFreeIrp(Irp: PIRP) {
             // The walk never dereferences it after the routine returns (it
             // only looks the record up, and finds none: a routine that freed
             // it and returned anything else is still reported).
-            let pending = record.pending_key.take();
+            // The walk's own end of the pending operation then finds it
+            // gone (ending a key twice is harmless); a record created at the
+            // same address meanwhile has another generation.
+            let keys = [record.walk_key.take(), record.pending_key.take()];
             irps.remove(&(Irp as usize));
             drop(irps);
-            if let Some(key) = pending {
+            for key in keys.into_iter().flatten() {
                 k.pending_end(key);
             }
             let _ = k.pool.free(Irp as usize, LeakKind::Irp);
@@ -830,9 +850,11 @@ fn begin_walk(
         _ => {
             record.advance(Takeover::Completed);
             record.phase = Phase::Walking;
+            let pending_key = record.pending_key.take();
+            record.walk_key = pending_key;
             Some(Walk {
                 generation: record.generation,
-                pending_key: record.pending_key.take(),
+                pending_key,
             })
         }
     }
@@ -857,6 +879,7 @@ fn end_walk(
     if record.generation != walk.generation {
         return None;
     }
+    record.walk_key = None;
     record.phase = phase;
     let free = record.free_deferred && record.cancels_running == 0;
     let io_manager = record.io_manager.clone();
