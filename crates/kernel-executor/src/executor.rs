@@ -3,20 +3,30 @@
 //! shutdown.
 //!
 //! ```text
-//!             spawn (any thread, <= DISPATCH)            wake (any thread, <= DISPATCH)
-//!                  |  allocate task, admit, push, notify      |  state.schedule(): push, notify
-//!                  v                                          v
-//!   +-------------------------------------------------------------------+
-//!   | run queue (intrusive MPSC)                                        |
-//!   +-------------------------------------------------------------------+
-//!                  | pop (system thread, PASSIVE)
-//!                  v
+//!   spawn / wake / cancel from another thread      from the executor thread
+//!   (any thread, <= DISPATCH_LEVEL)                (a task waking or spawning another,
+//!        |  state.schedule(): push, notify          a self-wake after its poll)
+//!        v                                                 |
+//!   +----------------------------+                         |  plain stores,
+//!   | remote queue (MPSC,        |   moved over, oldest    |  no notification
+//!   | wait-free push)            | ----------------------> v
+//!   +----------------------------+   first, before    +-----------------------+
+//!                                    each poll        | run order (local FIFO) |
+//!                                                     +-----------------------+
+//!                                                          | next (system thread, PASSIVE)
+//!                                                          v
 //!   run_task: start_run -> poll -> Pending: end_run (wait / requeue / cancel)
 //!                                -> Ready:   finish (output, join waker, unlink, drop ref)
 //!             cancelled -> drop future -> finish
-//!   queue empty: idle EMPTY -> PARKED, KeWaitForSingleObject(run event);
-//!   notify():    idle swap NOTIFIED; was PARKED -> KeSetEvent(run event)
+//!   nothing ready: trim the lookaside; idle AWAKE -> PARKED, KeWaitForSingleObject(run event)
+//!   notify():      idle swap NOTIFIED; was PARKED -> KeSetEvent(run event)
 //! ```
+//!
+//! Task memory: one pool block per task (`ExAllocatePool2`). Blocks freed
+//! on the executor thread go to a small per-size lookaside cache that
+//! spawns from the executor thread use first (trimmed when the thread goes
+//! idle, emptied before it ends); everything else goes to and comes from
+//! the pool.
 //!
 //! Lifetime of the core. The core is one pool block. Three kinds of things
 //! point at it:

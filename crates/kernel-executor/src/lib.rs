@@ -6,15 +6,18 @@
 //! - [`Spawner::spawn`] makes **one** nonpaged-pool allocation per task
 //!   (`ExAllocatePool2`) holding the header, the future and later its output,
 //!   aligned for the future even though the pool only guarantees 16 bytes.
-//!   It is fallible: out of pool is a [`SpawnError`] that gives the future
-//!   back, never a panic. Spawning works from any thread at IRQL <=
+//!   Spawns from the executor's own tasks reuse blocks of finished tasks
+//!   first (a bounded lookaside cache, [`Config::lookaside_depth`]). It is
+//!   fallible: out of pool is a [`SpawnError`] that gives the future back,
+//!   never a panic. Spawning works from any thread at IRQL <=
 //!   DISPATCH_LEVEL, including from tasks.
 //! - A [`JoinHandle`] awaits the output, [`detaches`](JoinHandle::detach) or
 //!   [`cancels`](JoinHandle::cancel) the task.
 //! - Waking is safe at DISPATCH_LEVEL from any thread (completion routines,
-//!   DPCs, WSK callbacks): atomics and an intrusive queue push; no
+//!   DPCs, WSK callbacks): atomics and a wait-free intrusive queue push; no
 //!   allocation, no lock, no poll. Waking a task that is already queued is
-//!   one atomic load. Futures are only ever polled and dropped by the
+//!   one atomic load. Wakes on the executor thread itself skip the queue's
+//!   atomics and the notification. Futures are only ever polled and dropped by the
 //!   executor thread at PASSIVE_LEVEL, never inside a wake or a waker drop.
 //! - [`Executor::shutdown`] (also run by dropping the [`Executor`]) stops
 //!   spawning, cancels every task, waits until every task is released
