@@ -20,7 +20,7 @@ use nt::wsk::*;
 use nt::*;
 
 use crate::addr::{SockAddrBuf, unspecified_like};
-use crate::error::{BufResult, Result, check};
+use crate::error::{BufResult, Error, Result, check};
 use crate::events::ReceiveEvents;
 use crate::ops::{self, DisconnectRes, Lent, NewSocket, RecvRes, SendRes, SocketConnectRes};
 use crate::queue::ReceiveQueue;
@@ -127,7 +127,7 @@ impl Connection {
     /// Receives into `buf`'s capacity (`WskReceive`): completes as soon as
     /// some bytes arrived. `Ok(0)` means the peer closed gracefully. The
     /// buffer comes back with its initialised length set to the bytes
-    /// received.
+    /// received. A buffer without capacity is STATUS_INVALID_PARAMETER.
     pub async fn receive<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.receive_with_flags(buf, 0).await
     }
@@ -139,6 +139,11 @@ impl Connection {
     }
 
     async fn receive_with_flags<B: IoBufMut>(&self, buf: B, flags: ULONG) -> BufResult<usize, B> {
+        if buf.bytes_total() == 0 {
+            // A zero-length WskReceive completes at once with 0 bytes, which
+            // reads as the peer's graceful close: refuse it.
+            return (Err(Error::from_status(STATUS_INVALID_PARAMETER)), buf);
+        }
         let lent = match Lent::build(buf, IoBuf::bytes_total) {
             Ok(lent) => lent,
             Err((error, buf)) => return (Err(error), buf),

@@ -285,10 +285,10 @@ fn dropping_pending_receives_and_the_connection_leaks_nothing() {
     each_policy(|env, _| {
         block_on(async {
             let (listener, connection, _peer) = accepted_pair(env.provider(), false).await;
-            let mut receive =
-                Box::pin(connection.receive(vec![0u8; 0].into_iter().collect::<Vec<u8>>()));
-            let _ = poll_once(&mut receive);
-            drop(receive);
+            // A buffer without room is refused (a zero-byte receive would
+            // read as the peer's close).
+            let (empty, _) = connection.receive(Vec::new()).await;
+            assert_eq!(empty.unwrap_err().status(), STATUS_INVALID_PARAMETER);
             let mut receive = Box::pin(connection.receive(Vec::with_capacity(100)));
             assert!(poll_once(&mut receive).is_pending());
             drop(receive); // IoCancelIrp; the buffer goes with the completion
@@ -464,6 +464,44 @@ fn futures_and_sockets_are_send() {
             send(&accept);
             drop(accept);
             listener.close().await.unwrap();
+        });
+    });
+}
+
+/// A dual-stack listener (`IPV6_V6ONLY` off before bind) accepts an IPv4
+/// peer as a v4-mapped address.
+#[test]
+fn dual_stack_listener_accepts_ipv4_peers() {
+    each_policy(|env, _| {
+        block_on(async {
+            let options = ::wsk::ListenOptions {
+                v6_only: Some(false),
+                reuse_address: false,
+            };
+            let listener =
+                ListenSocket::bind_with(env.provider(), "[::]:0".parse().unwrap(), options)
+                    .await
+                    .expect("bind");
+            let port = listener.local_address().await.unwrap().port();
+            let mut peer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let accepted = listener.accept().await.expect("accept");
+            let remote = accepted.remote.expect("remote address");
+            let ::wsk::SocketAddr::V6(v6) = remote else {
+                panic!("an IPv6 socket reports a v4-mapped address, got {remote}");
+            };
+            assert_eq!(
+                v6.ip().to_ipv4_mapped(),
+                Some(std::net::Ipv4Addr::LOCALHOST)
+            );
+            assert_eq!(v6.port(), peer.local_addr().unwrap().port());
+            peer.write_all(b"v4").unwrap();
+            let (n, buf) = accepted
+                .connection
+                .receive_full(Vec::with_capacity(2))
+                .await;
+            assert_eq!((n.unwrap(), buf.as_slice()), (2, &b"v4"[..]));
+            accepted.connection.close().await.expect("close");
+            listener.close().await.expect("close listener");
         });
     });
 }
