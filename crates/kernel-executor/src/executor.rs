@@ -945,8 +945,46 @@ impl Executor {
     /// PASSIVE_LEVEL, not from one of this executor's tasks (it would wait
     /// for itself). Anything that holds a waker of a task and only lets go
     /// after this returns makes it wait forever.
-    pub fn shutdown(mut self) -> Counters {
-        self.shutdown_inner()
+    ///
+    /// Called where it cannot wait (above PASSIVE_LEVEL, or on the
+    /// executor's own thread) it does nothing but return the counters: the
+    /// executor keeps running, and the verifier reports it at unload. Use
+    /// [`Executor::try_shutdown`] to get the executor back instead.
+    pub fn shutdown(self) -> Counters {
+        match self.try_shutdown() {
+            Ok(counters) => counters,
+            Err(refused) => {
+                let counters = refused.executor.counters();
+                // Leave it running: its thread still uses the core.
+                core::mem::forget(refused.executor);
+                counters
+            }
+        }
+    }
+
+    /// [`Executor::shutdown`], refusing (and giving the executor back) where
+    /// it cannot wait: above PASSIVE_LEVEL or on the executor's own thread.
+    pub fn try_shutdown(mut self) -> Result<Counters, ShutdownRefused> {
+        if let Some(reason) = self.cannot_wait() {
+            return Err(ShutdownRefused {
+                reason,
+                executor: self,
+            });
+        }
+        Ok(self.shutdown_inner())
+    }
+
+    /// Why shutdown could not wait here, if it could not.
+    fn cannot_wait(&self) -> Option<ShutdownRefusal> {
+        if sys::irql() != nt::PASSIVE_LEVEL {
+            return Some(ShutdownRefusal::WrongIrql);
+        }
+        // SAFETY: the owner keeps the core alive.
+        let core = unsafe { self.core.as_ref() };
+        if core.thread.load(Ordering::Relaxed) == sys::current_thread() {
+            return Some(ShutdownRefusal::OwnThread);
+        }
+        None
     }
 
     fn shutdown_inner(&mut self) -> Counters {
@@ -974,16 +1012,32 @@ impl Executor {
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        if self.thread.is_none() {
-            return;
-        }
-        if sys::irql() != nt::PASSIVE_LEVEL {
+        if self.thread.is_none() || self.cannot_wait().is_some() {
             // Cannot wait here: leave the executor running rather than free
-            // what its thread uses. The verifier reports the leak at unload.
+            // what its thread uses. The verifier reports it at unload.
             return;
         }
         self.shutdown_inner();
     }
+}
+
+/// Why [`Executor::try_shutdown`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownRefusal {
+    /// Above PASSIVE_LEVEL: shutdown waits.
+    WrongIrql,
+    /// On the executor's own thread (from one of its tasks): it would wait
+    /// for itself.
+    OwnThread,
+}
+
+/// A refused shutdown, with the executor given back (still running).
+#[derive(Debug)]
+pub struct ShutdownRefused {
+    /// Why.
+    pub reason: ShutdownRefusal,
+    /// The executor, untouched.
+    pub executor: Executor,
 }
 
 /// Drops a handle reference to the core; the last one frees it.

@@ -61,7 +61,10 @@ mod task;
 
 pub use block_on::block_on;
 pub use error::{BlockOnError, SpawnError, SpawnErrorKind, StartError};
-pub use executor::{Config, Counters, DEFAULT_POOL_TAG, Executor, LOOKASIDE_SIZES, Spawner};
+pub use executor::{
+    Config, Counters, DEFAULT_POOL_TAG, Executor, LOOKASIDE_SIZES, ShutdownRefusal,
+    ShutdownRefused, Spawner,
+};
 pub use join::{JoinError, JoinHandle};
 
 /// The run queue, exposed to the loom models only.

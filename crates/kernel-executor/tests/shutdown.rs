@@ -397,3 +397,43 @@ fn spawns_racing_shutdown_are_either_run_or_refused() {
     }
     assert!(session.finish().is_clean());
 }
+
+#[test]
+fn shutdown_refuses_where_it_cannot_wait_and_gives_the_executor_back() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let mut old = 0;
+    // SAFETY: raising from PASSIVE_LEVEL.
+    unsafe { nt::KeRaiseIrql(nt::DISPATCH_LEVEL, &mut old) };
+    let refused = executor.try_shutdown().unwrap_err();
+    // SAFETY: back to PASSIVE_LEVEL.
+    unsafe { nt::KeLowerIrql(old) };
+    assert_eq!(refused.reason, kernel_executor::ShutdownRefusal::WrongIrql);
+    // From one of its own tasks: it would wait for itself.
+    let executor = Arc::new(Mutex::new(Some(refused.executor)));
+    let inside = Arc::clone(&executor);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawner = executor.lock().unwrap().as_ref().unwrap().spawner();
+    spawner
+        .spawn(async move {
+            let own = inside.lock().unwrap().take().unwrap();
+            let refused = own.try_shutdown().unwrap_err();
+            tx.send(refused.reason).unwrap();
+            *inside.lock().unwrap() = Some(refused.executor);
+        })
+        .unwrap()
+        .detach();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        kernel_executor::ShutdownRefusal::OwnThread
+    );
+    drop(spawner);
+    let executor = loop {
+        if let Some(executor) = executor.lock().unwrap().take() {
+            break executor;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(executor.shutdown().completed, 1);
+    assert!(session.finish().is_clean());
+}
