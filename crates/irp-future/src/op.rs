@@ -14,6 +14,14 @@
 //! `IoCancelIrp`). Drop the resources type `R` only where its own drop is
 //! legal: when the future is dropped in flight, `R` is dropped by the
 //! completion routine, at DISPATCH_LEVEL.
+//!
+//! That drop is a contract callers may rely on: an abandoned operation's
+//! resources are dropped exactly once, by whichever of the completion
+//! routine and the canceller comes last, *after* the callee completed the
+//! IRP and *before* our own IRP is freed, so a resource's `Drop` may read
+//! what the callee wrote into it (out-parameters) to clean up after an
+//! operation nobody awaits any more (the `wsk` crate closes a socket WSK
+//! created for an abandoned accept or connect this way).
 
 use core::future::Future;
 use core::pin::Pin;
