@@ -4,7 +4,7 @@
 //! same sequence of calls fail the same calls.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// A small, fast, seedable PRNG (SplitMix64). Not for cryptography.
 #[derive(Debug, Clone)]
@@ -54,6 +54,9 @@ pub enum FaultPlan {
 /// One allocator's fault state.
 #[derive(Debug, Default)]
 pub(crate) struct FaultSite {
+    /// Whether a plan other than `Never` is set (read without the lock on
+    /// every allocation).
+    armed: AtomicBool,
     plan: Mutex<(FaultPlan, Option<SplitMix64>)>,
     calls: AtomicU64,
     injected: AtomicU64,
@@ -65,12 +68,18 @@ impl FaultSite {
             FaultPlan::Probability { seed, .. } => Some(SplitMix64::new(seed)),
             _ => None,
         };
-        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = (plan, rng);
+        let mut guard = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        *guard = (plan, rng);
         self.calls.store(0, Ordering::Relaxed);
+        self.armed
+            .store(plan != FaultPlan::Never, Ordering::Release);
     }
 
     /// Whether this call fails; counts it.
     pub(crate) fn should_fail(&self) -> bool {
+        if !self.armed.load(Ordering::Acquire) {
+            return false;
+        }
         let mut guard = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         let (plan, rng) = &mut *guard;

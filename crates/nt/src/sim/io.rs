@@ -12,7 +12,7 @@
 //! while the IRP is still in flight. The record is only ever touched under
 //! its table's lock, never while a driver routine runs.
 
-use std::collections::HashMap;
+use super::hash::AddressMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -122,7 +122,7 @@ struct IrpRecord {
 /// The session's IRP table and cancel spin lock.
 #[derive(Debug, Default)]
 pub(crate) struct IoState {
-    irps: Mutex<HashMap<usize, IrpRecord>>,
+    irps: Mutex<AddressMap<IrpRecord>>,
     cancel_lock: AtomicUsize,
     /// Where the next record's generations start (2^32 apart).
     next_generation: AtomicU64,
@@ -139,8 +139,8 @@ impl IoState {
     }
 }
 
-fn io_state(kernel: &Kernel) -> Arc<IoState> {
-    kernel.extension::<IoState>()
+fn io_state(kernel: &Kernel) -> &IoState {
+    &kernel.io
 }
 
 fn cancel_flag<'a>(irp: PIRP) -> &'a AtomicU8 {
@@ -965,7 +965,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             }
         }
         let io = io_state(k);
-        let Some(walk) = begin_walk(k, &io, Irp, location) else {
+        let Some(walk) = begin_walk(k, io, Irp, location) else {
             return;
         };
         let raise = k.options().completion_routines_at_dispatch;
@@ -1041,10 +1041,10 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                         irql::set(before);
                     }
                     if result == STATUS_MORE_PROCESSING_REQUIRED {
-                        end_walk(k, &io, Irp, walk, Phase::Reclaimed);
+                        end_walk(k, io, Irp, walk, Phase::Reclaimed);
                         return;
                     }
-                    if let Some(takeover) = taken_over_during_walk(&io, Irp, &walk) {
+                    if let Some(takeover) = taken_over_during_walk(io, Irp, &walk) {
                         let (code, p1, what) = match takeover {
                             None => (
                                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
@@ -1072,7 +1072,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                         } else {
                             [p1, Irp as u64, routine as usize as u64, 0]
                         };
-                        end_walk(k, &io, Irp, walk, Phase::Completed);
+                        end_walk(k, io, Irp, walk, Phase::Completed);
                         k.bugcheck_at(
                             code,
                             parameters,
@@ -1119,7 +1119,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             irps.get(&(Irp as usize))
                 .is_some_and(|r| r.origin == Origin::IoManager)
         };
-        match end_walk(k, &io, Irp, walk, Phase::Completed) {
+        match end_walk(k, io, Irp, walk, Phase::Completed) {
             Some(io_manager) => {
                 // SAFETY: the I/O manager's IRP, complete: read its status.
                 let result = unsafe { ((*Irp).IoStatus.Status, 0) };

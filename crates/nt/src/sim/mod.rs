@@ -14,6 +14,7 @@ pub mod event;
 pub mod fault;
 pub mod ffi;
 pub mod harness;
+mod hash;
 pub mod io;
 pub mod irql;
 pub mod lower;

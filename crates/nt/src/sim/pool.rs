@@ -9,11 +9,12 @@
 //! the worst an allocator that ignores alignment (wdk-alloc) can give.
 
 use std::alloc::Layout;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::panic::Location;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::hash::{AddressMap, AddressSet};
 use super::irql;
 use super::session::{Kernel, lock, with_current};
 use super::verifier::{
@@ -56,35 +57,53 @@ pub struct PoolStats {
 }
 
 #[derive(Debug, Default)]
+struct PoolTables {
+    blocks: AddressMap<Block>,
+    /// Recently freed addresses (double-free detection), oldest first in
+    /// `freed_order`.
+    freed: AddressSet,
+    freed_order: VecDeque<usize>,
+}
+
+#[derive(Debug, Default)]
 pub(crate) struct PoolState {
-    blocks: Mutex<HashMap<usize, Block>>,
-    freed: Mutex<(HashSet<usize>, VecDeque<usize>)>,
+    tables: Mutex<PoolTables>,
     allocations: AtomicU64,
     frees: AtomicU64,
     failures: AtomicU64,
     pub(crate) minimal_alignment: AtomicBool,
 }
 
+/// What a free checks before it frees: the block's bookkeeping.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockInfo {
+    pub(crate) kind: LeakKind,
+    pub(crate) tag: u32,
+    pub(crate) paged: bool,
+}
+
 /// Why a free was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FreeError {
+pub(crate) enum FreeError<R = core::convert::Infallible> {
     /// Already freed.
     DoubleFree,
     /// Never allocated.
     Unknown,
     /// Allocated as another kind (e.g. an IRP freed with ExFreePool).
     WrongKind(LeakKind),
+    /// The caller's check refused it.
+    Refused(R),
 }
 
 impl PoolState {
     pub(crate) fn stats(&self) -> PoolStats {
-        let blocks = lock(&self.blocks);
+        let tables = lock(&self.tables);
         PoolStats {
             allocations: self.allocations.load(Ordering::Relaxed),
             frees: self.frees.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
-            live_blocks: blocks.len() as u64,
-            live_bytes: blocks.values().map(|b| b.size as u64).sum(),
+            live_blocks: tables.blocks.len() as u64,
+            live_bytes: tables.blocks.values().map(|b| b.size as u64).sum(),
         }
     }
 
@@ -133,10 +152,6 @@ impl PoolState {
             unsafe { ptr.write_bytes(0xCD, size) };
         }
         let address = ptr as usize;
-        {
-            let mut freed = lock(&self.freed);
-            freed.0.remove(&address);
-        }
         let block = Block {
             base: base as usize,
             layout,
@@ -147,54 +162,87 @@ impl PoolState {
             owner,
             location,
         };
-        lock(&self.blocks).insert(address, block);
+        {
+            let mut tables = lock(&self.tables);
+            tables.freed.remove(&address);
+            tables.blocks.insert(address, block);
+        }
         self.allocations.fetch_add(1, Ordering::Relaxed);
         ptr
     }
 
-    /// The kind, tag and pagedness of a live block.
+    /// Frees a block of `kind`.
+    pub(crate) fn free(&self, address: usize, kind: LeakKind) -> Result<(), FreeError> {
+        self.free_checked(
+            address,
+            |info| {
+                if info.kind == kind { Ok(()) } else { Err(()) }
+            },
+        )
+        .map_err(|error| match error {
+            FreeError::Refused(()) => match self.kind_of(address) {
+                Some(actual) => FreeError::WrongKind(actual),
+                None => FreeError::Unknown,
+            },
+            FreeError::DoubleFree => FreeError::DoubleFree,
+            FreeError::Unknown => FreeError::Unknown,
+            FreeError::WrongKind(k) => FreeError::WrongKind(k),
+        })
+    }
+
+    /// The kind, tag, pagedness and size of a live block.
     pub(crate) fn describe(&self, address: usize) -> Option<(LeakKind, u32, bool, usize)> {
-        lock(&self.blocks)
+        lock(&self.tables)
+            .blocks
             .get(&address)
             .map(|b| (b.kind, b.tag, b.paged, b.size))
     }
 
-    /// Frees a block of `kind`.
-    pub(crate) fn free(&self, address: usize, kind: LeakKind) -> Result<(), FreeError> {
+    fn kind_of(&self, address: usize) -> Option<LeakKind> {
+        lock(&self.tables).blocks.get(&address).map(|b| b.kind)
+    }
+
+    /// Frees the block at `address` if `check` accepts its bookkeeping, in
+    /// one look-up under one lock (the hot path of every free).
+    pub(crate) fn free_checked<R>(
+        &self,
+        address: usize,
+        check: impl FnOnce(BlockInfo) -> Result<(), R>,
+    ) -> Result<(), FreeError<R>> {
         let block = {
-            let mut blocks = lock(&self.blocks);
-            match blocks.get(&address) {
-                None => {
-                    let freed = lock(&self.freed);
-                    return Err(if freed.0.contains(&address) {
-                        FreeError::DoubleFree
-                    } else {
-                        FreeError::Unknown
-                    });
-                }
-                Some(b) if b.kind != kind => return Err(FreeError::WrongKind(b.kind)),
-                Some(_) => blocks.remove(&address),
+            let mut tables = lock(&self.tables);
+            let Some(block) = tables.blocks.get(&address) else {
+                return Err(if tables.freed.contains(&address) {
+                    FreeError::DoubleFree
+                } else {
+                    FreeError::Unknown
+                });
+            };
+            let info = BlockInfo {
+                kind: block.kind,
+                tag: block.tag,
+                paged: block.paged,
+            };
+            check(info).map_err(FreeError::Refused)?;
+            let Some(block) = tables.blocks.remove(&address) else {
+                return Err(FreeError::Unknown);
+            };
+            if tables.freed.insert(address) {
+                tables.freed_order.push_back(address);
             }
-        };
-        let Some(block) = block else {
-            return Err(FreeError::Unknown);
+            while tables.freed_order.len() > FREED_MEMORY {
+                if let Some(old) = tables.freed_order.pop_front() {
+                    tables.freed.remove(&old);
+                }
+            }
+            block
         };
         // Poison freed memory so use-after-free shows up in tests.
-        // SAFETY: the block is live and `size` bytes long at `address`.
+        // SAFETY: the block was live and `size` bytes long at `address`; it
+        // is ours alone now.
         unsafe { (address as *mut u8).write_bytes(0xDD, block.size) };
         // SAFETY: `base` and `layout` are exactly what `alloc_zeroed` got.
         unsafe { std::alloc::dealloc(block.base as *mut u8, block.layout) };
-        {
-            let mut freed = lock(&self.freed);
-            if freed.0.insert(address) {
-                freed.1.push_back(address);
-            }
-            while freed.1.len() > FREED_MEMORY {
-                if let Some(old) = freed.1.pop_front() {
-                    freed.0.remove(&old);
-                }
-            }
-        }
         self.frees.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -202,8 +250,9 @@ impl PoolState {
     /// Live blocks of driver generation `owner` (every non-system block for
     /// `None`), as leaks.
     pub(crate) fn live_leaks(&self, owner: Option<u64>) -> Vec<Leak> {
-        let blocks = lock(&self.blocks);
-        let mut leaks: Vec<Leak> = blocks
+        let tables = lock(&self.tables);
+        let mut leaks: Vec<Leak> = tables
+            .blocks
             .iter()
             .filter(|(_, b)| b.owner != SYSTEM_OWNER && owner.is_none_or(|o| b.owner == o))
             .map(|(&address, b)| Leak {
@@ -339,19 +388,20 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
     with_current(|k| {
         let address = P as usize;
         let irql = irql::current();
-        if let Some((kind, block_tag, paged, _)) = k.pool.describe(address) {
-            if k.verifying() {
-                if paged && irql > APC_LEVEL {
-                    k.bugcheck_at(
+        let verifying = k.verifying();
+        // Every check runs on the block's bookkeeping under the pool lock;
+        // the bugcheck (if any) is raised after it is released.
+        let refusal = |info: BlockInfo| -> Result<(), (u32, [u64; 4], String)> {
+            if verifying {
+                if info.paged && irql > APC_LEVEL {
+                    return Err((
                         DRIVER_VERIFIER_DETECTED_VIOLATION,
                         [c4::PAGED_FREE_ABOVE_APC, u64::from(irql), 1, address as u64],
-                        "paged pool freed above APC_LEVEL",
-                        Some(location),
-                    );
-                    return;
+                        "paged pool freed above APC_LEVEL".into(),
+                    ));
                 }
                 if irql > DISPATCH_LEVEL {
-                    k.bugcheck_at(
+                    return Err((
                         DRIVER_VERIFIER_DETECTED_VIOLATION,
                         [
                             c4::NONPAGED_FREE_ABOVE_DISPATCH,
@@ -359,62 +409,55 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
                             0,
                             address as u64,
                         ],
-                        "pool freed above DISPATCH_LEVEL",
-                        Some(location),
-                    );
-                    return;
+                        "pool freed above DISPATCH_LEVEL".into(),
+                    ));
                 }
-                if kind == LeakKind::Irp {
-                    k.bugcheck_at(
+                if info.kind == LeakKind::Irp {
+                    return Err((
                         DRIVER_VERIFIER_DETECTED_VIOLATION,
                         [c4::IRP_FREED_AS_POOL, address as u64, 0, 0],
-                        "an IRP was freed with ExFreePool instead of IoFreeIrp",
-                        Some(location),
-                    );
-                    return;
+                        "an IRP was freed with ExFreePool instead of IoFreeIrp".into(),
+                    ));
                 }
             }
             if let Some(tag) = tag
-                && tag != block_tag
+                && tag != info.tag
             {
-                k.bugcheck_at(
+                return Err((
                     BAD_POOL_CALLER,
                     [
                         c2::WRONG_TAG,
                         address as u64,
-                        u64::from(block_tag),
+                        u64::from(info.tag),
                         u64::from(tag),
                     ],
-                    "ExFreePoolWithTag with a tag that is not the allocation's",
-                    Some(location),
-                );
-                return;
+                    "ExFreePoolWithTag with a tag that is not the allocation's".into(),
+                ));
             }
-            if kind != LeakKind::Pool {
-                k.bugcheck_at(
+            if info.kind != LeakKind::Pool {
+                return Err((
                     BAD_POOL_CALLER,
                     [c2::BAD_ADDRESS, address as u64, 0, 0],
-                    format!("ExFreePool on a {kind:?} object"),
-                    Some(location),
-                );
-                return;
+                    format!("ExFreePool on a {:?} object", info.kind),
+                ));
             }
-        }
-        match k.pool.free(address, LeakKind::Pool) {
-            Ok(()) => {}
-            Err(FreeError::DoubleFree) => k.bugcheck_at(
+            Ok(())
+        };
+        let (code, parameters, description) = match k.pool.free_checked(address, refusal) {
+            Ok(()) => return,
+            Err(FreeError::Refused(refused)) => refused,
+            Err(FreeError::DoubleFree) => (
                 BAD_POOL_CALLER,
                 [c2::DOUBLE_FREE, 0, 0, address as u64],
-                "pool freed twice",
-                Some(location),
+                "pool freed twice".into(),
             ),
-            Err(FreeError::Unknown | FreeError::WrongKind(_)) => k.bugcheck_at(
+            Err(FreeError::Unknown | FreeError::WrongKind(_)) => (
                 BAD_POOL_CALLER,
                 [c2::BAD_ADDRESS, address as u64, 0, 0],
-                "free of an address that is not a pool block",
-                Some(location),
+                "free of an address that is not a pool block".into(),
             ),
-        }
+        };
+        k.bugcheck_at(code, parameters, description, Some(location));
     });
 }
 

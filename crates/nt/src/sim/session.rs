@@ -12,7 +12,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::fault::{Completion, CompletionKnob, CompletionPolicy, FaultPlan, FaultTarget, Faults};
@@ -55,6 +55,52 @@ impl Default for VerifierOptions {
     }
 }
 
+/// [`VerifierOptions`] packed in one atomic word, so hot paths read them
+/// without a lock.
+#[derive(Debug)]
+struct OptionBits(AtomicU8);
+
+impl OptionBits {
+    const ENABLED: u8 = 1;
+    const COMPLETION_AT_DISPATCH: u8 = 2;
+    const POISON: u8 = 4;
+    const ABORT: u8 = 8;
+
+    fn new(options: VerifierOptions) -> Self {
+        let bits = Self(AtomicU8::new(0));
+        bits.set(options);
+        bits
+    }
+
+    fn set(&self, o: VerifierOptions) {
+        let mut bits = 0;
+        for (on, bit) in [
+            (o.enabled, Self::ENABLED),
+            (
+                o.completion_routines_at_dispatch,
+                Self::COMPLETION_AT_DISPATCH,
+            ),
+            (o.poison_uninitialized_pool, Self::POISON),
+            (o.abort_on_bugcheck, Self::ABORT),
+        ] {
+            if on {
+                bits |= bit;
+            }
+        }
+        self.0.store(bits, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> VerifierOptions {
+        let bits = self.0.load(Ordering::Relaxed);
+        VerifierOptions {
+            enabled: bits & Self::ENABLED != 0,
+            completion_routines_at_dispatch: bits & Self::COMPLETION_AT_DISPATCH != 0,
+            poison_uninitialized_pool: bits & Self::POISON != 0,
+            abort_on_bugcheck: bits & Self::ABORT != 0,
+        }
+    }
+}
+
 /// An operation still outstanding (a running system thread, a queued work
 /// item, an IRP in flight, ...), as the unload check sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,13 +127,16 @@ pub(crate) enum HandleEntry {
 /// The state of one simulated machine.
 pub(crate) struct Kernel {
     pub(crate) id: u64,
-    pub(crate) options: Mutex<VerifierOptions>,
+    options: OptionBits,
     report: Mutex<VerifierReport>,
     observed_bugchecks: AtomicU64,
     crashed: AtomicBool,
     pub(crate) faults: Faults,
     pub(crate) completion: CompletionKnob,
     pub(crate) pool: PoolState,
+    /// The I/O manager's IRP table (a field, not an extension: every IRP
+    /// operation reads it).
+    pub(crate) io: super::io::IoState,
     /// The generation of the loaded driver (0: none loaded yet / test code).
     pub(crate) driver_generation: AtomicU64,
     pending: Mutex<BTreeMap<u64, PendingOperation>>,
@@ -165,13 +214,14 @@ impl Kernel {
     fn new(options: VerifierOptions) -> Self {
         Self {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
-            options: Mutex::new(options),
+            options: OptionBits::new(options),
             report: Mutex::new(VerifierReport::default()),
             observed_bugchecks: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             faults: Faults::default(),
             completion: CompletionKnob::default(),
             pool: PoolState::default(),
+            io: super::io::IoState::default(),
             driver_generation: AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             next_pending: AtomicU64::new(1),
@@ -183,12 +233,13 @@ impl Kernel {
 
     /// The verifier options in force.
     pub(crate) fn options(&self) -> VerifierOptions {
-        *lock(&self.options)
+        self.options.get()
     }
 
-    /// Whether the verifier's own checks run.
+    /// Whether the verifier's own checks run (one atomic load: it is asked
+    /// on every hot path).
     pub(crate) fn verifying(&self) -> bool {
-        lock(&self.options).enabled
+        self.options.0.load(Ordering::Relaxed) & OptionBits::ENABLED != 0
     }
 
     /// Whether a bugcheck has been raised.
@@ -392,7 +443,7 @@ impl Session {
 
     /// Changes the verifier options.
     pub fn set_verifier_options(&self, options: VerifierOptions) {
-        *lock(&self.kernel.options) = options;
+        self.kernel.options.set(options);
     }
 
     /// Makes an allocator fail according to `plan` (resets its call count).
