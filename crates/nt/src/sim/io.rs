@@ -72,6 +72,27 @@ enum Takeover {
 }
 
 impl IrpRecord {
+    /// The record of a freshly allocated, idle IRP.
+    fn new(
+        io: &IoState,
+        origin: Origin,
+        owner: u64,
+        io_manager: Option<Arc<IoManagerCompletion>>,
+    ) -> Self {
+        Self {
+            origin,
+            phase: Phase::Idle,
+            cancels_running: 0,
+            free_deferred: false,
+            pending_key: None,
+            walk_key: None,
+            generation: io.fresh_generation(),
+            takeover: None,
+            owner,
+            io_manager,
+        }
+    }
+
     /// Records an owner's action (the last one is what a superseded walk
     /// reports).
     fn advance(&mut self, action: Takeover) {
@@ -226,18 +247,7 @@ impl Kernel {
         // SAFETY: freshly allocated with room for `count` locations.
         unsafe { initialize_irp(irp, count as CCHAR, 0) };
         let io = io_state(self);
-        let record = IrpRecord {
-            origin: Origin::IoManager,
-            phase: Phase::Idle,
-            cancels_running: 0,
-            free_deferred: false,
-            pending_key: None,
-            walk_key: None,
-            generation: io.fresh_generation(),
-            takeover: None,
-            owner: SYSTEM_OWNER,
-            io_manager: Some(completion),
-        };
+        let record = IrpRecord::new(io, Origin::IoManager, SYSTEM_OWNER, Some(completion));
         lock(&io.irps).insert(irp as usize, record);
         irp
     }
@@ -277,18 +287,8 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
         // SAFETY: freshly allocated with room for `count` locations.
         unsafe { initialize_irp(irp, StackSize, 0) };
         let io = io_state(k);
-        let record = IrpRecord {
-            origin: Origin::Driver,
-            phase: Phase::Idle,
-            cancels_running: 0,
-            free_deferred: false,
-            pending_key: None,
-            walk_key: None,
-            generation: io.fresh_generation(),
-            takeover: None,
-            owner: k.driver_generation.load(Ordering::Acquire),
-            io_manager: None,
-        };
+        let owner = k.driver_generation.load(Ordering::Acquire);
+        let record = IrpRecord::new(io, Origin::Driver, owner, None);
         lock(&io.irps).insert(irp as usize, record);
         irp
     })
