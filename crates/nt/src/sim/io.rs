@@ -968,7 +968,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
         let Some(walk) = begin_walk(k, io, Irp, location) else {
             return;
         };
-        let raise = k.options().completion_routines_at_dispatch;
+        let raise = k.completion_at_dispatch();
         // SAFETY: the caller holds the IRP; the sim's walk is the only code
         // touching it until a routine takes it back.
         let count = unsafe { (*Irp).StackCount };

@@ -9,6 +9,7 @@
 //! loads a driver and talks to it.
 
 pub mod access;
+pub mod config;
 pub mod driver;
 pub mod event;
 pub mod fault;
@@ -28,6 +29,10 @@ pub mod verifier;
 pub mod workitem;
 pub mod wsk;
 
+pub use config::{
+    CallbackIrql, CompletionIrql, DpcIdentity, PoolPolicy, Profile, SchedulePolicy, SendCompletion,
+    SimConfig, StackBudget, WorkerPolicy, WskPolicy,
+};
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{
     DeviceHandle, DriverEntry, HarnessError, IoctlResult, LoadedDriver, PendingIrp, WideString,

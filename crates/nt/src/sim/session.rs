@@ -15,6 +15,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::config::{CompletionIrql, SimConfig};
 use super::fault::{Completion, CompletionKnob, CompletionPolicy, FaultPlan, FaultTarget, Faults};
 use super::pool::{PoolState, PoolStats};
 use super::verifier::{BugCheck, VerifierReport};
@@ -33,10 +34,6 @@ pub struct VerifierOptions {
     /// Run the verifier's checks (the kernel's own bugchecks, such as 0x44,
     /// are raised either way).
     pub enabled: bool,
-    /// Call every completion routine at DISPATCH_LEVEL, whatever the IRQL
-    /// of the thread completing the IRP, so routines that are not
-    /// DISPATCH-safe fail in every test.
-    pub completion_routines_at_dispatch: bool,
     /// Fill `POOL_FLAG_UNINITIALIZED` allocations with a pattern instead of
     /// zeros, so code that relies on zeroed memory fails.
     pub poison_uninitialized_pool: bool,
@@ -48,7 +45,6 @@ impl Default for VerifierOptions {
     fn default() -> Self {
         Self {
             enabled: true,
-            completion_routines_at_dispatch: true,
             poison_uninitialized_pool: true,
             abort_on_bugcheck: std::env::var_os("NT_SIM_ABORT_ON_BUGCHECK").is_some(),
         }
@@ -72,14 +68,22 @@ impl OptionBits {
         bits
     }
 
+    fn set_completion_irql(&self, irql: CompletionIrql) {
+        match irql {
+            CompletionIrql::Dispatch => self
+                .0
+                .fetch_or(Self::COMPLETION_AT_DISPATCH, Ordering::Relaxed),
+            CompletionIrql::Caller => self
+                .0
+                .fetch_and(!Self::COMPLETION_AT_DISPATCH, Ordering::Relaxed),
+        };
+    }
+
     fn set(&self, o: VerifierOptions) {
-        let mut bits = 0;
+        // The completion-IRQL bit belongs to the config, not to the options.
+        let mut bits = self.0.load(Ordering::Relaxed) & Self::COMPLETION_AT_DISPATCH;
         for (on, bit) in [
             (o.enabled, Self::ENABLED),
-            (
-                o.completion_routines_at_dispatch,
-                Self::COMPLETION_AT_DISPATCH,
-            ),
             (o.poison_uninitialized_pool, Self::POISON),
             (o.abort_on_bugcheck, Self::ABORT),
         ] {
@@ -94,7 +98,6 @@ impl OptionBits {
         let bits = self.0.load(Ordering::Relaxed);
         VerifierOptions {
             enabled: bits & Self::ENABLED != 0,
-            completion_routines_at_dispatch: bits & Self::COMPLETION_AT_DISPATCH != 0,
             poison_uninitialized_pool: bits & Self::POISON != 0,
             abort_on_bugcheck: bits & Self::ABORT != 0,
         }
@@ -128,6 +131,9 @@ pub(crate) enum HandleEntry {
 pub(crate) struct Kernel {
     pub(crate) id: u64,
     options: OptionBits,
+    /// The whole configuration (hot knobs are mirrored in atomics:
+    /// `options`, `completion`).
+    config: Mutex<SimConfig>,
     report: Mutex<VerifierReport>,
     observed_bugchecks: AtomicU64,
     crashed: AtomicBool,
@@ -211,15 +217,20 @@ where
 }
 
 impl Kernel {
-    fn new(options: VerifierOptions) -> Self {
+    fn new(config: SimConfig) -> Self {
+        let options = OptionBits::new(config.verifier);
+        options.set_completion_irql(config.completion_irql);
+        let completion = CompletionKnob::default();
+        completion.set(config.completion);
         Self {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
-            options: OptionBits::new(options),
+            options,
+            config: Mutex::new(config),
             report: Mutex::new(VerifierReport::default()),
             observed_bugchecks: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             faults: Faults::default(),
-            completion: CompletionKnob::default(),
+            completion,
             pool: PoolState::default(),
             io: super::io::IoState::default(),
             driver_generation: AtomicU64::new(0),
@@ -234,6 +245,19 @@ impl Kernel {
     /// The verifier options in force.
     pub(crate) fn options(&self) -> VerifierOptions {
         self.options.get()
+    }
+
+    /// The session's configuration.
+    pub(crate) fn config(&self) -> SimConfig {
+        let mut config = *lock(&self.config);
+        config.verifier = self.options();
+        config
+    }
+
+    /// Whether completion routines are raised to DISPATCH_LEVEL (one atomic
+    /// load).
+    pub(crate) fn completion_at_dispatch(&self) -> bool {
+        self.options.0.load(Ordering::Relaxed) & OptionBits::COMPLETION_AT_DISPATCH != 0
     }
 
     /// Whether the verifier's own checks run (one atomic load: it is asked
@@ -270,7 +294,11 @@ impl Kernel {
             location,
             thread: thread.name().unwrap_or("<unnamed>").to_owned(),
         };
-        eprintln!("\n*** nt::sim session {}: bugcheck\n{bugcheck}\n", self.id);
+        eprintln!(
+            "\n*** nt::sim session {}: bugcheck\n{bugcheck}\n    replay: {}\n",
+            self.id,
+            self.config().replay_line()
+        );
         let abort = self.options().abort_on_bugcheck;
         lock(&self.report).bugchecks.push(bugcheck);
         self.crashed.store(true, Ordering::Release);
@@ -397,15 +425,25 @@ impl Drop for EnterGuard {
 }
 
 impl Session {
-    /// Boots a session with the verifier on, and makes it current on this
-    /// thread.
+    /// Boots a session with the configuration the environment asks for
+    /// ([`SimConfig::from_env`]: the verifier on, special pool, ...), and
+    /// makes it current on this thread.
     pub fn boot() -> Session {
-        Self::boot_with(VerifierOptions::default())
+        Self::boot_config(SimConfig::from_env())
     }
 
-    /// Boots a session with the given verifier options.
+    /// Boots a session with the environment's configuration but the given
+    /// verifier options.
     pub fn boot_with(options: VerifierOptions) -> Session {
-        let kernel = Arc::new(Kernel::new(options));
+        Self::boot_config(SimConfig {
+            verifier: options,
+            ..SimConfig::from_env()
+        })
+    }
+
+    /// Boots a session with exactly `config`.
+    pub fn boot_config(config: SimConfig) -> Session {
+        let kernel = Arc::new(Kernel::new(config));
         let previous = set_current(Some(Arc::clone(&kernel)));
         Session {
             kernel,
@@ -436,6 +474,18 @@ impl Session {
             .unwrap_or_else(|e| panic!("nt::sim: cannot spawn host thread {name}: {e}"))
     }
 
+    /// The configuration in force (with the changes made through the
+    /// setters below).
+    pub fn config(&self) -> SimConfig {
+        self.kernel.config()
+    }
+
+    /// Sets the IRQL completion routines run at.
+    pub fn set_completion_irql(&self, irql: CompletionIrql) {
+        lock(&self.kernel.config).completion_irql = irql;
+        self.kernel.options.set_completion_irql(irql);
+    }
+
     /// The verifier options in force.
     pub fn verifier_options(&self) -> VerifierOptions {
         self.kernel.options()
@@ -458,6 +508,7 @@ impl Session {
 
     /// Sets the I/O completion policy simulated providers obey.
     pub fn set_completion_policy(&self, policy: CompletionPolicy) {
+        lock(&self.kernel.config).completion = policy;
         self.kernel.completion.set(policy);
     }
 
@@ -516,7 +567,15 @@ impl Drop for Session {
         }) {
             set_current(self.previous.take());
         }
-        if self.finished || std::thread::panicking() {
+        if std::thread::panicking() {
+            eprintln!(
+                "nt::sim session {} ended by a panic; its configuration: {}",
+                self.kernel.id,
+                self.kernel.config().replay_line()
+            );
+            return;
+        }
+        if self.finished {
             return;
         }
         let unseen = self.kernel.unobserved_bugchecks();
