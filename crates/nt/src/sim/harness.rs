@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::callout::{CalloutKind, callout};
 use super::driver::{read_unicode, resolve};
 use super::ffi::*;
 use super::io::{
@@ -406,9 +407,11 @@ impl Session {
             .driver_generation
             .store(generation, Ordering::Release);
         let level = irql::set(PASSIVE_LEVEL);
-        // SAFETY: the driver's entry point with a live driver object and
-        // registry path, at PASSIVE_LEVEL.
-        let status = unsafe { entry(driver.object(), driver.registry_path.as_ptr()) };
+        let status = callout(kernel, CalloutKind::DriverEntry, entry as usize, || {
+            // SAFETY: the driver's entry point with a live driver object and
+            // registry path, at PASSIVE_LEVEL.
+            unsafe { entry(driver.object(), driver.registry_path.as_ptr()) }
+        });
         let after = irql::set(level);
         if after != PASSIVE_LEVEL && kernel.verifying() {
             kernel.bugcheck_at(
@@ -452,9 +455,11 @@ impl Session {
             return Err(HarnessError::NoUnloadRoutine);
         };
         let level = irql::set(PASSIVE_LEVEL);
-        // SAFETY: the driver's Unload routine with its driver object, at
-        // PASSIVE_LEVEL.
-        unsafe { unload(driver.object()) };
+        callout(kernel, CalloutKind::Unload, unload as usize, || {
+            // SAFETY: the driver's Unload routine with its driver object, at
+            // PASSIVE_LEVEL.
+            unsafe { unload(driver.object()) }
+        });
         irql::set(level);
         self.check_after_unload(&mut driver, "unload");
         kernel.driver_generation.store(0, Ordering::Release);

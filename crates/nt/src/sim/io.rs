@@ -17,6 +17,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::callout::{CalloutKind, callout};
 use super::ffi::*;
 use super::irql;
 use super::pool::{IRP_TAG, SYSTEM_OWNER};
@@ -762,8 +763,10 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
             unsafe { IofCompleteRequest(Irp, IO_NO_INCREMENT) };
             return STATUS_INVALID_DEVICE_REQUEST;
         };
-        // SAFETY: the driver's dispatch routine with the documented args.
-        let status = unsafe { dispatch(DeviceObject, Irp) };
+        let status = callout(k, CalloutKind::Dispatch, dispatch as usize, || {
+            // SAFETY: the driver's dispatch routine with the documented args.
+            unsafe { dispatch(DeviceObject, Irp) }
+        });
         let after = irql::current();
         if after != level && k.verifying() {
             k.bugcheck_at(
@@ -1011,9 +1014,11 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                     let pending_returned = irp.PendingReturned != 0;
                     let before = irql::current();
                     let run = || {
-                        // SAFETY: the completion routine with its documented
-                        // arguments.
-                        let result = unsafe { routine(device, Irp, context) };
+                        let result = callout(k, CalloutKind::Completion, routine as usize, || {
+                            // SAFETY: the completion routine with its
+                            // documented arguments.
+                            unsafe { routine(device, Irp, context) }
+                        });
                         (result, irql::current())
                     };
                     let (result, after) = if raise {
@@ -1207,9 +1212,11 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
                 } else {
                     core::ptr::null_mut()
                 };
-                // SAFETY: the cancel routine's documented contract: called
-                // with the cancel spin lock held, it releases it.
-                unsafe { routine(device, Irp) };
+                callout(k, CalloutKind::Cancel, routine as usize, || {
+                    // SAFETY: the cancel routine's documented contract:
+                    // called with the cancel spin lock held, it releases it.
+                    unsafe { routine(device, Irp) }
+                });
                 TRUE
             }
             None => {

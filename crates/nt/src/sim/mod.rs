@@ -9,6 +9,7 @@
 //! loads a driver and talks to it.
 
 pub mod access;
+pub mod callout;
 pub mod config;
 pub mod driver;
 pub mod event;
@@ -29,6 +30,7 @@ pub mod verifier;
 pub mod workitem;
 pub mod wsk;
 
+pub use callout::{CalloutKind, RunningCallout};
 pub use config::{
     CallbackIrql, CompletionIrql, DpcIdentity, PoolPolicy, Profile, SchedulePolicy, SendCompletion,
     SimConfig, StackBudget, WorkerPolicy, WskPolicy,

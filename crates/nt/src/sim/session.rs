@@ -138,6 +138,8 @@ pub(crate) struct Kernel {
     observed_bugchecks: AtomicU64,
     crashed: AtomicBool,
     pub(crate) faults: Faults,
+    /// Driver code running right now.
+    pub(crate) callouts: super::callout::Callouts,
     pub(crate) completion: CompletionKnob,
     pub(crate) pool: PoolState,
     /// The I/O manager's IRP table (a field, not an extension: every IRP
@@ -230,6 +232,7 @@ impl Kernel {
             observed_bugchecks: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             faults: Faults::default(),
+            callouts: Default::default(),
             completion,
             pool: PoolState::default(),
             io: super::io::IoState::default(),
@@ -541,6 +544,12 @@ impl Session {
     /// The verifier's report so far (bugchecks become "seen").
     pub fn report(&self) -> VerifierReport {
         self.kernel.report()
+    }
+
+    /// Driver code running right now (routines the sim called that have not
+    /// returned yet).
+    pub fn running_callouts(&self) -> Vec<super::callout::RunningCallout> {
+        self.kernel.callouts.running(None)
     }
 
     /// Operations still outstanding (threads, work items, IRPs in flight).

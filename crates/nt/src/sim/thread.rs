@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use super::access::ps_thread_type;
+use super::callout::{CalloutKind, callout};
 use super::event::{require_irql, signal_object};
 use super::ffi::*;
 use super::irql;
@@ -179,9 +180,11 @@ pub unsafe fn PsCreateSystemThread(
     let spawned = spawn_kernel_thread(&k, format!("nt-sim system thread {id}"), move || {
         let context = context;
         SYSTEM_THREAD.with(|t| t.set(Some(me)));
-        // SAFETY: the driver guarantees the start routine may run with its
-        // context on this thread (PsCreateSystemThread's contract).
-        unsafe { start(context.0) };
+        callout(&kernel, CalloutKind::SystemThread, start as usize, || {
+            // SAFETY: the driver guarantees the start routine may run with
+            // its context on this thread (PsCreateSystemThread's contract).
+            unsafe { start(context.0) }
+        });
         // Returning from the start routine ends the thread, as on Windows.
         end_system_thread(&kernel, me, STATUS_SUCCESS);
     });

@@ -34,6 +34,7 @@ use std::panic::Location;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::callout::{CalloutKind, callout};
 use super::event::require_irql;
 use super::ffi::*;
 use super::irql;
@@ -152,10 +153,12 @@ fn run_worker(kernel: Arc<Kernel>, queue: Arc<WorkQueue>) {
             }
         };
         irql::set(PASSIVE_LEVEL);
-        // SAFETY: the driver queued this routine with this context and
-        // device (IoQueueWorkItem's contract): it runs at PASSIVE_LEVEL on a
-        // system worker thread.
-        unsafe { (job.routine)(job.device as PDEVICE_OBJECT, job.context as PVOID) };
+        callout(&kernel, CalloutKind::WorkItem, job.routine as usize, || {
+            // SAFETY: the driver queued this routine with this context and
+            // device (IoQueueWorkItem's contract): it runs at PASSIVE_LEVEL
+            // on a system worker thread.
+            unsafe { (job.routine)(job.device as PDEVICE_OBJECT, job.context as PVOID) }
+        });
         let after = irql::set(PASSIVE_LEVEL);
         if after != PASSIVE_LEVEL {
             kernel.bugcheck_at(
