@@ -3,11 +3,20 @@
 //! of code that owns IRPs (irp-future, the executor's shutdown tests).
 //!
 //! Each request is answered by a test-supplied behaviour: complete inline,
-//! complete later from another thread at DISPATCH_LEVEL, hold until the
-//! test releases it, or follow the session's completion policy. Held and
+//! complete later from another thread (as a DPC at DISPATCH_LEVEL, or from a
+//! PASSIVE_LEVEL worker), hold until the test releases it, ignore
+//! cancellation, or follow the session's completion policy. Held and
 //! delayed IRPs are cancel-safe: `IoCancelIrp` completes them with
 //! STATUS_CANCELLED through a cancel routine, exactly once, whichever of
-//! cancel and completion comes first.
+//! cancel and completion comes first; with
+//! [`LowerDevice::set_deferred_cancel`] the cancel routine only dequeues
+//! them and the cancelled completion comes later from the device's thread,
+//! after `IoCancelIrp` has returned (both are legal on NT: a driver's
+//! cancel routine may complete the IRP itself or hand it to its DPC).
+//!
+//! Completions from the device's thread at DISPATCH_LEVEL run in DPC
+//! context (`thread::dpc_context`): under `DpcIdentity::Interrupted` the
+//! completion routine sees another thread's identity.
 
 use std::collections::VecDeque;
 use std::panic::Location;
@@ -59,19 +68,67 @@ pub enum LowerAction {
         /// IoStatus.Information.
         information: u64,
     },
+    /// Return STATUS_PENDING; complete after `delay` from the device's
+    /// thread at PASSIVE_LEVEL, as a lower driver completing from a work
+    /// item or its own system thread does: not in DPC context, preemptible
+    /// (the completion routine runs at PASSIVE_LEVEL when the session's
+    /// completion IRQL is `Caller`).
+    CompleteLaterPassive {
+        /// IoStatus.Status.
+        status: NTSTATUS,
+        /// IoStatus.Information.
+        information: u64,
+        /// How long after dispatch.
+        delay: Duration,
+    },
+    /// Return STATUS_PENDING and ignore cancellation (no cancel routine:
+    /// `IoCancelIrp` only sets `Irp->Cancel`); complete with `status` after
+    /// `delay` from the device's thread at DISPATCH_LEVEL, whatever
+    /// happened meanwhile.
+    IgnoreCancel {
+        /// IoStatus.Status.
+        status: NTSTATUS,
+        /// IoStatus.Information.
+        information: u64,
+        /// How long after dispatch.
+        delay: Duration,
+    },
 }
 
 type Behaviour = dyn Fn(PIRP) -> LowerAction + Send + Sync;
-type Scheduled = Option<(Instant, NTSTATUS, u64)>;
+
+/// How and when a queued IRP completes.
+#[derive(Debug, Clone, Copy)]
+struct Scheduled {
+    at: Instant,
+    status: NTSTATUS,
+    information: u64,
+    /// At PASSIVE_LEVEL (not a DPC).
+    passive: bool,
+}
+
+/// One IRP the device holds.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    irp: usize,
+    /// `None`: held until the test completes it.
+    when: Option<Scheduled>,
+    /// Whether a cancel routine guards it (taken back with
+    /// `IoSetCancelRoutine(NULL)` before completing).
+    cancellable: bool,
+}
 
 struct Shared {
     behaviour: Box<Behaviour>,
-    /// Pending IRPs (held or delayed), as addresses.
-    pending: Mutex<VecDeque<(usize, Scheduled)>>,
+    /// Pending IRPs (held or scheduled).
+    pending: Mutex<VecDeque<Entry>>,
     wake: Condvar,
     stop: Mutex<bool>,
     dispatched: AtomicU64,
     cancelled: AtomicU64,
+    /// Cancelled IRPs complete this long after the cancel routine ran, from
+    /// the device's thread (None: inside the cancel routine).
+    deferred_cancel: Mutex<Option<Duration>>,
 }
 
 /// A device whose driver is the test's behaviour closure.
@@ -145,11 +202,50 @@ unsafe extern "C" fn lower_dispatch(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTAT
         } => {
             // SAFETY: the IRP is ours and has a current location.
             unsafe { IoMarkIrpPending(irp) };
-            queue(
-                shared,
-                irp,
-                Some((Instant::now() + delay, status, information)),
-            );
+            let when = Scheduled {
+                at: Instant::now() + delay,
+                status,
+                information,
+                passive: false,
+            };
+            queue(shared, irp, Some(when));
+            STATUS_PENDING
+        }
+        LowerAction::CompleteLaterPassive {
+            status,
+            information,
+            delay,
+        } => {
+            // SAFETY: as above.
+            unsafe { IoMarkIrpPending(irp) };
+            let when = Scheduled {
+                at: Instant::now() + delay,
+                status,
+                information,
+                passive: true,
+            };
+            queue(shared, irp, Some(when));
+            STATUS_PENDING
+        }
+        LowerAction::IgnoreCancel {
+            status,
+            information,
+            delay,
+        } => {
+            // SAFETY: as above.
+            unsafe { IoMarkIrpPending(irp) };
+            let when = Scheduled {
+                at: Instant::now() + delay,
+                status,
+                information,
+                passive: false,
+            };
+            lock(&shared.pending).push_back(Entry {
+                irp: irp as usize,
+                when: Some(when),
+                cancellable: false,
+            });
+            shared.wake.notify_all();
             STATUS_PENDING
         }
         LowerAction::Hold => {
@@ -161,7 +257,7 @@ unsafe extern "C" fn lower_dispatch(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTAT
     }
 }
 
-fn queue(shared: &Shared, irp: PIRP, when: Option<(Instant, NTSTATUS, u64)>) {
+fn queue(shared: &Shared, irp: PIRP, when: Option<Scheduled>) {
     let mut pending = lock(&shared.pending);
     // SAFETY: the IRP is ours; the cancel routine is set under our lock so
     // the cancel routine finds it queued.
@@ -178,20 +274,42 @@ fn queue(shared: &Shared, irp: PIRP, when: Option<(Instant, NTSTATUS, u64)>) {
         complete(irp, STATUS_CANCELLED, 0);
         return;
     }
-    pending.push_back((irp as usize, when));
+    pending.push_back(Entry {
+        irp: irp as usize,
+        when,
+        cancellable: true,
+    });
     drop(pending);
     shared.wake.notify_all();
 }
 
+/// Completes an IRP the caller took from the queue, at DISPATCH_LEVEL on
+/// the calling thread (which stays itself: not a DPC).
 fn complete(irp: PIRP, status: NTSTATUS, information: u64) {
-    irql::at_least(DISPATCH_LEVEL, || {
-        // SAFETY: the caller took the IRP out of the queue and owns it.
-        unsafe { (*irp).IoStatus.Status = status };
-        // SAFETY: as above.
-        unsafe { (*irp).IoStatus.Information = information };
-        // SAFETY: as above; completed once.
-        unsafe { IofCompleteRequest(irp, IO_NO_INCREMENT) };
-    });
+    irql::at_least(DISPATCH_LEVEL, || complete_now(irp, status, information));
+}
+
+/// Completes an IRP from the device's thread: as a DPC (DISPATCH_LEVEL,
+/// DPC context) or from a PASSIVE_LEVEL worker.
+fn complete_from_device_thread(irp: PIRP, status: NTSTATUS, information: u64, passive: bool) {
+    if passive {
+        let old = irql::set(PASSIVE_LEVEL);
+        complete_now(irp, status, information);
+        irql::set(old);
+    } else {
+        irql::at_least(DISPATCH_LEVEL, || {
+            super::thread::dpc_context(|| complete_now(irp, status, information))
+        });
+    }
+}
+
+fn complete_now(irp: PIRP, status: NTSTATUS, information: u64) {
+    // SAFETY: the caller took the IRP out of the queue and owns it.
+    unsafe { (*irp).IoStatus.Status = status };
+    // SAFETY: as above.
+    unsafe { (*irp).IoStatus.Information = information };
+    // SAFETY: as above; completed once.
+    unsafe { IofCompleteRequest(irp, IO_NO_INCREMENT) };
 }
 
 unsafe extern "C" fn lower_cancel(device: PDEVICE_OBJECT, irp: PIRP) {
@@ -202,11 +320,27 @@ unsafe extern "C" fn lower_cancel(device: PDEVICE_OBJECT, irp: PIRP) {
     // SAFETY: see `shared_of`; the device outlives its IRPs.
     let shared = unsafe { &*shared_of(device) };
     let mut pending = lock(&shared.pending);
-    if let Some(index) = pending.iter().position(|(a, _)| *a == irp as usize) {
+    if let Some(index) = pending.iter().position(|e| e.irp == irp as usize) {
         pending.remove(index);
     }
-    drop(pending);
     shared.cancelled.fetch_add(1, Ordering::Relaxed);
+    if let Some(delay) = *lock(&shared.deferred_cancel) {
+        // Dequeued and ours; completed later by the device's thread.
+        pending.push_back(Entry {
+            irp: irp as usize,
+            when: Some(Scheduled {
+                at: Instant::now() + delay,
+                status: STATUS_CANCELLED,
+                information: 0,
+                passive: false,
+            }),
+            cancellable: false,
+        });
+        drop(pending);
+        shared.wake.notify_all();
+        return;
+    }
+    drop(pending);
     complete(irp, STATUS_CANCELLED, 0);
 }
 
@@ -227,23 +361,25 @@ fn completion_thread(shared: Arc<Shared>) {
             let now = Instant::now();
             let due = pending
                 .iter()
-                .position(|(_, w)| w.is_some_and(|(t, _, _)| t <= now));
+                .position(|e| e.when.is_some_and(|w| w.at <= now));
             if let Some(index) = due {
-                let Some((irp, Some((_, status, information)))) = pending.remove(index) else {
+                let Some(Entry {
+                    irp,
+                    when: Some(when),
+                    cancellable,
+                }) = pending.remove(index)
+                else {
                     continue;
                 };
                 let irp = irp as PIRP;
-                if take_for_completion(irp) {
+                if !cancellable || take_for_completion(irp) {
                     drop(pending);
-                    complete(irp, status, information);
+                    complete_from_device_thread(irp, when.status, when.information, when.passive);
                     break;
                 }
                 continue;
             }
-            let next = pending
-                .iter()
-                .filter_map(|(_, w)| w.map(|(t, _, _)| t))
-                .min();
+            let next = pending.iter().filter_map(|e| e.when.map(|w| w.at)).min();
             let timeout = next.map_or(Duration::from_millis(50), |t| {
                 t.saturating_duration_since(now)
             });
@@ -271,6 +407,7 @@ impl LowerDevice {
             stop: Mutex::new(false),
             dispatched: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            deferred_cancel: Mutex::new(None),
         });
         // SAFETY: DRIVER_OBJECT is plain data; zero is its initial state.
         let mut driver: Box<DRIVER_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
@@ -333,6 +470,14 @@ impl LowerDevice {
         self.shared.cancelled.load(Ordering::Relaxed)
     }
 
+    /// Makes the cancel routine only dequeue a cancelled IRP and complete it
+    /// with STATUS_CANCELLED `delay` later from the device's thread (as a
+    /// DPC), after `IoCancelIrp` returned, instead of inside it (`None`, the
+    /// default).
+    pub fn set_deferred_cancel(&self, delay: Option<Duration>) {
+        *lock(&self.shared.deferred_cancel) = delay;
+    }
+
     /// How many IRPs it holds or has scheduled now.
     pub fn pending(&self) -> usize {
         lock(&self.shared.pending).len()
@@ -346,11 +491,11 @@ impl LowerDevice {
         {
             let mut pending = lock(&self.shared.pending);
             let mut keep = VecDeque::new();
-            while let Some((irp, when)) = pending.pop_front() {
-                if when.is_none() && take_for_completion(irp as PIRP) {
-                    taken.push(irp as PIRP);
-                } else if when.is_some() {
-                    keep.push_back((irp, when));
+            while let Some(entry) = pending.pop_front() {
+                if entry.when.is_none() && take_for_completion(entry.irp as PIRP) {
+                    taken.push(entry.irp as PIRP);
+                } else if entry.when.is_some() {
+                    keep.push_back(entry);
                 }
             }
             *pending = keep;
@@ -364,7 +509,8 @@ impl LowerDevice {
     }
 
     /// Like [`Self::complete_held`], from a new thread of the session (so
-    /// the completion routine runs on another thread), waiting for it.
+    /// the completion routine runs on another thread, in DPC context),
+    /// waiting for it.
     pub fn complete_held_from_another_thread(&self, status: NTSTATUS, information: u64) -> usize {
         let this: &'static LowerDevice = {
             // SAFETY: we join the thread before returning, so `self`
@@ -374,7 +520,8 @@ impl LowerDevice {
         let (tx, rx) = std::sync::mpsc::channel();
         let handle =
             spawn_kernel_thread(&self.kernel, "sim-lower-completer".to_owned(), move || {
-                let _ = tx.send(this.complete_held(status, information));
+                let count = super::thread::dpc_context(|| this.complete_held(status, information));
+                let _ = tx.send(count);
             });
         match handle {
             Ok(h) => {
@@ -390,13 +537,17 @@ impl Drop for LowerDevice {
     fn drop(&mut self) {
         // Whatever is still pending completes as cancelled.
         let _previous = super::session::replace_current(Some(Arc::clone(&self.kernel)));
-        let leftovers: Vec<usize> = lock(&self.shared.pending)
-            .drain(..)
-            .map(|(a, _)| a)
-            .collect();
-        for irp in leftovers {
-            if take_for_completion(irp as PIRP) {
-                complete(irp as PIRP, STATUS_CANCELLED, 0);
+        let leftovers: Vec<Entry> = lock(&self.shared.pending).drain(..).collect();
+        for entry in leftovers {
+            let irp = entry.irp as PIRP;
+            if !entry.cancellable {
+                // Ignoring cancel, or already cancelled: its own status.
+                let (status, information) = entry
+                    .when
+                    .map_or((STATUS_CANCELLED, 0), |w| (w.status, w.information));
+                complete(irp, status, information);
+            } else if take_for_completion(irp) {
+                complete(irp, STATUS_CANCELLED, 0);
             }
         }
         *lock(&self.shared.stop) = true;

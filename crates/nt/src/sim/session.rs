@@ -147,6 +147,8 @@ pub(crate) struct Kernel {
     pub(crate) io: super::io::IoState,
     /// The generation of the loaded driver (0: none loaded yet / test code).
     pub(crate) driver_generation: AtomicU64,
+    /// Live system threads and the identity DPC context reports.
+    pub(crate) threads: super::thread::ThreadRegistry,
     pending: Mutex<BTreeMap<u64, PendingOperation>>,
     next_pending: AtomicU64,
     handles: Mutex<HashMap<usize, HandleEntry>>,
@@ -189,6 +191,12 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> R {
              one with nt::sim::Session::boot() or enter one with session.enter()"
         ),
     })
+}
+
+/// Runs `f` with the current session of this thread, if there is one,
+/// without cloning it.
+pub(crate) fn try_with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> Option<R> {
+    CURRENT.with(|c| c.borrow().as_ref().map(f))
 }
 
 /// Replaces this thread's current session; returns the previous one.
@@ -237,6 +245,7 @@ impl Kernel {
             pool: PoolState::default(),
             io: super::io::IoState::default(),
             driver_generation: AtomicU64::new(0),
+            threads: super::thread::ThreadRegistry::new(config.dpc_identity, config.seed),
             pending: Mutex::new(BTreeMap::new()),
             next_pending: AtomicU64::new(1),
             handles: Mutex::new(HashMap::new()),
@@ -487,6 +496,12 @@ impl Session {
     pub fn set_completion_irql(&self, irql: CompletionIrql) {
         lock(&self.kernel.config).completion_irql = irql;
         self.kernel.options.set_completion_irql(irql);
+    }
+
+    /// Sets what `PsGetCurrentThread` reports in DPC context.
+    pub fn set_dpc_identity(&self, identity: super::config::DpcIdentity) {
+        lock(&self.kernel.config).dpc_identity = identity;
+        self.kernel.threads.set_identity(identity);
     }
 
     /// The verifier options in force.

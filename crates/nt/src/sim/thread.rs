@@ -20,19 +20,35 @@
 //! thread is marked ended (pending operation removed, object signalled,
 //! its reference dropped) the host thread parks for the rest of the process.
 //! Only its stack stays behind; nothing of the driver runs on it again.
+//!
+//! # Identity in DPC context
+//!
+//! On NT a DPC (and so a completion routine or WSK callback run from one)
+//! runs on whatever thread it interrupted: `PsGetCurrentThread` /
+//! `KeGetCurrentThread` there report *that* thread, "or the idle thread"
+//! (see `docs/sim-policies.md`). The sim's DPC-like threads (the lower
+//! device's completion thread, the WSK provider, KDPC/timer DPCs) run
+//! driver code at DISPATCH_LEVEL inside [`dpc_context`]. Under
+//! [`DpcIdentity::Interrupted`](super::config::DpcIdentity) the thread
+//! object reported there, while the IRQL is DISPATCH_LEVEL or above, is a
+//! seeded choice among the session's live system threads (an executor's
+//! thread, for instance): code that asks "am I thread T?" above
+//! PASSIVE_LEVEL gets the wrong answer, as it can on Windows.
 
 use std::cell::Cell;
 use std::panic::Location;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::access::ps_thread_type;
 use super::callout::{CalloutKind, callout};
+use super::config::DpcIdentity;
 use super::event::{require_irql, signal_object};
+use super::fault::SplitMix64;
 use super::ffi::*;
 use super::irql;
 use super::object::{ObjectTable, insert_object_handle};
-use super::session::{Kernel, current, spawn_kernel_thread};
+use super::session::{Kernel, current, lock, spawn_kernel_thread, try_with_current};
 use crate::status::*;
 use crate::types::*;
 
@@ -95,12 +111,95 @@ struct SystemThread {
     pending_key: u64,
 }
 
+/// The session's live system threads and the DPC-identity policy.
+#[derive(Debug)]
+pub(crate) struct ThreadRegistry {
+    /// Whether DPC context reports an interrupted thread.
+    interrupted: AtomicBool,
+    seed: u64,
+    /// Choices made so far (the generator's position).
+    draws: AtomicU64,
+    /// Thread objects of running system threads, in creation order.
+    live: Mutex<Vec<usize>>,
+}
+
+impl ThreadRegistry {
+    pub(crate) fn new(identity: DpcIdentity, seed: u64) -> Self {
+        Self {
+            interrupted: AtomicBool::new(identity == DpcIdentity::Interrupted),
+            seed,
+            draws: AtomicU64::new(0),
+            live: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Changes the policy (the session's setter).
+    pub(crate) fn set_identity(&self, identity: DpcIdentity) {
+        self.interrupted
+            .store(identity == DpcIdentity::Interrupted, Ordering::Relaxed);
+    }
+
+    fn add(&self, object: usize) {
+        lock(&self.live).push(object);
+    }
+
+    fn remove(&self, object: usize) {
+        let mut live = lock(&self.live);
+        if let Some(i) = live.iter().position(|&o| o == object) {
+            live.remove(i);
+        }
+    }
+
+    /// The thread a DPC starting now "interrupted": a seeded choice among
+    /// the live system threads, or none (own identity). Never allocates.
+    fn interrupted_thread(&self) -> Option<usize> {
+        if !self.interrupted.load(Ordering::Relaxed) {
+            return None;
+        }
+        let live = lock(&self.live);
+        if live.is_empty() {
+            return None;
+        }
+        let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+        let mut rng = SplitMix64::new(self.seed ^ draw.wrapping_mul(0xA24B_AED4_963E_E407));
+        let index = (rng.next_u64() % live.len() as u64) as usize;
+        Some(live[index])
+    }
+}
+
 thread_local! {
     static SYSTEM_THREAD: Cell<Option<SystemThread>> = const { Cell::new(None) };
+    /// The thread object a DPC running on this host thread reports (see
+    /// [`dpc_context`]); 0 outside one.
+    static DPC_IDENTITY: Cell<usize> = const { Cell::new(0) };
     /// The thread object `PsGetCurrentThread` returns on host threads the
     /// sim did not create as system threads (never signalled).
     static HOST_THREAD_OBJECT: Box<SystemThreadObject> =
         SystemThreadObject::new(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+}
+
+/// Runs `f` as code in DPC context on this (sim-owned) thread: the sim's
+/// DPC-like threads wrap every call into driver code they make at
+/// DISPATCH_LEVEL in it (lower-device completions, WSK provider callbacks
+/// and completions, KDPC and timer DPCs). Under
+/// [`DpcIdentity::Interrupted`] `PsGetCurrentThread` reports, for the
+/// duration and while the IRQL is DISPATCH_LEVEL or above, a live system
+/// thread chosen by the session's seed, as a DPC reports the thread it
+/// interrupted on NT. Nests; never allocates; needs the session current
+/// on the thread (it does nothing otherwise).
+pub(crate) fn dpc_context<R>(f: impl FnOnce() -> R) -> R {
+    let chosen = try_with_current(|k| k.threads.interrupted_thread()).flatten();
+    let Some(identity) = chosen else {
+        return f();
+    };
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DPC_IDENTITY.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(DPC_IDENTITY.with(|c| c.replace(identity)));
+    f()
 }
 
 /// A raw pointer that may cross to the new thread (the driver's context).
@@ -114,6 +213,7 @@ unsafe impl Send for SendPtr {}
 fn end_system_thread(kernel: &Arc<Kernel>, me: SystemThread, status: NTSTATUS) {
     SYSTEM_THREAD.with(|t| t.set(None));
     irql::set(PASSIVE_LEVEL);
+    kernel.threads.remove(me.object);
     let object = me.object as *mut SystemThreadObject;
     // SAFETY: the running thread holds a reference: the object is live.
     let exit_status = unsafe { &(*object).exit_status };
@@ -176,6 +276,7 @@ pub unsafe fn PsCreateSystemThread(
         pending_key,
     };
     let context = SendPtr(StartContext);
+    k.threads.add(address);
     let kernel = Arc::clone(&k);
     let spawned = spawn_kernel_thread(&k, format!("nt-sim system thread {id}"), move || {
         let context = context;
@@ -189,6 +290,7 @@ pub unsafe fn PsCreateSystemThread(
         end_system_thread(&kernel, me, STATUS_SUCCESS);
     });
     if spawned.is_err() {
+        k.threads.remove(address);
         k.pending_end(pending_key);
         k.handle_remove(handle as usize);
         table.dereference(address);
@@ -231,11 +333,17 @@ pub unsafe fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
 /// `PsGetCurrentThread`: the calling thread's thread object (no reference
 /// is added). On host threads the sim did not create as system threads (the
 /// test's own threads, workers) it is a per-thread object that is never
-/// signalled. Any IRQL.
+/// signalled. In DPC context at DISPATCH_LEVEL under
+/// [`DpcIdentity::Interrupted`] it is the thread the DPC "interrupted"
+/// (see the module docs). Any IRQL.
 ///
 /// # Safety
 /// None beyond the WDK contract; `unsafe` for parity with the kernel face.
 pub unsafe fn PsGetCurrentThread() -> PETHREAD {
+    let interrupted = DPC_IDENTITY.with(Cell::get);
+    if interrupted != 0 && irql::current() >= DISPATCH_LEVEL {
+        return interrupted as PETHREAD;
+    }
     match SYSTEM_THREAD.with(Cell::get) {
         Some(me) => me.object as PETHREAD,
         None => HOST_THREAD_OBJECT.with(|o| (&raw const o.thread).cast_mut()),

@@ -18,6 +18,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 
 use super::super::irql;
 use super::super::session::{Kernel, lock, spawn_kernel_thread};
+use super::super::thread::dpc_context;
 use super::socket::{Socket, complete_irp};
 use super::{Client, WskState};
 use crate::types::*;
@@ -218,10 +219,11 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 continue;
             }
             if let Some(socket) = state.socket_at(event.token().0) {
-                socket.pump_reactor();
+                // Callbacks and completions run as DPCs (thread identity).
+                dpc_context(|| socket.pump_reactor());
             }
         }
-        reactor.run_jobs();
+        dpc_context(|| reactor.run_jobs());
     }
     irql::set(PASSIVE_LEVEL);
 }
