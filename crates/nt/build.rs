@@ -47,6 +47,7 @@ mod typecheck {
         "IoAllocateIrp",
         "IoFreeIrp",
         "IoReuseIrp",
+        "IoSetCompletionRoutineEx",
         "IofCallDriver",
         "IofCompleteRequest",
         "IoCancelIrp",

@@ -42,6 +42,15 @@ mod wdk {
             InvokeOnError: BOOLEAN,
             InvokeOnCancel: BOOLEAN,
         );
+        fn IoSetCompletionRoutineEx(
+            DeviceObject: PDEVICE_OBJECT,
+            Irp: PIRP,
+            CompletionRoutine: PIO_COMPLETION_ROUTINE,
+            Context: PVOID,
+            InvokeOnSuccess: BOOLEAN,
+            InvokeOnError: BOOLEAN,
+            InvokeOnCancel: BOOLEAN,
+        ) -> NTSTATUS;
         fn IoGetCurrentIrpStackLocation(Irp: PIRP) -> PIO_STACK_LOCATION;
         fn IoGetNextIrpStackLocation(Irp: PIRP) -> PIO_STACK_LOCATION;
         fn IoSetNextIrpStackLocation(Irp: PIRP);

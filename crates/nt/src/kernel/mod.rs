@@ -124,6 +124,7 @@ pub use sys::ntddk::{
     IoQueueWorkItem,
     IoReleaseCancelSpinLock,
     IoReuseIrp,
+    IoSetCompletionRoutineEx,
     IofCallDriver,
     IofCompleteRequest,
     // Ke

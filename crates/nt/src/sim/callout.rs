@@ -17,8 +17,9 @@
 
 use std::cell::RefCell;
 use std::panic::Location;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::hash::AddressMap;
 use super::session::{Kernel, lock};
@@ -83,9 +84,70 @@ pub struct RunningCallout {
 pub(crate) struct Callouts {
     next: AtomicU64,
     running: Mutex<AddressMap<RunningCallout>>,
+    /// The `unload_race` policy: routines of a driver whose DriverUnload is
+    /// running do not return until the image-unload decision is made.
+    race: AtomicBool,
+    /// The driver generation whose DriverUnload runs, until the harness
+    /// decided whether its image unloads now.
+    unloading: Mutex<Option<u64>>,
+    decided: Condvar,
 }
 
+/// The longest a routine is held back by the `unload_race` policy (a safety
+/// valve against a DriverUnload that waits for something only the held
+/// routine's return provides).
+const UNLOAD_RACE_LIMIT: Duration = Duration::from_secs(2);
+
 impl Callouts {
+    /// Sets the `unload_race` policy.
+    pub(crate) fn set_unload_race(&self, on: bool) {
+        self.race.store(on, Ordering::Relaxed);
+    }
+
+    /// DriverUnload of generation `owner` is about to run.
+    pub(crate) fn begin_unload(&self, owner: u64) {
+        *lock(&self.unloading) = Some(owner);
+    }
+
+    /// The harness decided whether the image of the unloading driver goes
+    /// now (it checked the routines still running) or stays referenced:
+    /// routines held back may return.
+    pub(crate) fn unload_decided(&self) {
+        *lock(&self.unloading) = None;
+        self.decided.notify_all();
+    }
+
+    /// Under `unload_race`, holds a returning routine of `owner` while its
+    /// driver's DriverUnload runs, until the image decision: the harshest
+    /// legal schedule for a routine whose last acts let Unload finish (its
+    /// thread preempted before it leaves the driver's code).
+    fn hold_if_unloading(&self, kind: CalloutKind, owner: u64) {
+        if !self.race.load(Ordering::Relaxed)
+            || !matches!(
+                kind,
+                CalloutKind::Completion
+                    | CalloutKind::Cancel
+                    | CalloutKind::Dpc
+                    | CalloutKind::WorkItem
+            )
+        {
+            return;
+        }
+        let deadline = Instant::now() + UNLOAD_RACE_LIMIT;
+        let mut unloading = lock(&self.unloading);
+        while *unloading == Some(owner) {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            unloading = self
+                .decided
+                .wait_timeout(unloading, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// The callouts of driver generation `owner` still running (all of
     /// them for `None`).
     pub(crate) fn running(&self, owner: Option<u64>) -> Vec<RunningCallout> {
@@ -195,13 +257,23 @@ pub(crate) fn callout_for<R>(
     struct Exit<'a> {
         k: &'a Kernel,
         key: usize,
+        kind: CalloutKind,
+        owner: u64,
     }
     impl Drop for Exit<'_> {
         fn drop(&mut self) {
+            if !std::thread::panicking() {
+                self.k.callouts.hold_if_unloading(self.kind, self.owner);
+            }
             STACK.with(|s| s.borrow_mut().pop());
             lock(&self.k.callouts.running).remove(&self.key);
         }
     }
-    let _exit = Exit { k, key };
+    let _exit = Exit {
+        k,
+        key,
+        kind,
+        owner,
+    };
     f()
 }

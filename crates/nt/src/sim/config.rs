@@ -238,6 +238,13 @@ pub struct SimConfig {
     pub stack_budget: StackBudget,
     /// The WSK provider's choices.
     pub wsk: WskPolicy,
+    /// Whether a completion, cancel, DPC or work-item routine of a driver
+    /// whose DriverUnload is running is held back at its return until the
+    /// harness decided whether the image unloads (the schedule that exposes
+    /// "code after the last signal"). Off in every profile: a DriverUnload
+    /// that waits for routines to *return* (WskDeregister's rundown) would
+    /// be delayed by up to two seconds per routine.
+    pub unload_race: bool,
 }
 
 impl Default for SimConfig {
@@ -261,6 +268,7 @@ impl SimConfig {
             workers: WorkerPolicy::default(),
             stack_budget: StackBudget::default(),
             wsk: WskPolicy::default(),
+            unload_race: false,
         };
         match profile {
             Profile::Default => base,
@@ -478,6 +486,7 @@ impl FromStr for SimConfig {
                     }
                 }
                 "wsk_early_disconnect" => c.wsk.early_disconnect = parse_bool(key, value)?,
+                "unload_race" => c.unload_race = parse_bool(key, value)?,
                 _ => return Err(ConfigError(format!("unknown key {key:?}"))),
             }
         }
@@ -559,7 +568,8 @@ impl fmt::Display for SimConfig {
             self.wsk.provider_threads,
             on_off(self.wsk.inline_indications),
             on_off(self.wsk.early_disconnect)
-        )
+        )?;
+        write!(f, ",unload_race={}", on_off(self.unload_race))
     }
 }
 
@@ -573,6 +583,7 @@ mod tests {
             let mut c = SimConfig::profile(profile, 42);
             c.completion_irql = CompletionIrql::Caller;
             c.wsk.provider_threads = 3;
+            c.unload_race = true;
             let text = c.to_string();
             let back: SimConfig = text.parse().unwrap();
             assert_eq!(back, c, "{text}");

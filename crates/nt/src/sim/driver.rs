@@ -1,11 +1,18 @@
 //! Driver and device objects: `IoCreateDevice`, `IoDeleteDevice`, symbolic
 //! links, and the object namespace the harness opens devices by.
+//!
+//! Device objects are reference counted as on NT (`IoSetCompletionRoutineEx`
+//! holds a reference until its routine returned): `IoDeleteDevice` on a
+//! referenced device only marks it delete-pending (gone from the namespace,
+//! no new requests); it is freed when the last reference goes. A driver's
+//! image is unloaded only once DriverUnload returned and none of its
+//! devices is referenced any more (the harness waits for that).
 
 use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::ffi::*;
 use super::irql;
@@ -22,12 +29,19 @@ pub(crate) struct DeviceRecord {
     pub(crate) name: Option<String>,
     pub(crate) owner: u64,
     pub(crate) created_at: &'static Location<'static>,
+    /// References beyond the driver's own (`IoSetCompletionRoutineEx`).
+    pub(crate) refs: u32,
+    /// `IoDeleteDevice` was called while referenced: freed at the last
+    /// dereference.
+    pub(crate) delete_pending: bool,
 }
 
 /// The session's object namespace.
 #[derive(Debug, Default)]
 pub(crate) struct ObjectNamespace {
     pub(crate) devices: Mutex<HashMap<usize, DeviceRecord>>,
+    /// Signalled when a delete-pending device is freed.
+    released: Condvar,
     names: Mutex<HashMap<String, usize>>,
     links: Mutex<HashMap<String, String>>,
 }
@@ -67,9 +81,88 @@ pub(crate) fn normalize(name: &str) -> String {
     lower
 }
 
-/// Whether `device` is a live device object of this session.
+/// Whether `device` is a live device object of this session (created, not
+/// deleted, not delete-pending).
 pub(crate) fn device_is_live(kernel: &Kernel, device: PDEVICE_OBJECT) -> bool {
-    lock(&namespace(kernel).devices).contains_key(&(device as usize))
+    lock(&namespace(kernel).devices)
+        .get(&(device as usize))
+        .is_some_and(|r| !r.delete_pending)
+}
+
+/// The driver generation that owns `device` (whose routines run for it),
+/// deleted or not.
+pub(crate) fn device_owner(kernel: &Kernel, device: PDEVICE_OBJECT) -> Option<u64> {
+    lock(&namespace(kernel).devices)
+        .get(&(device as usize))
+        .map(|r| r.owner)
+}
+
+/// The owner of a live (not deleted, not delete-pending) device.
+pub(crate) fn live_device_owner(kernel: &Kernel, device: PDEVICE_OBJECT) -> Option<u64> {
+    lock(&namespace(kernel).devices)
+        .get(&(device as usize))
+        .filter(|r| !r.delete_pending)
+        .map(|r| r.owner)
+}
+
+/// Takes a reference on a device object (`ObReferenceObject`), which keeps
+/// it, and its driver's image, alive. False if it is not a live device.
+pub(crate) fn reference_device(kernel: &Kernel, device: PDEVICE_OBJECT) -> bool {
+    match lock(&namespace(kernel).devices).get_mut(&(device as usize)) {
+        Some(record) if !record.delete_pending => {
+            record.refs += 1;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Drops a reference from [`reference_device`]; the last one frees a
+/// delete-pending device.
+pub(crate) fn dereference_device(kernel: &Kernel, device: PDEVICE_OBJECT) {
+    let ns = namespace(kernel);
+    let mut devices = lock(&ns.devices);
+    let Some(record) = devices.get_mut(&(device as usize)) else {
+        return;
+    };
+    record.refs = record.refs.saturating_sub(1);
+    if record.refs == 0 && record.delete_pending {
+        devices.remove(&(device as usize));
+        drop(devices);
+        free_device(kernel, device);
+        ns.released.notify_all();
+    }
+}
+
+/// Waits (up to `timeout`) until no device of driver generation `owner` is
+/// delete-pending; returns how many still are.
+pub(crate) fn wait_for_device_references(kernel: &Kernel, owner: u64, timeout: Duration) -> usize {
+    let ns = namespace(kernel);
+    let deadline = Instant::now() + timeout;
+    let mut devices = lock(&ns.devices);
+    loop {
+        let held = devices
+            .values()
+            .filter(|r| r.owner == owner && r.delete_pending)
+            .count();
+        let now = Instant::now();
+        if held == 0 || now >= deadline {
+            return held;
+        }
+        devices = ns
+            .released
+            .wait_timeout(devices, deadline - now)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Delete-pending devices of driver generation `owner` (still referenced).
+pub(crate) fn referenced_deleted_devices(kernel: &Kernel, owner: u64) -> usize {
+    lock(&namespace(kernel).devices)
+        .values()
+        .filter(|r| r.owner == owner && r.delete_pending)
+        .count()
 }
 
 /// Resolves a name (following one level of symbolic links) to a device.
@@ -82,14 +175,14 @@ pub(crate) fn resolve(kernel: &Kernel, name: &str) -> Option<PDEVICE_OBJECT> {
     lock(&ns.names).get(&key).map(|&d| d as PDEVICE_OBJECT)
 }
 
-/// Devices of driver generation `owner` still alive.
+/// Devices of driver generation `owner` never deleted.
 pub(crate) fn live_devices(
     kernel: &Kernel,
     owner: u64,
 ) -> Vec<(usize, &'static Location<'static>)> {
     lock(&namespace(kernel).devices)
         .iter()
-        .filter(|(_, r)| r.owner == owner)
+        .filter(|(_, r)| r.owner == owner && !r.delete_pending)
         .map(|(&d, r)| (d, r.created_at))
         .collect()
 }
@@ -162,6 +255,8 @@ pub(crate) fn create_device(
             name: key.clone(),
             owner,
             created_at: location,
+            refs: 0,
+            delete_pending: false,
         },
     );
     if let Some(key) = key {
@@ -215,15 +310,33 @@ pub unsafe fn IoCreateDevice(
     })
 }
 
-/// Deletes a device object (shared by `IoDeleteDevice` and the sim).
+/// Deletes a device object (shared by `IoDeleteDevice` and the sim): gone
+/// from the namespace at once, freed now or, if referenced, at the last
+/// dereference. False if it was not a live device.
 pub(crate) fn delete_device(kernel: &Kernel, device: PDEVICE_OBJECT) -> bool {
     let ns = namespace(kernel);
-    let Some(record) = lock(&ns.devices).remove(&(device as usize)) else {
+    let mut devices = lock(&ns.devices);
+    let Some(record) = devices.get_mut(&(device as usize)) else {
         return false;
     };
+    if record.delete_pending {
+        return false;
+    }
     if let Some(name) = &record.name {
         lock(&ns.names).remove(name);
     }
+    if record.refs > 0 {
+        record.delete_pending = true;
+        return true;
+    }
+    devices.remove(&(device as usize));
+    drop(devices);
+    free_device(kernel, device);
+    true
+}
+
+/// Unlinks a device from its driver's list and frees its memory.
+fn free_device(kernel: &Kernel, device: PDEVICE_OBJECT) {
     // Unlink from the driver's list.
     // SAFETY: the device was live until now; its driver object outlives it.
     let driver = unsafe { (*device).DriverObject };
@@ -244,7 +357,6 @@ pub(crate) fn delete_device(kernel: &Kernel, device: PDEVICE_OBJECT) -> bool {
         link = unsafe { &raw mut (*current).NextDevice };
     }
     let _ = kernel.pool.free(device as usize, LeakKind::Device);
-    true
 }
 
 /// `IoDeleteDevice`. IRQL <= APC_LEVEL.

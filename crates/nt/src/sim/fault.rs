@@ -111,6 +111,8 @@ pub enum FaultTarget {
     Pool,
     /// `IoAllocateMdl`.
     Mdl,
+    /// The context `IoSetCompletionRoutineEx` allocates.
+    CompletionContext,
 }
 
 /// The per-session fault injector.
@@ -119,6 +121,7 @@ pub(crate) struct Faults {
     pub(crate) irp: FaultSite,
     pub(crate) pool: FaultSite,
     pub(crate) mdl: FaultSite,
+    pub(crate) completion_context: FaultSite,
 }
 
 impl Faults {
@@ -127,6 +130,7 @@ impl Faults {
             FaultTarget::Irp => &self.irp,
             FaultTarget::Pool => &self.pool,
             FaultTarget::Mdl => &self.mdl,
+            FaultTarget::CompletionContext => &self.completion_context,
         }
     }
 }

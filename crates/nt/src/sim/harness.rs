@@ -455,17 +455,99 @@ impl Session {
             return Err(HarnessError::NoUnloadRoutine);
         };
         let level = irql::set(PASSIVE_LEVEL);
+        kernel.callouts.begin_unload(driver.generation);
         callout(kernel, CalloutKind::Unload, unload as usize, || {
             // SAFETY: the driver's Unload routine with its driver object, at
             // PASSIVE_LEVEL.
             unsafe { unload(driver.object()) }
         });
         irql::set(level);
+        self.unload_image(&driver);
         self.check_after_unload(&mut driver, "unload");
         kernel.driver_generation.store(0, Ordering::Release);
         match self.new_bugchecks_since(before) {
             Some(b) => Err(HarnessError::BugCheck(b)),
             None => Ok(()),
+        }
+    }
+
+    /// The image-unload model: NT unloads a driver's image once DriverUnload
+    /// returned and the last reference to its device objects is gone
+    /// (`IoSetCompletionRoutineEx` and work items hold one while their
+    /// routine runs). Then no code of the driver may be running: a
+    /// completion, cancel, DPC or WSK routine still on a stack is 0xCE, as
+    /// it would execute in unmapped memory on Windows.
+    fn unload_image(&self, driver: &LoadedDriver) {
+        let kernel = &self.kernel;
+        let generation = driver.generation;
+        if super::driver::referenced_deleted_devices(kernel, generation) == 0 {
+            // Unloaded now: whatever still runs, runs in a vanished image.
+            self.check_running_code(driver);
+            kernel.callouts.unload_decided();
+            return;
+        }
+        // Held by device references: the image waits for them.
+        kernel.callouts.unload_decided();
+        let held =
+            super::driver::wait_for_device_references(kernel, generation, Duration::from_secs(10));
+        if held > 0 {
+            kernel.bugcheck_at(
+                DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                [0, 0, 0, 0],
+                format!(
+                    "{}: {held} deleted device object(s) still referenced 10 s after                      DriverUnload returned: the image can never be unloaded",
+                    driver.name
+                ),
+                None,
+            );
+            return;
+        }
+        self.check_running_code(driver);
+    }
+
+    /// 0xCE for driver code of `driver` still running once its image is
+    /// gone (work items and system threads are accounted elsewhere: the
+    /// first holds a device reference, the second is a pending operation).
+    fn check_running_code(&self, driver: &LoadedDriver) {
+        let kernel = &self.kernel;
+        let running: Vec<_> = kernel
+            .callouts
+            .running(Some(driver.generation))
+            .into_iter()
+            .filter(|c| {
+                matches!(
+                    c.kind,
+                    CalloutKind::Completion
+                        | CalloutKind::Cancel
+                        | CalloutKind::Dpc
+                        | CalloutKind::WskCallback
+                )
+            })
+            .collect();
+        if let Some(first) = running.first() {
+            let list: Vec<String> = running
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {:#x} on thread {}",
+                        c.kind.name(),
+                        c.routine,
+                        c.thread.name().unwrap_or("<unnamed>")
+                    )
+                })
+                .collect();
+            kernel.bugcheck_at(
+                DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
+                [first.routine as u64, 0, 0, 0],
+                format!(
+                    "{}: its image was unloaded (DriverUnload returned, no device object \
+                     referenced) while its code still ran: {}; a routine whose last acts let \
+                     Unload finish must hold the image (IoSetCompletionRoutineEx)",
+                    driver.name,
+                    list.join("; ")
+                ),
+                Some(first.location),
+            );
         }
     }
 

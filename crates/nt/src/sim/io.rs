@@ -17,7 +17,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::callout::{CalloutKind, callout};
+use super::callout::{CalloutKind, callout_for};
 use super::ffi::*;
 use super::irql;
 use super::pool::{IRP_TAG, SYSTEM_OWNER};
@@ -534,6 +534,136 @@ pub unsafe fn IoSetCompletionRoutine(
     }
 }
 
+/// What `IoSetCompletionRoutineEx` allocates: the driver's routine and
+/// context, and the device object it keeps referenced until the routine
+/// returned.
+struct UnloadSafeContext {
+    device: PDEVICE_OBJECT,
+    routine: unsafe extern "C" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS,
+    context: PVOID,
+    /// The driver generation that owns the device (and so the routine).
+    owner: u64,
+}
+
+/// The I/O manager's wrapper around a routine registered with
+/// `IoSetCompletionRoutineEx` (`IopUnloadSafeCompletion`): kernel code that
+/// calls the driver's routine, and only after it returned drops the device
+/// reference that kept the driver's image loaded and frees the context.
+unsafe extern "C" fn unload_safe_completion(
+    device: PDEVICE_OBJECT,
+    irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the box `IoSetCompletionRoutineEx` leaked for
+    // exactly this one call.
+    let ex = unsafe { Box::from_raw(context.cast::<UnloadSafeContext>()) };
+    with_current(|k| {
+        let status = callout_for(
+            k,
+            CalloutKind::Completion,
+            ex.routine as usize,
+            ex.owner,
+            || {
+                // SAFETY: the driver's routine with its documented arguments
+                // and its own context.
+                unsafe { (ex.routine)(device, irp, ex.context) }
+            },
+        );
+        super::driver::dereference_device(k, ex.device);
+        status
+    })
+}
+
+/// `IoSetCompletionRoutineEx`: as [`IoSetCompletionRoutine`], for a driver
+/// that can be unloaded while the IRP is in flight: the I/O manager
+/// allocates a context (which can fail: STATUS_INSUFFICIENT_RESOURCES,
+/// fault-injectable with `FaultTarget::CompletionContext`, and nothing is
+/// set then) and references `DeviceObject`, the caller's own device, until
+/// the routine has returned, so the driver's image stays loaded until then.
+/// The routine must run (send the IRP with `IoCallDriver`), or the context
+/// and the reference leak (and the image never unloads). IRQL <=
+/// DISPATCH_LEVEL.
+///
+/// # Safety
+/// As [`IoSetCompletionRoutine`]; `DeviceObject` is a live device object of
+/// the caller's driver.
+#[track_caller]
+#[must_use]
+pub unsafe fn IoSetCompletionRoutineEx(
+    DeviceObject: PDEVICE_OBJECT,
+    Irp: PIRP,
+    CompletionRoutine: PIO_COMPLETION_ROUTINE,
+    Context: PVOID,
+    InvokeOnSuccess: BOOLEAN,
+    InvokeOnError: BOOLEAN,
+    InvokeOnCancel: BOOLEAN,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let Some(routine) = CompletionRoutine else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    let owner = with_current(|k| {
+        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoSetCompletionRoutineEx") {
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        }
+        if k.faults.completion_context.should_fail() {
+            return Err(STATUS_INSUFFICIENT_RESOURCES);
+        }
+        let owner = super::driver::device_owner(k, DeviceObject);
+        match owner {
+            Some(owner) if super::driver::reference_device(k, DeviceObject) => Ok(owner),
+            _ => {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                    [
+                        c9::CALL_DRIVER_BAD_DEVICE,
+                        DeviceObject as u64,
+                        Irp as u64,
+                        0,
+                    ],
+                    "IoSetCompletionRoutineEx with a device object that does not exist \
+                     (deleted?): it must be the caller's own live device",
+                    Some(location),
+                );
+                Err(STATUS_INVALID_PARAMETER)
+            }
+        }
+    });
+    let owner = match owner {
+        Ok(owner) => owner,
+        Err(status) => return status,
+    };
+    let ex = Box::new(UnloadSafeContext {
+        device: DeviceObject,
+        routine,
+        context: Context,
+        owner,
+    });
+    // SAFETY: forwarded contract (a live IRP of the caller's with a next
+    // location); the wrapper frees the context when it runs.
+    unsafe {
+        IoSetCompletionRoutine(
+            Irp,
+            Some(unload_safe_completion),
+            Box::into_raw(ex).cast(),
+            InvokeOnSuccess,
+            InvokeOnError,
+            InvokeOnCancel,
+        )
+    };
+    STATUS_SUCCESS
+}
+
+/// The driver generation whose code a routine called for the driver
+/// holding `device`'s location is: that device's owner, or `fallback` (the
+/// IRP's creator) when there is no device.
+fn routine_owner(k: &Kernel, device: PDEVICE_OBJECT, fallback: u64) -> u64 {
+    if device.is_null() {
+        return fallback;
+    }
+    super::driver::device_owner(k, device).unwrap_or(fallback)
+}
+
 /// `IoMarkIrpPending`: sets SL_PENDING_RETURNED in the *current* location.
 /// Any IRQL.
 ///
@@ -704,7 +834,12 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
             );
             return STATUS_INVALID_DEVICE_STATE;
         }
-        if DeviceObject.is_null() || !super::driver::device_is_live(k, DeviceObject) {
+        let device_owner = if DeviceObject.is_null() {
+            None
+        } else {
+            super::driver::live_device_owner(k, DeviceObject)
+        };
+        let Some(device_owner) = device_owner else {
             k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
                 [c9::CALL_DRIVER_BAD_DEVICE, DeviceObject as u64, 0, 0],
@@ -712,7 +847,7 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
                 Some(location),
             );
             return STATUS_INVALID_DEVICE_STATE;
-        }
+        };
         if k.verifying() && cancel_routine_slot(Irp).load(Ordering::Acquire) != 0 {
             k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
@@ -763,10 +898,16 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
             unsafe { IofCompleteRequest(Irp, IO_NO_INCREMENT) };
             return STATUS_INVALID_DEVICE_REQUEST;
         };
-        let status = callout(k, CalloutKind::Dispatch, dispatch as usize, || {
-            // SAFETY: the driver's dispatch routine with the documented args.
-            unsafe { dispatch(DeviceObject, Irp) }
-        });
+        let status = callout_for(
+            k,
+            CalloutKind::Dispatch,
+            dispatch as usize,
+            device_owner,
+            || {
+                // SAFETY: the driver's dispatch routine with the documented args.
+                unsafe { dispatch(DeviceObject, Irp) }
+            },
+        );
         let after = irql::current();
         if after != level && k.verifying() {
             k.bugcheck_at(
@@ -805,6 +946,8 @@ pub unsafe fn IoCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS 
 struct Walk {
     generation: u64,
     pending_key: Option<u64>,
+    /// The driver generation that owns the IRP (its creator's).
+    owner: u64,
 }
 
 #[track_caller]
@@ -858,6 +1001,7 @@ fn begin_walk(
             Some(Walk {
                 generation: record.generation,
                 pending_key,
+                owner: record.owner,
             })
         }
     }
@@ -1013,12 +1157,26 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                     };
                     let pending_returned = irp.PendingReturned != 0;
                     let before = irql::current();
+                    let system_wrapper =
+                        routine as usize == unload_safe_completion as *const () as usize;
+                    // The routine is the code of the driver whose location
+                    // is current now (it set the routine in the location
+                    // below its own), or of the IRP's creator.
+                    let owner = routine_owner(k, device, walk.owner);
                     let run = || {
-                        let result = callout(k, CalloutKind::Completion, routine as usize, || {
+                        let call = || {
                             // SAFETY: the completion routine with its
                             // documented arguments.
                             unsafe { routine(device, Irp, context) }
-                        });
+                        };
+                        // IoSetCompletionRoutineEx's wrapper is the kernel's
+                        // own code; it calls the driver's routine through a
+                        // callout of its own.
+                        let result = if system_wrapper {
+                            call()
+                        } else {
+                            callout_for(k, CalloutKind::Completion, routine as usize, owner, call)
+                        };
                         (result, irql::current())
                     };
                     let (result, after) = if raise {
@@ -1175,10 +1333,14 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
             return FALSE;
         }
         let io = io_state(k);
+        let cancel_owner;
         {
             let mut irps = lock(&io.irps);
             match irps.get_mut(&(Irp as usize)) {
-                Some(record) => record.cancels_running += 1,
+                Some(record) => {
+                    record.cancels_running += 1;
+                    cancel_owner = record.owner;
+                }
                 None => {
                     drop(irps);
                     k.bugcheck_at(
@@ -1212,7 +1374,10 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
                 } else {
                     core::ptr::null_mut()
                 };
-                callout(k, CalloutKind::Cancel, routine as usize, || {
+                // The cancel routine is the code of the driver that holds
+                // the IRP: the one owning the current location's device.
+                let owner = routine_owner(k, device, cancel_owner);
+                callout_for(k, CalloutKind::Cancel, routine as usize, owner, || {
                     // SAFETY: the cancel routine's documented contract:
                     // called with the cancel spin lock held, it releases it.
                     unsafe { routine(device, Irp) }

@@ -61,8 +61,8 @@ pub mod api {
         IoCallDriver, IoCancelIrp, IoCompleteRequest, IoCopyCurrentIrpStackLocationToNext,
         IoFreeIrp, IoGetCurrentIrpStackLocation, IoGetNextIrpStackLocation, IoMarkIrpPending,
         IoReleaseCancelSpinLock, IoReuseIrp, IoSetCancelRoutine, IoSetCompletionRoutine,
-        IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation, IofCallDriver,
-        IofCompleteRequest,
+        IoSetCompletionRoutineEx, IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation,
+        IofCallDriver, IofCompleteRequest,
     };
     pub use super::irql::{
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,

@@ -232,6 +232,8 @@ impl Kernel {
         options.set_completion_irql(config.completion_irql);
         let completion = CompletionKnob::default();
         completion.set(config.completion);
+        let callouts = super::callout::Callouts::default();
+        callouts.set_unload_race(config.unload_race);
         Self {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             options,
@@ -240,7 +242,7 @@ impl Kernel {
             observed_bugchecks: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
             faults: Faults::default(),
-            callouts: Default::default(),
+            callouts,
             completion,
             pool: PoolState::default(),
             io: super::io::IoState::default(),
@@ -496,6 +498,12 @@ impl Session {
     pub fn set_completion_irql(&self, irql: CompletionIrql) {
         lock(&self.kernel.config).completion_irql = irql;
         self.kernel.options.set_completion_irql(irql);
+    }
+
+    /// Sets the `unload_race` policy (see [`SimConfig::unload_race`]).
+    pub fn set_unload_race(&self, on: bool) {
+        lock(&self.kernel.config).unload_race = on;
+        self.kernel.callouts.set_unload_race(on);
     }
 
     /// Sets what `PsGetCurrentThread` reports in DPC context.
