@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 mod bench;
 mod check_kernel;
+mod inf;
+mod infverify;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -14,7 +16,8 @@ commands:
   package       build the driver package (arrives with the sample driver)
   smoke         the HLK-style smoke suite (arrives with the sample driver)
   bench         the benchmarks
-  check-kernel  type-check the kernel face on this host";
+  check-kernel  type-check the kernel face on this host
+  infverify     check INF files with the rules InfVerif applies (see docs/infverify.md)";
 
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         }
         Some("check-kernel") => check_kernel::run(args),
         Some("bench") => bench::run(args),
+        Some("infverify") => infverify::run(args),
         Some(command @ ("run" | "package" | "smoke")) => {
             eprintln!(
                 "xtask {command}: not available yet: it arrives with the sample driver \
