@@ -8,12 +8,13 @@ mod bench;
 mod check_kernel;
 mod inf;
 mod infverify;
+mod package;
 
 const USAGE: &str = "usage: cargo xtask <command>
 
 commands:
   run           run the sample driver on the simulated kernel (arrives with the sample driver)
-  package       build the driver package (arrives with the sample driver)
+  package       the driver package: stamped, checked INF + manifest; on Windows with the WDK the signed package
   smoke         the HLK-style smoke suite (arrives with the sample driver)
   bench         the benchmarks
   check-kernel  type-check the kernel face on this host
@@ -29,7 +30,8 @@ fn main() -> ExitCode {
         Some("check-kernel") => check_kernel::run(args),
         Some("bench") => bench::run(args),
         Some("infverify") => infverify::run(args),
-        Some(command @ ("run" | "package" | "smoke")) => {
+        Some("package") => package::run(args),
+        Some(command @ ("run" | "smoke")) => {
             eprintln!(
                 "xtask {command}: not available yet: it arrives with the sample driver \
                  (driver/), which is not written yet.\n\n{USAGE}"
