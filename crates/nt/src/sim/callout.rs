@@ -8,12 +8,19 @@
 //!
 //! - which driver code is running right now, per driver generation (an
 //!   image unloaded while code of it still runs is 0xCE);
-//! - the stack depth at the sim's entry into the driver (the kernel-stack
-//!   budget is measured from there);
-//! - the state at entry, to compare at return (IRQL, spin locks held).
+//! - the stack depth at the sim's entry into the driver: the kernel-stack
+//!   budget is measured from the thread's outermost callout, and each
+//!   routine's high-water mark (its own frames and everything it called,
+//!   down to the deepest sim API entry seen) is kept per entry point
+//!   ([`super::session::Session::stack_marks`]);
+//! - the state at entry, compared at return: a spin lock taken inside the
+//!   routine and still held when it returns is the SpinLock DDI rule
+//!   (0xC4/0x00040009, see [`super::irql`]); the lock is then released and
+//!   the IRQL put back so the session goes on;
+//! - schedule perturbation at the boundary ([`super::schedule`]).
 //!
-//! It never allocates on the hot path beyond the running-callout table's
-//! entry, and it never blocks except on that table's lock.
+//! It never allocates on the hot path (the tables' entries are reused), and
+//! it never blocks except on those tables' locks.
 
 use std::cell::RefCell;
 use std::panic::Location;
@@ -22,7 +29,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::hash::AddressMap;
+use super::irql;
 use super::session::{Kernel, lock};
+use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, c4};
+use crate::types::KIRQL;
 
 /// What kind of driver code a callout runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,6 +89,18 @@ pub struct RunningCallout {
     pub location: &'static Location<'static>,
 }
 
+/// The deepest kernel stack one driver entry point used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackMark {
+    /// What kind of routine.
+    pub kind: CalloutKind,
+    /// The routine's address.
+    pub routine: usize,
+    /// Bytes from the sim's call into the routine down to the deepest sim
+    /// API entry seen while it (or anything it called) ran.
+    pub bytes: usize,
+}
+
 /// The per-session table of running callouts.
 #[derive(Debug, Default)]
 pub(crate) struct Callouts {
@@ -91,6 +113,7 @@ pub(crate) struct Callouts {
     /// decided whether its image unloads now.
     unloading: Mutex<Option<u64>>,
     decided: Condvar,
+    marks: Mutex<AddressMap<StackMark>>,
 }
 
 /// The longest a routine is held back by the `unload_race` policy (a safety
@@ -157,6 +180,14 @@ impl Callouts {
             .cloned()
             .collect()
     }
+
+    /// The stack high-water mark of every entry point called so far,
+    /// deepest first.
+    pub(crate) fn stack_marks(&self) -> Vec<StackMark> {
+        let mut marks: Vec<StackMark> = lock(&self.marks).values().copied().collect();
+        marks.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.routine.cmp(&b.routine)));
+        marks
+    }
 }
 
 /// One frame of this thread's callout stack.
@@ -164,12 +195,22 @@ impl Callouts {
 pub(crate) struct Frame {
     /// The callout's kind.
     pub(crate) kind: CalloutKind,
+    /// The routine called.
+    pub(crate) routine: usize,
     /// The address of a local of the sim's frame just before the call: the
     /// base the driver's stack use is measured from.
     pub(crate) stack_base: usize,
-    /// The session the callout belongs to.
-    #[allow(dead_code)] // read by the stack-budget and schedule checks
-    pub(crate) session: u64,
+    /// The IRQL the routine was called at: it may not lower below it (a
+    /// cancel routine's is the IRQL from before the cancel spin lock,
+    /// which it releases).
+    pub(crate) entry_irql: KIRQL,
+    /// How many spin locks the thread held that the routine may keep
+    /// holding when it returns.
+    pub(crate) locks_at_entry: usize,
+    /// The deepest stack use seen below `stack_base`.
+    pub(crate) deepest: usize,
+    /// Whether this thread's stack overflow was reported already.
+    pub(crate) overflow_reported: bool,
 }
 
 thread_local! {
@@ -206,6 +247,33 @@ pub fn stack_depth() -> Option<usize> {
     })
 }
 
+/// Records the stack depth at a sim API entry (`here` is the address of a
+/// local of the entry) against the running callouts. Returns the depth
+/// below the thread's outermost callout and the innermost routine, if that
+/// depth is over `budget` for the first time on this thread's callout
+/// stack (the caller raises the overflow bugcheck).
+pub(crate) fn note_stack_depth(here: usize, budget: usize) -> Option<(usize, Frame)> {
+    STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        let base = s.first()?.stack_base;
+        let total = base.saturating_sub(here);
+        let innermost = s.last_mut()?;
+        innermost.deepest = innermost
+            .deepest
+            .max(innermost.stack_base.saturating_sub(here));
+        let frame = *innermost;
+        if budget == 0 || total <= budget {
+            return None;
+        }
+        let outermost = s.first_mut()?;
+        if outermost.overflow_reported {
+            return None;
+        }
+        outermost.overflow_reported = true;
+        Some((total, frame))
+    })
+}
+
 /// Runs driver routine `routine` of kind `kind`, owned by the kernel's
 /// current driver generation, through `f`; tracks it for as long as it
 /// runs.
@@ -229,6 +297,35 @@ pub(crate) fn callout_for<R>(
     owner: u64,
     f: impl FnOnce() -> R,
 ) -> R {
+    let entry = Entry {
+        irql: irql::current(),
+        locks: irql::held_count(),
+    };
+    callout_with(k, kind, routine, owner, entry, f)
+}
+
+/// The state a routine is entered with (what it must leave as it found).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    /// The IRQL it may not lower below (and must return at).
+    pub(crate) irql: KIRQL,
+    /// How many of the thread's held spin locks it may still hold when it
+    /// returns.
+    pub(crate) locks: usize,
+}
+
+/// [`callout_for`] with an explicit entry state (a cancel routine is
+/// called holding the cancel spin lock it must release: its entry state is
+/// the one from before that lock).
+#[track_caller]
+pub(crate) fn callout_with<R>(
+    k: &Kernel,
+    kind: CalloutKind,
+    routine: usize,
+    owner: u64,
+    entry: Entry,
+    f: impl FnOnce() -> R,
+) -> R {
     let location = Location::caller();
     // Keys look like 16-byte aligned addresses, as the map's hasher expects.
     let key = (k.callouts.next.fetch_add(1, Ordering::Relaxed) as usize) << 4;
@@ -245,11 +342,16 @@ pub(crate) fn callout_for<R>(
             location,
         },
     );
+    super::schedule::boundary(k);
     let base = 0u8;
     let frame = Frame {
         kind,
+        routine,
         stack_base: std::ptr::addr_of!(base) as usize,
-        session: k.id,
+        entry_irql: entry.irql,
+        locks_at_entry: entry.locks,
+        deepest: 0,
+        overflow_reported: false,
     };
     STACK.with(|s| s.borrow_mut().push(frame));
     // Popped and unregistered even if the routine unwinds (a test's panic),
@@ -265,8 +367,33 @@ pub(crate) fn callout_for<R>(
             if !std::thread::panicking() {
                 self.k.callouts.hold_if_unloading(self.kind, self.owner);
             }
-            STACK.with(|s| s.borrow_mut().pop());
+            let frame = STACK.with(|s| {
+                let mut s = s.borrow_mut();
+                let frame = s.pop();
+                // The parent's high-water mark includes what this callee
+                // used below it.
+                if let (Some(frame), Some(parent)) = (frame, s.last_mut()) {
+                    let below = parent.stack_base.saturating_sub(frame.stack_base);
+                    parent.deepest = parent.deepest.max(below + frame.deepest);
+                    parent.overflow_reported |= frame.overflow_reported;
+                }
+                frame
+            });
             lock(&self.k.callouts.running).remove(&self.key);
+            let Some(frame) = frame else { return };
+            {
+                let mut marks = lock(&self.k.callouts.marks);
+                let mark = marks.entry(frame.routine).or_insert(StackMark {
+                    kind: frame.kind,
+                    routine: frame.routine,
+                    bytes: 0,
+                });
+                mark.bytes = mark.bytes.max(frame.deepest);
+            }
+            if !std::thread::panicking() {
+                check_at_return(self.k, &frame);
+            }
+            super::schedule::boundary(self.k);
         }
     }
     let _exit = Exit {
@@ -276,4 +403,49 @@ pub(crate) fn callout_for<R>(
         owner,
     };
     f()
+}
+
+/// The SpinLock DDI rule's condition, as the bugcheck's parameter 2 points
+/// to it (a NUL-terminated string, as on Windows).
+static SPIN_LOCK_RULE_TEXT: &[u8] =
+    b"SpinLock: a spin lock acquired in the routine is still held when it returns\0";
+
+/// The verifier's checks when a routine returns: no spin lock it acquired
+/// may still be held (a system thread's end is checked where it ends).
+fn check_at_return(k: &Kernel, frame: &Frame) {
+    if frame.kind == CalloutKind::SystemThread || irql::held_count() <= frame.locks_at_entry {
+        return;
+    }
+    let held = irql::held_at(frame.locks_at_entry);
+    if k.verifying() {
+        let (lock, site) = match held {
+            Some(h) => (h.lock, Some(h.site)),
+            None => (0, None),
+        };
+        k.bugcheck_at(
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [
+                c4::SPIN_LOCK_RULE,
+                SPIN_LOCK_RULE_TEXT.as_ptr() as u64,
+                lock as u64,
+                frame.routine as u64,
+            ],
+            format!(
+                "a {} ({:#x}) returned holding spin lock {lock:#x}{}: every spin lock must be \
+                 released before the routine ends",
+                frame.kind.name(),
+                frame.routine,
+                match site {
+                    Some(site) => format!(" (acquired at {site})"),
+                    None => String::new(),
+                }
+            ),
+            site,
+        );
+    }
+    // Release what it kept, and go back to the IRQL it was called at, so
+    // the next acquirer does not spin forever and the caller's own IRQL
+    // check does not report the same bug again.
+    irql::force_release_from(frame.locks_at_entry);
+    irql::set(frame.entry_irql);
 }

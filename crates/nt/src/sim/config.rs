@@ -158,6 +158,18 @@ impl Default for StackBudget {
     }
 }
 
+/// How waits behave where Windows may interrupt them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WaitPolicy {
+    /// Probability (parts per million) that a wait Windows may interrupt
+    /// returns early: an alertable wait with `STATUS_ALERTED`, a `UserMode`
+    /// wait with `STATUS_USER_APC` ("Waits and APCs": an alertable wait is
+    /// interrupted by alerts, a `UserMode` one to deliver user APCs or to
+    /// terminate the thread). A non-alertable `KernelMode` wait is never
+    /// interrupted.
+    pub alert_per_million: u32,
+}
+
 /// At which IRQL the simulated WSK provider calls event callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CallbackIrql {
@@ -236,6 +248,16 @@ pub struct SimConfig {
     pub workers: WorkerPolicy,
     /// Kernel-stack budget.
     pub stack_budget: StackBudget,
+    /// Print every driver entry point's kernel-stack high-water mark when
+    /// the session ends.
+    pub stack_report: bool,
+    /// Driver Verifier's Deadlock Detection (lock-order graph, 0xC4/0x1001).
+    pub deadlock_detection: bool,
+    /// Interrupted waits.
+    pub waits: WaitPolicy,
+    /// How long a cancelled IRP may take to complete before the verifier
+    /// raises 0xC4/0x135, in milliseconds.
+    pub cancel_timeout_ms: u32,
     /// The WSK provider's choices.
     pub wsk: WskPolicy,
     /// Whether a completion, cancel, DPC or work-item routine of a driver
@@ -267,6 +289,10 @@ impl SimConfig {
             dpc_identity: DpcIdentity::Own,
             workers: WorkerPolicy::default(),
             stack_budget: StackBudget::default(),
+            stack_report: false,
+            deadlock_detection: true,
+            waits: WaitPolicy::default(),
+            cancel_timeout_ms: 5_000,
             wsk: WskPolicy::default(),
             unload_race: false,
         };
@@ -286,6 +312,9 @@ impl SimConfig {
                 workers: WorkerPolicy {
                     threads: 4,
                     shuffled: true,
+                },
+                waits: WaitPolicy {
+                    alert_per_million: 100_000,
                 },
                 wsk: WskPolicy {
                     callback_irql: CallbackIrql::Mixed,
@@ -468,6 +497,10 @@ impl FromStr for SimConfig {
                     }
                 }
                 "stack_budget" => c.stack_budget.bytes = parse_num(key, value)?,
+                "stack_report" => c.stack_report = parse_bool(key, value)?,
+                "deadlock_detection" => c.deadlock_detection = parse_bool(key, value)?,
+                "wait_alerts" => c.waits.alert_per_million = parse_num(key, value)?,
+                "cancel_timeout_ms" => c.cancel_timeout_ms = parse_num(key, value)?,
                 "wsk_callback_irql" => {
                     c.wsk.callback_irql = match value {
                         "dispatch" => CallbackIrql::Dispatch,
@@ -550,8 +583,17 @@ impl fmt::Display for SimConfig {
         };
         write!(
             f,
-            ",dpc_identity={dpc},workers={},worker_order={order},stack_budget={}",
-            self.workers.threads, self.stack_budget.bytes
+            ",dpc_identity={dpc},workers={},worker_order={order},stack_budget={},stack_report={}",
+            self.workers.threads,
+            self.stack_budget.bytes,
+            on_off(self.stack_report)
+        )?;
+        write!(
+            f,
+            ",deadlock_detection={},wait_alerts={},cancel_timeout_ms={}",
+            on_off(self.deadlock_detection),
+            self.waits.alert_per_million,
+            self.cancel_timeout_ms
         )?;
         let cb = match self.wsk.callback_irql {
             CallbackIrql::Dispatch => "dispatch",
@@ -584,6 +626,10 @@ mod tests {
             c.completion_irql = CompletionIrql::Caller;
             c.wsk.provider_threads = 3;
             c.unload_race = true;
+            c.deadlock_detection = false;
+            c.stack_report = true;
+            c.waits.alert_per_million = 7;
+            c.cancel_timeout_ms = 250;
             let text = c.to_string();
             let back: SimConfig = text.parse().unwrap();
             assert_eq!(back, c, "{text}");

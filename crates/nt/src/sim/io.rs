@@ -17,7 +17,7 @@ use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::callout::{CalloutKind, callout_for};
+use super::callout::{CalloutKind, Entry, callout_for, callout_with};
 use super::ffi::*;
 use super::irql;
 use super::pool::{IRP_TAG, SYSTEM_OWNER};
@@ -1374,14 +1374,48 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
                 } else {
                     core::ptr::null_mut()
                 };
+                // The routine must release the cancel spin lock (with
+                // Irp->CancelIrql): its entry state is the one from before
+                // the lock. Keeping it (or any lock it took) is the
+                // SpinLock rule's 0xC4/0x00040009 at its return.
+                let entry = Entry {
+                    irql: old,
+                    locks: irql::held_count().saturating_sub(1),
+                };
                 // The cancel routine is the code of the driver that holds
                 // the IRP: the one owning the current location's device.
                 let owner = routine_owner(k, device, cancel_owner);
-                callout_for(k, CalloutKind::Cancel, routine as usize, owner, || {
-                    // SAFETY: the cancel routine's documented contract:
-                    // called with the cancel spin lock held, it releases it.
-                    unsafe { routine(device, Irp) }
-                });
+                callout_with(
+                    k,
+                    CalloutKind::Cancel,
+                    routine as usize,
+                    owner,
+                    entry,
+                    || {
+                        // SAFETY: the cancel routine's documented contract:
+                        // called with the cancel spin lock held, it releases it.
+                        unsafe { routine(device, Irp) }
+                    },
+                );
+                let after = irql::current();
+                if after != old && k.verifying() {
+                    k.bugcheck_at(
+                        DRIVER_VERIFIER_DETECTED_VIOLATION,
+                        [
+                            c4::IRQL_RETURN_RULE,
+                            routine as usize as u64,
+                            u64::from(old),
+                            u64::from(after),
+                        ],
+                        format!(
+                            "a cancel routine returned at IRQL {after}; IoCancelIrp was called \
+                             at {old} (the routine must release the cancel spin lock with \
+                             Irp->CancelIrql and return at that IRQL)"
+                        ),
+                        Some(location),
+                    );
+                    irql::set(old);
+                }
                 TRUE
             }
             None => {

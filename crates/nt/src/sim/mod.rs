@@ -24,16 +24,17 @@ pub mod mdl;
 pub mod object;
 pub mod pool;
 pub mod registry;
+pub mod schedule;
 pub mod session;
 pub mod thread;
 pub mod verifier;
 pub mod workitem;
 pub mod wsk;
 
-pub use callout::{CalloutKind, RunningCallout};
+pub use callout::{CalloutKind, RunningCallout, StackMark};
 pub use config::{
     CallbackIrql, CompletionIrql, DpcIdentity, PoolPolicy, Profile, SchedulePolicy, SendCompletion,
-    SimConfig, StackBudget, WorkerPolicy, WskPolicy,
+    SimConfig, StackBudget, WaitPolicy, WorkerPolicy, WskPolicy,
 };
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{

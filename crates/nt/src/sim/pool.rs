@@ -389,6 +389,13 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
         let address = P as usize;
         let irql = irql::current();
         let verifying = k.verifying();
+        // Spin locks in the block: still held is 0xC4/0x100B; forgotten by
+        // Deadlock Detection either way.
+        if irql::tracks_locks(k)
+            && let Some((_, _, _, size)) = k.pool.describe(address)
+        {
+            irql::pool_freed(k, address, address + size);
+        }
         // Every check runs on the block's bookkeeping under the pool lock;
         // the bugcheck (if any) is raised after it is released.
         let refusal = |info: BlockInfo| -> Result<(), (u32, [u64; 4], String)> {

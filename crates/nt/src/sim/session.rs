@@ -145,6 +145,11 @@ pub(crate) struct Kernel {
     /// The I/O manager's IRP table (a field, not an extension: every IRP
     /// operation reads it).
     pub(crate) io: super::io::IoState,
+    /// The lock-order graph of Deadlock Detection.
+    pub(crate) locks: super::irql::LockOrder,
+    /// Schedule perturbation and stack-budget knobs (read at every API
+    /// entry).
+    pub(crate) schedule: super::schedule::Schedule,
     /// The generation of the loaded driver (0: none loaded yet / test code).
     pub(crate) driver_generation: AtomicU64,
     /// Live system threads and the identity DPC context reports.
@@ -165,14 +170,19 @@ thread_local! {
 /// # Panics
 /// When the thread has no session: that is a harness misuse (boot one with
 /// [`Session::boot`] or enter one with [`Session::enter`]).
+///
+/// Like [`with_current`], an API boundary.
 #[track_caller]
 pub(crate) fn current() -> Arc<Kernel> {
-    try_current().unwrap_or_else(|| {
+    let location = Location::caller();
+    let kernel = try_current().unwrap_or_else(|| {
         panic!(
-            "nt::sim: no simulated kernel session on this thread; boot one with \
-             nt::sim::Session::boot() or enter one with session.enter()"
+            "nt::sim: no simulated kernel session on this thread (called at {location}); boot \
+             one with nt::sim::Session::boot() or enter one with session.enter()"
         )
-    })
+    });
+    super::schedule::api_entry(&kernel, location);
+    kernel
 }
 
 /// The current session of this thread, if any.
@@ -181,11 +191,19 @@ pub(crate) fn try_current() -> Option<Arc<Kernel>> {
 }
 
 /// Runs `f` with the current session of this thread, without cloning it.
+/// This is how the sim's WDK functions enter the kernel: the call is an API
+/// boundary (stack-depth measurement, schedule perturbation before and
+/// after).
 #[track_caller]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> R {
     let location = Location::caller();
     CURRENT.with(|c| match c.borrow().as_ref() {
-        Some(kernel) => f(kernel),
+        Some(kernel) => {
+            super::schedule::api_entry(kernel, location);
+            let result = f(kernel);
+            super::schedule::boundary(kernel);
+            result
+        }
         None => panic!(
             "nt::sim: no simulated kernel session on this thread (called at {location}); boot \
              one with nt::sim::Session::boot() or enter one with session.enter()"
@@ -234,6 +252,10 @@ impl Kernel {
         completion.set(config.completion);
         let callouts = super::callout::Callouts::default();
         callouts.set_unload_race(config.unload_race);
+        let locks = super::irql::LockOrder::default();
+        locks.set_enabled(config.deadlock_detection);
+        let schedule = super::schedule::Schedule::default();
+        schedule.configure(&config);
         Self {
             id: NEXT_SESSION_ID.fetch_add(1, Ordering::Relaxed),
             options,
@@ -246,6 +268,8 @@ impl Kernel {
             completion,
             pool: PoolState::default(),
             io: super::io::IoState::default(),
+            locks,
+            schedule,
             driver_generation: AtomicU64::new(0),
             threads: super::thread::ThreadRegistry::new(config.dpc_identity, config.seed),
             pending: Mutex::new(BTreeMap::new()),
@@ -575,6 +599,15 @@ impl Session {
         self.kernel.callouts.running(None)
     }
 
+    /// The kernel-stack high-water mark of every driver entry point called
+    /// so far in this session (bytes from the sim's call into the routine
+    /// down to the deepest sim API entry seen while it ran), deepest first.
+    /// Judge them on an optimised build: unoptimised frames are several
+    /// times larger.
+    pub fn stack_marks(&self) -> Vec<super::callout::StackMark> {
+        self.kernel.callouts.stack_marks()
+    }
+
     /// Operations still outstanding (threads, work items, IRPs in flight).
     pub fn pending_operations(&self) -> Vec<PendingOperation> {
         self.kernel.pending_operations(None)
@@ -592,6 +625,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
+        if lock(&self.kernel.config).stack_report {
+            self.print_stack_report();
+        }
         if CURRENT.with(|c| {
             c.borrow()
                 .as_ref()
@@ -619,6 +655,31 @@ impl Drop for Session {
                 list.join("\n")
             );
         }
+    }
+}
+
+impl Session {
+    fn print_stack_report(&self) {
+        let marks = self.stack_marks();
+        let mut text = format!(
+            "nt::sim session {}: kernel-stack high-water marks ({} build, budget {} bytes)\n",
+            self.kernel.id,
+            if cfg!(debug_assertions) {
+                "unoptimised"
+            } else {
+                "optimised"
+            },
+            lock(&self.kernel.config).stack_budget.bytes
+        );
+        for mark in marks {
+            text.push_str(&format!(
+                "    {:>7} bytes  {} {:#x}\n",
+                mark.bytes,
+                mark.kind.name(),
+                mark.routine
+            ));
+        }
+        eprint!("{text}");
     }
 }
 

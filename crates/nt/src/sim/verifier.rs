@@ -43,6 +43,13 @@ pub const INVALID_KERNEL_HANDLE: u32 = 0x93;
 pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: u32 = 0xE1;
 /// `WORKER_INVALID` (work item queued while queued, freed while queued, ...).
 pub const WORKER_INVALID: u32 = 0xE4;
+/// `REFERENCE_BY_POINTER` (an object dereferenced more than referenced).
+pub const REFERENCE_BY_POINTER: u32 = 0x18;
+/// `KERNEL_APC_PENDING_DURING_EXIT` (a thread exits at a raised IRQL).
+pub const KERNEL_APC_PENDING_DURING_EXIT: u32 = 0x20;
+/// `UNEXPECTED_KERNEL_MODE_TRAP` (parameter 1 = 8: double fault, a kernel
+/// stack overflow).
+pub const UNEXPECTED_KERNEL_MODE_TRAP: u32 = 0x7F;
 
 /// Parameter-1 subcodes of 0xC4 the sim raises.
 pub mod c4 {
@@ -104,6 +111,32 @@ pub mod c4 {
     pub const WAIT_AT_DISPATCH_INFINITE: u64 = 0x121;
     /// A wait at DISPATCH_LEVEL with a non-zero timeout.
     pub const WAIT_AT_DISPATCH_NONZERO: u64 = 0x122;
+    /// A synchronization object whose address is invalid or pageable (the
+    /// sim also raises it for a wait on something that is no initialised
+    /// dispatcher object).
+    pub const INVALID_SYNC_OBJECT: u64 = 0xE1;
+    /// A `UserMode` wait on an object on the kernel stack.
+    pub const USER_MODE_WAIT_ON_KERNEL_STACK: u64 = 0x123;
+    /// A cancelled IRP not completed in the expected time (P2 IRP, P3 the
+    /// milliseconds allowed).
+    pub const CANCELLED_IRP_NOT_COMPLETED: u64 = 0x135;
+    /// Deadlock Detection: a resource acquired recursively (self-deadlock).
+    pub const DEADLOCK_SELF: u64 = 0x1000;
+    /// Deadlock Detection: a lock hierarchy violation (P2 the lock whose
+    /// acquisition closed the cycle; the sim puts the held lock in P3).
+    pub const DEADLOCK_LOCK_HIERARCHY: u64 = 0x1001;
+    /// Deadlock Detection: the terminated thread owns a lock (P2 the
+    /// thread, P3 the lock).
+    pub const TERMINATED_THREAD_OWNS_LOCK: u64 = 0x100A;
+    /// Deadlock Detection: a deleted (freed) lock is still owned (P2 the
+    /// lock, P3 the owner).
+    pub const DELETED_LOCK_STILL_OWNED: u64 = 0x100B;
+    /// DDI compliance rule IrqlReturn: a routine returns at another IRQL
+    /// than it was called at.
+    pub const IRQL_RETURN_RULE: u64 = 0x0002_001D;
+    /// DDI compliance rule SpinLock: a spin lock still held when the
+    /// routine ends (P2 the rule's text, P3 the lock, P4 the routine).
+    pub const SPIN_LOCK_RULE: u64 = 0x0004_0009;
 }
 
 /// Parameter-1 subcodes of 0xC9 the sim raises.
@@ -189,6 +222,9 @@ pub fn bugcheck_name(code: u32) -> &'static str {
         INVALID_KERNEL_HANDLE => "INVALID_KERNEL_HANDLE",
         WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         WORKER_INVALID => "WORKER_INVALID",
+        REFERENCE_BY_POINTER => "REFERENCE_BY_POINTER",
+        KERNEL_APC_PENDING_DURING_EXIT => "KERNEL_APC_PENDING_DURING_EXIT",
+        UNEXPECTED_KERNEL_MODE_TRAP => "UNEXPECTED_KERNEL_MODE_TRAP",
         _ => "UNKNOWN_BUGCHECK",
     }
 }
