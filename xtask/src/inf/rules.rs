@@ -67,6 +67,32 @@ const SECTION_LIST_DIRECTIVES: [&str; 15] = [
     "addpowersetting",
 ];
 
+/// Directives that name one section at a value position (0-based), whose
+/// entries are directives in turn (followed so their sections count as used).
+const SECTION_AT: [(&str, usize); 6] = [
+    ("kmdfservice", 1),
+    ("umdfservice", 1),
+    ("addinterface", 2),
+    ("addcomponent", 2),
+    ("addsoftware", 2),
+    ("addeventprovider", 1),
+];
+
+/// The extensions of a DDInstall section that belong to it
+/// ([INF DDInstall Section](https://learn.microsoft.com/windows-hardware/drivers/install/inf-ddinstall-section)).
+const DDINSTALL_EXTENSIONS: [&str; 10] = [
+    "services",
+    "hw",
+    "coinstallers",
+    "interfaces",
+    "wdf",
+    "events",
+    "components",
+    "software",
+    "filters",
+    "logconfigoverride",
+];
+
 /// Install-section directives that change state outside the driver package:
 /// "Found legacy ..." (InfVerif 1300-1302) under `/u`.
 const LEGACY_DIRECTIVES: [&str; 11] = [
@@ -477,11 +503,13 @@ impl<'a> Ctx<'a> {
                     ));
                 }
             }
+            // stampinf writes DriverVer into [Version] whether or not it is there.
+            None if self.opts.template => {}
             None => self.push(Diag::error(
                 line,
                 "version-driverver",
                 "[Version] has no DriverVer (required since Windows 2000; a template may leave \
-                 it empty for stampinf)",
+                 it empty or out for stampinf)",
             )),
         }
         let catalogs: Vec<(String, usize)> = version
@@ -771,6 +799,25 @@ impl<'a> Ctx<'a> {
                         ));
                     } else {
                         self.reference(value, "needs");
+                    }
+                }
+                continue;
+            }
+            if let Some(&(_, position)) = SECTION_AT.iter().find(|(d, _)| *d == key) {
+                if let Some(target) = values.get(position).filter(|v| !v.is_empty()) {
+                    match self.inf.section(target) {
+                        Some(section) => {
+                            let first = !self.referenced.contains_key(&lower(target));
+                            self.reference(target, &key);
+                            if first {
+                                self.install_section(section, arch, false, false);
+                            }
+                        }
+                        None => self.push(Diag::error(
+                            entry.line,
+                            "section-not-found",
+                            format!("{key}: no section [{target}] (InfVerif 1203)"),
+                        )),
                     }
                 }
                 continue;
@@ -1511,12 +1558,30 @@ impl<'a> Ctx<'a> {
     }
 
     fn ddinstall(&mut self, line: usize, install: &str, arch: Option<&'static str>) {
-        let prefix = format!("{}.", lower(install));
+        let base = lower(install);
+        let belongs = |name: &str| -> bool {
+            let Some(rest) = name.strip_prefix(&base) else {
+                return false;
+            };
+            let parts: Vec<&str> = rest.split('.').skip(1).collect();
+            let (decoration, extension) = match parts.as_slice() {
+                [] => (None, None),
+                [one] if DDINSTALL_EXTENSIONS.contains(one) => (None, Some(*one)),
+                [one] => (Some(*one), None),
+                [one, two] => (Some(*one), Some(*two)),
+                _ => return false,
+            };
+            rest.is_empty() && parts.is_empty()
+                || (rest.starts_with('.')
+                    && decoration
+                        .is_none_or(|d| d == "nt" || ARCHES.iter().any(|(nt, _)| *nt == d))
+                    && extension.is_none_or(|e| DDINSTALL_EXTENSIONS.contains(&e)))
+        };
         let related: Vec<&'a Section> = self
             .inf
             .sections
             .iter()
-            .filter(|s| lower(&s.name) == lower(install) || lower(&s.name).starts_with(&prefix))
+            .filter(|s| belongs(&lower(&s.name)))
             .collect();
         if related.is_empty() {
             self.push(Diag::error(

@@ -619,3 +619,94 @@ fn rules_list_matches_the_docs() {
         );
     }
 }
+
+/// A KMDF PnP INF written for these tests: Manufacturer, decorated Models,
+/// a DDInstall with its `.Copy` file list, `.Wdf` (KmdfService names a
+/// section) and `.Interfaces` (AddInterface names a section).
+const PNP: &str = r#"[Version]
+Signature   = "$WINDOWS NT$"
+Class       = Sample
+ClassGuid   = {78A1C341-4539-11d3-B88D-00C04FAD5171}
+Provider    = %Provider%
+CatalogFile = pnp.cat
+DriverVer   = 12/02/2025,1.0.0.0
+PnpLockdown = 1
+
+[DestinationDirs]
+Dev.NT.Copy = 13
+
+[SourceDisksNames]
+1 = %Disk%,,,""
+
+[SourceDisksFiles]
+pnp.sys = 1,,
+
+[Manufacturer]
+%Provider% = Models,NT$ARCH$
+
+[Models.NT$ARCH$]
+%Desc% = Dev, Root\PnpSample
+
+[Dev.NT]
+CopyFiles = Dev.NT.Copy
+
+[Dev.NT.Copy]
+pnp.sys
+
+[Dev.NT.Services]
+AddService = PnpSample,0x00000002,Dev.Service
+
+[Dev.NT.Wdf]
+KmdfService = PnpSample, Dev.WdfSection
+
+[Dev.NT.Interfaces]
+AddInterface = {cdc35b6e-0be4-4936-bf5f-5537380a7c1a},,Dev.Interface
+
+[Dev.Interface]
+AddProperty = Dev.Interface.Properties
+
+[Dev.Interface.Properties]
+{a8b865dd-2e3d-4094-ad97-e593a70c75d6},2,0x12,,"x"
+
+[Dev.WdfSection]
+KmdfLibraryVersion = 1.15
+
+[Dev.Service]
+ServiceType   = 1
+StartType     = 3
+ErrorControl  = 1
+ServiceBinary = %13%\pnp.sys
+
+[Strings]
+Provider = "Example"
+Disk     = "Disk"
+Desc     = "PnP sample"
+"#;
+
+#[test]
+fn pnp_infs_are_followed_through_their_directives() {
+    // Before: [Dev.WdfSection], [Dev.Interface] and its properties were
+    // "unreferenced", and [Dev.NT.Copy] "referenced twice" (taken for a
+    // DDInstall extension).
+    let report = verify_bytes(PNP.as_bytes(), false, Mode::Universal);
+    assert!(report.template);
+    assert_eq!(report.diags, vec![]);
+}
+
+#[test]
+fn a_template_may_leave_driverver_out_for_stampinf() {
+    // stampinf writes DriverVer into [Version] whether or not it is there.
+    let template = GOOD.replace("DriverVer   = 12/02/2025,1.2.3.4\n", "");
+    assert_eq!(
+        verify_bytes(template.as_bytes(), true, Mode::Universal).diags,
+        vec![]
+    );
+    // A stamped INF without it is still an error.
+    assert_only(
+        &template,
+        Mode::Universal,
+        "version-driverver",
+        Severity::Error,
+        "[Version]",
+    );
+}
