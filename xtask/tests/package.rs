@@ -332,6 +332,20 @@ fn dry_run_follows_the_options() {
     if !cfg!(windows) {
         assert!(text.contains(r"rem WDK not found on this host: tool paths are those of a default install (C:\Program Files (x86)\Windows Kits\10), version 10.0.26100.0"));
     }
+    // CARGO_TARGET_DIR moves the build output and the package folder.
+    let moved = xtask(
+        &[
+            "package",
+            "--dry-run",
+            "--sign",
+            "none",
+            "--driver-ver",
+            "1.0.0.0",
+        ],
+        &[("CARGO_TARGET_DIR", "out/tgt")],
+    );
+    let moved = stdout(&moved);
+    assert!(moved.contains(r"copy /y out\tgt\x86_64-pc-windows-msvc\debug\wdk_async_echo.dll out\tgt\debug\wdk_async_echo_package.partial\wdk_async_echo.sys"), "{moved}");
 }
 
 #[test]

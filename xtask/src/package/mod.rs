@@ -55,7 +55,8 @@ Builds the sample driver's package into target/<profile>/wdk_async_echo_package/
   --inx FILE           the INF template (default inf/wdk_async_echo.inx)
   --dry-run            print the exact commands of the Windows flow and write nothing
 
-The build date is today (UTC), or SOURCE_DATE_EPOCH when set.
+The build date is today (UTC), or SOURCE_DATE_EPOCH when set. The target folder is
+CARGO_TARGET_DIR when set, else target/.
 The WDK is found as wdk-build finds it: WDKContentRoot, MicrosoftKitRoot, the registry
 (KitsRoot10); its version from Version_Number or the newest Lib\\10.* folder.";
 
@@ -301,11 +302,15 @@ struct Setup {
 fn setup(args: &Args) -> Result<Setup, String> {
     let root = workspace_root();
     let profile = if args.release { "release" } else { "debug" };
-    let out = args.out.clone().unwrap_or_else(|| {
-        root.join("target")
-            .join(profile)
-            .join(format!("{NAME}_package"))
-    });
+    // Cargo's target directory: CARGO_TARGET_DIR (relative to the workspace
+    // root, as cargo reads it from here) or `target`.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|t| !t.is_empty())
+        .map_or_else(|| root.join("target"), |t| root.join(t));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| target.join(profile).join(format!("{NAME}_package")));
     let out = if out.is_absolute() {
         out
     } else {
@@ -342,6 +347,7 @@ fn setup(args: &Args) -> Result<Setup, String> {
         inx: plan::windows_relative(&root, &inx),
         out: plan::windows_relative(&root, &out),
         partial: plan::windows_relative(&root, &partial),
+        target: plan::windows_relative(&root, &target),
     };
     Ok(Setup {
         root,

@@ -36,6 +36,8 @@ pub struct Params {
     pub out: String,
     /// The folder the package is assembled in, renamed to `out` at the end.
     pub partial: String,
+    /// Cargo's target directory (`target`, or `CARGO_TARGET_DIR`).
+    pub target: String,
 }
 
 /// `--target-platform`, and the InfVerif flag cargo-wdk passes for it.
@@ -327,7 +329,7 @@ pub fn windows_flow(
         _ => "x86_64-pc-windows-msvc",
     };
     let profile = if p.release { "release" } else { "debug" };
-    let build_dir = format!(r"target\{triple}\{profile}");
+    let build_dir = format!(r"{}\{triple}\{profile}", p.target);
     let pkg = &p.partial;
     let file = |ext: &str| format!(r"{pkg}\{}.{ext}", p.name);
     let mut build_args: Vec<String> = [
@@ -423,7 +425,7 @@ pub fn windows_flow(
         },
     });
     if p.sign {
-        let cer = format!(r"target\{profile}\{CERT_NAME}.cer");
+        let cer = format!(r"{}\{profile}\{CERT_NAME}.cer", p.target);
         let certmgr = tool("certmgr.exe");
         steps.push(Step::Certificate {
             cer: cer.clone(),
@@ -589,6 +591,7 @@ mod tests {
             inx: "d.inx".into(),
             out: "o".into(),
             partial: "o.partial".into(),
+            target: "target".into(),
         };
         let infverif = |version: &str, sample: bool| {
             let wdk = Wdk::at("K", version, "t", &|_| None);
