@@ -1,0 +1,187 @@
+//! Datagram sockets: `WskSendTo`, `WskReceiveFrom`, and the datagrams
+//! waiting for them.
+
+use super::*;
+
+impl SockState {
+    // --- datagram sockets ---
+
+    /// `WskSendTo`.
+    pub(crate) fn send_to(
+        &mut self,
+        irp: usize,
+        data: Vec<u8>,
+        remote: SocketAddr,
+        family: ADDRESS_FAMILY,
+        out: &mut Out,
+    ) -> Decision {
+        let Host::Udp(udp) = &self.host else {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        };
+        if family_of(&remote) != family {
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        if self.send_tos.is_empty() {
+            match udp.send_to(&data, remote) {
+                Ok(n) => return Decision::Done(STATUS_SUCCESS, n),
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Decision::Done(status_from_io(&error), 0),
+            }
+        }
+        if Self::queue_refused() {
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0);
+        }
+        self.enqueue(
+            irp,
+            |st| {
+                st.send_tos.push_back(SendToOp {
+                    irp,
+                    data,
+                    remote,
+                    armed: true,
+                })
+            },
+            out,
+        )
+    }
+
+    /// `WskReceiveFrom`.
+    pub(crate) fn receive_from(
+        &mut self,
+        irp: usize,
+        buf: BufRef,
+        remote_out: usize,
+        control_length_out: usize,
+        control_flags_out: usize,
+        out: &mut Out,
+    ) -> Decision {
+        if !matches!(self.host, Host::Udp(_)) {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        }
+        let mut op = RecvFromOp {
+            irp,
+            buf,
+            remote_out,
+            control_length_out,
+            control_flags_out,
+            armed: false,
+        };
+        if self.recv_froms.is_empty() {
+            match self.next_datagram() {
+                Ok(Some(datagram)) => {
+                    return match deliver_datagram(&op, &datagram) {
+                        Ok(n) => Decision::Done(STATUS_SUCCESS, n),
+                        Err(status) => Decision::Done(status, 0),
+                    };
+                }
+                Ok(None) => {}
+                Err(status) => return Decision::Done(status, 0),
+            }
+        }
+        if Self::queue_refused() {
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0);
+        }
+        op.armed = true;
+        self.enqueue(irp, |st| st.recv_froms.push_back(op), out)
+    }
+
+    /// The next datagram: one handed back by a callback, or from the host.
+    pub(super) fn next_datagram(&mut self) -> Result<Option<Datagram>, NTSTATUS> {
+        if let Some(datagram) = self.datagrams.pop_front() {
+            return Ok(Some(datagram));
+        }
+        let Host::Udp(udp) = &self.host else {
+            return Ok(None);
+        };
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match udp.recv_from(&mut scratch[..]) {
+                Ok((n, from)) => Ok(Some(Datagram {
+                    data: scratch[..n].to_vec().into_boxed_slice(),
+                    from,
+                })),
+                Err(error) if is_transient(&error) => Ok(None),
+                Err(error) => Err(status_from_io(&error)),
+            }
+        })
+    }
+
+    pub(super) fn deliver_datagrams(&mut self, out: &mut Out) {
+        while !self.recv_froms.is_empty() {
+            let datagram = match self.next_datagram() {
+                Ok(Some(d)) => d,
+                Ok(None) => return,
+                Err(status) => {
+                    if let Some(mut op) = self.recv_froms.pop_front()
+                        && take(op.irp, &mut op.armed)
+                    {
+                        out.complete(op.irp, status, 0);
+                    }
+                    continue;
+                }
+            };
+            let mut delivered = false;
+            while let Some(mut op) = self.recv_froms.pop_front() {
+                if !take(op.irp, &mut op.armed) {
+                    continue;
+                }
+                match deliver_datagram(&op, &datagram) {
+                    Ok(n) => out.complete(op.irp, STATUS_SUCCESS, n),
+                    Err(status) => out.complete(op.irp, status, 0),
+                }
+                delivered = true;
+                break;
+            }
+            if !delivered {
+                self.datagrams.push_front(datagram);
+                return;
+            }
+        }
+    }
+
+    pub(super) fn flush_send_tos(&mut self, out: &mut Out) {
+        let Host::Udp(udp) = &self.host else {
+            return;
+        };
+        while let Some(mut op) = self.send_tos.pop_front() {
+            match udp.send_to(&op.data, op.remote) {
+                Err(error) if is_transient(&error) => {
+                    self.send_tos.push_front(op);
+                    return;
+                }
+                result => {
+                    if take(op.irp, &mut op.armed) {
+                        match result {
+                            Ok(n) => out.complete(op.irp, STATUS_SUCCESS, n),
+                            Err(error) => out.complete(op.irp, status_from_io(&error), 0),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// and fills its out-parameters; returns the bytes copied.
+pub(super) fn deliver_datagram(op: &RecvFromOp, datagram: &Datagram) -> Result<usize, NTSTATUS> {
+    // SAFETY: the provider owns the request; its buffer is locked.
+    let copied = unsafe { op.buf.write_at(0, &datagram.data) }?;
+    if op.remote_out != 0 {
+        // SAFETY: the client's out-parameter, valid until completion.
+        unsafe { write_sockaddr(op.remote_out as PSOCKADDR, &datagram.from) };
+    }
+    if op.control_length_out != 0 {
+        // SAFETY: as above.
+        unsafe { (op.control_length_out as PULONG).write_unaligned(0) };
+    }
+    if op.control_flags_out != 0 {
+        let flags = if copied < datagram.data.len() {
+            MSG_TRUNC
+        } else {
+            0
+        };
+        // SAFETY: as above.
+        unsafe { (op.control_flags_out as PULONG).write_unaligned(flags) };
+    }
+    Ok(copied)
+}

@@ -1,0 +1,1146 @@
+//! Sockets of the simulated WSK provider: their state, the requests queued
+//! on them, and the progress engine that moves bytes between host sockets,
+//! IRPs and event callbacks.
+//!
+//! A socket's state lives behind one mutex. Every path (a provider call on
+//! a client thread, an event on the provider thread, a cancel routine)
+//! locks it, makes progress, and collects what must happen outside the lock
+//! (completions, event callbacks, timers) in an [`Out`]: no client code ever
+//! runs while a provider lock is held. Completions collected on a client's
+//! thread are handed to the provider thread; event callbacks only ever run
+//! on the provider thread, one at a time.
+//!
+//! Queued requests are *armed* (their IRP's cancel routine is set) until the
+//! provider takes one to work on it (`IoSetCancelRoutine(irp, NULL)`
+//! returning the routine); an entry whose routine is already gone belongs to
+//! the cancel routine, which completes it with STATUS_CANCELLED. Because the
+//! cancel routine also takes the socket lock before completing, a request
+//! still in a queue is never completed under the provider's feet.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mio::Interest;
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use socket2::{Domain, SockRef, Type};
+
+use super::super::access::{irp_cancel, sl_arguments};
+use super::super::ffi::*;
+use super::super::io::{
+    IO_NETWORK_INCREMENT, IoGetCurrentIrpStackLocation, IoMarkIrpPending, IoReleaseCancelSpinLock,
+    IoSetCancelRoutine, IofCompleteRequest,
+};
+use super::super::session::{current, lock};
+use super::buf::{BufRef, DataIndication, Datagram, DatagramIndication};
+use super::errors::{EINPROGRESS, is_transient, status_from_io};
+use super::reactor::Job;
+use super::{Client, SocketFault, WskState, dispatch, state_of};
+use crate::status::*;
+use crate::types::*;
+use crate::wsk::*;
+
+mod datagram;
+mod events;
+mod listen;
+mod options;
+mod stream;
+
+use stream::finish_receive_ex;
+
+/// Bytes a connection buffers in the provider (inbound plus retained).
+pub(crate) const INBOUND_CAP: usize = 256 * 1024;
+/// Largest indication handed to `WskReceiveEvent`.
+const INDICATION_MAX: usize = 64 * 1024;
+/// Bytes per element of a data indication chain.
+const INDICATION_CHUNK: usize = 16 * 1024;
+/// Datagrams per datagram indication chain.
+const DATAGRAM_CHAIN: usize = 32;
+/// Largest datagram read from the host.
+const DATAGRAM_MAX: usize = 64 * 1024;
+/// Accept callbacks per progress round.
+const ACCEPTS_PER_ROUND: usize = 16;
+/// Delay before retrying an indication the MDL fault plan refused.
+const RETRY: Duration = Duration::from_millis(10);
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; DATAGRAM_MAX]);
+}
+
+/// The socket's category (its flags at `WskSocket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `WSK_FLAG_LISTEN_SOCKET`.
+    Listen,
+    /// `WSK_FLAG_CONNECTION_SOCKET` (also accepted connections).
+    Connection,
+    /// `WSK_FLAG_DATAGRAM_SOCKET`.
+    Datagram,
+}
+
+impl Kind {
+    /// The events `SO_WSK_EVENT_CALLBACK` may enable on this kind.
+    pub(crate) fn events(self) -> ULONG {
+        match self {
+            Kind::Listen => WSK_EVENT_ACCEPT,
+            Kind::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+            Kind::Datagram => WSK_EVENT_RECEIVE_FROM,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// `WskSocket` made it.
+    Created,
+    /// Bound (a listening socket listens from here on).
+    Bound,
+    /// A connect is under way.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// A connect failed or was cancelled: only close is useful.
+    Failed,
+}
+
+enum Host {
+    None,
+    /// A bound connection socket, not yet connecting.
+    Bound(socket2::Socket),
+    Listener(TcpListener),
+    Stream(TcpStream),
+    Udp(UdpSocket),
+}
+
+/// Options set before the host socket exists (or applied to it).
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    v6only: bool,
+    reuse: Option<bool>,
+    keepalive: Option<bool>,
+    rcvbuf: Option<usize>,
+    sndbuf: Option<usize>,
+    nodelay: Option<bool>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            v6only: true,
+            reuse: None,
+            keepalive: None,
+            rcvbuf: None,
+            sndbuf: None,
+            nodelay: None,
+        }
+    }
+}
+
+struct RecvOp {
+    irp: usize,
+    buf: BufRef,
+    waitall: bool,
+    drain: bool,
+    filled: usize,
+    /// `WskReceiveEx`'s `ControlInfoLength` (set to 0 at completion).
+    control_length: usize,
+    armed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendKind {
+    /// `WskSend`.
+    Data,
+    /// `WskConnectEx`'s data, after the connect.
+    ConnectEx,
+    /// A graceful `WskDisconnect`: its bytes, then FIN.
+    Disconnect,
+}
+
+struct SendOp {
+    irp: usize,
+    buf: BufRef,
+    sent: usize,
+    kind: SendKind,
+    armed: bool,
+}
+
+struct AcceptOp {
+    irp: usize,
+    context: usize,
+    dispatch: usize,
+    local_out: usize,
+    remote_out: usize,
+    armed: bool,
+}
+
+struct ConnectOp {
+    irp: usize,
+    /// `WskConnectEx`'s buffer.
+    then_send: Option<BufRef>,
+    /// `WskSocketConnect`: complete with the socket, close it on failure.
+    socket_connect: bool,
+    armed: bool,
+}
+
+struct RecvFromOp {
+    irp: usize,
+    buf: BufRef,
+    remote_out: usize,
+    control_length_out: usize,
+    control_flags_out: usize,
+    armed: bool,
+}
+
+struct SendToOp {
+    irp: usize,
+    data: Vec<u8>,
+    remote: SocketAddr,
+    armed: bool,
+}
+
+/// An indication the client retains (returned STATUS_PENDING).
+enum Retained {
+    Data(Box<DataIndication>),
+    // Held (not read) until the client releases it.
+    Datagrams(#[allow(dead_code)] Box<DatagramIndication>),
+}
+
+impl Retained {
+    fn bytes(&self) -> usize {
+        match self {
+            Retained::Data(d) => d.len(),
+            Retained::Datagrams(_) => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Open,
+    /// `WskCloseSocket` was called (or the provider closes it itself):
+    /// finishes once no request is in flight and no callback runs.
+    Closing {
+        close_irp: Option<usize>,
+        internal: bool,
+    },
+    Finished,
+}
+
+/// What a progress round leaves to do outside the lock.
+#[derive(Default)]
+pub(crate) struct Out {
+    completions: Vec<(usize, NTSTATUS, usize)>,
+    callbacks: Vec<Callback>,
+    kick: bool,
+    timer: Option<Instant>,
+    /// Sockets to close internally (refused or failed connections).
+    internal_closes: Vec<Arc<Socket>>,
+}
+
+impl Out {
+    fn complete(&mut self, irp: usize, status: NTSTATUS, information: usize) {
+        self.completions.push((irp, status, information));
+    }
+
+    fn timer(&mut self, at: Instant) {
+        self.timer = Some(self.timer.map_or(at, |t| t.min(at)));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    /// A provider call on a client's thread.
+    Caller,
+    /// The provider thread.
+    Reactor,
+}
+
+enum Callback {
+    Receive {
+        routine: unsafe extern "C" fn(
+            PVOID,
+            ULONG,
+            PWSK_DATA_INDICATION,
+            SIZE_T,
+            *mut SIZE_T,
+        ) -> NTSTATUS,
+        context: usize,
+        flags: ULONG,
+        indication: Box<DataIndication>,
+    },
+    ReceiveDead {
+        routine: unsafe extern "C" fn(
+            PVOID,
+            ULONG,
+            PWSK_DATA_INDICATION,
+            SIZE_T,
+            *mut SIZE_T,
+        ) -> NTSTATUS,
+        context: usize,
+    },
+    Disconnect {
+        routine: unsafe extern "C" fn(PVOID, ULONG) -> NTSTATUS,
+        context: usize,
+        flags: ULONG,
+    },
+    Accept {
+        routine: AcceptRoutine,
+        context: usize,
+        socket: Arc<Socket>,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    ReceiveFrom {
+        routine: unsafe extern "C" fn(PVOID, ULONG, PWSK_DATAGRAM_INDICATION) -> NTSTATUS,
+        context: usize,
+        indication: Box<DatagramIndication>,
+        is_static: bool,
+    },
+}
+
+type AcceptRoutine = unsafe extern "C" fn(
+    PVOID,
+    ULONG,
+    PSOCKADDR,
+    PSOCKADDR,
+    PWSK_SOCKET,
+    *mut PVOID,
+    *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS;
+
+pub(crate) struct SockState {
+    context: usize,
+    /// The client's event table for this socket (0: none).
+    dispatch: usize,
+    events: ULONG,
+    static_events: ULONG,
+    /// False until an accept callback returned the socket's context and
+    /// dispatch.
+    callbacks_ready: bool,
+    running_events: ULONG,
+    callbacks_running: u32,
+    disables: Vec<(usize, ULONG)>,
+
+    host: Host,
+    options: Options,
+    phase: Phase,
+    local: Option<SocketAddr>,
+    remote: Option<SocketAddr>,
+
+    accepts: VecDeque<AcceptOp>,
+    connect: Option<ConnectOp>,
+    receives: VecDeque<RecvOp>,
+    sends: VecDeque<SendOp>,
+    recv_froms: VecDeque<RecvFromOp>,
+    send_tos: VecDeque<SendToOp>,
+
+    inbound: VecDeque<u8>,
+    eof: bool,
+    error: Option<NTSTATUS>,
+    /// The error came from the peer or the network (raise the abortive
+    /// disconnect callback).
+    peer_error: bool,
+    disconnect_requested: bool,
+    shutdown_done: bool,
+    disconnect_indicated: bool,
+    suppressed: bool,
+    retained: HashMap<usize, Retained>,
+    retained_bytes: usize,
+    /// The head of the chain a receive (from) callback holds right now, and
+    /// whether the client already released it: a client may release a chain
+    /// it retains as soon as the callback has returned STATUS_PENDING, before
+    /// this provider thread has recorded the retention.
+    indicating: Option<usize>,
+    released_early: bool,
+    /// A receive completed (re-arming indications) or WSK_EVENT_RECEIVE_FROM
+    /// was enabled while a receive (from) callback ran: a refusal that
+    /// callback returns must not suppress or disable what the client already
+    /// re-armed from another thread.
+    rearmed_during_callback: bool,
+    datagrams: VecDeque<Datagram>,
+
+    slow: Option<(usize, Duration)>,
+    next_io: Option<Instant>,
+    retry_at: Option<Instant>,
+
+    /// Requests of this socket in flight (accepted, not yet completed).
+    irps: u64,
+    life: Life,
+}
+
+/// A socket: `PWSK_SOCKET` points to it (its first field is the
+/// `WSK_SOCKET` header the client reads `Dispatch` from).
+#[repr(C)]
+pub(crate) struct Socket {
+    header: WSK_SOCKET,
+    pub(crate) kind: Kind,
+    pub(crate) family: ADDRESS_FAMILY,
+    pub(crate) client: Arc<Client>,
+    pending_key: AtomicU64,
+    state: Mutex<SockState>,
+}
+
+// SAFETY: the header's dispatch pointer is a `'static` table; all mutable
+// state is behind the mutex; IRPs and client pointers are kept as plain
+// addresses and only touched under the documented WSK ownership rules.
+unsafe impl Send for Socket {}
+// SAFETY: as above.
+unsafe impl Sync for Socket {}
+
+// === IRP helpers ===
+
+/// Completes a request and does the bookkeeping (any thread, IRQL <=
+/// DISPATCH_LEVEL). The IRP must be owned by the caller.
+pub(crate) fn complete_irp(
+    client: &Arc<Client>,
+    socket: Option<&Arc<Socket>>,
+    irp: usize,
+    status: NTSTATUS,
+    information: usize,
+) {
+    let irp = irp as PIRP;
+    // SAFETY: the caller owns the request's IRP.
+    unsafe { (*irp).IoStatus.Status = status };
+    // SAFETY: as above.
+    unsafe { (*irp).IoStatus.Information = information as ULONG_PTR };
+    // SAFETY: as above; completed exactly once (the caller took it from the
+    // cancel machinery or never queued it).
+    unsafe { IofCompleteRequest(irp, IO_NETWORK_INCREMENT) };
+    if let Some(socket) = socket {
+        socket.irp_done();
+    }
+    client.irp_done();
+}
+
+/// Takes a queued request away from the cancel machinery: `true` if the
+/// provider owns it now, `false` if its cancel routine does (then it must
+/// not be completed here).
+fn take(irp: usize, armed: &mut bool) -> bool {
+    if !*armed {
+        return true;
+    }
+    *armed = false;
+    // SAFETY: the IRP is queued on a socket whose lock the caller holds, so
+    // it is live.
+    unsafe { IoSetCancelRoutine(irp as PIRP, None) }.is_some()
+}
+
+enum Arm {
+    /// Cancel routine set.
+    Armed,
+    /// Cancelled before the routine was set: the provider owns it and
+    /// completes it with STATUS_CANCELLED.
+    Cancelled,
+}
+
+/// Sets the cancel routine of a queued request (under its socket's lock).
+fn arm(irp: usize) -> Arm {
+    let irp = irp as PIRP;
+    // SAFETY: the provider owns the queued IRP.
+    unsafe { IoSetCancelRoutine(irp, Some(cancel_routine)) };
+    // SAFETY: as above; `Cancel` is read atomically.
+    if unsafe { irp_cancel(irp) } {
+        // SAFETY: as above.
+        if unsafe { IoSetCancelRoutine(irp, None) }.is_some() {
+            return Arm::Cancelled;
+        }
+        // IoCancelIrp took the routine: it runs and completes the request
+        // once it gets the socket lock.
+    }
+    Arm::Armed
+}
+
+/// The cancel routine of every queued WSK request: takes the request out
+/// of its socket's queues and completes it with STATUS_CANCELLED.
+unsafe extern "C" fn cancel_routine(_device: PDEVICE_OBJECT, irp: PIRP) {
+    // SAFETY: called by IoCancelIrp with the cancel spin lock held.
+    let cancel_irql = unsafe { (*irp).CancelIrql };
+    // SAFETY: we hold the cancel spin lock (the cancel routine contract).
+    unsafe { IoReleaseCancelSpinLock(cancel_irql) };
+    // SAFETY: the provider's own stack location of a live IRP.
+    let location = unsafe { IoGetCurrentIrpStackLocation(irp) };
+    // SAFETY: as above.
+    let socket_address = unsafe { sl_arguments(location) }[0] as usize;
+    let wsk = state_of(&current());
+    match wsk.socket_at(socket_address) {
+        Some(socket) => {
+            let information = socket.remove_request(irp as usize);
+            complete_irp(
+                &socket.client,
+                Some(&socket),
+                irp as usize,
+                STATUS_CANCELLED,
+                information,
+            );
+        }
+        None => {
+            // Unreachable by design (a socket stays registered while it has
+            // requests in flight); complete it anyway.
+            // SAFETY: the cancel routine owns the IRP now.
+            unsafe { (*irp).IoStatus.Status = STATUS_CANCELLED };
+            // SAFETY: as above.
+            unsafe { IofCompleteRequest(irp, IO_NETWORK_INCREMENT) };
+        }
+    }
+}
+
+/// Marks a request pending before it is queued (the provider then returns
+/// STATUS_PENDING).
+pub(crate) fn mark_pending(irp: usize) {
+    // SAFETY: the provider owns the IRP and holds its current location.
+    unsafe { IoMarkIrpPending(irp as PIRP) };
+}
+
+fn host_socket(
+    family: ADDRESS_FAMILY,
+    ty: Type,
+    options: &Options,
+) -> std::io::Result<socket2::Socket> {
+    let domain = if family == AF_INET6 {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = socket2::Socket::new(domain, ty, None)?;
+    if family == AF_INET6 {
+        socket.set_only_v6(options.v6only)?;
+    }
+    if let Some(reuse) = options.reuse {
+        socket.set_reuse_address(reuse)?;
+    }
+    if let Some(keepalive) = options.keepalive {
+        socket.set_keepalive(keepalive)?;
+    }
+    if let Some(size) = options.rcvbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(size) = options.sndbuf {
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn family_of(address: &SocketAddr) -> ADDRESS_FAMILY {
+    match address {
+        SocketAddr::V4(_) => AF_INET,
+        SocketAddr::V6(_) => AF_INET6,
+    }
+}
+
+/// Resets a stream (RST to the peer) and drops it.
+fn reset_stream(registry: &mio::Registry, mut stream: TcpStream) {
+    let _ = registry.deregister(&mut stream);
+    let _ = SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+// === impl Socket ===
+
+impl Socket {
+    /// Creates a socket of `client` (registered, counted, a pending
+    /// operation of the client's driver). `None` when the pool fault plan
+    /// refuses the allocation.
+    pub(crate) fn create(
+        client: &Arc<Client>,
+        kind: Kind,
+        family: ADDRESS_FAMILY,
+        context: usize,
+        dispatch: usize,
+    ) -> Option<Arc<Socket>> {
+        let kernel = current();
+        if kernel.faults.pool.should_fail() {
+            kernel.pool.note_failure();
+            return None;
+        }
+        let table: *const core::ffi::c_void = match kind {
+            Kind::Listen => (&raw const dispatch::LISTEN_DISPATCH).cast(),
+            Kind::Connection => (&raw const dispatch::CONNECTION_DISPATCH).cast(),
+            Kind::Datagram => (&raw const dispatch::DATAGRAM_DISPATCH).cast(),
+        };
+        let state = SockState {
+            context,
+            dispatch,
+            events: 0,
+            static_events: client.static_events() & kind.events(),
+            callbacks_ready: true,
+            running_events: 0,
+            callbacks_running: 0,
+            disables: Vec::new(),
+            host: Host::None,
+            options: Options::default(),
+            phase: Phase::Created,
+            local: None,
+            remote: None,
+            accepts: VecDeque::new(),
+            connect: None,
+            receives: VecDeque::new(),
+            sends: VecDeque::new(),
+            recv_froms: VecDeque::new(),
+            send_tos: VecDeque::new(),
+            inbound: VecDeque::new(),
+            eof: false,
+            error: None,
+            peer_error: false,
+            disconnect_requested: false,
+            shutdown_done: false,
+            disconnect_indicated: false,
+            suppressed: false,
+            retained: HashMap::new(),
+            retained_bytes: 0,
+            indicating: None,
+            released_early: false,
+            rearmed_during_callback: false,
+            datagrams: VecDeque::new(),
+            slow: None,
+            next_io: None,
+            retry_at: None,
+            irps: 0,
+            life: Life::Open,
+        };
+        let socket = Arc::new(Socket {
+            header: WSK_SOCKET { Dispatch: table },
+            kind,
+            family,
+            client: Arc::clone(client),
+            pending_key: AtomicU64::new(0),
+            state: Mutex::new(state),
+        });
+        let key = kernel.pending_begin_for("WSK socket", socket.address() as u64, client.owner);
+        socket.pending_key.store(key, Ordering::Release);
+        client.wsk.insert_socket(&socket);
+        client.wsk.sockets_created.fetch_add(1, Ordering::Relaxed);
+        client.socket_added();
+        Some(socket)
+    }
+
+    /// Its `PWSK_SOCKET`.
+    pub(crate) fn address(self: &Arc<Self>) -> usize {
+        Arc::as_ptr(self) as usize
+    }
+
+    fn wsk(&self) -> &Arc<WskState> {
+        &self.client.wsk
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SockState> {
+        lock(&self.state)
+    }
+
+    /// Counts a request accepted for this socket; `false` if the socket is
+    /// closing (the caller completes it with STATUS_INVALID_HANDLE).
+    pub(crate) fn begin_request(&self) -> bool {
+        let mut st = self.lock();
+        if st.life != Life::Open {
+            return false;
+        }
+        st.irps += 1;
+        true
+    }
+
+    /// A request of this socket completed.
+    pub(crate) fn irp_done(self: &Arc<Self>) {
+        let finish = {
+            let mut st = self.lock();
+            st.irps = st.irps.saturating_sub(1);
+            st.take_finish()
+        };
+        if let Some(close_irp) = finish {
+            self.finish(close_irp);
+        }
+    }
+
+    /// Runs `f` on the state from a provider call, then makes progress;
+    /// completions go to the provider thread.
+    pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut SockState, &mut Out) -> R) -> R {
+        let mut out = Out::default();
+        let result = {
+            let mut st = self.lock();
+            let result = f(&mut st, &mut out);
+            st.progress(self, Ctx::Caller, &mut out);
+            result
+        };
+        self.apply(out, Ctx::Caller);
+        result
+    }
+
+    /// Makes progress on the provider thread (events, kicks, timers).
+    pub(crate) fn pump_reactor(self: &Arc<Self>) {
+        for _ in 0..64 {
+            let out = {
+                let mut st = self.lock();
+                let mut out = Out::default();
+                st.progress(self, Ctx::Reactor, &mut out);
+                out
+            };
+            let idle = out.completions.is_empty()
+                && out.callbacks.is_empty()
+                && out.internal_closes.is_empty();
+            self.apply(out, Ctx::Reactor);
+            if idle {
+                return;
+            }
+        }
+        // Busy: let other sockets run first.
+        self.client.reactor.post(Job::Kick(Arc::clone(self)));
+    }
+
+    fn apply(self: &Arc<Self>, out: Out, ctx: Ctx) {
+        for (irp, status, information) in out.completions {
+            match ctx {
+                Ctx::Reactor => complete_irp(&self.client, Some(self), irp, status, information),
+                Ctx::Caller => self.client.reactor.post(Job::Complete {
+                    client: Arc::clone(&self.client),
+                    socket: Some(Arc::clone(self)),
+                    irp,
+                    status,
+                    information,
+                }),
+            }
+        }
+        for callback in out.callbacks {
+            self.run_callback(callback);
+        }
+        for socket in out.internal_closes {
+            socket.close_internal();
+        }
+        if let Some(at) = out.timer {
+            self.client.reactor.kick_at(at, Arc::clone(self));
+        }
+        if out.kick {
+            self.client.reactor.post(Job::Kick(Arc::clone(self)));
+        }
+    }
+
+    /// Removes a cancelled request from the queues; returns the bytes it
+    /// already holds (its `Information`).
+    fn remove_request(self: &Arc<Self>, irp: usize) -> usize {
+        let mut st = self.lock();
+        if let Some(i) = st.receives.iter().position(|o| o.irp == irp) {
+            return st.receives.remove(i).map_or(0, |o| o.filled);
+        }
+        if let Some(i) = st.sends.iter().position(|o| o.irp == irp) {
+            return st.sends.remove(i).map_or(0, |o| o.sent);
+        }
+        if let Some(i) = st.accepts.iter().position(|o| o.irp == irp) {
+            st.accepts.remove(i);
+            return 0;
+        }
+        if let Some(i) = st.recv_froms.iter().position(|o| o.irp == irp) {
+            st.recv_froms.remove(i);
+            return 0;
+        }
+        if let Some(i) = st.send_tos.iter().position(|o| o.irp == irp) {
+            st.send_tos.remove(i);
+            return 0;
+        }
+        if st.connect.as_ref().is_some_and(|c| c.irp == irp) {
+            // A cancelled connect abandons the connection attempt.
+            let internal = st.connect.take().is_some_and(|c| c.socket_connect);
+            st.abandon_host(&self.client.reactor);
+            st.phase = Phase::Failed;
+            if internal && st.life == Life::Open {
+                st.life = Life::Closing {
+                    close_irp: None,
+                    internal: true,
+                };
+            }
+        }
+        0
+    }
+
+    // === Closing ===
+
+    /// Finishes a close: unregisters the socket and completes the close IRP.
+    fn finish(self: &Arc<Self>, close_irp: Option<usize>) {
+        let kernel = current();
+        let retained: Vec<Retained> = {
+            let mut st = self.lock();
+            st.abandon_host(&self.client.reactor);
+            st.retained_bytes = 0;
+            st.inbound = VecDeque::new();
+            st.datagrams.clear();
+            st.retained.drain().map(|(_, r)| r).collect()
+        };
+        if !retained.is_empty() {
+            self.wsk()
+                .indications_retained
+                .fetch_sub(retained.len() as u64, Ordering::Relaxed);
+        }
+        drop(retained);
+        self.wsk().remove_socket(self.address());
+        kernel.pending_end(self.pending_key.load(Ordering::Acquire));
+        self.client.socket_removed();
+        if let Some(irp) = close_irp {
+            complete_irp(&self.client, None, irp, STATUS_SUCCESS, 0);
+        }
+    }
+
+    /// `WskCloseSocket`. Returns the call's status (the close IRP is the
+    /// provider's from here on). `inline`: the completion policy lets the
+    /// close complete inside the call if nothing is left in flight.
+    pub(crate) fn close(self: &Arc<Self>, irp: usize, inline: bool) -> NTSTATUS {
+        let mut cancelled = Vec::new();
+        {
+            let mut st = self.lock();
+            // The close IRP is not one of the socket's requests.
+            st.irps = st.irps.saturating_sub(1);
+            if st.life != Life::Open {
+                drop(st);
+                complete_irp(&self.client, None, irp, STATUS_INVALID_HANDLE, 0);
+                return STATUS_INVALID_HANDLE;
+            }
+            st.take_all_requests(&mut cancelled);
+            let graceful = st.shutdown_done;
+            st.close_host(&self.client.reactor, graceful);
+            if inline {
+                // Nobody may finish it before this call decides.
+                st.life = Life::Closing {
+                    close_irp: None,
+                    internal: false,
+                };
+            } else {
+                mark_pending(irp);
+                st.life = Life::Closing {
+                    close_irp: Some(irp),
+                    internal: false,
+                };
+            }
+        }
+        if !inline {
+            // Force pending: everything completes on the provider thread.
+            for (request, status, information) in cancelled {
+                self.client.reactor.post(Job::Complete {
+                    client: Arc::clone(&self.client),
+                    socket: Some(Arc::clone(self)),
+                    irp: request,
+                    status,
+                    information,
+                });
+            }
+            let finish = self.lock().take_finish();
+            if let Some(close_irp) = finish {
+                // Nothing was in flight.
+                self.finish(None);
+                if let Some(close_irp) = close_irp {
+                    self.client.reactor.post(Job::Complete {
+                        client: Arc::clone(&self.client),
+                        socket: None,
+                        irp: close_irp,
+                        status: STATUS_SUCCESS,
+                        information: 0,
+                    });
+                }
+            }
+            return STATUS_PENDING;
+        }
+        for (request, status, information) in cancelled {
+            complete_irp(&self.client, Some(self), request, status, information);
+        }
+        let finish_now = {
+            let mut st = self.lock();
+            if st.ready_to_finish() {
+                st.life = Life::Finished;
+                true
+            } else {
+                // Requests still completing elsewhere or a callback running:
+                // whoever is last finishes and completes the close IRP.
+                mark_pending(irp);
+                st.life = Life::Closing {
+                    close_irp: Some(irp),
+                    internal: false,
+                };
+                false
+            }
+        };
+        if finish_now {
+            self.finish(None);
+            complete_irp(&self.client, None, irp, STATUS_SUCCESS, 0);
+            STATUS_SUCCESS
+        } else {
+            STATUS_PENDING
+        }
+    }
+
+    /// Closes a socket the client never got (a refused or failed
+    /// connection): abortively, with no close IRP.
+    pub(crate) fn close_internal(self: &Arc<Self>) {
+        let mut cancelled = Vec::new();
+        let finish = {
+            let mut st = self.lock();
+            if matches!(st.life, Life::Finished) {
+                return;
+            }
+            st.take_all_requests(&mut cancelled);
+            st.close_host(&self.client.reactor, false);
+            if st.life == Life::Open {
+                st.life = Life::Closing {
+                    close_irp: None,
+                    internal: true,
+                };
+            }
+            st.take_finish()
+        };
+        for (request, status, information) in cancelled {
+            complete_irp(&self.client, Some(self), request, status, information);
+        }
+        if let Some(close_irp) = finish {
+            self.finish(close_irp);
+        }
+    }
+
+    // === Faults ===
+
+    /// Applies a network fault to this connection.
+    pub(crate) fn inject(self: &Arc<Self>, fault: SocketFault) -> bool {
+        if self.kind != Kind::Connection {
+            return false;
+        }
+        self.with(|st, out| {
+            if st.life != Life::Open {
+                return false;
+            }
+            st.apply_fault(fault, &self.client.reactor, out);
+            true
+        })
+    }
+}
+
+// === impl SockState: requests ===
+
+/// What a request call decided.
+pub(crate) enum Decision {
+    /// The result is known: complete the call's IRP with it.
+    Done(NTSTATUS, usize),
+    /// The IRP was marked pending and queued (or handed on): return
+    /// STATUS_PENDING.
+    Queued,
+}
+
+impl SockState {
+    /// A receive completed: indications resume (also after a refusal the
+    /// running callback has yet to return).
+    fn unsuppress(&mut self) {
+        self.suppressed = false;
+        if self.running_events & WSK_EVENT_RECEIVE != 0 {
+            self.rearmed_during_callback = true;
+        }
+    }
+
+    /// The receive callback refused (part of) its data: no indication until
+    /// a receive completes, unless one already completed while it ran.
+    fn suppress(&mut self) {
+        if !core::mem::take(&mut self.rearmed_during_callback) {
+            self.suppressed = true;
+        }
+    }
+
+    /// Whether the chain of the callback that just returned was already
+    /// released (and so is not retained).
+    fn take_released_early(&mut self) -> bool {
+        core::mem::take(&mut self.released_early)
+    }
+
+    fn ready_to_finish(&self) -> bool {
+        self.irps == 0 && self.callbacks_running == 0
+    }
+
+    /// If closing and nothing is left in flight, marks the socket finished
+    /// and returns the close IRP to complete (`Some(None)` for an internal
+    /// close).
+    fn take_finish(&mut self) -> Option<Option<usize>> {
+        match self.life {
+            Life::Closing {
+                close_irp,
+                internal,
+            } if self.ready_to_finish() && (internal || close_irp.is_some()) => {
+                self.life = Life::Finished;
+                Some(close_irp)
+            }
+            _ => None,
+        }
+    }
+
+    fn abandon_host(&mut self, reactor: &super::reactor::Reactor) {
+        match std::mem::replace(&mut self.host, Host::None) {
+            Host::None | Host::Bound(_) => {}
+            Host::Listener(mut listener) => {
+                let _ = reactor.registry().deregister(&mut listener);
+            }
+            Host::Stream(mut stream) => {
+                let _ = reactor.registry().deregister(&mut stream);
+            }
+            Host::Udp(mut udp) => {
+                let _ = reactor.registry().deregister(&mut udp);
+            }
+        }
+    }
+
+    /// Closes the host socket: a connection abortively (RST) unless
+    /// `graceful`.
+    fn close_host(&mut self, reactor: &super::reactor::Reactor, graceful: bool) {
+        if let Host::Stream(stream) = std::mem::replace(&mut self.host, Host::None) {
+            if graceful {
+                let mut stream = stream;
+                let _ = reactor.registry().deregister(&mut stream);
+            } else {
+                reset_stream(reactor.registry(), stream);
+            }
+        } else {
+            self.abandon_host(reactor);
+        }
+    }
+
+    /// Takes every queued request the provider can still complete, with
+    /// STATUS_CANCELLED and the bytes it holds.
+    fn take_all_requests(&mut self, out: &mut Vec<(usize, NTSTATUS, usize)>) {
+        for mut op in std::mem::take(&mut self.receives) {
+            if take(op.irp, &mut op.armed) {
+                finish_receive_ex(&op);
+                out.push((op.irp, STATUS_CANCELLED, op.filled));
+            }
+        }
+        for mut op in std::mem::take(&mut self.sends) {
+            if take(op.irp, &mut op.armed) {
+                out.push((op.irp, STATUS_CANCELLED, op.sent));
+            }
+        }
+        for mut op in std::mem::take(&mut self.accepts) {
+            if take(op.irp, &mut op.armed) {
+                out.push((op.irp, STATUS_CANCELLED, 0));
+            }
+        }
+        for mut op in std::mem::take(&mut self.recv_froms) {
+            if take(op.irp, &mut op.armed) {
+                out.push((op.irp, STATUS_CANCELLED, 0));
+            }
+        }
+        for mut op in std::mem::take(&mut self.send_tos) {
+            if take(op.irp, &mut op.armed) {
+                out.push((op.irp, STATUS_CANCELLED, 0));
+            }
+        }
+        if let Some(mut op) = self.connect.take()
+            && take(op.irp, &mut op.armed)
+        {
+            out.push((op.irp, STATUS_CANCELLED, 0));
+        }
+        for (irp, _) in std::mem::take(&mut self.disables) {
+            out.push((irp, STATUS_SUCCESS, 0));
+        }
+        self.running_events = 0;
+    }
+
+    /// Queues a request: marks it pending, arms its cancel routine. If it
+    /// was cancelled already, it completes (from the provider thread) with
+    /// STATUS_CANCELLED.
+    fn enqueue(&mut self, irp: usize, push: impl FnOnce(&mut Self), out: &mut Out) -> Decision {
+        mark_pending(irp);
+        push(self);
+        if let Arm::Cancelled = arm(irp) {
+            // Take it back out and complete it.
+            self.receives.retain(|o| o.irp != irp);
+            self.sends.retain(|o| o.irp != irp);
+            self.accepts.retain(|o| o.irp != irp);
+            self.recv_froms.retain(|o| o.irp != irp);
+            self.send_tos.retain(|o| o.irp != irp);
+            if self.connect.as_ref().is_some_and(|c| c.irp == irp) {
+                self.connect = None;
+            }
+            out.complete(irp, STATUS_CANCELLED, 0);
+        }
+        Decision::Queued
+    }
+
+    /// Whether the pool fault plan refuses to queue a request.
+    fn queue_refused() -> bool {
+        let kernel = current();
+        let refused = kernel.faults.pool.should_fail();
+        if refused {
+            kernel.pool.note_failure();
+        }
+        refused
+    }
+
+    /// Puts bytes back at the front of the inbound buffer.
+    fn unread(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().rev() {
+            self.inbound.push_front(b);
+        }
+    }
+
+    fn enabled(&self) -> ULONG {
+        self.events | self.static_events
+    }
+
+    // --- progress ---
+
+    fn progress(&mut self, socket: &Arc<Socket>, ctx: Ctx, out: &mut Out) {
+        if !matches!(self.life, Life::Open) {
+            return;
+        }
+        match socket.kind {
+            Kind::Connection => {
+                if self.phase == Phase::Connecting {
+                    self.check_connect(socket, out);
+                }
+                if self.phase == Phase::Connected {
+                    let mut budget = self.budget(out);
+                    let mut write_budget = budget;
+                    self.flush_sends(&mut write_budget, out);
+                    // Readiness is edge-triggered: read until the host says
+                    // "would block" or nobody consumes what was read.
+                    loop {
+                        let read = self.fill_inbound(&mut budget);
+                        self.deliver_receives(out);
+                        if ctx == Ctx::Reactor {
+                            self.stream_callbacks(out);
+                        }
+                        if read == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            Kind::Listen => {
+                self.deliver_accepts(socket, out);
+                if ctx == Ctx::Reactor {
+                    self.accept_callbacks(socket, out);
+                }
+            }
+            Kind::Datagram => {
+                self.deliver_datagrams(out);
+                self.flush_send_tos(out);
+                if ctx == Ctx::Reactor {
+                    self.datagram_callbacks(out);
+                }
+            }
+        }
+        if ctx == Ctx::Caller && self.callback_due() {
+            out.kick = true;
+        }
+    }
+
+    // --- addresses, options, events ---
+
+    /// The bound local address.
+    pub(crate) fn local_address(&self) -> Option<SocketAddr> {
+        match self.phase {
+            Phase::Created | Phase::Failed => None,
+            _ => self.local,
+        }
+    }
+
+    /// The connected remote address.
+    pub(crate) fn remote_address(&self) -> Option<SocketAddr> {
+        match self.phase {
+            Phase::Connected => self.remote,
+            _ => None,
+        }
+    }
+}

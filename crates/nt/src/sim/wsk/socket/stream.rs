@@ -1,0 +1,614 @@
+//! Connection sockets: bind, connect, send, receive, disconnect, the
+//! byte pump between the host stream and the client's requests.
+
+use super::*;
+
+impl SockState {
+    // --- bind / connect ---
+
+    /// `WskBind`.
+    pub(crate) fn bind(&mut self, socket: &Arc<Socket>, local: SocketAddr) -> Decision {
+        if self.phase != Phase::Created {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        }
+        if family_of(&local) != socket.family {
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        let registry = socket.client.reactor.registry();
+        let token = mio::Token(socket.address());
+        let result = (|| -> std::io::Result<(Host, SocketAddr)> {
+            match socket.kind {
+                Kind::Listen => {
+                    let mut options = self.options;
+                    // Windows lets a listener bind over TIME_WAIT
+                    // connections by default; on Linux that is SO_REUSEADDR.
+                    options.reuse.get_or_insert(true);
+                    let host = host_socket(socket.family, Type::STREAM, &options)?;
+                    host.bind(&local.into())?;
+                    host.listen(1024)?;
+                    let mut listener = TcpListener::from_std(host.into());
+                    registry.register(&mut listener, token, Interest::READABLE)?;
+                    let local = listener.local_addr()?;
+                    Ok((Host::Listener(listener), local))
+                }
+                Kind::Connection => {
+                    let host = host_socket(socket.family, Type::STREAM, &self.options)?;
+                    host.bind(&local.into())?;
+                    let local = host
+                        .local_addr()?
+                        .as_socket()
+                        .ok_or(std::io::ErrorKind::InvalidInput)?;
+                    Ok((Host::Bound(host), local))
+                }
+                Kind::Datagram => {
+                    let host = host_socket(socket.family, Type::DGRAM, &self.options)?;
+                    host.bind(&local.into())?;
+                    let mut udp = UdpSocket::from_std(host.into());
+                    registry.register(&mut udp, token, Interest::READABLE | Interest::WRITABLE)?;
+                    let local = udp.local_addr()?;
+                    Ok((Host::Udp(udp), local))
+                }
+            }
+        })();
+        match result {
+            Ok((host, local)) => {
+                self.host = host;
+                self.local = Some(local);
+                self.phase = Phase::Bound;
+                Decision::Done(STATUS_SUCCESS, 0)
+            }
+            Err(error) => Decision::Done(status_from_io(&error), 0),
+        }
+    }
+
+    /// `WskConnect` / `WskConnectEx` / the connect of `WskSocketConnect`.
+    pub(crate) fn connect(
+        &mut self,
+        socket: &Arc<Socket>,
+        irp: usize,
+        remote: SocketAddr,
+        then_send: Option<BufRef>,
+        socket_connect: bool,
+        out: &mut Out,
+    ) -> Decision {
+        if self.phase != Phase::Bound {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        }
+        if family_of(&remote) != socket.family {
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        if Self::queue_refused() {
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0);
+        }
+        let Host::Bound(host) = std::mem::replace(&mut self.host, Host::None) else {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        };
+        match host.connect(&remote.into()) {
+            Ok(()) => {}
+            Err(error) if is_transient(&error) || error.raw_os_error() == Some(EINPROGRESS) => {}
+            Err(error) => {
+                self.phase = Phase::Failed;
+                return Decision::Done(status_from_io(&error), 0);
+            }
+        }
+        let mut stream = TcpStream::from_std(host.into());
+        let registry = socket.client.reactor.registry();
+        if let Err(error) = registry.register(
+            &mut stream,
+            mio::Token(socket.address()),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            self.phase = Phase::Failed;
+            return Decision::Done(status_from_io(&error), 0);
+        }
+        self.host = Host::Stream(stream);
+        self.phase = Phase::Connecting;
+        self.remote = Some(remote);
+        self.enqueue(
+            irp,
+            |st| {
+                st.connect = Some(ConnectOp {
+                    irp,
+                    then_send,
+                    socket_connect,
+                    armed: true,
+                });
+            },
+            out,
+        )
+    }
+
+    pub(super) fn check_connect(&mut self, socket: &Arc<Socket>, out: &mut Out) {
+        let Host::Stream(stream) = &self.host else {
+            return;
+        };
+        let failure = match stream.take_error() {
+            Ok(Some(error)) | Err(error) => Some(status_from_io(&error)),
+            Ok(None) => match stream.peer_addr() {
+                Ok(peer) => {
+                    self.remote = Some(peer);
+                    self.local = stream.local_addr().ok().or(self.local);
+                    None
+                }
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::NotConnected || is_transient(&error) =>
+                {
+                    return;
+                }
+                Err(error) => Some(status_from_io(&error)),
+            },
+        };
+        match failure {
+            None => {
+                self.phase = Phase::Connected;
+                if let Some(fault) = socket.wsk().connection_fault() {
+                    self.apply_fault(fault, &socket.client.reactor, out);
+                }
+                if let Some(mut op) = self.connect.take()
+                    && take(op.irp, &mut op.armed)
+                {
+                    if op.socket_connect {
+                        out.complete(op.irp, STATUS_SUCCESS, socket.address());
+                    } else if let Some(buf) = op.then_send {
+                        self.sends.push_front(SendOp {
+                            irp: op.irp,
+                            buf,
+                            sent: 0,
+                            kind: SendKind::ConnectEx,
+                            armed: false,
+                        });
+                    } else {
+                        out.complete(op.irp, STATUS_SUCCESS, 0);
+                    }
+                }
+            }
+            Some(status) => {
+                self.abandon_host(&socket.client.reactor);
+                self.phase = Phase::Failed;
+                if let Some(mut op) = self.connect.take() {
+                    if op.socket_connect && self.life == Life::Open {
+                        out.internal_closes.push(Arc::clone(socket));
+                    }
+                    if take(op.irp, &mut op.armed) {
+                        out.complete(op.irp, status, 0);
+                    }
+                }
+            }
+        }
+    }
+
+    // --- connections ---
+
+    /// The status a data request on a connection gets now, if it cannot
+    /// proceed.
+    pub(super) fn connection_refusal(&self) -> Option<NTSTATUS> {
+        match self.phase {
+            Phase::Connected => None,
+            _ => Some(self.error.unwrap_or(STATUS_INVALID_DEVICE_STATE)),
+        }
+    }
+
+    /// `WskReceive` / `WskReceiveEx`.
+    pub(crate) fn receive(
+        &mut self,
+        irp: usize,
+        buf: BufRef,
+        flags: ULONG,
+        control_length: usize,
+        out: &mut Out,
+    ) -> Decision {
+        if flags & !(WSK_FLAG_WAITALL | WSK_FLAG_DRAIN) != 0 {
+            return Decision::Done(STATUS_NOT_SUPPORTED, 0);
+        }
+        let waitall = flags & WSK_FLAG_WAITALL != 0;
+        let drain = flags & WSK_FLAG_DRAIN != 0;
+        if drain && (waitall || buf.length != 0) {
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        if let Some(status) = self.connection_refusal() {
+            return Decision::Done(status, 0);
+        }
+        let mut op = RecvOp {
+            irp,
+            buf,
+            waitall,
+            drain,
+            filled: 0,
+            control_length,
+            armed: false,
+        };
+        if self.receives.is_empty() && !drain {
+            if buf.length == 0 {
+                // Re-arms the receive event; completes at once.
+                self.unsuppress();
+                out.kick = true;
+                finish_receive_ex(&op);
+                return Decision::Done(self.error.unwrap_or(STATUS_SUCCESS), 0);
+            }
+            let mut budget = self.budget(out);
+            loop {
+                let read = self.fill_inbound(&mut budget);
+                if !self.inbound.is_empty() {
+                    match self.copy_inbound(&mut op) {
+                        Err(status) => return Decision::Done(status, 0),
+                        Ok(()) if !op.waitall || op.filled == op.buf.length => {
+                            self.unsuppress();
+                            out.kick = true;
+                            finish_receive_ex(&op);
+                            return Decision::Done(STATUS_SUCCESS, op.filled);
+                        }
+                        Ok(()) => {}
+                    }
+                }
+                if read == 0 {
+                    break;
+                }
+            }
+            if self.inbound.is_empty() {
+                if let Some(status) = self.error {
+                    return Decision::Done(status, op.filled);
+                }
+                if self.eof {
+                    finish_receive_ex(&op);
+                    return Decision::Done(STATUS_SUCCESS, op.filled);
+                }
+            }
+        }
+        if Self::queue_refused() {
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, op.filled);
+        }
+        op.armed = true;
+        self.enqueue(irp, |st| st.receives.push_back(op), out)
+    }
+
+    /// `WskSend` / `WskSendEx`, and the data of a graceful `WskDisconnect`.
+    pub(crate) fn send(
+        &mut self,
+        irp: usize,
+        buf: BufRef,
+        kind: SendKind,
+        out: &mut Out,
+    ) -> Decision {
+        if let Some(status) = self.connection_refusal() {
+            return Decision::Done(status, 0);
+        }
+        if let Some(status) = self.error {
+            return Decision::Done(status, 0);
+        }
+        if self.disconnect_requested {
+            return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
+        }
+        if kind == SendKind::Disconnect {
+            self.disconnect_requested = true;
+        }
+        let mut op = SendOp {
+            irp,
+            buf,
+            sent: 0,
+            kind,
+            armed: false,
+        };
+        if self.sends.is_empty() {
+            let mut budget = self.budget(out);
+            match self.write_op(&mut op, &mut budget) {
+                Err(status) => return Decision::Done(status, op.sent),
+                Ok(true) => {
+                    if kind == SendKind::Disconnect
+                        && let Err(status) = self.shutdown_write()
+                    {
+                        return Decision::Done(status, op.sent);
+                    }
+                    return Decision::Done(STATUS_SUCCESS, op.sent);
+                }
+                Ok(false) => {}
+            }
+        }
+        if op.sent == 0 && Self::queue_refused() {
+            if kind == SendKind::Disconnect {
+                self.disconnect_requested = false;
+            }
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0);
+        }
+        if op.sent > 0 {
+            // Started: no longer cancellable.
+            mark_pending(irp);
+            self.sends.push_back(op);
+            return Decision::Queued;
+        }
+        op.armed = true;
+        self.enqueue(irp, |st| st.sends.push_back(op), out)
+    }
+
+    /// An abortive `WskDisconnect`: RST now.
+    pub(crate) fn abort(&mut self, socket: &Arc<Socket>, out: &mut Out) -> Decision {
+        if self.phase != Phase::Connected {
+            return Decision::Done(self.error.unwrap_or(STATUS_INVALID_DEVICE_STATE), 0);
+        }
+        self.close_host(&socket.client.reactor, false);
+        self.inbound.clear();
+        if self.error.is_none() {
+            self.error = Some(STATUS_CONNECTION_ABORTED);
+            self.peer_error = false;
+        }
+        self.fail_requests(out);
+        Decision::Done(STATUS_SUCCESS, 0)
+    }
+
+    pub(super) fn shutdown_write(&mut self) -> Result<(), NTSTATUS> {
+        let Host::Stream(stream) = &self.host else {
+            return Err(self.error.unwrap_or(STATUS_INVALID_DEVICE_STATE));
+        };
+        match stream.shutdown(std::net::Shutdown::Write) {
+            Ok(()) => {
+                self.shutdown_done = true;
+                Ok(())
+            }
+            Err(error) => Err(status_from_io(&error)),
+        }
+    }
+
+    /// Writes as much of `op` as the host takes; `Ok(true)` when all of it
+    /// is out.
+    pub(super) fn write_op(
+        &mut self,
+        op: &mut SendOp,
+        budget: &mut usize,
+    ) -> Result<bool, NTSTATUS> {
+        let Host::Stream(stream) = &mut self.host else {
+            return Err(self.error.unwrap_or(STATUS_INVALID_DEVICE_STATE));
+        };
+        let mut failure = None;
+        let mut blocked = false;
+        let start = op.sent;
+        let allowed = (*budget).min(op.buf.length - op.sent);
+        let mut sent = 0usize;
+        let visit = |piece: *mut u8, len: usize| {
+            // SAFETY: `piece` is `len` readable bytes of the buffer.
+            let bytes = unsafe { core::slice::from_raw_parts(piece, len) };
+            let mut done = 0;
+            while done < len {
+                match stream.write(&bytes[done..]) {
+                    Ok(0) => {
+                        blocked = true;
+                        break;
+                    }
+                    Ok(n) => done += n,
+                    Err(error) if is_transient(&error) => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(error) => {
+                        failure = Some(status_from_io(&error));
+                        break;
+                    }
+                }
+            }
+            sent += done;
+            !blocked && failure.is_none()
+        };
+        // SAFETY: the request is queued or being made, so its buffer is
+        // live and locked.
+        let walked = unsafe { op.buf.segments(start, allowed, visit) };
+        op.sent += sent;
+        *budget = budget.saturating_sub(op.sent - start);
+        walked?;
+        if let Some(status) = failure {
+            self.error.get_or_insert(status);
+            self.peer_error = true;
+            return Err(status);
+        }
+        Ok(op.sent == op.buf.length)
+    }
+
+    /// Reads the host socket into the inbound buffer while there is room;
+    /// returns the bytes read.
+    pub(super) fn fill_inbound(&mut self, budget: &mut usize) -> usize {
+        let mut total = 0;
+        while !self.eof && self.error.is_none() && *budget > 0 {
+            let room = INBOUND_CAP.saturating_sub(self.inbound.len() + self.retained_bytes);
+            if room == 0 {
+                break;
+            }
+            let Host::Stream(stream) = &mut self.host else {
+                break;
+            };
+            let want = room.min(*budget).min(DATAGRAM_MAX);
+            let inbound = &mut self.inbound;
+            let result = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let n = stream.read(&mut scratch[..want])?;
+                inbound.extend(&scratch[..n]);
+                Ok::<usize, std::io::Error>(n)
+            });
+            match result {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    total += n;
+                    *budget = budget.saturating_sub(n);
+                }
+                Err(error) if is_transient(&error) => break,
+                Err(error) => {
+                    self.error = Some(status_from_io(&error));
+                    self.peer_error = true;
+                }
+            }
+        }
+        total
+    }
+
+    /// Copies inbound bytes into a receive.
+    pub(super) fn copy_inbound(&mut self, op: &mut RecvOp) -> Result<(), NTSTATUS> {
+        let want = (op.buf.length - op.filled).min(self.inbound.len());
+        let (a, b) = self.inbound.as_slices();
+        let first = want.min(a.len());
+        // SAFETY: the request is owned by the provider (taken or being
+        // made) and its buffer locked until completion.
+        let mut copied = unsafe { op.buf.write_at(op.filled, &a[..first]) }?;
+        if copied == first && want > first {
+            // SAFETY: as above.
+            copied += unsafe { op.buf.write_at(op.filled + copied, &b[..want - first]) }?;
+        }
+        self.inbound.drain(..copied);
+        op.filled += copied;
+        Ok(())
+    }
+
+    pub(super) fn deliver_receives(&mut self, out: &mut Out) {
+        while let Some(mut op) = self.receives.pop_front() {
+            if op.drain {
+                self.inbound.clear();
+                if self.error.is_none() && !self.eof {
+                    self.receives.push_front(op);
+                    return;
+                }
+                if take(op.irp, &mut op.armed) {
+                    finish_receive_ex(&op);
+                    out.complete(op.irp, self.error.unwrap_or(STATUS_SUCCESS), 0);
+                }
+                continue;
+            }
+            if !self.inbound.is_empty() {
+                if !take(op.irp, &mut op.armed) {
+                    continue;
+                }
+                if let Err(status) = self.copy_inbound(&mut op) {
+                    out.complete(op.irp, status, op.filled);
+                    continue;
+                }
+                if !op.waitall || op.filled == op.buf.length {
+                    self.unsuppress();
+                    finish_receive_ex(&op);
+                    out.complete(op.irp, STATUS_SUCCESS, op.filled);
+                    continue;
+                }
+                // WAITALL, not full yet: back into the queue, cancellable.
+                op.armed = true;
+                if let Arm::Cancelled = arm(op.irp) {
+                    out.complete(op.irp, STATUS_CANCELLED, op.filled);
+                    continue;
+                }
+                self.receives.push_front(op);
+                return;
+            }
+            if let Some(status) = self.error {
+                if take(op.irp, &mut op.armed) {
+                    out.complete(op.irp, status, op.filled);
+                }
+                continue;
+            }
+            if self.eof {
+                if take(op.irp, &mut op.armed) {
+                    self.unsuppress();
+                    finish_receive_ex(&op);
+                    out.complete(op.irp, STATUS_SUCCESS, op.filled);
+                }
+                continue;
+            }
+            self.receives.push_front(op);
+            return;
+        }
+    }
+
+    pub(super) fn flush_sends(&mut self, budget: &mut usize, out: &mut Out) {
+        while let Some(mut op) = self.sends.pop_front() {
+            if let Some(status) = self.error {
+                if take(op.irp, &mut op.armed) {
+                    out.complete(op.irp, status, op.sent);
+                }
+                continue;
+            }
+            let was_armed = op.armed;
+            if !take(op.irp, &mut op.armed) {
+                continue;
+            }
+            match self.write_op(&mut op, budget) {
+                Err(status) => out.complete(op.irp, status, op.sent),
+                Ok(true) => {
+                    let status = if op.kind == SendKind::Disconnect {
+                        self.shutdown_write().err().unwrap_or(STATUS_SUCCESS)
+                    } else {
+                        STATUS_SUCCESS
+                    };
+                    out.complete(op.irp, status, op.sent);
+                }
+                Ok(false) => {
+                    if op.sent == 0 && was_armed {
+                        op.armed = true;
+                        if let Arm::Cancelled = arm(op.irp) {
+                            out.complete(op.irp, STATUS_CANCELLED, 0);
+                            continue;
+                        }
+                    }
+                    self.sends.push_front(op);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Completes queued sends and receives with the connection's error
+    /// (receives only once the buffered data is delivered).
+    pub(super) fn fail_requests(&mut self, out: &mut Out) {
+        let mut budget = 0;
+        self.flush_sends(&mut budget, out);
+        self.deliver_receives(out);
+    }
+
+    pub(super) fn apply_fault(
+        &mut self,
+        fault: SocketFault,
+        reactor: &super::super::reactor::Reactor,
+        out: &mut Out,
+    ) {
+        match fault {
+            SocketFault::Reset | SocketFault::Abort => {
+                if let Host::Stream(stream) = std::mem::replace(&mut self.host, Host::None) {
+                    reset_stream(reactor.registry(), stream);
+                }
+                if self.error.is_none() {
+                    self.error = Some(if fault == SocketFault::Reset {
+                        STATUS_CONNECTION_RESET
+                    } else {
+                        STATUS_CONNECTION_ABORTED
+                    });
+                    self.peer_error = true;
+                }
+                self.fail_requests(out);
+                out.kick = true;
+            }
+            SocketFault::Slow { chunk, interval } => {
+                self.slow = Some((chunk.max(1), interval));
+                self.next_io = None;
+            }
+        }
+    }
+
+    /// Bytes this round may move in each direction (a slow peer's chunk,
+    /// once per interval).
+    pub(super) fn budget(&mut self, out: &mut Out) -> usize {
+        let Some((chunk, interval)) = self.slow else {
+            return usize::MAX;
+        };
+        let now = Instant::now();
+        match self.next_io {
+            Some(at) if at > now => {
+                out.timer(at);
+                0
+            }
+            _ => {
+                self.next_io = Some(now + interval);
+                out.timer(now + interval);
+                chunk
+            }
+        }
+    }
+}
+
+/// `WskReceiveEx`: no control information is produced.
+pub(super) fn finish_receive_ex(op: &RecvOp) {
+    if op.control_length != 0 {
+        // SAFETY: the client's `ControlInfoLength`, valid until completion
+        // (WskReceiveEx contract); the provider owns the request.
+        unsafe { (op.control_length as PULONG).write_unaligned(0) };
+    }
+}
