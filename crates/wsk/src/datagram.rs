@@ -110,13 +110,13 @@ impl DatagramSocket {
         } = done.resources;
         let mut mdl_buf = lent.buf;
         let len = ops::received(&mut mdl_buf, done.status, done.information as usize);
-        let result = check(done.status).and_then(|()| {
+        let result = ops::datagram_status(done.status).and_then(|truncated| {
             Ok(ReceivedFrom {
                 len,
                 from: remote
                     .get()
                     .ok_or(Error::from_status(STATUS_INVALID_ADDRESS))?,
-                truncated: control_flags & MSG_TRUNC != 0,
+                truncated: truncated || control_flags & MSG_TRUNC != 0,
             })
         });
         (result, mdl_buf.into_inner())

@@ -122,13 +122,16 @@ pub(crate) fn submit_receive<B: IoBufMut>(irp: PIRP, r: &mut RecvRes<B>) -> NTST
     }
 }
 
-/// Records the bytes a completed receive wrote into its buffer.
+/// Records the bytes a completed receive wrote into its buffer: on
+/// success, and also on STATUS_BUFFER_OVERFLOW (a truncated datagram: the
+/// bytes that fit) and STATUS_CANCELLED (bytes a cancelled receive had
+/// already copied).
 pub(crate) fn received<B: IoBufMut>(
     buf: &mut MdlBuf<B>,
     status: NTSTATUS,
     information: usize,
 ) -> usize {
-    if !NT_SUCCESS(status) && status != STATUS_CANCELLED {
+    if !NT_SUCCESS(status) && status != STATUS_CANCELLED && status != STATUS_BUFFER_OVERFLOW {
         return 0;
     }
     let n = information.min(buf.bytes_total());
@@ -136,6 +139,18 @@ pub(crate) fn received<B: IoBufMut>(
     // (a cancelled receive may carry bytes it had already copied).
     unsafe { buf.set_init(n) };
     n
+}
+
+/// The outcome of a completed `WskReceiveFrom`: `Ok(truncated)` for a
+/// datagram (STATUS_SUCCESS, or STATUS_BUFFER_OVERFLOW for one longer than
+/// the buffer: the documentation only names the `MSG_TRUNC` flag, AFD
+/// completes such a receive with the warning status, so both are data),
+/// the error otherwise.
+pub(crate) fn datagram_status(status: NTSTATUS) -> Result<bool> {
+    if status == STATUS_BUFFER_OVERFLOW {
+        return Ok(true);
+    }
+    crate::error::check(status).map(|()| false)
 }
 
 /// A zero-length receive: re-arms the receive event after
@@ -342,7 +357,6 @@ pub(crate) struct OptionRes {
     pub(crate) level: ULONG,
     pub(crate) code: ULONG,
     pub(crate) value: ULONG,
-    pub(crate) returned: SIZE_T,
 }
 
 // SAFETY: as SendRes.
@@ -371,7 +385,9 @@ pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> NTSTATUS {
                 input,
                 output_size,
                 output,
-                &mut r.returned,
+                // With an IRP the size comes back in IoStatus.Information;
+                // "OutputSizeReturned ... should be NULL" then.
+                core::ptr::null_mut(),
                 irp,
             )
         },
@@ -511,10 +527,12 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> NTSTATUS {
     let Some(socket) = r.dispatch else {
         return STATUS_NOT_SUPPORTED;
     };
-    let socket_type = if r.kind == Kind::Datagram {
-        SOCK_DGRAM
+    // The documented combinations: SOCK_STREAM + IPPROTO_TCP for listening
+    // and connection sockets, SOCK_DGRAM + IPPROTO_UDP for datagram ones.
+    let (socket_type, protocol) = if r.kind == Kind::Datagram {
+        (SOCK_DGRAM, IPPROTO_UDP)
     } else {
-        SOCK_STREAM
+        (SOCK_STREAM, IPPROTO_TCP)
     };
     r.new.submitting(irp);
     // SAFETY: WskSocket with our IRP; the context (the new block) stays
@@ -524,7 +542,7 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> NTSTATUS {
             r.client,
             r.family,
             socket_type,
-            0,
+            protocol,
             r.kind.flags(),
             r.new.context(),
             r.kind.client_dispatch(),

@@ -150,11 +150,11 @@ impl<B: IoBufMut> ReceiveKind<B> for DatagramReceive {
         } = res;
         let mut buf = lent.buf;
         let len = ops::received(&mut buf, status, information);
-        let outcome = match check(status) {
-            Ok(()) => Outcome::Data {
+        let outcome = match ops::datagram_status(status) {
+            Ok(truncated) => Outcome::Data {
                 len,
                 from: remote.get(),
-                truncated: control_flags & MSG_TRUNC != 0,
+                truncated: truncated || control_flags & MSG_TRUNC != 0,
             },
             Err(error)
                 if matches!(

@@ -87,7 +87,6 @@ pub(crate) async fn set_option(
         level,
         code,
         value,
-        returned: 0,
     };
     check(ops::call(resources, ops::submit_option).await.status)
 }
@@ -100,7 +99,6 @@ pub(crate) async fn get_option(handle: &SocketHandle, level: ULONG, code: ULONG)
         level,
         code,
         value: 0,
-        returned: 0,
     };
     let done = ops::call(resources, ops::submit_option).await;
     check(done.status)?;
