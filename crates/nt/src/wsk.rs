@@ -198,7 +198,11 @@ pub const SO_KEEPALIVE: ULONG = 0x0008;
 pub const SO_LINGER: ULONG = 0x0080;
 /// `SO_EXCLUSIVEADDRUSE` (`~SO_REUSEADDR`).
 pub const SO_EXCLUSIVEADDRUSE: ULONG = !SO_REUSEADDR;
-/// `SO_SNDBUF` (ULONG bytes).
+/// `SO_BROADCAST` (datagram sockets).
+pub const SO_BROADCAST: ULONG = 0x0020;
+/// `SO_CONDITIONAL_ACCEPT` (listening sockets).
+pub const SO_CONDITIONAL_ACCEPT: ULONG = 0x3002;
+/// `SO_SNDBUF` (ULONG bytes): a Winsock option, not one of WSK's.
 pub const SO_SNDBUF: ULONG = 0x1001;
 /// `SO_RCVBUF` (ULONG bytes).
 pub const SO_RCVBUF: ULONG = 0x1002;

@@ -8,7 +8,7 @@ mod wsk_client;
 
 use std::net::UdpSocket;
 
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::{CompletionPolicy, DatagramTruncation, Session, SimConfig};
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
@@ -97,19 +97,35 @@ fn send_to_reaches_std_receivers_from_the_bound_address() {
 }
 
 #[test]
-fn long_datagrams_are_truncated_with_msg_trunc() {
-    let session = Session::boot();
-    let client = Client::register();
-    let (socket, address) =
-        client.datagram(loopback(false), core::ptr::null_mut(), core::ptr::null());
-    let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sender.send_to(&[7u8; 100], address).unwrap();
-    let got = start_receive_from(socket, 10).finish().unwrap();
-    assert_eq!(got.data, vec![7u8; 10]);
-    assert_eq!(got.control_flags, MSG_TRUNC);
-    assert_eq!(close(socket), STATUS_SUCCESS);
-    client.deregister();
-    finish(session);
+fn long_datagrams_are_truncated_with_msg_trunc_under_both_truncation_policies() {
+    for (truncation, expected) in [
+        (DatagramTruncation::Overflow, STATUS_BUFFER_OVERFLOW),
+        (DatagramTruncation::Success, STATUS_SUCCESS),
+    ] {
+        let mut config = SimConfig::from_env();
+        config.wsk.truncation = truncation;
+        let session = Session::boot_config(config);
+        let client = Client::register();
+        let (socket, address) =
+            client.datagram(loopback(false), core::ptr::null_mut(), core::ptr::null());
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(&[7u8; 100], address).unwrap();
+        let (status, got) = start_receive_from(socket, 10).finish_with_status();
+        assert_eq!(status, expected, "{truncation:?}");
+        assert_eq!(got.data, vec![7u8; 10], "the bytes that fit are delivered");
+        assert_eq!(got.control_flags, MSG_TRUNC);
+        assert_eq!(got.from, sender.local_addr().unwrap());
+        // A datagram that fits: success, no flag.
+        sender.send_to(&[8u8; 10], address).unwrap();
+        let (status, got) = start_receive_from(socket, 10).finish_with_status();
+        assert_eq!(
+            (status, got.data, got.control_flags),
+            (STATUS_SUCCESS, vec![8u8; 10], 0)
+        );
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
 }
 
 #[test]

@@ -664,3 +664,69 @@ fn a_drain_receive_discards_data_until_the_peer_closes() {
     client.deregister();
     finish(session);
 }
+
+/// Waits up to [`WAIT`] for the peer's socket to report an error (the RST
+/// of an abortive close: ECONNRESET, or EPIPE once it has seen our FIN).
+fn peer_error(peer: &TcpStream) -> Option<std::io::Error> {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(error)) = peer.take_error() {
+            return Some(error);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+#[test]
+fn close_after_our_graceful_disconnect_but_before_the_peers_is_abortive() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let client = Client::register();
+        let (listener, socket, mut peer) = accepted_pair(&client, false);
+        // Data we never read, then our FIN.
+        peer.write_all(b"unread").unwrap();
+        assert_eq!(disconnect(socket, 0), STATUS_SUCCESS);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty(), "the peer sees our FIN");
+        // The peer has not closed its side: WskCloseSocket is abortive.
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        let error = peer_error(&peer).expect("the peer is reset");
+        assert!(
+            matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            ),
+            "{error:?}"
+        );
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
+
+#[test]
+fn close_when_disconnected_both_ways_is_graceful_and_discards_unread_data() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let client = Client::register();
+        let (listener, socket, mut peer) = accepted_pair(&client, false);
+        // The peer sends data we never read and closes its side.
+        peer.write_all(&[5u8; 100_000]).unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(disconnect(socket, 0), STATUS_SUCCESS);
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            peer.take_error().unwrap().is_none(),
+            "no reset after a close disconnected both ways"
+        );
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}

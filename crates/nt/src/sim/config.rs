@@ -194,6 +194,21 @@ pub enum SendCompletion {
     Copied,
 }
 
+/// How the simulated WSK provider completes a `WskReceiveFrom` whose
+/// datagram did not fit the buffer. The DDI page documents only the
+/// `MSG_TRUNC` flag in `*ControlFlags`, not the status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatagramTruncation {
+    /// STATUS_BUFFER_OVERFLOW (a warning: not NT_SUCCESS) with the bytes
+    /// that fit and `MSG_TRUNC`, as AFD completes a truncated receive
+    /// (Winsock's WSAEMSGSIZE): the stricter reading, a client must keep
+    /// the bytes of a "failed" receive.
+    #[default]
+    Overflow,
+    /// STATUS_SUCCESS with the bytes that fit and `MSG_TRUNC`.
+    Success,
+}
+
 /// The simulated WSK provider's choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WskPolicy {
@@ -210,6 +225,8 @@ pub struct WskPolicy {
     /// Whether a disconnect indication may come before buffered data was
     /// indicated.
     pub early_disconnect: bool,
+    /// The status of a truncated datagram receive.
+    pub truncation: DatagramTruncation,
 }
 
 impl Default for WskPolicy {
@@ -220,6 +237,7 @@ impl Default for WskPolicy {
             inline_indications: false,
             send_completion: SendCompletion::Acknowledged,
             early_disconnect: false,
+            truncation: DatagramTruncation::Overflow,
         }
     }
 }
@@ -520,6 +538,13 @@ impl FromStr for SimConfig {
                 }
                 "wsk_early_disconnect" => c.wsk.early_disconnect = parse_bool(key, value)?,
                 "unload_race" => c.unload_race = parse_bool(key, value)?,
+                "wsk_truncation" => {
+                    c.wsk.truncation = match value {
+                        "overflow" => DatagramTruncation::Overflow,
+                        "success" => DatagramTruncation::Success,
+                        _ => return Err(bad(key, value, "overflow or success")),
+                    }
+                }
                 _ => return Err(ConfigError(format!("unknown key {key:?}"))),
             }
         }
@@ -604,9 +629,13 @@ impl fmt::Display for SimConfig {
             SendCompletion::Acknowledged => "acked",
             SendCompletion::Copied => "copied",
         };
+        let truncation = match self.wsk.truncation {
+            DatagramTruncation::Overflow => "overflow",
+            DatagramTruncation::Success => "success",
+        };
         write!(
             f,
-            ",wsk_callback_irql={cb},wsk_threads={},wsk_inline_indications={},wsk_send={send},wsk_early_disconnect={}",
+            ",wsk_callback_irql={cb},wsk_threads={},wsk_inline_indications={},wsk_send={send},wsk_early_disconnect={},wsk_truncation={truncation}",
             self.wsk.provider_threads,
             on_off(self.wsk.inline_indications),
             on_off(self.wsk.early_disconnect)
@@ -630,6 +659,7 @@ mod tests {
             c.stack_report = true;
             c.waits.alert_per_million = 7;
             c.cancel_timeout_ms = 250;
+            c.wsk.truncation = DatagramTruncation::Success;
             let text = c.to_string();
             let back: SimConfig = text.parse().unwrap();
             assert_eq!(back, c, "{text}");

@@ -33,8 +33,8 @@ pub mod wsk;
 
 pub use callout::{CalloutKind, RunningCallout, StackMark};
 pub use config::{
-    CallbackIrql, CompletionIrql, DpcIdentity, PoolPolicy, Profile, SchedulePolicy, SendCompletion,
-    SimConfig, StackBudget, WaitPolicy, WorkerPolicy, WskPolicy,
+    CallbackIrql, CompletionIrql, DatagramTruncation, DpcIdentity, PoolPolicy, Profile,
+    SchedulePolicy, SendCompletion, SimConfig, StackBudget, WaitPolicy, WorkerPolicy, WskPolicy,
 };
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{

@@ -287,6 +287,10 @@ pub enum LeakKind {
     WorkItem,
     /// A device object never deleted.
     Device,
+    /// A WSK indication chain (transport receive buffers) the client
+    /// retained and had not released with `WskRelease` when it closed the
+    /// socket (`WskCloseSocket` does not release them).
+    WskIndication,
 }
 
 /// One allocation still live when its owner went away.

@@ -446,10 +446,10 @@ impl Client {
         context: PVOID,
         dispatch: *const core::ffi::c_void,
     ) -> Result<PWSK_SOCKET, NTSTATUS> {
-        let socket_type = if flags == WSK_FLAG_DATAGRAM_SOCKET {
-            SOCK_DGRAM
+        let (socket_type, protocol) = if flags == WSK_FLAG_DATAGRAM_SOCKET {
+            (SOCK_DGRAM, IPPROTO_UDP)
         } else {
-            SOCK_STREAM
+            (SOCK_STREAM, IPPROTO_TCP)
         };
         let mut request = Request::try_new()?;
         let irp = request.arm();
@@ -459,7 +459,7 @@ impl Client {
                 self.provider.Client,
                 family,
                 socket_type,
-                0,
+                protocol,
                 flags,
                 context,
                 dispatch,
@@ -954,6 +954,23 @@ pub struct Received {
 }
 
 impl PendingFrom {
+    /// Waits; returns the status and what was received, whatever the
+    /// status (a truncated datagram carries data with a warning status).
+    pub fn finish_with_status(self) -> (NTSTATUS, Received) {
+        let (status, n) = self.request.finish(self.returned);
+        let n = (n as usize).min(self.buffer.bytes().len());
+        // SAFETY: the provider wrote the sender's address if it wrote data.
+        let from = unsafe { read_sockaddr((&raw const *self.remote).cast()) }
+            .unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
+        let received = Received {
+            data: self.buffer.bytes()[..n].to_vec(),
+            from,
+            control_flags: *self.control_flags,
+            control_length: *self.control_length,
+        };
+        (status, received)
+    }
+
     pub fn finish(self) -> Result<Received, NTSTATUS> {
         match self.request.finish(self.returned) {
             (STATUS_SUCCESS, n) => Ok(Received {

@@ -365,6 +365,11 @@ impl DatagramIndication {
         self.nodes.as_ptr().cast_mut()
     }
 
+    /// Payload bytes of the chain.
+    pub(crate) fn bytes(&self) -> usize {
+        self.datagrams.iter().map(|d| d.data.len()).sum()
+    }
+
     /// Datagrams in the chain.
     pub(crate) fn count(&self) -> usize {
         self.datagrams.len()

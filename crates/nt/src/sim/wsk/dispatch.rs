@@ -13,6 +13,7 @@
 
 use std::panic::Location;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::super::access::sl_set_arguments;
 use super::super::event::require_irql;
@@ -20,10 +21,11 @@ use super::super::fault::Completion;
 use super::super::ffi::*;
 use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept_irp};
 use super::super::session::{current, decide_completion};
+use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
 use super::reactor::Job;
-use super::socket::{Decision, Kind, SendKind, Socket, complete_irp, mark_pending};
-use super::{Client, state_of};
+use super::socket::{Decision, Kind, Released, SendKind, Socket, complete_irp, mark_pending};
+use super::{Client, Lookup, state_of, violation};
 use crate::status::*;
 use crate::types::*;
 use crate::wsk::*;
@@ -87,21 +89,39 @@ pub(crate) static CONNECTION_DISPATCH: WSK_PROVIDER_CONNECTION_DISPATCH =
 
 // === Calls ===
 
-/// One provider call with an IRP: the request is counted until completed;
-/// the call until it returns.
+/// One provider call: counted (for `WskDeregister`, and on its socket for
+/// `WskCloseSocket`) until it returns; its IRP, if any, until completed.
 struct Call {
     client: Arc<Client>,
     socket: Option<Arc<Socket>>,
     irp: usize,
+    /// The socket whose calls-in-progress count this call holds.
+    counted: Option<Arc<Socket>>,
 }
 
 impl Drop for Call {
     fn drop(&mut self) {
+        if let Some(socket) = &self.counted {
+            socket.calls.fetch_sub(1, Ordering::AcqRel);
+        }
         self.client.call_done();
     }
 }
 
 impl Call {
+    /// A call on `socket` (counted on it and on its client).
+    fn on(socket: &Arc<Socket>, irp: usize) -> Call {
+        let client = Arc::clone(&socket.client);
+        client.call_begin();
+        socket.calls.fetch_add(1, Ordering::AcqRel);
+        Call {
+            client,
+            socket: Some(Arc::clone(socket)),
+            irp,
+            counted: Some(Arc::clone(socket)),
+        }
+    }
+
     /// Finishes the request with a known result: inline, or pending and
     /// completed by the provider thread, per the completion policy.
     fn done(self, status: NTSTATUS, information: usize) -> NTSTATUS {
@@ -146,7 +166,7 @@ impl Call {
 }
 
 /// Completes an IRP no registration accounts for (a call on an unknown
-/// socket or client).
+/// or closed socket or client, after its bugcheck).
 fn complete_orphan(irp: PIRP, status: NTSTATUS) {
     // SAFETY: the provider accepted the IRP and completes it once.
     unsafe { (*irp).IoStatus.Status = status };
@@ -179,7 +199,92 @@ fn irql_ok(routine: &str, location: &'static Location<'static>) -> bool {
     require_irql(&current(), DISPATCH_LEVEL, routine, location)
 }
 
+// === Misuse (verifier bugchecks) ===
+
+/// Raises DRIVER_VERIFIER_DETECTED_VIOLATION with one of the
+/// [`super::violation`] codes.
+#[track_caller]
+fn violation(code: u64, object: usize, irp: usize, extra: u64, description: String) {
+    current().bugcheck(
+        DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [code, object as u64, irp as u64, extra],
+        description,
+    );
+}
+
+/// After its bugcheck, completes a misused call's IRP (if any) with
+/// STATUS_INVALID_HANDLE so the client's request does not hang.
+fn refuse_irp(irp: PIRP, socket: usize) -> NTSTATUS {
+    if !irp.is_null() && accept_irp(irp, socket).is_some() {
+        complete_orphan(irp, STATUS_INVALID_HANDLE);
+    }
+    STATUS_INVALID_HANDLE
+}
+
+/// A call on a socket the client already closed.
+#[track_caller]
+fn call_after_close(socket: PWSK_SOCKET, routine: &str, irp: PIRP) -> NTSTATUS {
+    let what = if routine == "WskCloseSocket" {
+        "a second WskCloseSocket".to_owned()
+    } else {
+        routine.to_owned()
+    };
+    violation(
+        violation::CALL_AFTER_CLOSE,
+        socket as usize,
+        irp as usize,
+        0,
+        format!(
+            "{what} on socket {socket:p} after WskCloseSocket: WSK frees the socket object at \
+             close, so on Windows this call goes through freed memory (PFN_WSK_CLOSE_SOCKET: \
+             \"it should not make any further calls to any of the socket's functions\")"
+        ),
+    );
+    refuse_irp(irp, socket as usize)
+}
+
+/// A call with a `PWSK_SOCKET` that is no socket of this session.
+#[track_caller]
+fn not_a_socket(socket: PWSK_SOCKET, routine: &str, irp: PIRP) -> NTSTATUS {
+    violation(
+        violation::NOT_A_SOCKET,
+        socket as usize,
+        irp as usize,
+        0,
+        format!("{routine} with {socket:p}, which is not a WSK socket of this session"),
+    );
+    refuse_irp(irp, socket as usize)
+}
+
+/// A NULL IRP to a function that requires one.
+#[track_caller]
+fn null_irp(object: usize, routine: &str) -> NTSTATUS {
+    violation(
+        violation::NULL_IRP,
+        object,
+        0,
+        0,
+        format!(
+            "{routine} with a NULL IRP: the function completes its request through the IRP \
+             (the provider would dereference NULL on Windows)"
+        ),
+    );
+    STATUS_INVALID_PARAMETER
+}
+
+/// Finds the open socket a call is made on; `Err` (after the bugcheck and
+/// the IRP's completion) when it is closed or unknown.
+#[track_caller]
+fn open_socket(socket: PWSK_SOCKET, routine: &str, irp: PIRP) -> Result<Arc<Socket>, NTSTATUS> {
+    match state_of(&current()).lookup(socket as usize) {
+        Lookup::Open(found) => Ok(found),
+        Lookup::Closed => Err(call_after_close(socket, routine, irp)),
+        Lookup::Unknown => Err(not_a_socket(socket, routine, irp)),
+    }
+}
+
 /// Enters a socket call with an IRP.
+#[track_caller]
 fn enter(
     socket: PWSK_SOCKET,
     irp: PIRP,
@@ -190,36 +295,48 @@ fn enter(
     if !irql_ok(routine, location) {
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
+    let found = open_socket(socket, routine, irp)?;
     if irp.is_null() {
-        return Err(STATUS_INVALID_PARAMETER);
+        return Err(null_irp(socket as usize, routine));
     }
-    let found = state_of(&current()).socket_at(socket as usize);
     if accept_irp(irp, socket as usize).is_none() {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let Some(found) = found else {
-        complete_orphan(irp, STATUS_INVALID_HANDLE);
-        return Err(STATUS_INVALID_HANDLE);
-    };
-    let client = Arc::clone(&found.client);
-    client.call_begin();
-    client.irp_begin();
+    let mut call = Call::on(&found, irp as usize);
+    call.client.irp_begin();
     if !found.begin_request() {
-        let call = Call {
-            client,
-            socket: None,
-            irp: irp as usize,
-        };
+        // WskCloseSocket was called on it (or the provider closed it).
+        violation(
+            violation::CALL_AFTER_CLOSE,
+            socket as usize,
+            irp as usize,
+            0,
+            format!("{routine} on socket {socket:p} after WskCloseSocket was called on it"),
+        );
+        call.socket = None;
         return Err(call.done(STATUS_INVALID_HANDLE, 0));
     }
-    let kind = found.kind;
-    let call = Call {
-        client,
-        socket: Some(found),
-        irp: irp as usize,
-    };
-    if !kinds.contains(&kind) {
+    if !kinds.contains(&found.kind) {
         return Err(call.done(STATUS_INVALID_DEVICE_REQUEST, 0));
+    }
+    Ok(call)
+}
+
+/// Enters a socket call without an IRP (`WskRelease`, IRP-less
+/// `WskControlSocket`): counted like the others.
+#[track_caller]
+fn enter_irpless(
+    socket: PWSK_SOCKET,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> Result<Call, NTSTATUS> {
+    if !irql_ok(routine, location) {
+        return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    let found = open_socket(socket, routine, core::ptr::null_mut())?;
+    let call = Call::on(&found, 0);
+    if !found.is_open() {
+        return Err(call_after_close(socket, routine, core::ptr::null_mut()));
     }
     Ok(call)
 }
@@ -235,7 +352,7 @@ fn enter_client(
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
     if irp.is_null() {
-        return Err(STATUS_INVALID_PARAMETER);
+        return Err(null_irp(client as usize, routine));
     }
     let found = state_of(&current()).client_at(client as usize);
     if accept_irp(irp, 0).is_none() {
@@ -252,6 +369,7 @@ fn enter_client(
         client: found,
         socket: None,
         irp: irp as usize,
+        counted: None,
     };
     if !usable {
         return Err(call.done(STATUS_DEVICE_NOT_READY, 0));
@@ -317,8 +435,10 @@ unsafe extern "C" fn wsk_socket(
     if SocketType != socket_type {
         return call.done(STATUS_INVALID_PARAMETER, 0);
     }
-    if Protocol != 0 && Protocol != protocol {
-        return call.done(STATUS_NOT_SUPPORTED, 0);
+    // The documented combinations only (AF_INET / AF_INET6 pages):
+    // protocol 0 is not one of them.
+    if Protocol != protocol {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
     }
     match Socket::create(
         &call.client,
@@ -355,8 +475,8 @@ unsafe extern "C" fn wsk_socket_connect(
     if SocketType != SOCK_STREAM {
         return call.done(STATUS_INVALID_PARAMETER, 0);
     }
-    if Protocol != 0 && Protocol != IPPROTO_TCP {
-        return call.done(STATUS_NOT_SUPPORTED, 0);
+    if Protocol != IPPROTO_TCP {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
     }
     // SAFETY: the caller's addresses (WSK contract).
     let local = unsafe { read_sockaddr(LocalAddress) };
@@ -513,6 +633,10 @@ unsafe extern "C" fn wsk_get_name_info(
 
 // === Basic ===
 
+/// Largest control input the sim copies (no WSK option or ioctl it models
+/// takes more).
+const CONTROL_INPUT_MAX: usize = 4096;
+
 unsafe extern "C" fn wsk_control_socket(
     Socket: PWSK_SOCKET,
     RequestType: WSK_CONTROL_SOCKET_TYPE,
@@ -526,65 +650,101 @@ unsafe extern "C" fn wsk_control_socket(
     Irp: PIRP,
 ) -> NTSTATUS {
     let location = Location::caller();
+    let routine = "WskControlSocket";
     let irp = (!Irp.is_null()).then_some(Irp as usize);
-    let (socket, call) = if Irp.is_null() {
-        if !irql_ok("WskControlSocket", location) {
-            return STATUS_INVALID_DEVICE_STATE;
-        }
-        match state_of(&current()).socket_at(Socket as usize) {
-            Some(socket) => (socket, None),
-            None => return STATUS_INVALID_HANDLE,
-        }
-    } else {
-        let call = enter_or_return!(enter(
+    let call = enter_or_return!(match irp {
+        None => enter_irpless(Socket, routine, location),
+        Some(_) => enter(
             Socket,
             Irp,
             &[Kind::Listen, Kind::Connection, Kind::Datagram],
-            "WskControlSocket",
-            location
-        ));
-        (Arc::clone(call.socket()), Some(call))
-    };
-    let mut returned = 0usize;
-    let decision = match (RequestType, ControlCode, Level) {
-        (WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET) => {
-            match event_callback_control(InputBuffer, InputSize) {
-                Ok(mask) => socket.with(|st, out| st.event_control(socket.kind, mask, irp, out)),
-                Err(status) => Decision::Done(status, 0),
-            }
-        }
-        (WskSetOption, code, level) => {
-            if InputBuffer.is_null() || (InputSize as usize) < 4 {
-                Decision::Done(STATUS_INVALID_PARAMETER, 0)
-            } else {
-                // SAFETY: the caller's input buffer of at least 4 bytes.
-                let value = unsafe { core::ptr::read_unaligned(InputBuffer as *const ULONG) };
-                Decision::Done(socket.state().set_option(level, code, value), 0)
-            }
-        }
-        (WskGetOption, code, level) => match socket.state().get_option(level, code) {
-            Ok(value) if !OutputBuffer.is_null() && OutputSize as usize >= 4 => {
-                // SAFETY: the caller's output buffer of at least 4 bytes.
-                unsafe { (OutputBuffer as *mut ULONG).write_unaligned(value) };
-                returned = 4;
-                Decision::Done(STATUS_SUCCESS, 4)
-            }
-            Ok(_) => Decision::Done(STATUS_BUFFER_TOO_SMALL, 0),
-            Err(status) => Decision::Done(status, 0),
-        },
-        _ => Decision::Done(STATUS_NOT_SUPPORTED, 0),
-    };
-    if !OutputSizeReturned.is_null() {
-        // SAFETY: the caller's optional out-parameter.
-        unsafe { OutputSizeReturned.write_unaligned(returned as SIZE_T) };
-    }
-    match call {
-        Some(call) => call.decided(decision),
+            routine,
+            location,
+        ),
+    });
+    let finish = |call: Call, decision: Decision| match irp {
+        Some(_) => call.decided(decision),
         None => match decision {
             Decision::Done(status, _) => status,
             Decision::Queued => STATUS_PENDING,
         },
+    };
+    let event_control =
+        (RequestType, ControlCode, Level) == (WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET);
+    if irp.is_none() && !event_control {
+        // Every option and ioctl the sim models needs an IRP (the option
+        // pages: "must specify a pointer to an IRP").
+        return STATUS_INVALID_PARAMETER;
     }
+    if irp.is_some() && !OutputSizeReturned.is_null() {
+        // "should set the OutputSizeReturned parameter to NULL except when
+        // ... the Irp parameter is set to NULL": the IRP's Information
+        // carries the size.
+        return finish(call, Decision::Done(STATUS_INVALID_PARAMETER, 0));
+    }
+    let input_size = InputSize as usize;
+    if input_size > CONTROL_INPUT_MAX || (input_size > 0 && InputBuffer.is_null()) {
+        return finish(call, Decision::Done(STATUS_INVALID_PARAMETER, 0));
+    }
+    let input: Vec<u8> = if input_size == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: the caller's input buffer of `InputSize` bytes.
+        unsafe { core::slice::from_raw_parts(InputBuffer.cast::<u8>(), input_size) }.to_vec()
+    };
+    let socket = Arc::clone(call.socket());
+    let (kind, family) = (socket.kind, socket.family);
+    let mut output = Vec::new();
+    let decision = match (RequestType, ControlCode, Level) {
+        (WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET) => {
+            match event_callback_control(InputBuffer, InputSize) {
+                Ok(mask) => socket.with(|st, out| st.event_control(kind, mask, irp, out)),
+                Err(status) => Decision::Done(status, 0),
+            }
+        }
+        (WskSetOption, code, level) => Decision::Done(
+            socket.with(|st, _| st.set_option(kind, family, level, code, &input)),
+            0,
+        ),
+        (WskGetOption, code, level) => match socket.state().get_option(kind, family, level, code) {
+            Ok(value) => {
+                output = value;
+                Decision::Done(STATUS_SUCCESS, 0)
+            }
+            Err(status) => Decision::Done(status, 0),
+        },
+        _ => Decision::Done(STATUS_NOT_SUPPORTED, 0),
+    };
+    let decision = match decision {
+        Decision::Done(STATUS_SUCCESS, _) if !output.is_empty() => {
+            if OutputBuffer.is_null() || (OutputSize as usize) < output.len() {
+                Decision::Done(STATUS_BUFFER_TOO_SMALL, 0)
+            } else {
+                // SAFETY: the caller's output buffer of at least
+                // `output.len()` bytes.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        output.as_ptr(),
+                        OutputBuffer.cast::<u8>(),
+                        output.len(),
+                    )
+                };
+                if !OutputSizeReturned.is_null() {
+                    // SAFETY: the caller's optional out-parameter (IRP-less).
+                    unsafe { OutputSizeReturned.write_unaligned(output.len() as SIZE_T) };
+                }
+                Decision::Done(STATUS_SUCCESS, output.len())
+            }
+        }
+        other => {
+            if !OutputSizeReturned.is_null() {
+                // SAFETY: as above.
+                unsafe { OutputSizeReturned.write_unaligned(0) };
+            }
+            other
+        }
+    };
+    finish(call, decision)
 }
 
 unsafe extern "C" fn wsk_close_socket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATUS {
@@ -595,6 +755,25 @@ unsafe extern "C" fn wsk_close_socket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATU
         "WskCloseSocket",
         Location::caller()
     ));
+    // This call is one of the socket's calls in progress.
+    let others = call
+        .socket()
+        .calls
+        .load(Ordering::Acquire)
+        .saturating_sub(1);
+    if others > 0 {
+        violation(
+            violation::CLOSE_DURING_CALL,
+            Socket as usize,
+            Irp as usize,
+            u64::from(others),
+            format!(
+                "WskCloseSocket on socket {Socket:p} while {others} other call(s) on it had not \
+                 returned (PFN_WSK_CLOSE_SOCKET: \"any in-progress calls to the socket's functions \
+                 must have returned control to the WSK application before it calls WskCloseSocket\")"
+            ),
+        );
+    }
     let inline = decide_completion() == Completion::Inline;
     call.socket().close(call.irp, inline)
 }
@@ -888,6 +1067,11 @@ unsafe extern "C" fn wsk_disconnect(
     if Flags & !WSK_FLAG_ABORTIVE != 0 {
         return call.done(STATUS_NOT_SUPPORTED, 0);
     }
+    if Flags & WSK_FLAG_ABORTIVE != 0 && !Buffer.is_null() {
+        // "If the WSK_FLAG_ABORTIVE flag is specified, the Buffer
+        // parameter must be NULL" (PFN_WSK_DISCONNECT).
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
     let buf = if Buffer.is_null() {
         BufRef::EMPTY
     } else {
@@ -899,9 +1083,6 @@ unsafe extern "C" fn wsk_disconnect(
     };
     let socket = Arc::clone(call.socket());
     let decision = if Flags & WSK_FLAG_ABORTIVE != 0 {
-        if buf.length != 0 {
-            return call.done(STATUS_INVALID_PARAMETER, 0);
-        }
         socket.with(|st, out| st.abort(&socket, out))
     } else {
         socket.with(|st, out| st.send(call.irp, buf, SendKind::Disconnect, out))
@@ -915,12 +1096,23 @@ fn release_common(
     routine: &str,
     location: &'static Location<'static>,
 ) -> NTSTATUS {
-    if !irql_ok(routine, location) {
-        return STATUS_INVALID_DEVICE_STATE;
-    }
-    match state_of(&current()).socket_at(socket as usize) {
-        Some(found) => found.release(head),
-        None => STATUS_INVALID_HANDLE,
+    let call = enter_or_return!(enter_irpless(socket, routine, location));
+    match call.socket().release(head) {
+        Released::Yes => STATUS_SUCCESS,
+        Released::Unknown => {
+            violation(
+                violation::BAD_RELEASE,
+                socket as usize,
+                head,
+                0,
+                format!(
+                    "{routine} on socket {socket:p} of chain {head:#x}, which the provider did \
+                     not hand out or which was already released (on Windows: a double free of \
+                     transport buffers)"
+                ),
+            );
+            STATUS_INVALID_PARAMETER
+        }
     }
 }
 
@@ -951,10 +1143,10 @@ unsafe extern "C" fn wsk_release_datagrams(
 unsafe extern "C" fn wsk_send_to(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
-    _Flags: ULONG,
+    Flags: ULONG,
     RemoteAddress: PSOCKADDR,
-    _ControlInfoLength: ULONG,
-    _ControlInfo: PCMSGHDR,
+    ControlInfoLength: ULONG,
+    ControlInfo: PCMSGHDR,
     Irp: PIRP,
 ) -> NTSTATUS {
     let call = enter_or_return!(enter(
@@ -964,6 +1156,15 @@ unsafe extern "C" fn wsk_send_to(
         "WskSendTo",
         Location::caller()
     ));
+    // "Flags: This parameter is reserved for system use. A WSK application
+    // must set this parameter to zero."
+    if Flags != 0 {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    if ControlInfoLength != 0 || !ControlInfo.is_null() {
+        // No control information is modelled on sends.
+        return call.done(STATUS_NOT_SUPPORTED, 0);
+    }
     // SAFETY: the caller's address (WSK contract).
     let Some(remote) = (unsafe { read_sockaddr(RemoteAddress) }) else {
         return call.done(STATUS_INVALID_PARAMETER, 0);
@@ -987,7 +1188,7 @@ unsafe extern "C" fn wsk_send_to(
 unsafe extern "C" fn wsk_receive_from(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
-    _Flags: ULONG,
+    Flags: ULONG,
     RemoteAddress: PSOCKADDR,
     ControlLength: PULONG,
     _ControlInfo: PCMSGHDR,
@@ -1001,6 +1202,10 @@ unsafe extern "C" fn wsk_receive_from(
         "WskReceiveFrom",
         Location::caller()
     ));
+    // Reserved: must be zero.
+    if Flags != 0 {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
     // SAFETY: the caller's WSK_BUF with live MDLs.
     let buf = match unsafe { BufRef::from_wsk_buf(Buffer) } {
         Ok(buf) => buf,
@@ -1037,4 +1242,148 @@ unsafe extern "C" fn wsk_send_messages(
         Location::caller()
     ));
     call.done(STATUS_NOT_SUPPORTED, 0)
+}
+
+// === Poisoned tables (closed sockets) ===
+
+/// Defines a poisoned dispatch entry: the same signature as the real one,
+/// and a verifier bugcheck naming the call.
+macro_rules! poisoned {
+    ($name:ident, $routine:literal, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(Socket: PWSK_SOCKET, $($arg: $ty,)* Irp: PIRP) -> NTSTATUS {
+            $(let _ = $arg;)*
+            call_after_close(Socket, $routine, Irp)
+        }
+    };
+}
+
+poisoned!(poisoned_control_socket, "WskControlSocket", (
+    _request: WSK_CONTROL_SOCKET_TYPE,
+    _code: ULONG,
+    _level: ULONG,
+    _input_size: SIZE_T,
+    _input: PVOID,
+    _output_size: SIZE_T,
+    _output: PVOID,
+    _returned: *mut SIZE_T
+));
+poisoned!(poisoned_close_socket, "WskCloseSocket", ());
+poisoned!(poisoned_bind, "WskBind", (_address: PSOCKADDR, _flags: ULONG));
+poisoned!(poisoned_accept, "WskAccept", (
+    _flags: ULONG,
+    _context: PVOID,
+    _dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH,
+    _local: PSOCKADDR,
+    _remote: PSOCKADDR
+));
+poisoned!(poisoned_inspect_complete, "WskInspectComplete", (
+    _id: PWSK_INSPECT_ID,
+    _action: WSK_INSPECT_ACTION
+));
+poisoned!(poisoned_get_local_address, "WskGetLocalAddress", (_address: PSOCKADDR));
+poisoned!(poisoned_get_remote_address, "WskGetRemoteAddress", (_address: PSOCKADDR));
+poisoned!(poisoned_send_to, "WskSendTo", (
+    _buffer: PWSK_BUF,
+    _flags: ULONG,
+    _remote: PSOCKADDR,
+    _control_length: ULONG,
+    _control: PCMSGHDR
+));
+poisoned!(poisoned_receive_from, "WskReceiveFrom", (
+    _buffer: PWSK_BUF,
+    _flags: ULONG,
+    _remote: PSOCKADDR,
+    _control_length: PULONG,
+    _control: PCMSGHDR,
+    _control_flags: PULONG
+));
+poisoned!(poisoned_send_messages, "WskSendMessages", (
+    _list: PWSK_BUF_LIST,
+    _flags: ULONG,
+    _remote: PSOCKADDR,
+    _control_length: ULONG,
+    _control: PCMSGHDR
+));
+poisoned!(poisoned_connect, "WskConnect", (_remote: PSOCKADDR, _flags: ULONG));
+poisoned!(poisoned_connect_ex, "WskConnectEx", (
+    _remote: PSOCKADDR,
+    _buffer: PWSK_BUF,
+    _flags: ULONG
+));
+poisoned!(poisoned_send, "WskSend", (_buffer: PWSK_BUF, _flags: ULONG));
+poisoned!(poisoned_receive, "WskReceive", (_buffer: PWSK_BUF, _flags: ULONG));
+poisoned!(poisoned_disconnect, "WskDisconnect", (_buffer: PWSK_BUF, _flags: ULONG));
+poisoned!(poisoned_send_ex, "WskSendEx", (
+    _buffer: PWSK_BUF,
+    _flags: ULONG,
+    _control_length: ULONG,
+    _control: PCMSGHDR
+));
+poisoned!(poisoned_receive_ex, "WskReceiveEx", (
+    _buffer: PWSK_BUF,
+    _flags: ULONG,
+    _control_length: PULONG,
+    _control: PCMSGHDR,
+    _control_flags: PULONG
+));
+
+unsafe extern "C" fn poisoned_release_data(
+    Socket: PWSK_SOCKET,
+    _DataIndication: PWSK_DATA_INDICATION,
+) -> NTSTATUS {
+    call_after_close(Socket, "WskRelease", core::ptr::null_mut())
+}
+
+unsafe extern "C" fn poisoned_release_datagrams(
+    Socket: PWSK_SOCKET,
+    _DatagramIndication: PWSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
+    call_after_close(Socket, "WskRelease", core::ptr::null_mut())
+}
+
+const POISONED_BASIC: WSK_PROVIDER_BASIC_DISPATCH = WSK_PROVIDER_BASIC_DISPATCH {
+    WskControlSocket: Some(poisoned_control_socket),
+    WskCloseSocket: Some(poisoned_close_socket),
+};
+
+static POISONED_LISTEN: WSK_PROVIDER_LISTEN_DISPATCH = WSK_PROVIDER_LISTEN_DISPATCH {
+    Basic: POISONED_BASIC,
+    WskBind: Some(poisoned_bind),
+    WskAccept: Some(poisoned_accept),
+    WskInspectComplete: Some(poisoned_inspect_complete),
+    WskGetLocalAddress: Some(poisoned_get_local_address),
+};
+
+static POISONED_DATAGRAM: WSK_PROVIDER_DATAGRAM_DISPATCH = WSK_PROVIDER_DATAGRAM_DISPATCH {
+    Basic: POISONED_BASIC,
+    WskBind: Some(poisoned_bind),
+    WskSendTo: Some(poisoned_send_to),
+    WskReceiveFrom: Some(poisoned_receive_from),
+    WskRelease: Some(poisoned_release_datagrams),
+    WskGetLocalAddress: Some(poisoned_get_local_address),
+    WskSendMessages: Some(poisoned_send_messages),
+};
+
+static POISONED_CONNECTION: WSK_PROVIDER_CONNECTION_DISPATCH = WSK_PROVIDER_CONNECTION_DISPATCH {
+    Basic: POISONED_BASIC,
+    WskBind: Some(poisoned_bind),
+    WskConnect: Some(poisoned_connect),
+    WskGetLocalAddress: Some(poisoned_get_local_address),
+    WskGetRemoteAddress: Some(poisoned_get_remote_address),
+    WskSend: Some(poisoned_send),
+    WskReceive: Some(poisoned_receive),
+    WskDisconnect: Some(poisoned_disconnect),
+    WskRelease: Some(poisoned_release_data),
+    WskConnectEx: Some(poisoned_connect_ex),
+    WskSendEx: Some(poisoned_send_ex),
+    WskReceiveEx: Some(poisoned_receive_ex),
+};
+
+/// The poisoned table a closed socket of `kind` points to.
+pub(crate) fn poisoned_table(kind: Kind) -> *const core::ffi::c_void {
+    match kind {
+        Kind::Listen => (&raw const POISONED_LISTEN).cast(),
+        Kind::Connection => (&raw const POISONED_CONNECTION).cast(),
+        Kind::Datagram => (&raw const POISONED_DATAGRAM).cast(),
+    }
 }

@@ -62,13 +62,23 @@
 //!   and completes; later sends get STATUS_INVALID_DEVICE_STATE; receives
 //!   keep working. `WSK_FLAG_ABORTIVE` resets the connection (RST) at once.
 //! - **Close.** `WskCloseSocket` completes every pending request of the
-//!   socket with STATUS_CANCELLED, closes the host socket (abortively, with
-//!   an RST, unless a graceful `WskDisconnect` completed before), and
-//!   completes its own IRP once no request of the socket is in flight and no
-//!   event callback of the socket runs. Indications the client still
-//!   retains are reclaimed by the provider at close (release them first, as
-//!   documented). Calls on a closed socket complete with
-//!   STATUS_INVALID_HANDLE. Close is not cancellable.
+//!   socket with STATUS_CANCELLED, discards the data the provider holds
+//!   unread, closes the host socket, and completes its own IRP once no
+//!   request of the socket is in flight and no event callback of the socket
+//!   runs. A connection is closed gracefully only when it is already
+//!   disconnected in both directions (our graceful `WskDisconnect` done and
+//!   the peer's FIN received, PFN_WSK_CLOSE_SOCKET); otherwise abortively,
+//!   with an RST. Close is not cancellable. Retained indications are not
+//!   released by a close (as documented): each one still retained is
+//!   reported as a leak ([`LeakKind::WskIndication`](super::verifier::LeakKind)).
+//! - **Misuse** is a verifier bugcheck naming the call (see [`violation`]):
+//!   any call on a socket after `WskCloseSocket` (the second close
+//!   included), through its stale pointer (closed sockets keep a poisoned
+//!   header for the rest of the session, see [`SocketHeader`]) or through a
+//!   table copied earlier; `WskCloseSocket` while another call on the socket
+//!   has not returned; `WskRelease` of a chain never handed out or already
+//!   released; a NULL IRP to a function that needs one; a pointer that is no
+//!   socket.
 //! - **Event callbacks** run on the provider thread at DISPATCH_LEVEL with
 //!   `WSK_FLAG_AT_DISPATCH_LEVEL`, serially per socket, never while the
 //!   socket has queued receive IRPs for the same data (IRPs come first).
@@ -106,19 +116,30 @@
 //!   static callbacks enabled (once the accept callback returned their
 //!   dispatch table) and every other callback disabled.
 //! - **Datagrams.** A datagram longer than the receive buffer is truncated:
-//!   STATUS_SUCCESS, `Information` = bytes copied, and `MSG_TRUNC` in
-//!   `*ControlFlags`. No control information is produced
-//!   (`*ControlLength` = 0) or consumed. Datagrams wait in the host socket
-//!   until a `WskReceiveFrom` or an enabled callback takes them (the host
-//!   drops what overflows its buffer, like a real stack).
-//! - **Options.** `WskControlSocket` supports `SO_WSK_EVENT_CALLBACK`,
-//!   `SO_REUSEADDR`, `SO_EXCLUSIVEADDRUSE`, `SO_KEEPALIVE`, `SO_RCVBUF`,
-//!   `SO_SNDBUF`, `IPV6_V6ONLY` (TRUE by default, as on Windows; set it
-//!   before `WskBind`) and `TCP_NODELAY`; anything else is
-//!   STATUS_NOT_SUPPORTED. Listening sockets reuse addresses in TIME_WAIT
-//!   (Windows' default behaviour). Disabling a static callback:
-//!   STATUS_INVALID_PARAMETER. `WskSendBacklogEvent` can be enabled but is
-//!   never raised.
+//!   `Information` = bytes copied, `MSG_TRUNC` in `*ControlFlags`, and the
+//!   status the session's [`DatagramTruncation`](super::DatagramTruncation)
+//!   policy says (STATUS_BUFFER_OVERFLOW by default, as AFD completes a
+//!   truncated receive; STATUS_SUCCESS under the other policy: the DDI page
+//!   documents only the flag). No control information is produced
+//!   (`*ControlLength` = 0) or consumed (WskSendTo with control information:
+//!   STATUS_NOT_SUPPORTED). The reserved `Flags` of WskSendTo and
+//!   WskReceiveFrom must be 0 (STATUS_INVALID_PARAMETER). Datagrams wait in
+//!   the host socket until a `WskReceiveFrom` or an enabled callback takes
+//!   them (the host drops what overflows its buffer, like a real stack).
+//! - **Sockets** are created only in the documented combinations:
+//!   SOCK_STREAM + IPPROTO_TCP for listening and connection sockets,
+//!   SOCK_DGRAM + IPPROTO_UDP for datagram ones; anything else (protocol 0
+//!   included) is STATUS_INVALID_PARAMETER.
+//! - **Options** follow the WSK option pages (see `socket::options`): every
+//!   option but `SO_WSK_EVENT_CALLBACK` needs an IRP; `SO_REUSEADDR`,
+//!   `SO_EXCLUSIVEADDRUSE` and `IPV6_V6ONLY` (TRUE by default, as on
+//!   Windows) only before bind; `SO_KEEPALIVE` and `SO_RCVBUF` are inherited
+//!   by accepted sockets; `SO_BROADCAST` for datagram sockets; `SO_SNDBUF`
+//!   is not a WSK option. `WskBind` applies Windows' address-sharing table
+//!   among the session's sockets ("Sharing Transport Addresses", with the
+//!   access checks denied) before the host's own rules. Disabling a static
+//!   callback: STATUS_INVALID_PARAMETER. `WskSendBacklogEvent` can be
+//!   enabled but is never raised.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
 //!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
 //!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than
@@ -166,10 +187,11 @@ mod socket;
 
 use std::collections::HashMap;
 use std::panic::Location;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::config::WskPolicy;
 use super::event::require_irql;
 use super::session::{Kernel, Session, current, lock};
 use crate::status::*;
@@ -177,6 +199,38 @@ use crate::types::*;
 use crate::wsk::*;
 use reactor::Reactor;
 use socket::Socket;
+
+/// Bugcheck parameters of the WSK misuses the sim's verifier catches.
+///
+/// Windows' Driver Verifier has no WSK rules: on Windows each of these is
+/// memory corruption in the WSK subsystem (a call through a freed socket
+/// object, a double free of a transport buffer chain, a provider reading a
+/// NULL IRP), found late or never. The sim raises
+/// DRIVER_VERIFIER_DETECTED_VIOLATION (0xC4) at the call instead, with
+/// parameter 1 one of these sim-specific values ("WSK" and a number, so they
+/// cannot be mistaken for Microsoft's 0xC4 subcodes), parameter 2 the
+/// socket (or client), parameter 3 the IRP or indication, and a description
+/// naming the call.
+pub mod violation {
+    /// A call on a socket after `WskCloseSocket` was called on it (the
+    /// second close included). P2 socket, P3 IRP (0 if none).
+    pub const CALL_AFTER_CLOSE: u64 = 0x5753_4B01;
+    /// `WskCloseSocket` while another call on the same socket had not
+    /// returned. P2 socket, P3 the close IRP, P4 calls in progress.
+    pub const CLOSE_DURING_CALL: u64 = 0x5753_4B02;
+    /// A `PWSK_SOCKET` that is no socket of this session. P2 the pointer.
+    pub const NOT_A_SOCKET: u64 = 0x5753_4B03;
+    /// `WskRelease` of a chain the provider did not hand out, or already
+    /// released. P2 socket, P3 the chain.
+    pub const BAD_RELEASE: u64 = 0x5753_4B04;
+    /// A NULL IRP to a function that requires one. P2 socket (or client).
+    pub const NULL_IRP: u64 = 0x5753_4B05;
+    /// Inside the event callback that owns data (or a refusal), the client
+    /// released that chain, re-armed the receive event with a zero-length
+    /// `WskReceive` or re-enabled the callback: ownership passes only when
+    /// the callback returns. P2 socket, P3 the chain (0 for a re-arm).
+    pub const OWNERSHIP_IN_CALLBACK: u64 = 0x5753_4B06;
+}
 
 /// `ReservedRegistrationState` of a registration block the sim registered.
 const REGISTERED: ULONGLONG = 0x5753_4B52_4547_4953; // "WSKREGIS"
@@ -243,25 +297,180 @@ struct Inner {
     clients: HashMap<usize, Arc<Client>>,
     /// Registration blocks to clients.
     registrations: HashMap<usize, usize>,
-    /// Live sockets by their `PWSK_SOCKET`.
-    sockets: HashMap<usize, Arc<Socket>>,
+    /// Every socket of the session by its `PWSK_SOCKET`, open or closed
+    /// (closed ones stay, quarantined, for the whole session).
+    sockets: HashMap<usize, Slot>,
+    /// Sockets open now.
+    open: u64,
+    /// The memory every `PWSK_SOCKET` points to, never freed before the
+    /// session ends (see [`SocketHeader`]). Boxed: a header keeps its
+    /// address while the vector grows.
+    #[allow(clippy::vec_box)]
+    headers: Vec<Box<SocketHeader>>,
+    /// Local addresses the session's sockets are bound to (for the
+    /// address-sharing rules of `WskBind`).
+    bindings: Vec<Binding>,
     connection_fault: Option<SocketFault>,
 }
 
+/// A bound local address.
+struct Binding {
+    socket: usize,
+    stream: bool,
+    address: std::net::SocketAddr,
+    sharing: socket::Sharing,
+}
+
+/// What a `PWSK_SOCKET` points to: the `WSK_SOCKET` header, i.e. the
+/// pointer to the socket's provider dispatch table. Headers are never freed
+/// while the session lives: when a socket is closed its header stays,
+/// quarantined, with `Dispatch` pointing to a poisoned table whose every
+/// entry raises a verifier bugcheck naming the call, so a client that keeps
+/// a stale `PWSK_SOCKET` gets a deterministic report instead of reading
+/// freed host memory (on Windows WSK frees the socket object at close and
+/// the same call is a use-after-free).
+#[repr(C)]
+pub(crate) struct SocketHeader {
+    /// `WSK_SOCKET::Dispatch` (an `AtomicPtr` has the layout of a pointer).
+    dispatch: AtomicPtr<core::ffi::c_void>,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<SocketHeader>() == core::mem::size_of::<WSK_SOCKET>()
+        && core::mem::align_of::<SocketHeader>() == core::mem::align_of::<WSK_SOCKET>()
+);
+
+/// A socket of the session, by its `PWSK_SOCKET`.
+enum Slot {
+    Open(Arc<Socket>),
+    /// Closed by `WskCloseSocket` (or by the provider, for a connection the
+    /// client never got): only its poisoned header is left.
+    Closed,
+}
+
+/// What a `PWSK_SOCKET` the client passed is.
+pub(crate) enum Lookup {
+    /// An open socket.
+    Open(Arc<Socket>),
+    /// A socket of this session that was closed.
+    Closed,
+    /// Not a socket of this session.
+    Unknown,
+}
+
 impl WskState {
-    /// The live socket at `address`.
+    /// The open socket at `address`.
     pub(crate) fn socket_at(&self, address: usize) -> Option<Arc<Socket>> {
-        lock(&self.inner).sockets.get(&address).cloned()
+        match lock(&self.inner).sockets.get(&address) {
+            Some(Slot::Open(socket)) => Some(Arc::clone(socket)),
+            _ => None,
+        }
+    }
+
+    /// What `address` is.
+    pub(crate) fn lookup(&self, address: usize) -> Lookup {
+        match lock(&self.inner).sockets.get(&address) {
+            Some(Slot::Open(socket)) => Lookup::Open(Arc::clone(socket)),
+            Some(Slot::Closed) => Lookup::Closed,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// A new socket header whose `Dispatch` is `table`; returns the
+    /// `PWSK_SOCKET`.
+    pub(crate) fn new_header(&self, table: *const core::ffi::c_void) -> usize {
+        let header = Box::new(SocketHeader {
+            dispatch: AtomicPtr::new(table.cast_mut()),
+        });
+        let address = &raw const *header as usize;
+        lock(&self.inner).headers.push(header);
+        address
     }
 
     pub(crate) fn insert_socket(&self, socket: &Arc<Socket>) {
-        lock(&self.inner)
+        let mut inner = lock(&self.inner);
+        inner
             .sockets
-            .insert(socket.address(), Arc::clone(socket));
+            .insert(socket.address(), Slot::Open(Arc::clone(socket)));
+        inner.open += 1;
     }
 
-    pub(crate) fn remove_socket(&self, address: usize) -> Option<Arc<Socket>> {
-        lock(&self.inner).sockets.remove(&address)
+    /// The socket at `address` is closed: it leaves the open sockets and
+    /// its header's `Dispatch` now points to `poisoned`.
+    pub(crate) fn retire_socket(&self, address: usize, poisoned: *const core::ffi::c_void) {
+        let mut inner = lock(&self.inner);
+        if let Some(slot) = inner.sockets.get_mut(&address)
+            && matches!(slot, Slot::Open(_))
+        {
+            *slot = Slot::Closed;
+            inner.open = inner.open.saturating_sub(1);
+        }
+        let header = address as *const SocketHeader;
+        // SAFETY: `address` came from `new_header` of this state (every
+        // socket's address does), and headers are freed only with the
+        // state, at the end of the session.
+        unsafe {
+            (*header)
+                .dispatch
+                .store(poisoned.cast_mut(), Ordering::Release)
+        };
+    }
+
+    /// Whether a socket (`stream`: TCP) with `sharing` may bind to `local`
+    /// while the session's other sockets hold their addresses ("Sharing
+    /// Transport Addresses"). Port 0 (an ephemeral port) never conflicts.
+    pub(crate) fn bind_allowed(
+        &self,
+        stream: bool,
+        local: std::net::SocketAddr,
+        sharing: socket::Sharing,
+    ) -> Result<(), NTSTATUS> {
+        if local.port() == 0 {
+            return Ok(());
+        }
+        let inner = lock(&self.inner);
+        for first in &inner.bindings {
+            let overlaps = first.stream == stream
+                && first.address.port() == local.port()
+                && first.address.is_ipv6() == local.is_ipv6()
+                && (first.address.ip().is_unspecified()
+                    || local.ip().is_unspecified()
+                    || first.address.ip() == local.ip());
+            if !overlaps {
+                continue;
+            }
+            let verdict = socket::bind_verdict(
+                (sharing, local.ip().is_unspecified()),
+                (first.sharing, first.address.ip().is_unspecified()),
+            );
+            match verdict {
+                socket::BindVerdict::Success => {}
+                socket::BindVerdict::InUse => return Err(STATUS_ADDRESS_ALREADY_EXISTS),
+                socket::BindVerdict::Denied => return Err(STATUS_ACCESS_DENIED),
+            }
+        }
+        Ok(())
+    }
+
+    /// Records that `socket` is bound to `local`.
+    pub(crate) fn record_binding(
+        &self,
+        socket: usize,
+        stream: bool,
+        local: std::net::SocketAddr,
+        sharing: socket::Sharing,
+    ) {
+        lock(&self.inner).bindings.push(Binding {
+            socket,
+            stream,
+            address: local,
+            sharing,
+        });
+    }
+
+    /// Forgets `socket`'s bound address (it is closed).
+    pub(crate) fn release_binding(&self, socket: usize) {
+        lock(&self.inner).bindings.retain(|b| b.socket != socket);
     }
 
     /// The registered client whose `PWSK_CLIENT` is `address`.
@@ -294,6 +503,8 @@ pub(crate) struct Client {
     pub(crate) reactor: Arc<Reactor>,
     /// The driver generation that registered.
     pub(crate) owner: u64,
+    /// The session's WSK policies when the client registered.
+    pub(crate) policy: WskPolicy,
     registration: usize,
     version: USHORT,
     counters: Mutex<Counters>,
@@ -425,6 +636,7 @@ pub unsafe fn WskRegister(
         wsk: Arc::clone(&wsk),
         reactor,
         owner,
+        policy: kernel.config().wsk,
         registration,
         version,
         counters: Mutex::new(Counters::default()),
@@ -643,7 +855,7 @@ pub fn stats(session: &Session) -> WskStats {
     let wsk = state_of(&session.kernel);
     let (registrations, sockets_open) = {
         let inner = lock(&wsk.inner);
-        (inner.clients.len() as u64, inner.sockets.len() as u64)
+        (inner.clients.len() as u64, inner.open)
     };
     WskStats {
         registrations,

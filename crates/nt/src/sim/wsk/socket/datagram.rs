@@ -69,10 +69,8 @@ impl SockState {
         if self.recv_froms.is_empty() {
             match self.next_datagram() {
                 Ok(Some(datagram)) => {
-                    return match deliver_datagram(&op, &datagram) {
-                        Ok(n) => Decision::Done(STATUS_SUCCESS, n),
-                        Err(status) => Decision::Done(status, 0),
-                    };
+                    let (status, n) = deliver_datagram(&op, &datagram, self.policy.truncation);
+                    return Decision::Done(status, n);
                 }
                 Ok(None) => {}
                 Err(status) => return Decision::Done(status, 0),
@@ -125,10 +123,8 @@ impl SockState {
                 if !take(op.irp, &mut op.armed) {
                     continue;
                 }
-                match deliver_datagram(&op, &datagram) {
-                    Ok(n) => out.complete(op.irp, STATUS_SUCCESS, n),
-                    Err(status) => out.complete(op.irp, status, 0),
-                }
+                let (status, n) = deliver_datagram(&op, &datagram, self.policy.truncation);
+                out.complete(op.irp, status, n);
                 delivered = true;
                 break;
             }
@@ -162,10 +158,21 @@ impl SockState {
     }
 }
 
-/// and fills its out-parameters; returns the bytes copied.
-pub(super) fn deliver_datagram(op: &RecvFromOp, datagram: &Datagram) -> Result<usize, NTSTATUS> {
+/// Copies a datagram into a receive-from request (owned by the provider)
+/// and fills its out-parameters; returns the request's status and the bytes
+/// copied. A datagram longer than the buffer is truncated: `MSG_TRUNC` in
+/// `*ControlFlags` and, per `truncation`, STATUS_BUFFER_OVERFLOW or
+/// STATUS_SUCCESS (see [`DatagramTruncation`]).
+pub(super) fn deliver_datagram(
+    op: &RecvFromOp,
+    datagram: &Datagram,
+    truncation: DatagramTruncation,
+) -> (NTSTATUS, usize) {
     // SAFETY: the provider owns the request; its buffer is locked.
-    let copied = unsafe { op.buf.write_at(0, &datagram.data) }?;
+    let copied = match unsafe { op.buf.write_at(0, &datagram.data) } {
+        Ok(copied) => copied,
+        Err(status) => return (status, 0),
+    };
     if op.remote_out != 0 {
         // SAFETY: the client's out-parameter, valid until completion.
         unsafe { write_sockaddr(op.remote_out as PSOCKADDR, &datagram.from) };
@@ -174,14 +181,15 @@ pub(super) fn deliver_datagram(op: &RecvFromOp, datagram: &Datagram) -> Result<u
         // SAFETY: as above.
         unsafe { (op.control_length_out as PULONG).write_unaligned(0) };
     }
+    let truncated = copied < datagram.data.len();
     if op.control_flags_out != 0 {
-        let flags = if copied < datagram.data.len() {
-            MSG_TRUNC
-        } else {
-            0
-        };
+        let flags = if truncated { MSG_TRUNC } else { 0 };
         // SAFETY: as above.
         unsafe { (op.control_flags_out as PULONG).write_unaligned(flags) };
     }
-    Ok(copied)
+    let status = match (truncated, truncation) {
+        (true, DatagramTruncation::Overflow) => STATUS_BUFFER_OVERFLOW,
+        _ => STATUS_SUCCESS,
+    };
+    (status, copied)
 }

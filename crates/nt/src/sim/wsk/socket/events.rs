@@ -4,6 +4,14 @@
 
 use super::*;
 
+/// What a `WskRelease` found.
+pub(crate) enum Released {
+    /// The chain was retained and is released now.
+    Yes,
+    /// No such retained chain (never handed out, or released already).
+    Unknown,
+}
+
 impl Socket {
     // === Event callbacks (provider thread only) ===
 
@@ -199,7 +207,7 @@ impl Socket {
     }
 
     /// `WskRelease`: gives a retained indication chain back.
-    pub(crate) fn release(self: &Arc<Self>, head: usize) -> NTSTATUS {
+    pub(crate) fn release(self: &Arc<Self>, head: usize) -> Released {
         let released = self.with(|st, out| {
             let released = st.retained.remove(&head);
             if let Some(r) = &released {
@@ -209,13 +217,13 @@ impl Socket {
                 // Released right after its callback returned STATUS_PENDING,
                 // before the retention was recorded: after_callback frees it.
                 st.released_early = true;
-                return Err(STATUS_SUCCESS);
+                return Err(Released::Yes);
             }
             Ok(released)
         });
         let released = match released {
             Ok(released) => released,
-            Err(status) => return status,
+            Err(verdict) => return verdict,
         };
         match released {
             Some(r) => {
@@ -223,9 +231,9 @@ impl Socket {
                     .indications_retained
                     .fetch_sub(1, Ordering::Relaxed);
                 drop(r);
-                STATUS_SUCCESS
+                Released::Yes
             }
-            None => STATUS_INVALID_PARAMETER,
+            None => Released::Unknown,
         }
     }
 
@@ -367,7 +375,8 @@ impl SockState {
             match listener.accept() {
                 Ok((stream, remote)) => {
                     let local = stream.local_addr().unwrap_or(remote);
-                    match Socket::accepted(socket, stream, remote, 0, 0, false, out) {
+                    let options = self.options.inherited();
+                    match Socket::accepted(socket, stream, remote, 0, 0, false, options, out) {
                         Some(accepted) => {
                             self.callbacks_running += 1;
                             self.running_events |= WSK_EVENT_ACCEPT;

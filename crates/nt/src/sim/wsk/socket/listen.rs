@@ -55,9 +55,16 @@ impl SockState {
         match listener.accept() {
             Ok((stream, remote)) => {
                 let local = stream.local_addr().ok();
-                let Some(accepted) =
-                    Socket::accepted(socket, stream, remote, op.context, op.dispatch, true, out)
-                else {
+                let Some(accepted) = Socket::accepted(
+                    socket,
+                    stream,
+                    remote,
+                    op.context,
+                    op.dispatch,
+                    true,
+                    self.options.inherited(),
+                    out,
+                ) else {
                     return Some(Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0));
                 };
                 if op.local_out != 0
@@ -109,6 +116,7 @@ impl Socket {
     /// and dispatch are known (WskAccept) rather than still to come from
     /// the accept callback. `None` if the pool fault plan refused it (the
     /// connection is reset).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn accepted(
         listener: &Arc<Socket>,
         mut stream: TcpStream,
@@ -116,6 +124,7 @@ impl Socket {
         context: usize,
         dispatch: usize,
         ready: bool,
+        options: Options,
         out: &mut Out,
     ) -> Option<Arc<Socket>> {
         let client = &listener.client;
@@ -135,6 +144,7 @@ impl Socket {
             let mut st = socket.lock();
             st.local = stream.local_addr().ok();
             st.remote = Some(remote);
+            st.options = options;
             st.callbacks_ready = ready;
             match registered {
                 Ok(()) => {

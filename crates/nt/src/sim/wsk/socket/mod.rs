@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -30,12 +30,14 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use socket2::{Domain, SockRef, Type};
 
 use super::super::access::{irp_cancel, sl_arguments};
+use super::super::config::{DatagramTruncation, WskPolicy};
 use super::super::ffi::*;
 use super::super::io::{
     IO_NETWORK_INCREMENT, IoGetCurrentIrpStackLocation, IoMarkIrpPending, IoReleaseCancelSpinLock,
     IoSetCancelRoutine, IofCompleteRequest,
 };
 use super::super::session::{current, lock};
+use super::super::verifier::{Leak, LeakKind};
 use super::buf::{BufRef, DataIndication, Datagram, DatagramIndication};
 use super::errors::{EINPROGRESS, is_transient, status_from_io};
 use super::reactor::Job;
@@ -50,6 +52,9 @@ mod listen;
 mod options;
 mod stream;
 
+pub(crate) use events::Released;
+use options::Options;
+pub(crate) use options::{BindVerdict, Sharing, bind_verdict};
 use stream::finish_receive_ex;
 
 /// Bytes a connection buffers in the provider (inbound plus retained).
@@ -64,6 +69,9 @@ const DATAGRAM_CHAIN: usize = 32;
 const DATAGRAM_MAX: usize = 64 * 1024;
 /// Accept callbacks per progress round.
 const ACCEPTS_PER_ROUND: usize = 16;
+/// Unread bytes a close discards from the host while looking for the
+/// peer's FIN (past that, the close is abortive).
+const CLOSE_DRAIN_MAX: usize = 16 << 20;
 /// Delay before retrying an indication the MDL fault plan refused.
 const RETRY: Duration = Duration::from_millis(10);
 
@@ -114,30 +122,6 @@ enum Host {
     Listener(TcpListener),
     Stream(TcpStream),
     Udp(UdpSocket),
-}
-
-/// Options set before the host socket exists (or applied to it).
-#[derive(Debug, Clone, Copy)]
-struct Options {
-    v6only: bool,
-    reuse: Option<bool>,
-    keepalive: Option<bool>,
-    rcvbuf: Option<usize>,
-    sndbuf: Option<usize>,
-    nodelay: Option<bool>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            v6only: true,
-            reuse: None,
-            keepalive: None,
-            rcvbuf: None,
-            sndbuf: None,
-            nodelay: None,
-        }
-    }
 }
 
 struct RecvOp {
@@ -206,18 +190,29 @@ struct SendToOp {
 /// An indication the client retains (returned STATUS_PENDING).
 enum Retained {
     Data(Box<DataIndication>),
-    // Held (not read) until the client releases it.
-    Datagrams(#[allow(dead_code)] Box<DatagramIndication>),
+    Datagrams(Box<DatagramIndication>),
 }
 
 impl Retained {
+    /// Bytes it holds against the connection's inbound budget.
     fn bytes(&self) -> usize {
         match self {
             Retained::Data(d) => d.len(),
             Retained::Datagrams(_) => 0,
         }
     }
+
+    /// Bytes of payload it holds.
+    fn size(&self) -> usize {
+        match self {
+            Retained::Data(d) => d.len(),
+            Retained::Datagrams(d) => d.bytes(),
+        }
+    }
 }
+
+/// The tag a retained indication leak is reported with (`WskI`).
+const RETAINED_TAG: u32 = u32::from_le_bytes(*b"WskI");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
@@ -314,6 +309,8 @@ type AcceptRoutine = unsafe extern "C" fn(
 ) -> NTSTATUS;
 
 pub(crate) struct SockState {
+    /// The session's WSK policies (from the client's registration).
+    policy: WskPolicy,
     context: usize,
     /// The client's event table for this socket (0: none).
     dispatch: usize,
@@ -373,11 +370,14 @@ pub(crate) struct SockState {
     life: Life,
 }
 
-/// A socket: `PWSK_SOCKET` points to it (its first field is the
-/// `WSK_SOCKET` header the client reads `Dispatch` from).
-#[repr(C)]
+/// A socket. Its `PWSK_SOCKET` is the address of its header (a
+/// [`super::SocketHeader`], which outlives it: see there).
 pub(crate) struct Socket {
-    header: WSK_SOCKET,
+    /// The `PWSK_SOCKET`.
+    address: usize,
+    /// Provider calls on this socket that have not returned yet (the
+    /// client must not close a socket while one runs).
+    pub(crate) calls: AtomicU32,
     pub(crate) kind: Kind,
     pub(crate) family: ADDRESS_FAMILY,
     pub(crate) client: Arc<Client>,
@@ -385,8 +385,7 @@ pub(crate) struct Socket {
     state: Mutex<SockState>,
 }
 
-// SAFETY: the header's dispatch pointer is a `'static` table; all mutable
-// state is behind the mutex; IRPs and client pointers are kept as plain
+// SAFETY: all mutable state is behind the mutex or atomic; IRPs and client pointers are kept as plain
 // addresses and only touched under the documented WSK ownership rules.
 unsafe impl Send for Socket {}
 // SAFETY: as above.
@@ -496,10 +495,14 @@ pub(crate) fn mark_pending(irp: usize) {
     unsafe { IoMarkIrpPending(irp as PIRP) };
 }
 
+/// A non-blocking host socket with `options` applied. `listener`: a
+/// listening socket (which may bind over connections in TIME_WAIT, as
+/// Windows' listeners may by default).
 fn host_socket(
     family: ADDRESS_FAMILY,
     ty: Type,
     options: &Options,
+    listener: bool,
 ) -> std::io::Result<socket2::Socket> {
     let domain = if family == AF_INET6 {
         Domain::IPV6
@@ -510,8 +513,22 @@ fn host_socket(
     if family == AF_INET6 {
         socket.set_only_v6(options.v6only)?;
     }
-    if let Some(reuse) = options.reuse {
-        socket.set_reuse_address(reuse)?;
+    match options.sharing {
+        // Windows' SO_REUSEADDR shares the address with every socket that
+        // also set it: on Unix hosts that takes SO_REUSEPORT as well (the
+        // sim's own table has already decided the bind is allowed).
+        Sharing::Reuse => {
+            socket.set_reuse_address(true)?;
+            #[cfg(all(
+                unix,
+                not(any(target_os = "solaris", target_os = "illumos", target_os = "cygwin"))
+            ))]
+            socket.set_reuse_port(true)?;
+        }
+        // On Unix hosts binding over TIME_WAIT takes SO_REUSEADDR; on a
+        // Windows host it is the default (and SO_REUSEADDR would share).
+        _ if listener && cfg!(unix) => socket.set_reuse_address(true)?,
+        _ => {}
     }
     if let Some(keepalive) = options.keepalive {
         socket.set_keepalive(keepalive)?;
@@ -519,8 +536,8 @@ fn host_socket(
     if let Some(size) = options.rcvbuf {
         socket.set_recv_buffer_size(size)?;
     }
-    if let Some(size) = options.sndbuf {
-        socket.set_send_buffer_size(size)?;
+    if options.broadcast {
+        socket.set_broadcast(true)?;
     }
     socket.set_nonblocking(true)?;
     Ok(socket)
@@ -564,6 +581,7 @@ impl Socket {
             Kind::Datagram => (&raw const dispatch::DATAGRAM_DISPATCH).cast(),
         };
         let state = SockState {
+            policy: client.policy,
             context,
             dispatch,
             events: 0,
@@ -604,7 +622,8 @@ impl Socket {
             life: Life::Open,
         };
         let socket = Arc::new(Socket {
-            header: WSK_SOCKET { Dispatch: table },
+            address: client.wsk.new_header(table),
+            calls: AtomicU32::new(0),
             kind,
             family,
             client: Arc::clone(client),
@@ -620,8 +639,8 @@ impl Socket {
     }
 
     /// Its `PWSK_SOCKET`.
-    pub(crate) fn address(self: &Arc<Self>) -> usize {
-        Arc::as_ptr(self) as usize
+    pub(crate) fn address(&self) -> usize {
+        self.address
     }
 
     fn wsk(&self) -> &Arc<WskState> {
@@ -630,6 +649,12 @@ impl Socket {
 
     fn lock(&self) -> MutexGuard<'_, SockState> {
         lock(&self.state)
+    }
+
+    /// Whether `WskCloseSocket` has not been called on it (nor the provider
+    /// closed it).
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().life == Life::Open
     }
 
     /// Counts a request accepted for this socket; `false` if the socket is
@@ -759,21 +784,36 @@ impl Socket {
     /// Finishes a close: unregisters the socket and completes the close IRP.
     fn finish(self: &Arc<Self>, close_irp: Option<usize>) {
         let kernel = current();
-        let retained: Vec<Retained> = {
+        let retained: Vec<(usize, Retained)> = {
             let mut st = self.lock();
             st.abandon_host(&self.client.reactor);
             st.retained_bytes = 0;
             st.inbound = VecDeque::new();
             st.datagrams.clear();
-            st.retained.drain().map(|(_, r)| r).collect()
+            st.retained.drain().collect()
         };
         if !retained.is_empty() {
             self.wsk()
                 .indications_retained
                 .fetch_sub(retained.len() as u64, Ordering::Relaxed);
+            // WskCloseSocket does not release retained chains: on Windows
+            // they are transport buffers lost for good.
+            let leaks = retained
+                .iter()
+                .map(|(head, r)| Leak {
+                    kind: LeakKind::WskIndication,
+                    tag: RETAINED_TAG,
+                    size: r.size() as u64,
+                    address: *head as u64,
+                    location: None,
+                })
+                .collect();
+            kernel.record_leaks(leaks);
         }
         drop(retained);
-        self.wsk().remove_socket(self.address());
+        self.wsk().release_binding(self.address());
+        self.wsk()
+            .retire_socket(self.address(), dispatch::poisoned_table(self.kind));
         kernel.pending_end(self.pending_key.load(Ordering::Acquire));
         self.client.socket_removed();
         if let Some(irp) = close_irp {
@@ -796,7 +836,8 @@ impl Socket {
                 return STATUS_INVALID_HANDLE;
             }
             st.take_all_requests(&mut cancelled);
-            let graceful = st.shutdown_done;
+            let graceful = self.kind == Kind::Connection && st.fully_disconnected();
+            st.inbound.clear();
             st.close_host(&self.client.reactor, graceful);
             if inline {
                 // Nobody may finish it before this call decides.

@@ -14,16 +14,20 @@ impl SockState {
         if family_of(&local) != socket.family {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
         }
+        let stream = socket.kind != Kind::Datagram;
+        if let Err(status) = socket
+            .wsk()
+            .bind_allowed(stream, local, self.options.sharing)
+        {
+            return Decision::Done(status, 0);
+        }
         let registry = socket.client.reactor.registry();
         let token = mio::Token(socket.address());
+        let options = self.options;
         let result = (|| -> std::io::Result<(Host, SocketAddr)> {
             match socket.kind {
                 Kind::Listen => {
-                    let mut options = self.options;
-                    // Windows lets a listener bind over TIME_WAIT
-                    // connections by default; on Linux that is SO_REUSEADDR.
-                    options.reuse.get_or_insert(true);
-                    let host = host_socket(socket.family, Type::STREAM, &options)?;
+                    let host = host_socket(socket.family, Type::STREAM, &options, true)?;
                     host.bind(&local.into())?;
                     host.listen(1024)?;
                     let mut listener = TcpListener::from_std(host.into());
@@ -32,7 +36,7 @@ impl SockState {
                     Ok((Host::Listener(listener), local))
                 }
                 Kind::Connection => {
-                    let host = host_socket(socket.family, Type::STREAM, &self.options)?;
+                    let host = host_socket(socket.family, Type::STREAM, &options, false)?;
                     host.bind(&local.into())?;
                     let local = host
                         .local_addr()?
@@ -41,7 +45,7 @@ impl SockState {
                     Ok((Host::Bound(host), local))
                 }
                 Kind::Datagram => {
-                    let host = host_socket(socket.family, Type::DGRAM, &self.options)?;
+                    let host = host_socket(socket.family, Type::DGRAM, &options, false)?;
                     host.bind(&local.into())?;
                     let mut udp = UdpSocket::from_std(host.into());
                     registry.register(&mut udp, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -55,6 +59,9 @@ impl SockState {
                 self.host = host;
                 self.local = Some(local);
                 self.phase = Phase::Bound;
+                socket
+                    .wsk()
+                    .record_binding(socket.address(), stream, local, options.sharing);
                 Decision::Done(STATUS_SUCCESS, 0)
             }
             Err(error) => Decision::Done(status_from_io(&error), 0),
@@ -332,6 +339,34 @@ impl SockState {
         }
         self.fail_requests(out);
         Decision::Done(STATUS_SUCCESS, 0)
+    }
+
+    /// Whether the connection is already disconnected in both directions:
+    /// our graceful disconnect is done and the peer's FIN has arrived
+    /// (`WskCloseSocket` is graceful only then, abortive otherwise: "always
+    /// performs an abortive disconnect of the socket unless the socket is
+    /// already fully disconnected in both directions", PFN_WSK_CLOSE_SOCKET).
+    /// Reads and discards what the host still holds, to find the peer's
+    /// FIN behind unread data (unread data is discarded at close either
+    /// way).
+    pub(super) fn fully_disconnected(&mut self) -> bool {
+        if !self.shutdown_done || self.error.is_some() {
+            return false;
+        }
+        let Host::Stream(stream) = &mut self.host else {
+            return self.eof;
+        };
+        let mut discarded = 0usize;
+        let mut scratch = [0u8; 4096];
+        while !self.eof && discarded < CLOSE_DRAIN_MAX {
+            match stream.read(&mut scratch) {
+                Ok(0) => self.eof = true,
+                Ok(n) => discarded += n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        self.eof
     }
 
     pub(super) fn shutdown_write(&mut self) -> Result<(), NTSTATUS> {
