@@ -211,6 +211,8 @@ pub(crate) struct Frame {
     pub(crate) deepest: usize,
     /// Whether this thread's stack overflow was reported already.
     pub(crate) overflow_reported: bool,
+    /// The driver generation whose code runs.
+    pub(crate) owner: u64,
 }
 
 thread_local! {
@@ -352,6 +354,7 @@ pub(crate) fn callout_with<R>(
         locks_at_entry: entry.locks,
         deepest: 0,
         overflow_reported: false,
+        owner,
     };
     STACK.with(|s| s.borrow_mut().push(frame));
     // Popped and unregistered even if the routine unwinds (a test's panic),

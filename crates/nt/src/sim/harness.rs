@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use super::callout::{CalloutKind, callout};
 use super::driver::{read_unicode, resolve};
 use super::ffi::*;
-use super::io::{
-    IO_NO_INCREMENT, IoCancelIrp, IoGetNextIrpStackLocation, IoManagerCompletion, IofCallDriver,
-};
+use super::io::{IO_NO_INCREMENT, IoGetNextIrpStackLocation, IoManagerCompletion, IofCallDriver};
 use super::irql;
 use super::pool::{SYSTEM_OWNER, pool_tag};
 use super::session::{Kernel, Session, lock};
@@ -223,7 +221,7 @@ impl PendingIrp {
         // SAFETY: the IRP stays allocated until `finish` frees it after its
         // completion, which has not happened yet or is racing (the I/O
         // manager's record keeps it alive).
-        unsafe { IoCancelIrp(self.irp) != 0 }
+        unsafe { super::io::io_manager_cancel(self.irp) != 0 }
     }
 
     /// Waits for completion up to `timeout`.

@@ -80,14 +80,16 @@ impl IrpRecord {
         owner: u64,
         io_manager: Option<Arc<IoManagerCompletion>>,
     ) -> Self {
+        let generation = io.fresh_generation();
         Self {
+            id: generation,
             origin,
             phase: Phase::Idle,
             cancels_running: 0,
             free_deferred: false,
             pending_key: None,
             walk_key: None,
-            generation: io.fresh_generation(),
+            generation,
             takeover: None,
             owner,
             io_manager,
@@ -111,6 +113,9 @@ pub(crate) struct IoManagerCompletion {
 
 #[derive(Debug)]
 struct IrpRecord {
+    /// Unique in the session (the record's first generation): tells a
+    /// record from a later one at the same address.
+    id: u64,
     origin: Origin,
     phase: Phase,
     /// `IoCancelIrp` calls running on it now.
@@ -141,10 +146,32 @@ struct IrpRecord {
     io_manager: Option<Arc<IoManagerCompletion>>,
 }
 
+/// A dispatch routine's stack location the verifier watches for the
+/// pending rules (0xC9/0x23D, 0x23E, 0x224, 0x226): how the routine
+/// returned, and how the completion walk found the location when it left it.
+#[derive(Debug, Clone, Copy)]
+struct DispatchWatch {
+    /// The IRP record it belongs to.
+    record: u64,
+    /// The callee's stack location (`CurrentLocation` during its dispatch).
+    location: CCHAR,
+    routine: usize,
+    /// What the dispatch routine returned (None: still running).
+    returned: Option<NTSTATUS>,
+    /// When the walk left the location: (SL_PENDING_RETURNED, IoStatus.Status).
+    passed: Option<(bool, NTSTATUS)>,
+    /// The call site of the `IoCallDriver` that dispatched it.
+    call_site: &'static Location<'static>,
+}
+
 /// The session's IRP table and cancel spin lock.
 #[derive(Debug, Default)]
 pub(crate) struct IoState {
     irps: Mutex<AddressMap<IrpRecord>>,
+    /// Locations whose dispatch routine's return is still to be judged
+    /// against the IRP's completion, by IRP (inline lists: the hot path
+    /// allocates nothing once the table has grown).
+    watches: Mutex<AddressMap<WatchList>>,
     cancel_lock: AtomicUsize,
     /// Where the next record's generations start (2^32 apart).
     next_generation: AtomicU64,
@@ -256,6 +283,7 @@ impl Kernel {
     /// Frees an I/O manager IRP once its completion has been reported.
     pub(crate) fn free_io_manager_irp(&self, irp: PIRP) {
         lock(&io_state(self).irps).remove(&(irp as usize));
+        lock(&io_state(self).watches).remove(&(irp as usize));
         let _ = self.pool.free(irp as usize, LeakKind::Irp);
     }
 }
@@ -273,7 +301,22 @@ pub unsafe fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP {
     let _ = ChargeQuota;
     let location = Location::caller();
     with_current(|k| {
-        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoAllocateIrp") || StackSize < 1 {
+        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoAllocateIrp") {
+            return core::ptr::null_mut();
+        }
+        if StackSize < 1 {
+            // NT allocates it: the first IoSetCompletionRoutine or
+            // IoGetNextIrpStackLocation write then lands in the IRP header.
+            k.bugcheck_at(
+                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                [c9::NO_STACK_LOCATION, 0, StackSize as u8 as u64, 0],
+                format!(
+                    "IoAllocateIrp with StackSize {StackSize}: the IRP has no stack location \
+                     for its callee (at least 1, and the target device's StackSize for \
+                     IoCallDriver)"
+                ),
+                Some(location),
+            );
             return core::ptr::null_mut();
         }
         let count = StackSize as usize;
@@ -484,13 +527,52 @@ pub unsafe fn IoSkipCurrentIrpStackLocation(Irp: PIRP) {
     irp.Tail.CurrentStackLocation = irp.Tail.CurrentStackLocation.wrapping_add(1);
 }
 
+/// Whether `Irp` has a next stack location below its current one; if not,
+/// raises 0xC9/0x208 for `helper` (on NT its write would land before the
+/// stack array, in the IRP header).
+#[track_caller]
+fn has_next_location(Irp: PIRP, helper: &str, needs_current: bool) -> bool {
+    // SAFETY: the callers' contracts: a live IRP.
+    let location = unsafe { (*Irp).CurrentLocation };
+    // SAFETY: as above.
+    let count = unsafe { (*Irp).StackCount };
+    let current_ok = !needs_current || location <= count;
+    if location > 1 && current_ok {
+        return true;
+    }
+    let why = if location <= 1 {
+        "no next stack location (the IRP was allocated with too few, or it is its \
+         creator's own IRP with one location used by the callee)"
+    } else {
+        "no current stack location (the caller is the IRP's creator)"
+    };
+    with_current(|k| {
+        k.bugcheck(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [
+                c9::NO_STACK_LOCATION,
+                Irp as u64,
+                location as u8 as u64,
+                count as u8 as u64,
+            ],
+            format!("{helper}: {why}; its write would corrupt the IRP"),
+        );
+    });
+    false
+}
+
 /// `IoCopyCurrentIrpStackLocationToNext`: copies the current location to
-/// the next, without its completion routine and context.
+/// the next, without its completion routine and context. An IRP without a
+/// current or a next location is 0xC9/0x208 (nothing written).
 ///
 /// # Safety
 /// `Irp` must be a live IRP with a current and a next location.
 #[inline]
+#[track_caller]
 pub unsafe fn IoCopyCurrentIrpStackLocationToNext(Irp: PIRP) {
+    if !has_next_location(Irp, "IoCopyCurrentIrpStackLocationToNext", true) {
+        return;
+    }
     // SAFETY: the caller guarantees both locations exist.
     let current = unsafe { IoGetCurrentIrpStackLocation(Irp) };
     // SAFETY: as above.
@@ -503,11 +585,13 @@ pub unsafe fn IoCopyCurrentIrpStackLocationToNext(Irp: PIRP) {
 }
 
 /// `IoSetCompletionRoutine`: writes routine, context and SL_INVOKE_* flags
-/// into the *next* stack location. Any IRQL.
+/// into the *next* stack location. Any IRQL. An IRP without a next location
+/// is 0xC9/0x208 (nothing written).
 ///
 /// # Safety
 /// `Irp` must be a live IRP owned by the caller, with a next location.
 #[inline]
+#[track_caller]
 pub unsafe fn IoSetCompletionRoutine(
     Irp: PIRP,
     CompletionRoutine: PIO_COMPLETION_ROUTINE,
@@ -516,6 +600,9 @@ pub unsafe fn IoSetCompletionRoutine(
     InvokeOnError: BOOLEAN,
     InvokeOnCancel: BOOLEAN,
 ) {
+    if !has_next_location(Irp, "IoSetCompletionRoutine", false) {
+        return;
+    }
     // SAFETY: the caller guarantees a next location exists.
     let next = unsafe { IoGetNextIrpStackLocation(Irp) };
     // SAFETY: as above: a location of the caller's live IRP.
@@ -602,6 +689,9 @@ pub unsafe fn IoSetCompletionRoutineEx(
     let Some(routine) = CompletionRoutine else {
         return STATUS_INVALID_PARAMETER;
     };
+    if !has_next_location(Irp, "IoSetCompletionRoutineEx", false) {
+        return STATUS_INVALID_PARAMETER;
+    }
     let owner = with_current(|k| {
         if !irql::require_at_most(k, DISPATCH_LEVEL, "IoSetCompletionRoutineEx") {
             return Err(STATUS_INVALID_DEVICE_STATE);
@@ -737,6 +827,12 @@ pub unsafe fn IoReleaseCancelSpinLock(Irql: KIRQL) {
 /// points. Returns `false` (after a bugcheck) if the IRP is not sendable.
 #[track_caller]
 pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
+    dispatch_record(kernel, irp).is_some()
+}
+
+/// [`mark_dispatched`], returning the IRP record's id.
+#[track_caller]
+fn dispatch_record(kernel: &Kernel, irp: PIRP) -> Option<u64> {
     let io = io_state(kernel);
     let mut irps = lock(&io.irps);
     let Some(record) = irps.get_mut(&(irp as usize)) else {
@@ -746,8 +842,9 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
             [c9::CALL_DRIVER_NOT_AN_IRP, irp as u64, 0, 0],
             "an IRP was sent that is not a live IRP",
         );
-        return false;
+        return None;
     };
+    let id = record.id;
     match record.phase {
         // Walking: its completion routine reclaimed it and must return
         // STATUS_MORE_PROCESSING_REQUIRED (checked when it returns).
@@ -767,10 +864,10 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
                     r.pending_key = Some(key);
                 }
             }
-            true
+            Some(id)
         }
         // Forwarding an IRP one holds (passed down to us) is legal.
-        Phase::Dispatched => true,
+        Phase::Dispatched => Some(id),
         Phase::Completed => {
             drop(irps);
             kernel.bugcheck(
@@ -778,7 +875,7 @@ pub(crate) fn mark_dispatched(kernel: &Kernel, irp: PIRP) -> bool {
                 [c9::CALL_DRIVER_NOT_AN_IRP, irp as u64, 0, 0],
                 "an IRP was sent again after it completed (reuse it with IoReuseIrp first)",
             );
-            false
+            None
         }
     }
 }
@@ -862,9 +959,9 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
             );
             return STATUS_INVALID_DEVICE_STATE;
         }
-        if !mark_dispatched(k, Irp) {
+        let Some(record_id) = dispatch_record(k, Irp) else {
             return STATUS_INVALID_DEVICE_STATE;
-        }
+        };
         // SAFETY: the caller guarantees a live IRP.
         if unsafe { (*Irp).CurrentLocation } <= 1 {
             k.bugcheck_at(
@@ -898,6 +995,23 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
             unsafe { IofCompleteRequest(Irp, IO_NO_INCREMENT) };
             return STATUS_INVALID_DEVICE_REQUEST;
         };
+        // SAFETY: the IRP's current location is the callee's now.
+        let callee_location = unsafe { (*Irp).CurrentLocation };
+        let watched = k.verifying();
+        if watched {
+            watch_dispatch(
+                io_state(k),
+                Irp,
+                DispatchWatch {
+                    record: record_id,
+                    location: callee_location,
+                    routine: dispatch as usize,
+                    returned: None,
+                    passed: None,
+                    call_site: location,
+                },
+            );
+        }
         let status = callout_for(
             k,
             CalloutKind::Dispatch,
@@ -908,6 +1022,9 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
                 unsafe { dispatch(DeviceObject, Irp) }
             },
         );
+        if watched {
+            dispatch_returned(k, Irp, record_id, callee_location, status);
+        }
         let after = irql::current();
         if after != level && k.verifying() {
             k.bugcheck_at(
@@ -925,6 +1042,223 @@ pub unsafe fn IofCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS
         }
         status
     })
+}
+
+// === The pending rules (0xC9/0x23D, 0x23E, 0x224, 0x226) ===
+//
+// A dispatch routine that returns STATUS_PENDING must have called
+// IoMarkIrpPending on its location (0x23D), one that marked it must return
+// STATUS_PENDING (0x23E); one that returns anything else must have
+// completed the IRP (or passed it down, and the lower completed it) with
+// that very status (0x224), and not have left it unfinished (0x226). The
+// mark may also be set by the routine's own completion routine when the
+// lower driver pended ("if (Irp->PendingReturned) IoMarkIrpPending(Irp)"),
+// so for a PENDING return the verdict waits until the completion walk
+// leaves the location. Bug Check 0xC9 lists all four.
+
+/// The watched dispatches of one IRP: one per nested `IoCallDriver` still
+/// to be judged (deeper nesting than this is not watched).
+#[derive(Debug, Default)]
+struct WatchList {
+    slots: [Option<DispatchWatch>; 8],
+    /// Push order of each slot (the innermost dispatch has the highest).
+    order: [u32; 8],
+    pushes: u32,
+}
+
+impl WatchList {
+    fn push(&mut self, watch: DispatchWatch) {
+        if let Some(i) = self.slots.iter().position(Option::is_none) {
+            self.pushes = self.pushes.wrapping_add(1);
+            self.slots[i] = Some(watch);
+            self.order[i] = self.pushes;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+}
+
+fn watch_dispatch(io: &IoState, irp: PIRP, watch: DispatchWatch) {
+    lock(&io.watches)
+        .entry(irp as usize)
+        .or_default()
+        .push(watch);
+}
+
+/// The completion walk left `location` of `irp` (record `record`) with
+/// SL_PENDING_RETURNED `marked` and IoStatus.Status `status`.
+fn location_passed(
+    k: &Kernel,
+    irp: PIRP,
+    record: u64,
+    location: CCHAR,
+    marked: bool,
+    status: NTSTATUS,
+) {
+    let io = io_state(k);
+    let mut watches = lock(&io.watches);
+    let Some(list) = watches.get_mut(&(irp as usize)) else {
+        return;
+    };
+    let mut findings: [Option<DispatchWatch>; 8] = [None; 8];
+    for (slot, finding) in list.slots.iter_mut().zip(findings.iter_mut()) {
+        let Some(w) = slot else { continue };
+        if w.record != record || w.location != location || w.passed.is_some() {
+            continue;
+        }
+        w.passed = Some((marked, status));
+        // Still running: judged when it returns.
+        if let Some(returned) = w.returned {
+            if returned == STATUS_PENDING && !marked {
+                *finding = Some(*w);
+            }
+            *slot = None;
+        }
+    }
+    if list.is_empty() {
+        watches.remove(&(irp as usize));
+    }
+    drop(watches);
+    for w in findings.iter().flatten() {
+        pending_without_mark(k, irp, w);
+    }
+}
+
+fn pending_without_mark(k: &Kernel, irp: PIRP, w: &DispatchWatch) {
+    k.bugcheck_at(
+        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        [c9::PENDING_WITHOUT_MARK, irp as u64, w.routine as u64, 0],
+        "a dispatch routine returned STATUS_PENDING but the IRP's location was never marked \
+         pending (IoMarkIrpPending, before returning or from its completion routine when \
+         PendingReturned)",
+        Some(w.call_site),
+    );
+}
+
+/// The dispatch routine of `location` returned `returned`: judge it now, or
+/// (STATUS_PENDING not yet marked) when the walk leaves the location.
+fn dispatch_returned(k: &Kernel, irp: PIRP, record: u64, location: CCHAR, returned: NTSTATUS) {
+    let io = io_state(k);
+    let mut watches = lock(&io.watches);
+    let Some(list) = watches.get_mut(&(irp as usize)) else {
+        return;
+    };
+    // The innermost watch of this location (a skipped location is watched
+    // once per IoCallDriver that dispatched it).
+    let Some(index) = (0..list.slots.len())
+        .filter(|&i| {
+            list.slots[i].is_some_and(|w| {
+                w.record == record && w.location == location && w.returned.is_none()
+            })
+        })
+        .max_by_key(|&i| list.order[i])
+    else {
+        return;
+    };
+    let Some(mut watch) = list.slots[index] else {
+        return;
+    };
+    watch.returned = Some(returned);
+    let verdict = match watch.passed {
+        Some((marked, status)) => {
+            list.slots[index] = None;
+            Some(judge(returned, marked, Some(status)))
+        }
+        None => {
+            // Not completed past this location: the IRP is still held by
+            // someone (a driver, or a walk below it), so it is live.
+            let offset = usize::try_from(location - 1).unwrap_or(0);
+            let sl = stack_base(irp).wrapping_add(offset);
+            // SAFETY: a live IRP whose location `location` exists.
+            let control = unsafe { (*sl).Control };
+            let marked = control & SL_PENDING_RETURNED != 0;
+            if returned == STATUS_PENDING && !marked {
+                // Its completion routine may still mark it: judged when the
+                // walk leaves the location.
+                list.slots[index] = Some(watch);
+                None
+            } else {
+                list.slots[index] = None;
+                Some(judge(returned, marked, None))
+            }
+        }
+    };
+    if list.is_empty() {
+        watches.remove(&(irp as usize));
+    }
+    drop(watches);
+    let returned_bits = returned as u32 as u64;
+    match verdict {
+        None | Some(Verdict::Consistent) => {}
+        Some(Verdict::PendingWithoutMark) => pending_without_mark(k, irp, &watch),
+        Some(Verdict::MarkedNotPending) => k.bugcheck_at(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [
+                c9::MARKED_BUT_NOT_PENDING,
+                irp as u64,
+                watch.routine as u64,
+                returned_bits,
+            ],
+            format!(
+                "a dispatch routine marked the IRP pending (IoMarkIrpPending) but returned \
+                 {returned_bits:#010x}, not STATUS_PENDING"
+            ),
+            Some(watch.call_site),
+        ),
+        Some(Verdict::StatusMismatch(status)) => k.bugcheck_at(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [
+                c9::STATUS_MISMATCH,
+                watch.routine as u64,
+                irp as u64,
+                status as u32 as u64,
+            ],
+            format!(
+                "a dispatch routine returned {returned_bits:#010x} for an IRP completed with \
+                 IoStatus.Status {:#010x}",
+                status as u32
+            ),
+            Some(watch.call_site),
+        ),
+        Some(Verdict::NotFinished) => k.bugcheck_at(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [
+                c9::NOT_PASSED_OR_COMPLETED,
+                irp as u64,
+                watch.routine as u64,
+                returned_bits,
+            ],
+            format!(
+                "a dispatch routine returned {returned_bits:#010x} without completing the IRP \
+                 or passing it down (or it forgot to return STATUS_PENDING)"
+            ),
+            Some(watch.call_site),
+        ),
+    }
+}
+
+enum Verdict {
+    Consistent,
+    PendingWithoutMark,
+    MarkedNotPending,
+    StatusMismatch(NTSTATUS),
+    NotFinished,
+}
+
+/// The pending rules for one return: `marked` is the location's
+/// SL_PENDING_RETURNED, `completed` the IoStatus.Status the walk left it
+/// with (None: not completed past it yet).
+fn judge(returned: NTSTATUS, marked: bool, completed: Option<NTSTATUS>) -> Verdict {
+    match (returned == STATUS_PENDING, marked, completed) {
+        (true, true, _) => Verdict::Consistent,
+        (true, false, _) => Verdict::PendingWithoutMark,
+        (false, true, _) => Verdict::MarkedNotPending,
+        (false, false, Some(status)) if status != returned => Verdict::StatusMismatch(status),
+        (false, false, Some(_)) => Verdict::Consistent,
+        (false, false, None) => Verdict::NotFinished,
+    }
 }
 
 /// `IoCallDriver` (a macro for `IofCallDriver`).
@@ -948,6 +1282,8 @@ struct Walk {
     pending_key: Option<u64>,
     /// The driver generation that owns the IRP (its creator's).
     owner: u64,
+    /// The IRP record's id.
+    record: u64,
 }
 
 #[track_caller]
@@ -1002,6 +1338,7 @@ fn begin_walk(
                 generation: record.generation,
                 pending_key,
                 owner: record.owner,
+                record: record.id,
             })
         }
     }
@@ -1133,6 +1470,16 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             // <= count before the increment).
             let sl = unsafe { &mut *stack };
             irp.PendingReturned = sl.Control & SL_PENDING_RETURNED;
+            if verifying {
+                location_passed(
+                    k,
+                    Irp,
+                    walk.record,
+                    irp.CurrentLocation - 1,
+                    irp.PendingReturned != 0,
+                    irp.IoStatus.Status,
+                );
+            }
             let success = NT_SUCCESS(irp.IoStatus.Status);
             let cancelled = cancel_flag(Irp).load(Ordering::Acquire) != 0;
             let invoke = (success && sl.Control & SL_INVOKE_ON_SUCCESS != 0)
@@ -1328,6 +1675,25 @@ pub unsafe fn IoCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
 #[track_caller]
 pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
     let location = Location::caller();
+    // SAFETY: forwarded contract.
+    unsafe { cancel_irp(Irp, false, location) }
+}
+
+/// The I/O manager cancels an IRP it built (the harness's `CancelIoEx`).
+///
+/// # Safety
+/// As [`IoCancelIrp`].
+pub(crate) unsafe fn io_manager_cancel(Irp: PIRP) -> BOOLEAN {
+    // SAFETY: forwarded contract.
+    unsafe { cancel_irp(Irp, true, Location::caller()) }
+}
+
+/// `IoCancelIrp`; `io_manager`: the I/O manager itself cancels (not a
+/// driver).
+///
+/// # Safety
+/// As [`IoCancelIrp`].
+unsafe fn cancel_irp(Irp: PIRP, io_manager: bool, location: &'static Location<'static>) -> BOOLEAN {
     with_current(|k| {
         if !irql::require_at_most(k, DISPATCH_LEVEL, "IoCancelIrp") {
             return FALSE;
@@ -1338,6 +1704,25 @@ pub unsafe fn IoCancelIrp(Irp: PIRP) -> BOOLEAN {
             let mut irps = lock(&io.irps);
             match irps.get_mut(&(Irp as usize)) {
                 Some(record) => {
+                    // "An intermediate driver should not arbitrarily call
+                    // IoCancelIrp unless that driver created the IRP"
+                    // (IoCancelIrp): the caller's code is the innermost
+                    // driver routine running here, or the loaded driver.
+                    let caller = super::callout::innermost()
+                        .map_or_else(|| k.driver_generation.load(Ordering::Acquire), |f| f.owner);
+                    let foreign = record.origin == Origin::IoManager || record.owner != caller;
+                    if !io_manager && foreign && k.verifying() {
+                        drop(irps);
+                        k.bugcheck_at(
+                            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                            [c9::UNKNOWN, Irp as u64, caller, 0],
+                            "IoCancelIrp on an IRP the caller did not create (passed down \
+                             to it): only the IRP's creator may cancel it, results are \
+                             unpredictable otherwise",
+                            Some(location),
+                        );
+                        return FALSE;
+                    }
                     record.cancels_running += 1;
                     cancel_owner = record.owner;
                 }

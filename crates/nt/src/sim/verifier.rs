@@ -163,6 +163,15 @@ pub mod c9 {
     pub const FREE_IRP_IN_USE: u64 = 0x20B;
     /// `IoDeleteDevice` on a deleted device, or a device left at unload.
     pub const DEVICE_NOT_DELETED: u64 = 0x21E;
+    /// A dispatch routine returned a status inconsistent with the IRP's
+    /// `IoStatus.Status` (P2 routine, P3 IRP, P4 IoStatus.Status).
+    pub const STATUS_MISMATCH: u64 = 0x224;
+    /// A dispatch routine returned without passing the IRP down or
+    /// completing it, or forgot to return STATUS_PENDING (P2 IRP).
+    pub const NOT_PASSED_OR_COMPLETED: u64 = 0x226;
+    /// An I/O verification error without a code of its own (the sim uses it
+    /// for `IoCancelIrp` on an IRP the caller did not create).
+    pub const UNKNOWN: u64 = 0x200;
     /// A dispatch routine returned STATUS_PENDING without `IoMarkIrpPending`.
     pub const PENDING_WITHOUT_MARK: u64 = 0x23D;
     /// `IoMarkIrpPending` but the dispatch routine did not return STATUS_PENDING.
