@@ -40,7 +40,7 @@ pub(crate) enum IrpKind {
 }
 
 impl IrpKind {
-    fn owns_irp(self) -> bool {
+    pub(crate) fn owns_irp(self) -> bool {
         matches!(self, Self::Allocated | Self::Reused)
     }
 }
@@ -257,9 +257,14 @@ pub(crate) unsafe extern "C" fn completion_routine<R: Send + 'static>(
     }
 }
 
-/// Drops an operation whose future goes away while it is in flight:
-/// `IoCancelIrp`, then hand the node to whichever of the routine and this
-/// canceller comes last. IRQL <= DISPATCH_LEVEL.
+/// Drops an operation whose future goes away while it is in flight. Our
+/// own IRP: `IoCancelIrp`, then hand the node to whichever of the routine
+/// and this canceller comes last. A passed-down IRP is never cancelled by
+/// us ("an intermediate driver should not arbitrarily call IoCancelIrp
+/// unless that driver created the IRP", IoCancelIrp): the operation is
+/// detached, and the completion routine releases the node and lets
+/// completion continue upward when the lower driver completes it (its
+/// creator cancels it if it wants to). IRQL <= DISPATCH_LEVEL.
 ///
 /// Returns `true` if the operation had already completed and the caller
 /// still owns the node (to finish it normally).
@@ -269,8 +274,14 @@ pub(crate) unsafe extern "C" fn completion_routine<R: Send + 'static>(
 pub(crate) unsafe fn abandon<R: Send + 'static>(node: NonNull<Node<R>>) -> bool {
     // SAFETY: the future still holds its share of the node.
     let this = unsafe { node.as_ref() };
-    match this.core.abandon() {
+    let decision = if this.kind.owns_irp() {
+        this.core.abandon()
+    } else {
+        this.core.detach()
+    };
+    match decision {
         AfterAbandon::Owned => true,
+        AfterAbandon::Detached => false,
         AfterAbandon::Cancel => {
             let irp = this.irp;
             // SAFETY: CANCELLING keeps the IRP (and the node) alive until

@@ -671,8 +671,12 @@ where
     /// Requests cancellation and returns the operation, to be awaited for
     /// its final result (with the resources). Before the first poll nothing
     /// is sent and the result is STATUS_CANCELLED; in flight, `IoCancelIrp`
-    /// is called (the callee decides: a cancelled IRP may still complete
-    /// with success); after completion it changes nothing.
+    /// is called on our own IRPs (allocated, reused; the callee decides: a
+    /// cancelled IRP may still complete with success); after completion it
+    /// changes nothing. A passed-down IRP ([`IrpOp::observe`],
+    /// [`IrpOp::reclaim`]) in flight is never cancelled by us: only its
+    /// creator may call `IoCancelIrp` on it, so the request does nothing
+    /// and the operation completes when the lower driver completes it.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn cancel(mut self) -> Self {
         self.request_cancel();
@@ -687,7 +691,7 @@ where
             Stage::InFlight(node) => {
                 // SAFETY: the future holds its share of the node.
                 let this = unsafe { node.as_ref() };
-                if !this.core.begin_cancel() {
+                if !this.kind.owns_irp() || !this.core.begin_cancel() {
                     return;
                 }
                 // SAFETY: CANCELLING keeps the IRP alive and ours.

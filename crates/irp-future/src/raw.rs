@@ -91,6 +91,9 @@ pub enum AfterAbandon {
     /// In flight: call `IoCancelIrp` on the IRP (it stays valid), then
     /// [`OpCore::finish_cancel`].
     Cancel,
+    /// In flight, detached ([`OpCore::detach`]): the completion routine
+    /// releases everything; the future touches nothing any more.
+    Detached,
 }
 
 /// What a canceller must do after [`OpCore::finish_cancel`].
@@ -353,6 +356,29 @@ impl OpCore {
                 Ordering::Acquire,
             ) {
                 Ok(_) => return AfterAbandon::Cancel,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    /// The future is being dropped while the operation is submitted, and
+    /// must not cancel it (a passed-down IRP: only its creator may call
+    /// `IoCancelIrp`). Returns [`AfterAbandon::Owned`] if it had completed;
+    /// otherwise the completion routine becomes the last owner and releases
+    /// everything when it runs ([`AfterComplete::Release`]).
+    pub fn detach(&self) -> AfterAbandon {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & COMPLETE != 0 {
+                return AfterAbandon::Owned;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state | ABANDONED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return AfterAbandon::Detached,
                 Err(actual) => state = actual,
             }
         }

@@ -158,6 +158,7 @@ fn loom_drop_vs_complete() {
         if polled.is_pending() {
             match node.core.abandon() {
                 AfterAbandon::Owned => node.release(),
+                AfterAbandon::Detached => unreachable!("abandon never detaches"),
                 AfterAbandon::Cancel => {
                     node.io_cancel_irp();
                     match node.core.finish_cancel() {
@@ -187,6 +188,7 @@ fn loom_drop_on_other_thread_vs_complete() {
             let node = node.clone();
             thread::spawn(move || match node.core.abandon() {
                 AfterAbandon::Owned => node.release(),
+                AfterAbandon::Detached => unreachable!("abandon never detaches"),
                 AfterAbandon::Cancel => {
                     node.io_cancel_irp();
                     if node.core.finish_cancel() == AfterCancel::Release {

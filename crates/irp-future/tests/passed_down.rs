@@ -273,9 +273,11 @@ fn observe_async_error_status() {
 }
 
 /// Observe: an operation dropped before it was polled never forwards the
-/// IRP and completes it with STATUS_CANCELLED; one dropped in flight
-/// cancels the lower request and completion continues upward with the
-/// lower's cancel status, exactly once.
+/// IRP and completes it with STATUS_CANCELLED; one dropped in flight does
+/// not cancel an IRP it did not create (the sim bugchecks IoCancelIrp on
+/// it): it detaches, the IRP stays with the lower driver, and completion
+/// continues upward, exactly once, when its creator (the I/O manager here)
+/// cancels it.
 #[test]
 fn observe_drop_before_and_in_flight() {
     let rig = Rig::new(Mode::ObserveAsync, |_| LowerAction::Hold);
@@ -290,10 +292,46 @@ fn observe_drop_before_and_in_flight() {
     assert!(poll_once(&mut op).is_pending());
     assert_eq!(rig.lower().pending(), 1);
     drop(op);
+    assert_eq!(rig.lower().pending(), 1, "not cancelled by us");
+    assert_eq!(rig.lower().cancelled(), 0);
+    assert!(!second.is_complete());
+    // The creator cancels (CancelIoEx): the lower driver's cancel routine
+    // completes it, our routine releases the node and lets it continue.
+    assert!(second.cancel());
     let result = second.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(result.status, STATUS_CANCELLED);
     assert_eq!(rig.lower().cancelled(), 1);
     rig.finish();
+}
+
+/// Observe and reclaim, dropped in flight: the completion routine, on the
+/// lower driver's thread, is the last owner: it frees the node and lets
+/// completion continue upward with the lower's status and information.
+#[test]
+fn dropped_passed_down_ops_are_finished_by_their_routine_on_another_thread() {
+    for mode in [Mode::ObserveAsync, Mode::ReclaimAsync] {
+        let rig = Rig::new(mode, |_| LowerAction::Hold);
+        let pending = rig.ioctl();
+        if mode == Mode::ObserveAsync {
+            let mut op = take_observed();
+            assert!(poll_once(&mut op).is_pending());
+            drop(op);
+        } else {
+            let mut op = take_reclaimed();
+            assert!(poll_once(&mut op).is_pending());
+            drop(op);
+        }
+        assert!(!pending.is_complete());
+        assert_eq!(
+            rig.lower()
+                .complete_held_from_another_thread(STATUS_SUCCESS, 5),
+            1
+        );
+        let result = pending.wait(Duration::from_secs(5)).unwrap();
+        assert_eq!((result.status, result.information), (STATUS_SUCCESS, 5));
+        assert_eq!(rig.lower().cancelled(), 0);
+        rig.finish();
+    }
 }
 
 /// Reclaim: the future yields the IRP back after the lower completed it;
@@ -336,8 +374,9 @@ fn reclaim_inline_then_complete() {
 
 /// Reclaim: dropping the obligation still completes the IRP, with the
 /// status the lower driver gave it; dropping the operation in flight
-/// cancels it and completes the IRP with the cancel status; cancelling it
-/// before it was sent yields STATUS_CANCELLED and an obligation.
+/// detaches it (no IoCancelIrp on an IRP we did not create) and the IRP is
+/// completed upward when its creator cancels it; dropping it before it was
+/// sent completes it with STATUS_CANCELLED.
 #[test]
 fn reclaim_obligation_is_never_leaked() {
     let rig = Rig::new(Mode::ReclaimAsync, |_| LowerAction::CompleteLater {
@@ -358,6 +397,8 @@ fn reclaim_obligation_is_never_leaked() {
     let mut op = take_reclaimed();
     assert!(poll_once(&mut op).is_pending());
     drop(op);
+    assert_eq!(rig.lower().cancelled(), 0, "not cancelled by us");
+    assert!(pending.cancel());
     let result = pending.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(result.status, STATUS_CANCELLED);
 
