@@ -14,6 +14,13 @@
 //!   that is not open: 0xC4/0x3C. Both return `STATUS_INVALID_HANDLE`.
 //! - `ObfDereferenceObject` on an object that has no reference left (or was
 //!   never an object): 0xC4/0x3F.
+//! - `ObfDereferenceObject` when every reference left belongs to an open
+//!   handle or to the kernel itself (a running thread references its own
+//!   object): 0x18 REFERENCE_BY_POINTER (object type, object, references,
+//!   handles), and the reference is not dropped. NT raises 0x18 only when
+//!   the count reaches zero with handles open, or frees the object under
+//!   its running thread; the sim names the extra dereference when it
+//!   happens.
 //! - `ZwClose` of a handle that is not open: 0x93 INVALID_KERNEL_HANDLE
 //!   (handle, 1, 0, 0), and `STATUS_INVALID_HANDLE`.
 //! - `Zw*` above PASSIVE_LEVEL: 0xC4/0xE6.
@@ -28,7 +35,9 @@ use super::event::require_irql;
 use super::ffi::*;
 use super::irql;
 use super::session::{HandleEntry, Kernel, current, lock};
-use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, INVALID_KERNEL_HANDLE, c4};
+use super::verifier::{
+    DRIVER_VERIFIER_DETECTED_VIOLATION, INVALID_KERNEL_HANDLE, REFERENCE_BY_POINTER, c4,
+};
 use crate::status::*;
 use crate::types::*;
 
@@ -36,9 +45,28 @@ use crate::types::*;
 pub(crate) type Destructor = unsafe fn(address: usize);
 
 struct ObjectRecord {
+    /// Every reference, whoever holds it.
     refs: usize,
+    /// How many of them open handles hold.
+    handles: usize,
+    /// How many of them the sim holds for itself (a running thread's
+    /// reference to its own object): never the driver's to drop.
+    pinned: usize,
     object_type: usize,
     destroy: Destructor,
+}
+
+/// Why a driver's `ObDereferenceObject` was refused.
+pub(crate) enum DereferenceError {
+    /// No live object at that address.
+    NotAnObject,
+    /// Every reference left belongs to a handle or to the sim: the driver
+    /// dereferenced more often than it referenced.
+    Overdereferenced {
+        object_type: usize,
+        refs: usize,
+        handles: usize,
+    },
 }
 
 /// The live objects of a session, with their reference counts.
@@ -60,10 +88,49 @@ impl ObjectTable {
             address,
             ObjectRecord {
                 refs,
+                handles: 0,
+                pinned: 0,
                 object_type: object_type as usize,
                 destroy,
             },
         );
+    }
+
+    /// Marks one of an object's counted references as the sim's own (see
+    /// [`Self::dereference_by_driver`]); dropped with [`Self::unpin`].
+    pub(crate) fn pin(&self, address: usize) {
+        if let Some(record) = lock(&self.objects).get_mut(&address) {
+            record.pinned += 1;
+        }
+    }
+
+    /// Drops the sim's own reference taken with [`Self::pin`].
+    pub(crate) fn unpin(&self, address: usize) -> Option<usize> {
+        if let Some(record) = lock(&self.objects).get_mut(&address) {
+            record.pinned = record.pinned.saturating_sub(1);
+        }
+        self.dereference(address)
+    }
+
+    /// A driver's dereference: refused (nothing changes) when every
+    /// reference left belongs to an open handle or to the sim, which is
+    /// the driver dereferencing more often than it referenced. NT notices
+    /// only when the count reaches zero with handles open (0x18), or
+    /// later as a use after free; the sim names the extra dereference.
+    pub(crate) fn dereference_by_driver(&self, address: usize) -> Result<usize, DereferenceError> {
+        {
+            let objects = lock(&self.objects);
+            let record = objects.get(&address).ok_or(DereferenceError::NotAnObject)?;
+            if record.refs <= record.handles + record.pinned {
+                return Err(DereferenceError::Overdereferenced {
+                    object_type: record.object_type,
+                    refs: record.refs,
+                    handles: record.handles,
+                });
+            }
+        }
+        self.dereference(address)
+            .ok_or(DereferenceError::NotAnObject)
     }
 
     /// Adds a reference; the new count, or `None` if `address` is no live
@@ -117,6 +184,9 @@ pub(crate) struct ObjectHandle {
 
 impl Drop for ObjectHandle {
     fn drop(&mut self) {
+        if let Some(record) = lock(&self.table.objects).get_mut(&self.address) {
+            record.handles = record.handles.saturating_sub(1);
+        }
         self.table.dereference(self.address);
     }
 }
@@ -129,8 +199,12 @@ pub(crate) fn insert_object_handle(
     object_type: POBJECT_TYPE,
     granted: ACCESS_MASK,
 ) -> HANDLE {
+    let table = kernel.extension::<ObjectTable>();
+    if let Some(record) = lock(&table.objects).get_mut(&address) {
+        record.handles += 1;
+    }
     let entry: Arc<dyn Any + Send + Sync> = Arc::new(ObjectHandle {
-        table: kernel.extension::<ObjectTable>(),
+        table,
         address,
         object_type: object_type as usize,
         granted,
@@ -253,9 +327,33 @@ pub unsafe fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
     let k = current();
     require_irql(&k, DISPATCH_LEVEL, "ObDereferenceObject", location);
     let table = k.extension::<ObjectTable>();
-    match table.dereference(Object as usize) {
-        Some(count) => LONG_PTR::try_from(count).unwrap_or(LONG_PTR::MAX),
-        None => {
+    match table.dereference_by_driver(Object as usize) {
+        Ok(count) => LONG_PTR::try_from(count).unwrap_or(LONG_PTR::MAX),
+        Err(DereferenceError::Overdereferenced {
+            object_type,
+            refs,
+            handles,
+        }) => {
+            k.bugcheck_at(
+                REFERENCE_BY_POINTER,
+                [
+                    object_type as u64,
+                    Object as u64,
+                    refs as u64,
+                    handles as u64,
+                ],
+                format!(
+                    "ObDereferenceObject on {:#x}, whose {refs} remaining reference(s) belong \
+                     to {handles} open handle(s) and the kernel itself (a running thread's \
+                     reference to its own object): the driver dereferenced more often than \
+                     it referenced",
+                    Object as usize
+                ),
+                Some(location),
+            );
+            LONG_PTR::try_from(refs).unwrap_or(LONG_PTR::MAX)
+        }
+        Err(DereferenceError::NotAnObject) => {
             if k.verifying() {
                 k.bugcheck_at(
                     DRIVER_VERIFIER_DETECTED_VIOLATION,

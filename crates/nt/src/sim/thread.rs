@@ -21,6 +21,15 @@
 //! its reference dropped) the host thread parks for the rest of the process.
 //! Only its stack stays behind; nothing of the driver runs on it again.
 //!
+//! A thread must end at PASSIVE_LEVEL holding no spin lock: ending raised is
+//! bug check 0x20 KERNEL_APC_PENDING_DURING_EXIT (parameter 3 the IRQL),
+//! ending with a spin lock held is Deadlock Detection's 0xC4/0x100A ("the
+//! terminated thread owns the lock", parameter 2 the thread, 3 the lock);
+//! the lock is then released so the session goes on. The running thread's
+//! reference to its own object is the kernel's: a driver dereferencing the
+//! object more often than it referenced it gets 0x18, not a free under the
+//! running thread.
+//!
 //! # Identity in DPC context
 //!
 //! On NT a DPC (and so a completion routine or WSK callback run from one)
@@ -49,6 +58,7 @@ use super::ffi::*;
 use super::irql;
 use super::object::{ObjectTable, insert_object_handle};
 use super::session::{Kernel, current, lock, spawn_kernel_thread, try_with_current};
+use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, KERNEL_APC_PENDING_DURING_EXIT, c4};
 use crate::status::*;
 use crate::types::*;
 
@@ -208,10 +218,40 @@ struct SendPtr(PVOID);
 // thread by contract (PsCreateSystemThread's StartContext).
 unsafe impl Send for SendPtr {}
 
-/// Ends the calling system thread: records its exit status, removes the
-/// pending operation, signals the object, drops the thread's reference.
-fn end_system_thread(kernel: &Arc<Kernel>, me: SystemThread, status: NTSTATUS) {
+/// Ends the calling system thread: checks how it ends (no spin lock held:
+/// 0xC4/0x100A; at PASSIVE_LEVEL: 0x20), records its exit status, removes
+/// the pending operation, signals the object, drops the thread's reference.
+fn end_system_thread(
+    kernel: &Arc<Kernel>,
+    me: SystemThread,
+    status: NTSTATUS,
+    location: Option<&'static Location<'static>>,
+) {
     SYSTEM_THREAD.with(|t| t.set(None));
+    let level = irql::current();
+    if let Some(held) = irql::held_at(0) {
+        if kernel.verifying() {
+            kernel.bugcheck_at(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [
+                    c4::TERMINATED_THREAD_OWNS_LOCK,
+                    me.object as u64,
+                    held.lock as u64,
+                    0,
+                ],
+                format!(
+                    "a system thread ended owning spin lock {:#x} (acquired at {})",
+                    held.lock, held.site
+                ),
+                Some(held.site),
+            );
+        } else {
+            exit_at_raised_irql(kernel, level, location);
+        }
+        irql::force_release_from(0);
+    } else if level != PASSIVE_LEVEL {
+        exit_at_raised_irql(kernel, level, location);
+    }
     irql::set(PASSIVE_LEVEL);
     kernel.threads.remove(me.object);
     let object = me.object as *mut SystemThreadObject;
@@ -223,7 +263,23 @@ fn end_system_thread(kernel: &Arc<Kernel>, me: SystemThread, status: NTSTATUS) {
     // SAFETY: the object is live (this thread's reference); its dispatcher
     // header is its first field.
     unsafe { signal_object(object.cast()) };
-    kernel.extension::<ObjectTable>().dereference(me.object);
+    kernel.extension::<ObjectTable>().unpin(me.object);
+}
+
+/// Bug check 0x20 KERNEL_APC_PENDING_DURING_EXIT: a thread ends at a raised
+/// IRQL (parameter 3, "should be zero"; a cancel or start routine that
+/// returned raised).
+fn exit_at_raised_irql(
+    kernel: &Kernel,
+    level: KIRQL,
+    location: Option<&'static Location<'static>>,
+) {
+    kernel.bugcheck_at(
+        KERNEL_APC_PENDING_DURING_EXIT,
+        [0, 0, u64::from(level), 0],
+        format!("a system thread ended at IRQL {level}; a thread must end at PASSIVE_LEVEL"),
+        location,
+    );
 }
 
 /// `PsCreateSystemThread`: starts `StartRoutine(StartContext)` on a new
@@ -269,6 +325,10 @@ pub unsafe fn PsCreateSystemThread(
     let table = k.extension::<ObjectTable>();
     // One reference for the handle, one for the running thread.
     table.insert(address, ps_thread_type(), 2, destroy_thread_object);
+    // The running thread's reference is the kernel's: a driver cannot drop
+    // it (an extra ObDereferenceObject is 0x18, not a free under the
+    // thread).
+    table.pin(address);
     let handle = insert_object_handle(&k, address, ps_thread_type(), DesiredAccess);
     let pending_key = k.pending_begin("system thread", address as u64);
     let me = SystemThread {
@@ -287,13 +347,13 @@ pub unsafe fn PsCreateSystemThread(
             unsafe { start(context.0) }
         });
         // Returning from the start routine ends the thread, as on Windows.
-        end_system_thread(&kernel, me, STATUS_SUCCESS);
+        end_system_thread(&kernel, me, STATUS_SUCCESS, None);
     });
     if spawned.is_err() {
         k.threads.remove(address);
         k.pending_end(pending_key);
         k.handle_remove(handle as usize);
-        table.dereference(address);
+        table.unpin(address);
         return STATUS_INSUFFICIENT_RESOURCES;
     }
     // SAFETY: the caller guarantees `ThreadHandle` is writable.
@@ -318,12 +378,14 @@ pub unsafe fn PsCreateSystemThread(
 /// Nothing on the calling thread's stack may be in use by other threads
 /// after the call (the thread is gone as far as the driver knows).
 #[must_use]
+#[track_caller]
 pub unsafe fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
+    let location = Location::caller();
     let Some(me) = SYSTEM_THREAD.with(Cell::get) else {
         return STATUS_INVALID_PARAMETER;
     };
     let k = current();
-    end_system_thread(&k, me, ExitStatus);
+    end_system_thread(&k, me, ExitStatus, Some(location));
     drop(k);
     loop {
         std::thread::park();
