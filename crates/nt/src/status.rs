@@ -16,6 +16,8 @@ pub const STATUS_PENDING: NTSTATUS = s(0x0000_0103);
 pub const STATUS_TIMEOUT: NTSTATUS = s(0x0000_0102);
 /// A wait was satisfied because the thread was alerted.
 pub const STATUS_ALERTED: NTSTATUS = s(0x0000_0101);
+/// A wait was interrupted to deliver a user APC (a `UserMode` wait).
+pub const STATUS_USER_APC: NTSTATUS = s(0x0000_00C0);
 /// The event callback is running and its disabling is pending.
 pub const STATUS_EVENT_PENDING: NTSTATUS = s(0x4000_0013);
 /// The completion routine keeps the IRP: stop walking up the stack.

@@ -224,6 +224,12 @@ pub(crate) fn innermost() -> Option<Frame> {
     STACK.with(|s| s.borrow().last().copied())
 }
 
+/// The stack base of this thread's outermost callout (driver frames lie
+/// below it), if inside driver code.
+pub(crate) fn outermost_base() -> Option<usize> {
+    STACK.with(|s| s.borrow().first().map(|f| f.stack_base))
+}
+
 /// The kind of the innermost driver routine running on this thread, if
 /// any (what a test driver asks to learn "am I in a DPC?").
 pub fn current_kind() -> Option<CalloutKind> {
@@ -393,6 +399,7 @@ pub(crate) fn callout_with<R>(
                 });
                 mark.bytes = mark.bytes.max(frame.deepest);
             }
+            super::event::abandon_set_event_wait();
             if !std::thread::panicking() {
                 check_at_return(self.k, &frame);
             }

@@ -25,8 +25,27 @@
 //! (100 ns units since 1601-01-01 UTC, the clock of
 //! [`KeQuerySystemTimePrecise`]).
 //!
-//! There are no APCs in the sim: `Alertable` and `WaitMode` are accepted and
-//! ignored; waits never return `STATUS_ALERTED` or `STATUS_USER_APC`.
+//! # Interrupted waits ("Waits and APCs")
+//!
+//! There are no APCs in the sim, but a wait Windows may interrupt is
+//! interrupted under the session's [`WaitPolicy`](super::config::WaitPolicy)
+//! (seeded, `alert_per_million`): when the object is not signalled at once,
+//! an alertable wait may return `STATUS_ALERTED` and a `UserMode` wait
+//! `STATUS_USER_APC` (an alert can interrupt an alertable wait whatever
+//! its mode; a user APC or thread termination a `UserMode` one). A
+//! non-alertable `KernelMode` wait is never interrupted. The same holds for
+//! `KeDelayExecutionThread`. Source: learn.microsoft.com, "Waits and APCs"
+//! and the KeWaitForSingleObject reference.
+//!
+//! `KeSetEvent(Wait = TRUE)` returns "without lowering IRQL or releasing
+//! the dispatcher database spin lock", so "the call … must be followed
+//! immediately by a call to a KeWaitXxx routine" (KeSetEvent reference):
+//! the sim returns at DISPATCH_LEVEL and the next wait (or delay) on the
+//! thread goes back to the caller's IRQL first. Another `KeSetEvent` in
+//! between takes the dispatcher lock the thread holds: 0xC4/0x1000 (a
+//! self-deadlock, Deadlock Detection's code). Anything else in between runs
+//! at DISPATCH_LEVEL and meets its own IRQL checks; a routine that returns
+//! first returns raised.
 //!
 //! # Verifier
 //!
@@ -37,11 +56,26 @@
 //!   degrades to a poll (it never blocks a thread at DISPATCH_LEVEL).
 //! - `KeSetEvent` above DISPATCH_LEVEL: 0xC4/0x80 (the event is still set, so
 //!   no waiter hangs behind the crash).
+//! - a `UserMode` wait on an object on the kernel stack (the driver's own
+//!   frames below the sim's call into it: the stack of a `UserMode` wait
+//!   may be paged out): 0xC4/0x123 (parameter 2 the object);
+//! - a wait on, or `KeSetEvent` of, something that is no initialised
+//!   dispatcher object the sim knows (an event, a thread, a timer: the
+//!   header's `Type`, and a wait list head that was never initialised, as
+//!   in a zeroed struct): 0xC4/0xE1, "a synchronization object … invalid"
+//!   (parameter 2 the object, 3 its `Type`); the call then does nothing
+//!   (a wait returns `STATUS_TIMEOUT`). NT walks or links the garbage wait
+//!   list and crashes somewhere; the sim names it at the call;
+//! - with the verifier off, a wait at DISPATCH_LEVEL that would block is
+//!   stopped by the kernel itself on NT: 0xB8 ATTEMPTED_SWITCH_FROM_DPC in
+//!   a DPC routine, 0x0A IRQL_NOT_LESS_OR_EQUAL otherwise (parameter 1 the
+//!   object, 2 the IRQL); the wait only polls.
 //! - Calls the DDI reference restricts with no dedicated subcode
 //!   (`KeSetEvent(Wait = TRUE)` above APC_LEVEL, `KeResetEvent` /
 //!   `KeClearEvent` above DISPATCH_LEVEL, `KeDelayExecutionThread` above
 //!   APC_LEVEL) raise the generic 0xC4/0xE5.
 
+use std::cell::Cell;
 use std::panic::Location;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -50,7 +84,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use super::ffi::*;
 use super::irql;
 use super::session::{Kernel, lock, with_current};
-use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, c4};
+use super::verifier::{
+    ATTEMPTED_SWITCH_FROM_DPC, DRIVER_VERIFIER_DETECTED_VIOLATION, IRQL_NOT_LESS_OR_EQUAL, c4,
+};
 use crate::status::*;
 use crate::types::*;
 
@@ -256,6 +292,115 @@ pub(crate) fn require_irql(
     false
 }
 
+/// `TimerNotificationObject` / `TimerSynchronizationObject` (`KOBJECTS`):
+/// KTIMERs are dispatcher objects too.
+const TIMER_NOTIFICATION_OBJECT: UCHAR = 8;
+const TIMER_SYNCHRONIZATION_OBJECT: UCHAR = 9;
+
+/// Whether `header` looks like an initialised dispatcher object the sim
+/// knows (event, thread, timer, with a wait list head that was set up);
+/// raises 0xC4/0xE1 when it does not and the verifier is on. Returns
+/// `false` after that bugcheck (the caller then does nothing).
+///
+/// # Safety
+/// `header` must be readable for a `DISPATCHER_HEADER`.
+unsafe fn valid_object(
+    kernel: &Kernel,
+    header: *mut DISPATCHER_HEADER,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    if !kernel.verifying() {
+        return true;
+    }
+    // SAFETY: the caller guarantees `header` is readable; the type and the
+    // list head are written only when the object is initialised.
+    let value = unsafe { header.read() };
+    let (kind, flink, blink) = (
+        value.Type,
+        value.WaitListHead.Flink,
+        value.WaitListHead.Blink,
+    );
+    let known = [
+        EventNotificationObject,
+        EventSynchronizationObject,
+        ThreadObject,
+        TIMER_NOTIFICATION_OBJECT,
+        TIMER_SYNCHRONIZATION_OBJECT,
+    ]
+    .contains(&kind);
+    if known && !flink.is_null() && !blink.is_null() {
+        return true;
+    }
+    kernel.bugcheck_at(
+        DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [
+            c4::INVALID_SYNC_OBJECT,
+            header as u64,
+            u64::from(kind),
+            flink as u64,
+        ],
+        format!(
+            "{routine} on {:#x}, which is no initialised dispatcher object (Type {kind}, wait \
+             list head {flink:p}): KeInitializeEvent missing, or freed memory?",
+            header as usize
+        ),
+        Some(location),
+    );
+    false
+}
+
+thread_local! {
+    /// The IRQL a `KeSetEvent(Wait = TRUE)` on this thread returned
+    /// above, until the wait that must follow it.
+    static SET_EVENT_WAIT: Cell<Option<KIRQL>> = const { Cell::new(None) };
+}
+
+/// The wait that follows a `KeSetEvent(Wait = TRUE)` starts: back to the
+/// caller's IRQL (the dispatcher lock is "released" by the wait).
+fn finish_set_event_wait() {
+    if let Some(irql) = SET_EVENT_WAIT.with(Cell::take) {
+        irql::set(irql);
+    }
+}
+
+/// A routine returned with a `KeSetEvent(Wait = TRUE)` still waiting for
+/// its wait (it returns raised, which its caller reports): forget it.
+pub(crate) fn abandon_set_event_wait() {
+    SET_EVENT_WAIT.with(|c| c.set(None));
+}
+
+/// Whether a wait in `mode`, `alertable`, is interrupted now by the
+/// session's wait policy: the status it returns then.
+fn interruption(kernel: &Kernel, mode: KPROCESSOR_MODE, alertable: BOOLEAN) -> Option<NTSTATUS> {
+    if alertable == 0 && mode == KernelMode {
+        return None;
+    }
+    let chance = kernel.schedule.alert_per_million();
+    if chance == 0 {
+        return None;
+    }
+    let r = super::schedule::draw(kernel);
+    if r % 1_000_000 >= u64::from(chance) {
+        return None;
+    }
+    Some(match (mode == UserMode, alertable != 0) {
+        (true, true) if (r >> 32) & 1 == 0 => STATUS_ALERTED,
+        (true, _) => STATUS_USER_APC,
+        (false, _) => STATUS_ALERTED,
+    })
+}
+
+/// Whether `object` lies in this thread's kernel stack as the driver uses
+/// it: between the current frame and the sim's outermost call into driver
+/// code (unknown outside driver code: then `false`).
+#[inline(never)]
+fn on_kernel_stack(object: usize) -> bool {
+    let here = 0u8;
+    let here = std::ptr::addr_of!(here) as usize;
+    super::callout::outermost_base().is_some_and(|base| (here..base).contains(&object))
+}
+
 /// The current system time in 100 ns units since 1601-01-01 UTC.
 pub(crate) fn system_time() -> i64 {
     let since_1970 = match SystemTime::now().duration_since(UNIX_EPOCH) {
@@ -372,8 +517,17 @@ pub unsafe fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -
     let _ = Increment;
     let location = Location::caller();
     let irql = irql::current();
-    with_current(|k| {
+    let valid = with_current(|k| {
         if k.verifying() {
+            if SET_EVENT_WAIT.with(Cell::get).is_some() {
+                k.bugcheck_at(
+                    DRIVER_VERIFIER_DETECTED_VIOLATION,
+                    [c4::DEADLOCK_SELF, Event as u64, 0, 0],
+                    "KeSetEvent after a KeSetEvent(Wait = TRUE) that no wait followed: the \
+                     thread still holds the dispatcher lock (self-deadlock)",
+                    Some(location),
+                );
+            }
             if irql > DISPATCH_LEVEL {
                 k.bugcheck_at(
                     DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -390,9 +544,21 @@ pub unsafe fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -
                 require_irql(k, APC_LEVEL, "KeSetEvent(Wait = TRUE)", location);
             }
         }
+        // SAFETY: the caller guarantees a readable event.
+        unsafe { valid_object(k, event_header(Event), "KeSetEvent", location) }
     });
+    if !valid {
+        return 0;
+    }
     // SAFETY: the caller guarantees `Event` is an initialised event.
-    unsafe { signal_object(event_header(Event)) }
+    let previous = unsafe { signal_object(event_header(Event)) };
+    if Wait != 0 && irql <= APC_LEVEL {
+        // Returns holding the dispatcher lock: at DISPATCH_LEVEL until the
+        // wait that must follow.
+        irql::set(DISPATCH_LEVEL);
+        SET_EVENT_WAIT.with(|c| c.set(Some(irql)));
+    }
+    previous
 }
 
 /// `KeResetEvent`: sets the event to not-signalled and returns its previous
@@ -437,8 +603,9 @@ pub unsafe fn KeReadStateEvent(Event: PRKEVENT) -> LONG {
 /// signalled when the thread ends). Returns `STATUS_SUCCESS` when the object
 /// was signalled (a synchronization event is reset by the wait) or
 /// `STATUS_TIMEOUT`. `Timeout`: NULL for ever, 0 poll, negative relative in
-/// 100 ns units, positive absolute system time. `WaitReason`, `WaitMode` and
-/// `Alertable` are accepted and have no effect (no APCs in the sim).
+/// 100 ns units, positive absolute system time. `WaitReason` is ignored; an
+/// alertable or `UserMode` wait may return `STATUS_ALERTED` or
+/// `STATUS_USER_APC` under the session's wait policy (module docs).
 ///
 /// IRQL <= APC_LEVEL; DISPATCH_LEVEL only with a zero timeout (a poll). The
 /// verifier raises 0xC4/0x120, 0x121 or 0x122 otherwise, and the wait then
@@ -457,8 +624,9 @@ pub unsafe fn KeWaitForSingleObject(
     Alertable: BOOLEAN,
     Timeout: PLARGE_INTEGER,
 ) -> NTSTATUS {
-    let _ = (WaitReason, WaitMode, Alertable);
+    let _ = WaitReason;
     let location = Location::caller();
+    finish_set_event_wait();
     let irql = irql::current();
     let poll_only = if Timeout.is_null() {
         false
@@ -482,8 +650,26 @@ pub unsafe fn KeWaitForSingleObject(
     } else {
         None
     };
-    if let Some((subcode, what)) = violation {
-        let reported = with_current(|k| {
+    enum Plan {
+        Wait,
+        Poll,
+        Return(NTSTATUS),
+    }
+    let plan = with_current(|k| {
+        // SAFETY: the caller guarantees a readable object.
+        if !unsafe { valid_object(k, header, "KeWaitForSingleObject", location) } {
+            return Plan::Return(STATUS_TIMEOUT);
+        }
+        if k.verifying() && WaitMode == UserMode && on_kernel_stack(Object as usize) {
+            k.bugcheck_at(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [c4::USER_MODE_WAIT_ON_KERNEL_STACK, Object as u64, 0, 0],
+                "KeWaitForSingleObject with WaitMode = UserMode on an object on the kernel \
+                 stack (the stack of a UserMode wait may be paged out)",
+                Some(location),
+            );
+        }
+        if let Some((subcode, what)) = violation {
             if k.verifying() {
                 k.bugcheck_at(
                     DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -491,27 +677,65 @@ pub unsafe fn KeWaitForSingleObject(
                     format!("KeWaitForSingleObject {what} (IRQL {irql})"),
                     Some(location),
                 );
-                true
-            } else {
-                false
+                // Never block a thread at DISPATCH_LEVEL or above: poll.
+                return Plan::Poll;
             }
-        });
-        if reported {
-            // Never block a thread at DISPATCH_LEVEL or above: poll.
+            // The verifier is off: NT's dispatcher stops the machine when
+            // such a wait has to block.
             // SAFETY: the caller guarantees `Object` is a live object.
-            return unsafe { wait_object(header, Some(Instant::now())) };
+            if unsafe { wait_object(header, Some(Instant::now())) } == STATUS_SUCCESS {
+                return Plan::Return(STATUS_SUCCESS);
+            }
+            let in_dpc = super::callout::current_kind() == Some(super::callout::CalloutKind::Dpc);
+            let (code, name) = if in_dpc {
+                (ATTEMPTED_SWITCH_FROM_DPC, "ATTEMPTED_SWITCH_FROM_DPC")
+            } else {
+                (IRQL_NOT_LESS_OR_EQUAL, "IRQL_NOT_LESS_OR_EQUAL")
+            };
+            k.bugcheck_at(
+                code,
+                [Object as u64, u64::from(irql), 0, 0],
+                format!(
+                    "KeWaitForSingleObject {what} (IRQL {irql}) had to block: the kernel \
+                     stops with {name} even with the verifier off"
+                ),
+                Some(location),
+            );
+            return Plan::Poll;
+        }
+        if poll_only {
+            return Plan::Poll;
+        }
+        // A wait Windows may interrupt is interrupted (seeded) when it
+        // would block.
+        // SAFETY: the caller guarantees `Object` is a live object.
+        if unsafe { wait_object(header, Some(Instant::now())) } == STATUS_SUCCESS {
+            return Plan::Return(STATUS_SUCCESS);
+        }
+        match interruption(k, WaitMode, Alertable) {
+            Some(status) => Plan::Return(status),
+            None => Plan::Wait,
+        }
+    });
+    match plan {
+        Plan::Return(status) => status,
+        // SAFETY: the caller guarantees `Object` is a live object.
+        Plan::Poll => unsafe { wait_object(header, Some(Instant::now())) },
+        Plan::Wait => {
+            // SAFETY: the caller guarantees `Timeout` is null or readable.
+            let deadline = unsafe { deadline_of(Timeout) };
+            // SAFETY: the caller guarantees `Object` is a live dispatcher
+            // object.
+            unsafe { wait_object(header, deadline) }
         }
     }
-    // SAFETY: the caller guarantees `Timeout` is null or readable.
-    let deadline = unsafe { deadline_of(Timeout) };
-    // SAFETY: the caller guarantees `Object` is a live dispatcher object.
-    unsafe { wait_object(header, deadline) }
 }
 
 /// `KeDelayExecutionThread`: sleeps for `Interval` (negative: relative in
 /// 100 ns units; positive: until that absolute system time; 0: yields).
-/// Returns `STATUS_SUCCESS`. IRQL <= APC_LEVEL (0xC4/0xE5 otherwise, and
-/// the sim does not sleep).
+/// Returns `STATUS_SUCCESS`, or (alertable or `UserMode`, under the
+/// session's wait policy) `STATUS_ALERTED` / `STATUS_USER_APC` at once.
+/// IRQL <= APC_LEVEL (0xC4/0xE5 otherwise, and the sim does not sleep).
 ///
 /// # Safety
 /// `Interval` must point to a readable `LARGE_INTEGER`.
@@ -522,10 +746,16 @@ pub unsafe fn KeDelayExecutionThread(
     Alertable: BOOLEAN,
     Interval: PLARGE_INTEGER,
 ) -> NTSTATUS {
-    let _ = (WaitMode, Alertable);
     let location = Location::caller();
-    if !with_current(|k| require_irql(k, APC_LEVEL, "KeDelayExecutionThread", location)) {
-        return STATUS_SUCCESS;
+    finish_set_event_wait();
+    let interrupted = with_current(|k| {
+        if !require_irql(k, APC_LEVEL, "KeDelayExecutionThread", location) {
+            return Some(STATUS_SUCCESS);
+        }
+        interruption(k, WaitMode, Alertable)
+    });
+    if let Some(status) = interrupted {
+        return status;
     }
     if Interval.is_null() {
         return STATUS_INVALID_PARAMETER;

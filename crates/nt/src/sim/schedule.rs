@@ -51,6 +51,7 @@ pub(crate) struct Schedule {
     /// stream is derived from its ordinal).
     threads: AtomicU64,
     stack_budget: AtomicUsize,
+    alert_per_million: AtomicU32,
 }
 
 impl Schedule {
@@ -70,6 +71,13 @@ impl Schedule {
         self.max_delay_us.store(m, Ordering::Relaxed);
         self.stack_budget
             .store(config.stack_budget.bytes, Ordering::Relaxed);
+        self.alert_per_million
+            .store(config.waits.alert_per_million, Ordering::Relaxed);
+    }
+
+    /// The wait policy's interruption probability (parts per million).
+    pub(crate) fn alert_per_million(&self) -> u32 {
+        self.alert_per_million.load(Ordering::Relaxed)
     }
 }
 
@@ -87,8 +95,9 @@ fn mix(mut z: u64) -> u64 {
 
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
-/// The next number of this thread's stream in session `k`.
-fn next(k: &Kernel) -> u64 {
+/// The next number of this thread's stream in session `k` (for any seeded
+/// per-thread decision: perturbation, interrupted waits).
+pub(crate) fn draw(k: &Kernel) -> u64 {
     STREAM.with(|s| {
         let (session, mut state) = s.get();
         if session != k.id {
@@ -116,7 +125,7 @@ pub(crate) fn boundary(k: &Kernel) {
 
 #[cold]
 fn perturb(k: &Kernel, y: u32, d: u32) {
-    let r = next(k);
+    let r = draw(k);
     if (r % 1_000_000) < u64::from(y) {
         std::thread::yield_now();
         return;
