@@ -193,6 +193,10 @@ pub struct PendingIrp {
     neither_buffers: Option<NeitherBuffers>,
     returned: NTSTATUS,
     finished: bool,
+    /// When the harness cancelled it (the verifier's clock for 0xC4/0x135).
+    cancelled_at: std::cell::Cell<Option<Instant>>,
+    /// Whether 0xC4/0x135 was raised for it.
+    cancel_reported: std::cell::Cell<bool>,
 }
 
 impl PendingIrp {
@@ -218,10 +222,19 @@ impl PendingIrp {
             return false;
         }
         let _guard = EnterKernel::new(&self.kernel);
+        if self.cancelled_at.get().is_none() {
+            self.cancelled_at.set(Some(Instant::now()));
+        }
         // SAFETY: the IRP stays allocated until `finish` frees it after its
         // completion, which has not happened yet or is racing (the I/O
         // manager's record keeps it alive).
         unsafe { super::io::io_manager_cancel(self.irp) != 0 }
+    }
+
+    /// How long a cancelled IRP may take to complete (the session's
+    /// `cancel_timeout_ms`).
+    fn cancel_allowance(&self) -> Duration {
+        Duration::from_millis(u64::from(self.kernel.config().cancel_timeout_ms))
     }
 
     /// Waits for completion up to `timeout`.
@@ -232,12 +245,27 @@ impl PendingIrp {
         }
     }
 
+    /// Waits up to `timeout`; a cancelled IRP that does not complete
+    /// within the verifier's allowance after its cancel is 0xC4/0x135
+    /// (Driver Verifier's "the canceled IRP did not complete in the
+    /// expected time": parameter 2 the IRP, 3 the milliseconds allowed).
     fn wait_inner(&mut self, timeout: Duration) -> Option<IoctlResult> {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let cancel_deadline = self
+            .cancelled_at
+            .get()
+            .map(|at| at + self.cancel_allowance());
+        if let Some(cancel_deadline) = cancel_deadline {
+            deadline = deadline.min(cancel_deadline);
+        }
         let mut done = lock(&self.completion.done);
         while done.is_none() {
             let now = Instant::now();
             if now >= deadline {
+                drop(done);
+                if cancel_deadline.is_some_and(|d| now >= d) {
+                    self.cancel_not_completed();
+                }
                 return None;
             }
             done = self
@@ -305,14 +333,38 @@ impl Drop for PendingIrp {
         if self.finished {
             return;
         }
-        // Like a thread exiting with I/O outstanding: cancel, then wait.
+        // Like a thread exiting with I/O outstanding: cancel, then wait
+        // (0xC4/0x135 past the verifier's allowance; the IRP's memory is
+        // then left to the driver).
         self.cancel();
-        if self.wait_inner(Duration::from_secs(5)).is_none() {
-            eprintln!(
-                "nt::sim: an IRP the harness sent never completed, even after IoCancelIrp; \
-                 its memory is left to the driver"
-            );
+        let allowance = self.cancel_allowance();
+        let _ = self.wait_inner(allowance + Duration::from_millis(1));
+    }
+}
+
+impl PendingIrp {
+    /// Raises 0xC4/0x135 for this IRP (once).
+    fn cancel_not_completed(&self) {
+        if self.cancel_reported.replace(true) {
+            return;
         }
+        let allowance = self.cancel_allowance();
+        self.kernel.bugcheck_at(
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [
+                c4::CANCELLED_IRP_NOT_COMPLETED,
+                self.irp as u64,
+                allowance.as_millis() as u64,
+                0,
+            ],
+            format!(
+                "the cancelled IRP {:#x} did not complete within {} ms of IoCancelIrp (no \
+                 cancel routine, or one that neither completes it nor has it completed)",
+                self.irp as usize,
+                allowance.as_millis()
+            ),
+            None,
+        );
     }
 }
 
@@ -802,6 +854,8 @@ impl Session {
             neither_buffers: neither,
             returned,
             finished: false,
+            cancelled_at: std::cell::Cell::new(None),
+            cancel_reported: std::cell::Cell::new(false),
         })
     }
 }
