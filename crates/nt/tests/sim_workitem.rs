@@ -1,14 +1,15 @@
-//! I/O work items on the simulated kernel: FIFO execution at PASSIVE_LEVEL
-//! on a worker thread, pending-operation accounting, fault injection, and
-//! the WORKER_INVALID / verifier bugchecks. Every test boots its own
-//! session.
+//! I/O work items on the simulated kernel: each routine runs exactly once at
+//! PASSIVE_LEVEL on a worker thread, several at a time and in no promised
+//! order (NT's system worker threads), FIFO only in the opt-in one-worker
+//! debugging mode; pending-operation accounting, fault injection, and the
+//! WORKER_INVALID / verifier bugchecks. Every test boots its own session.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nt::sim::verifier::{WORKER_INVALID, WORKER_THREAD_RETURNED_AT_BAD_IRQL, c4, worker};
-use nt::sim::{FaultPlan, FaultTarget, HarnessError, LeakKind, Session};
+use nt::sim::{FaultPlan, FaultTarget, HarnessError, LeakKind, Session, SimConfig, WorkerPolicy};
 use nt::*;
 
 /// Work items only store the device object and hand it to the routine.
@@ -99,12 +100,81 @@ fn free(item: PIO_WORKITEM) {
     unsafe { IoFreeWorkItem(item) };
 }
 
+/// A session whose work items run on `threads` workers, shuffled or FIFO,
+/// with `seed`.
+fn boot_workers(threads: u8, shuffled: bool, seed: u64) -> Session {
+    Session::boot_config(SimConfig {
+        seed,
+        workers: WorkerPolicy { threads, shuffled },
+        ..SimConfig::from_env()
+    })
+}
+
+/// The deterministic debugging mode: one worker, queuing order. Tests that
+/// need an item to stay queued behind a blocked routine use it.
+fn boot_one_fifo_worker() -> Session {
+    boot_workers(1, false, 0)
+}
+
+/// Queues `count` recording items behind a gated first one on `session`'s
+/// workers, opens the gate, and returns the order the routines ran in.
+fn run_gated(session: &Session, count: usize) -> Vec<usize> {
+    let log = Arc::new(Log::default());
+    let items: Vec<_> = (0..count).map(|_| allocate()).collect();
+    assert!(items.iter().all(|i| !i.is_null()));
+    let tickets: Vec<_> = (0..count)
+        .map(|index| Ticket {
+            log: Arc::clone(&log),
+            index,
+            gated: index == 0,
+        })
+        .collect();
+    // The gated one first, alone, until a worker runs it: the others then
+    // queue up behind it, and their order depends on the policy alone.
+    queue(items[0], &tickets[0]);
+    wait_until("the gated routine", || {
+        session.running_callouts().len() == 1
+    });
+    for (item, ticket) in items.iter().zip(&tickets).skip(1) {
+        queue(*item, ticket);
+    }
+    let pending = session.pending_operations();
+    assert!(pending.iter().all(|p| p.kind == "work item"));
+    log.open_gate();
+    wait_until("all routines", || log.runs() == count);
+    wait_until("no pending operation", || {
+        session.pending_operations().is_empty()
+    });
+    let runs = log.runs.lock().unwrap();
+    let me = std::thread::current().name().unwrap_or("").to_owned();
+    for (_, irql, device, thread) in runs.iter() {
+        assert_eq!(*irql, PASSIVE_LEVEL);
+        assert_eq!(*device, DEVICE);
+        assert_ne!(*thread, me, "runs on a worker thread");
+    }
+    let order: Vec<usize> = runs.iter().map(|r| r.0).collect();
+    drop(runs);
+    for item in items {
+        free(item);
+    }
+    assert_eq!(session.pool_stats().live_blocks, 0);
+    order
+}
+
 #[test]
-fn work_items_run_in_fifo_order_at_passive_on_a_worker_thread() {
+fn every_routine_runs_exactly_once_at_passive_on_a_worker_thread() {
     let session = Session::boot();
+    let mut order = run_gated(&session, 10);
+    order.sort_unstable();
+    assert_eq!(order, (0..10).collect::<Vec<_>>(), "each ran exactly once");
+    assert!(session.report().is_clean());
+}
+
+#[test]
+fn one_fifo_worker_runs_items_in_queuing_order() {
+    let session = boot_one_fifo_worker();
     let log = Arc::new(Log::default());
     let items: Vec<_> = (0..10).map(|_| allocate()).collect();
-    assert!(items.iter().all(|i| !i.is_null()));
     let tickets: Vec<_> = (0..10)
         .map(|index| Ticket {
             log: Arc::clone(&log),
@@ -115,35 +185,91 @@ fn work_items_run_in_fifo_order_at_passive_on_a_worker_thread() {
     for (item, ticket) in items.iter().zip(&tickets) {
         queue(*item, ticket);
     }
-    // The first routine holds the worker: every item is still pending.
+    // The first routine holds the only worker: every item is still pending.
     let pending = session.pending_operations();
     assert_eq!(pending.len(), 10);
-    assert!(pending.iter().all(|p| p.kind == "work item"));
     let mut addresses: Vec<u64> = pending.iter().map(|p| p.address).collect();
     addresses.sort();
     let mut expected: Vec<u64> = items.iter().map(|&i| i as u64).collect();
     expected.sort();
     assert_eq!(addresses, expected);
-
     log.open_gate();
     wait_until("all routines", || log.runs() == 10);
+    let order: Vec<usize> = log.runs.lock().unwrap().iter().map(|r| r.0).collect();
+    assert_eq!(
+        order,
+        (0..10).collect::<Vec<_>>(),
+        "the debugging mode's FIFO"
+    );
     wait_until("no pending operation", || {
         session.pending_operations().is_empty()
     });
-    let runs = log.runs.lock().unwrap();
-    let order: Vec<usize> = runs.iter().map(|r| r.0).collect();
-    assert_eq!(order, (0..10).collect::<Vec<_>>(), "FIFO");
-    let me = std::thread::current().name().unwrap_or("").to_owned();
-    for (_, irql, device, thread) in runs.iter() {
-        assert_eq!(*irql, PASSIVE_LEVEL);
-        assert_eq!(*device, DEVICE);
-        assert_ne!(*thread, me, "runs on a worker thread");
-    }
-    drop(runs);
     for item in items {
         free(item);
     }
-    assert_eq!(session.pool_stats().live_blocks, 0);
+    assert!(session.report().is_clean());
+}
+
+#[test]
+fn a_shuffled_worker_runs_items_in_a_seeded_order_that_is_not_fifo() {
+    // One shuffled worker held by the first routine while the rest queue:
+    // the order then depends on the seed alone.
+    let first = run_gated(&boot_workers(1, true, 7), 20);
+    let again = run_gated(&boot_workers(1, true, 7), 20);
+    let other = run_gated(&boot_workers(1, true, 8), 20);
+    assert_eq!(first[0], 0, "the gated one ran first");
+    let mut sorted = first.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    assert_ne!(first, sorted, "no FIFO promise: {first:?}");
+    assert_eq!(first, again, "replayable from the seed");
+    assert_ne!(first, other, "another seed, another order");
+}
+
+/// Context of the two routines that need each other.
+struct Rendezvous {
+    second_ran: std::sync::atomic::AtomicBool,
+    first_saw_second: std::sync::atomic::AtomicBool,
+}
+
+unsafe extern "C" fn wait_for_second(_device: PDEVICE_OBJECT, context: PVOID) {
+    // SAFETY: the test keeps the rendezvous alive until both ran.
+    let r = unsafe { &*context.cast::<Rendezvous>() };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if r.second_ran.load(Ordering::SeqCst) {
+            r.first_saw_second.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+unsafe extern "C" fn mark_second(_device: PDEVICE_OBJECT, context: PVOID) {
+    // SAFETY: as above.
+    let r = unsafe { &*context.cast::<Rendezvous>() };
+    r.second_ran.store(true, Ordering::SeqCst);
+}
+
+#[test]
+fn several_workers_run_routines_at_the_same_time() {
+    // The first routine waits for the second: only a second worker can
+    // run it (one worker would let the first time out).
+    let session = boot_workers(4, true, 1);
+    let rendezvous = Rendezvous {
+        second_ran: false.into(),
+        first_saw_second: false.into(),
+    };
+    let context = (&raw const rendezvous).cast_mut().cast();
+    let (a, b) = (allocate(), allocate());
+    // SAFETY: a live item; the rendezvous outlives both routines.
+    unsafe { IoQueueWorkItem(a, Some(wait_for_second), DelayedWorkQueue, context) };
+    // SAFETY: as above.
+    unsafe { IoQueueWorkItem(b, Some(mark_second), DelayedWorkQueue, context) };
+    wait_until("both routines", || session.pending_operations().is_empty());
+    assert!(rendezvous.first_saw_second.load(Ordering::SeqCst));
+    free(a);
+    free(b);
     assert!(session.report().is_clean());
 }
 
@@ -173,7 +299,7 @@ fn queuing_from_dispatch_level_is_allowed() {
 
 #[test]
 fn queuing_a_queued_item_is_e4_1_and_it_runs_once() {
-    let session = Session::boot();
+    let session = boot_one_fifo_worker();
     let log = Arc::new(Log::default());
     let blocker = allocate();
     let item = allocate();
@@ -214,7 +340,7 @@ fn queuing_a_queued_item_is_e4_1_and_it_runs_once() {
 
 #[test]
 fn freeing_a_queued_item_is_e4_2_and_does_not_free_it() {
-    let session = Session::boot();
+    let session = boot_one_fifo_worker();
     let log = Arc::new(Log::default());
     let blocker = allocate();
     let item = allocate();

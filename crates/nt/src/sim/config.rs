@@ -37,8 +37,9 @@ pub const ENV_VAR: &str = "NT_SIM";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Profile {
     /// What a test gets when the environment says nothing: every verifier
-    /// check, special pool, completion routines at DISPATCH_LEVEL, no
-    /// schedule perturbation (deterministic timing for debugging).
+    /// check, special pool, completion routines at DISPATCH_LEVEL, two
+    /// work-item workers in seeded order, no schedule perturbation
+    /// (deterministic timing for debugging).
     #[default]
     Default,
     /// The strictest settings CI runs the workspace under: [`Profile::Default`]
@@ -129,10 +130,13 @@ pub struct WorkerPolicy {
 }
 
 impl Default for WorkerPolicy {
+    /// Two workers taking queued items in seeded random order: NT has a
+    /// pool of worker threads and promises no order; one FIFO worker
+    /// (`workers=1,worker_order=fifo`) is the debugging mode.
     fn default() -> Self {
         Self {
-            threads: 1,
-            shuffled: false,
+            threads: 2,
+            shuffled: true,
         }
     }
 }

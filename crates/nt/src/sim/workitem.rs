@@ -6,13 +6,19 @@
 //! the session's *pool* fault plan (`FaultTarget::Pool`): under low
 //! resources `IoAllocateWorkItem` returns NULL.
 //!
-//! Queued items run one at a time, in FIFO order, at PASSIVE_LEVEL on the
-//! session's worker thread (started on demand, gone after a short idle
-//! period). NT has several worker threads; the sim has one, so a work
-//! routine that waits for a later work item deadlocks here (it is a
-//! deadlock-prone pattern on NT as well). A queued item is a pending
-//! operation of the driver generation that queued it until its routine has
-//! returned. As on NT, a routine may queue its own item again, or free it.
+//! Queued items run at PASSIVE_LEVEL on the session's worker threads
+//! (started on demand, up to [`WorkerPolicy::threads`], each gone after a
+//! short idle period). As on NT ("System Worker Threads": a pool of
+//! threads per queue; nothing documented about the order between items),
+//! several routines may run at once and there is no FIFO promise: under
+//! [`WorkerPolicy::shuffled`] each free worker takes a seeded random queued
+//! item. `workers=1,worker_order=fifo` is the deterministic debugging mode
+//! (one at a time, in queuing order). A queued item is a pending operation
+//! of the driver generation that queued it until its routine has returned.
+//! As on NT, a routine may queue its own item again, or free it.
+//!
+//! [`WorkerPolicy::threads`]: super::config::WorkerPolicy::threads
+//! [`WorkerPolicy::shuffled`]: super::config::WorkerPolicy::shuffled
 //!
 //! # Verifier and kernel checks (bug check 0xE4 WORKER_INVALID)
 //!
@@ -35,7 +41,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::callout::{CalloutKind, callout};
+use super::config::WorkerPolicy;
 use super::event::require_irql;
+use super::fault::SplitMix64;
 use super::ffi::*;
 use super::irql;
 use super::pool::{FreeError, pool_tag};
@@ -81,9 +89,15 @@ struct QueueState {
     /// Allocated work items (by address) and whether they are queued.
     items: HashMap<usize, ItemState>,
     queue: VecDeque<Job>,
-    worker_running: bool,
-    /// The driver generation whose routine is running, if any.
-    running: Option<u64>,
+    /// Worker threads alive.
+    workers: usize,
+    /// Workers waiting for work.
+    idle: usize,
+    /// The driver generations whose routines are running (one entry per
+    /// running routine).
+    running: Vec<u64>,
+    /// Picks the next item under a shuffled policy (seeded on first use).
+    shuffle: Option<SplitMix64>,
 }
 
 /// The session's work queue.
@@ -91,7 +105,7 @@ struct QueueState {
 pub(crate) struct WorkQueue {
     state: Mutex<QueueState>,
     wake: Condvar,
-    idle: Condvar,
+    finished: Condvar,
 }
 
 impl WorkQueue {
@@ -104,13 +118,13 @@ impl WorkQueue {
     pub(crate) fn wait_for_running(&self, owner: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = lock(&self.state);
-        while state.running == Some(owner) {
+        while state.running.contains(&owner) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
             state = self
-                .idle
+                .finished
                 .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
@@ -127,28 +141,37 @@ pub(crate) fn wait_for_running_work_items(kernel: &Kernel, owner: u64, timeout: 
         .wait_for_running(owner, timeout)
 }
 
-fn run_worker(kernel: Arc<Kernel>, queue: Arc<WorkQueue>) {
+fn run_worker(kernel: Arc<Kernel>, queue: Arc<WorkQueue>, policy: WorkerPolicy) {
     loop {
         let job = {
             let mut state = lock(&queue.state);
             let mut waited = false;
             loop {
-                if let Some(job) = state.queue.pop_front() {
+                if !state.queue.is_empty() {
+                    let index = match (policy.shuffled, state.shuffle.as_mut()) {
+                        (true, Some(rng)) => (rng.next_u64() % state.queue.len() as u64) as usize,
+                        _ => 0,
+                    };
+                    let Some(job) = state.queue.remove(index) else {
+                        continue;
+                    };
                     if let Some(item) = state.items.get_mut(&job.item) {
                         item.queued = false;
                     }
-                    state.running = Some(job.owner);
+                    state.running.push(job.owner);
                     break job;
                 }
                 if waited {
-                    state.worker_running = false;
+                    state.workers -= 1;
                     return;
                 }
+                state.idle += 1;
                 state = queue
                     .wake
                     .wait_timeout(state, WORKER_IDLE)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                state.idle -= 1;
                 waited = state.queue.is_empty();
             }
         };
@@ -174,8 +197,13 @@ fn run_worker(kernel: Arc<Kernel>, queue: Arc<WorkQueue>) {
             );
         }
         kernel.pending_end(job.pending_key);
-        lock(&queue.state).running = None;
-        queue.idle.notify_all();
+        {
+            let mut state = lock(&queue.state);
+            if let Some(index) = state.running.iter().position(|&o| o == job.owner) {
+                state.running.swap_remove(index);
+            }
+        }
+        queue.finished.notify_all();
     }
 }
 
@@ -228,7 +256,8 @@ pub unsafe fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM {
 }
 
 /// `IoQueueWorkItem`: runs `WorkerRoutine(DeviceObject, Context)` at
-/// PASSIVE_LEVEL on a worker thread, after the items queued before it. The
+/// PASSIVE_LEVEL on a worker thread, in no promised order relative to
+/// other items (see the module docs). The
 /// item must not be queued already. `QueueType` should be
 /// `DelayedWorkQueue`; every valid type behaves the same in the sim.
 /// IRQL <= DISPATCH_LEVEL.
@@ -306,15 +335,23 @@ pub unsafe fn IoQueueWorkItem(
             .driver_generation
             .load(std::sync::atomic::Ordering::Acquire),
     });
-    if !state.worker_running {
+    // Another worker when more items wait than workers are idle, up to
+    // the policy's count.
+    let config = k.config();
+    let policy = config.workers;
+    if policy.shuffled && state.shuffle.is_none() {
+        state.shuffle = Some(SplitMix64::new(config.seed ^ 0x5745_524B_4954_454D));
+    }
+    if state.idle < state.queue.len() && state.workers < usize::from(policy.threads.max(1)) {
         let worker_queue = Arc::clone(&queue);
         let kernel = Arc::clone(&k);
-        let spawned = spawn_kernel_thread(&k, format!("nt-sim worker {}", k.id), move || {
-            run_worker(kernel, worker_queue)
-        });
+        let name = format!("nt-sim worker {}.{}", k.id, state.workers);
+        let spawned =
+            spawn_kernel_thread(&k, name, move || run_worker(kernel, worker_queue, policy));
         match spawned {
-            Ok(_) => state.worker_running = true,
-            // The job stays queued; the next IoQueueWorkItem tries again.
+            Ok(_) => state.workers += 1,
+            // The job stays queued for a running worker, or the next
+            // IoQueueWorkItem tries again.
             Err(e) => eprintln!("nt::sim: cannot start a worker thread: {e}"),
         }
     }
