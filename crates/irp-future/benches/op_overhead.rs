@@ -30,7 +30,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use irp_future::{IrpOp, ReusableIrp};
 use nt::access::{irp_information, irp_status};
-use nt::sim::{LowerAction, LowerDevice, Session};
+use nt::sim::{LowerAction, LowerDevice, Profile, Session, SimConfig};
 use nt::*;
 
 // === hand-written ===
@@ -254,7 +254,9 @@ fn bench_pending_held(c: &mut Criterion, session: &Session) {
 }
 
 fn overhead(c: &mut Criterion) {
-    let session = Session::boot();
+    // The fast pool: this measures the library, not the special pool's
+    // guard pages (`cargo bench -p nt --bench sim_pool` measures those).
+    let session = Session::boot_config(SimConfig::profile(Profile::Fast, 0));
     bench_path(
         c,
         &session,

@@ -17,7 +17,7 @@ use kernel_executor_bench::*;
 mod ke {
     use super::*;
     use kernel_executor::{Config, Executor, Spawner, block_on};
-    use nt::sim::{Session, VerifierOptions};
+    use nt::sim::{Profile, Session, SimConfig, VerifierOptions};
 
     /// A booted sim session with a running executor.
     pub struct Rig {
@@ -31,7 +31,9 @@ mod ke {
         }
 
         pub fn with(config: Config) -> Rig {
-            let session = Session::boot();
+            // The fast pool: this measures the executor, not the special
+            // pool's guard pages.
+            let session = Session::boot_config(SimConfig::profile(Profile::Fast, 0));
             // Leave the checks on, but skip the pattern fill of
             // uninitialised pool: the executor writes every byte it reads.
             session.set_verifier_options(VerifierOptions {

@@ -82,6 +82,10 @@ pub enum PoolPolicy {
     /// writes after free raise the bugchecks NT raises.
     #[default]
     Special,
+    /// Special pool with Driver Verifier's *verify start* alignment: the
+    /// guard page precedes each block, so underruns fault at once (and
+    /// overruns are found in the slack when the block is freed).
+    SpecialVerifyStart,
     /// Plain tracked pool (benchmarks).
     Fast,
 }
@@ -478,8 +482,9 @@ impl FromStr for SimConfig {
                 "pool" => {
                     c.pool = match value {
                         "special" => PoolPolicy::Special,
+                        "special-start" => PoolPolicy::SpecialVerifyStart,
                         "fast" => PoolPolicy::Fast,
-                        _ => return Err(bad(key, value, "special or fast")),
+                        _ => return Err(bad(key, value, "special, special-start or fast")),
                     }
                 }
                 "schedule" => {
@@ -587,6 +592,7 @@ impl fmt::Display for SimConfig {
         };
         let pool = match self.pool {
             PoolPolicy::Special => "special",
+            PoolPolicy::SpecialVerifyStart => "special-start",
             PoolPolicy::Fast => "fast",
         };
         write!(f, ",completion_irql={irql},pool={pool}")?;
@@ -664,6 +670,10 @@ mod tests {
             c.waits.alert_per_million = 7;
             c.cancel_timeout_ms = 250;
             c.wsk.truncation = DatagramTruncation::Success;
+            let text = c.to_string();
+            let back: SimConfig = text.parse().unwrap();
+            assert_eq!(back, c, "{text}");
+            c.pool = PoolPolicy::SpecialVerifyStart;
             let text = c.to_string();
             let back: SimConfig = text.parse().unwrap();
             assert_eq!(back, c, "{text}");

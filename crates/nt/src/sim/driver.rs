@@ -356,7 +356,7 @@ fn free_device(kernel: &Kernel, device: PDEVICE_OBJECT) {
         // SAFETY: as above.
         link = unsafe { &raw mut (*current).NextDevice };
     }
-    let _ = kernel.pool.free(device as usize, LeakKind::Device);
+    let _ = kernel.free_block(device as usize, LeakKind::Device, None);
 }
 
 /// `IoDeleteDevice`. IRQL <= APC_LEVEL.

@@ -83,6 +83,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::ffi::*;
 use super::irql;
+use super::pool::check_sync_object_resident;
 use super::session::{Kernel, lock, with_current};
 use super::verifier::{
     ATTEMPTED_SWITCH_FROM_DPC, DRIVER_VERIFIER_DETECTED_VIOLATION, IRQL_NOT_LESS_OR_EQUAL, c4,
@@ -476,7 +477,14 @@ pub unsafe fn KeQuerySystemTimePrecise(CurrentTime: PLARGE_INTEGER) {
 ///
 /// # Safety
 /// `Event` must be valid for writes and not being waited on.
+#[track_caller]
 pub unsafe fn KeInitializeEvent(Event: PRKEVENT, Type: EVENT_TYPE, State: BOOLEAN) {
+    check_sync_object_resident(
+        Event as usize,
+        core::mem::size_of::<KEVENT>(),
+        "KeInitializeEvent",
+        Location::caller(),
+    );
     let object_type = if Type == SynchronizationEvent {
         EventSynchronizationObject
     } else {
@@ -517,6 +525,12 @@ pub unsafe fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -
     let _ = Increment;
     let location = Location::caller();
     let irql = irql::current();
+    check_sync_object_resident(
+        Event as usize,
+        core::mem::size_of::<KEVENT>(),
+        "KeSetEvent",
+        location,
+    );
     let valid = with_current(|k| {
         if k.verifying() {
             if SET_EVENT_WAIT.with(Cell::get).is_some() {
@@ -569,6 +583,7 @@ pub unsafe fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -
 #[track_caller]
 pub unsafe fn KeResetEvent(Event: PRKEVENT) -> LONG {
     let location = Location::caller();
+    check_sync_object_resident(Event as usize, 1, "KeResetEvent", location);
     with_current(|k| require_irql(k, DISPATCH_LEVEL, "KeResetEvent", location));
     // SAFETY: the caller guarantees `Event` is an initialised event.
     let state = unsafe { signal_state(event_header(Event)) };
@@ -582,6 +597,7 @@ pub unsafe fn KeResetEvent(Event: PRKEVENT) -> LONG {
 #[track_caller]
 pub unsafe fn KeClearEvent(Event: PRKEVENT) {
     let location = Location::caller();
+    check_sync_object_resident(Event as usize, 1, "KeClearEvent", location);
     with_current(|k| require_irql(k, DISPATCH_LEVEL, "KeClearEvent", location));
     // SAFETY: the caller guarantees `Event` is an initialised event.
     let state = unsafe { signal_state(event_header(Event)) };
@@ -627,6 +643,7 @@ pub unsafe fn KeWaitForSingleObject(
     let _ = WaitReason;
     let location = Location::caller();
     finish_set_event_wait();
+    check_sync_object_resident(Object as usize, 1, "KeWaitForSingleObject", location);
     let irql = irql::current();
     let poll_only = if Timeout.is_null() {
         false

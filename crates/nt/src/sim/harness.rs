@@ -315,8 +315,7 @@ impl PendingIrp {
         if !self.system_buffer.is_null() {
             let _ = self
                 .kernel
-                .pool
-                .free(self.system_buffer as usize, LeakKind::Pool);
+                .free_block(self.system_buffer as usize, LeakKind::Pool, None);
             self.system_buffer = core::ptr::null_mut();
         }
         self.kernel.free_io_manager_irp(self.irp);

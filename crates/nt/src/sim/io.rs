@@ -284,7 +284,7 @@ impl Kernel {
     pub(crate) fn free_io_manager_irp(&self, irp: PIRP) {
         lock(&io_state(self).irps).remove(&(irp as usize));
         lock(&io_state(self).watches).remove(&(irp as usize));
-        let _ = self.pool.free(irp as usize, LeakKind::Irp);
+        let _ = self.free_block(irp as usize, LeakKind::Irp, None);
     }
 }
 
@@ -469,12 +469,12 @@ pub unsafe fn IoFreeIrp(Irp: PIRP) {
             for key in keys.into_iter().flatten() {
                 k.pending_end(key);
             }
-            let _ = k.pool.free(Irp as usize, LeakKind::Irp);
+            let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
             return;
         }
         irps.remove(&(Irp as usize));
         drop(irps);
-        let _ = k.pool.free(Irp as usize, LeakKind::Irp);
+        let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
     })
 }
 
@@ -1372,7 +1372,7 @@ fn end_walk(
     }
     drop(irps);
     if free {
-        let _ = kernel.pool.free(irp as usize, LeakKind::Irp);
+        let _ = kernel.free_block(irp as usize, LeakKind::Irp, None);
     }
     io_manager
 }
@@ -1827,7 +1827,7 @@ unsafe fn cancel_irp(Irp: PIRP, io_manager: bool, location: &'static Location<'s
             }
         };
         if free {
-            let _ = k.pool.free(Irp as usize, LeakKind::Irp);
+            let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
         }
         called
     })

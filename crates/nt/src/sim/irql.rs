@@ -44,6 +44,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::hash::{AddressMap, AddressSet};
+use super::pool::check_sync_object_resident;
 use super::session::{Kernel, lock, with_current};
 use super::verifier::{
     DRIVER_VERIFIER_DETECTED_VIOLATION, SPIN_LOCK_ALREADY_OWNED, SPIN_LOCK_NOT_OWNED, c4,
@@ -453,7 +454,14 @@ fn lock_word<'a>(lock: PKSPIN_LOCK) -> &'a AtomicU64 {
 ///
 /// # Safety
 /// `SpinLock` must be valid for writes.
+#[track_caller]
 pub unsafe fn KeInitializeSpinLock(SpinLock: PKSPIN_LOCK) {
+    check_sync_object_resident(
+        SpinLock as usize,
+        core::mem::size_of::<KSPIN_LOCK>(),
+        "KeInitializeSpinLock",
+        Location::caller(),
+    );
     if let Some(k) = super::session::try_current() {
         let address = SpinLock as usize;
         k.locks.forget(address, address + 1);
@@ -589,6 +597,12 @@ fn lowering_floor(
 #[track_caller]
 pub unsafe fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL {
     let site = Location::caller();
+    check_sync_object_resident(
+        SpinLock as usize,
+        core::mem::size_of::<KSPIN_LOCK>(),
+        "KeAcquireSpinLock",
+        site,
+    );
     with_current(|k| {
         let old = current();
         if old > DISPATCH_LEVEL && k.verifying() {
@@ -684,6 +698,12 @@ pub unsafe fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL) {
 #[track_caller]
 pub unsafe fn KeAcquireSpinLockAtDpcLevel(SpinLock: PKSPIN_LOCK) {
     let site = Location::caller();
+    check_sync_object_resident(
+        SpinLock as usize,
+        core::mem::size_of::<KSPIN_LOCK>(),
+        "KeAcquireSpinLockAtDpcLevel",
+        site,
+    );
     with_current(|k| {
         let irql = current();
         if irql < DISPATCH_LEVEL && k.verifying() {

@@ -17,9 +17,9 @@
 //!
 //! # Verifier
 //!
-//! - `MmBuildMdlForNonPagedPool` on a buffer the sim knows is paged pool (an
-//!   `ExAllocatePool2(POOL_FLAG_PAGED)` block whose start the MDL describes):
-//!   0xC4/0x7F (IRQL, MDL, flags);
+//! - `MmBuildMdlForNonPagedPool` on a buffer that overlaps paged pool (any
+//!   byte of an `ExAllocatePool2(POOL_FLAG_PAGED)` block: its start, its
+//!   inside, or a range that spans into it): 0xC4/0x7F (IRQL, MDL, flags);
 //! - `MmGetSystemAddressForMdlSafe` on an MDL that is neither built for
 //!   non-paged pool, nor locked, nor mapped: 0xC4/0xB3 (MDL, flags, the
 //!   missing `MDL_PAGES_LOCKED`), and NULL;
@@ -164,7 +164,7 @@ pub unsafe fn IoFreeMdl(Mdl: PMDL) {
             return;
         }
     }
-    match k.pool.free(address, LeakKind::Mdl) {
+    match k.free_block(address, LeakKind::Mdl, Some(location)) {
         Ok(()) => {}
         Err(FreeError::DoubleFree) => k.bugcheck_at(
             BAD_POOL_CALLER,
@@ -207,7 +207,9 @@ pub unsafe fn MmBuildMdlForNonPagedPool(MemoryDescriptorList: PMDL) {
     );
     let buffer = start + offset;
     if k.verifying()
-        && let Some((LeakKind::Pool, _, true, _)) = k.pool.describe(buffer)
+        && k.pool
+            .paged_block_overlapping(buffer, count.max(1))
+            .is_some()
     {
         k.bugcheck_at(
             DRIVER_VERIFIER_DETECTED_VIOLATION,

@@ -26,6 +26,7 @@ pub mod pool;
 pub mod registry;
 pub mod schedule;
 pub mod session;
+mod special;
 pub mod thread;
 pub mod verifier;
 pub mod workitem;

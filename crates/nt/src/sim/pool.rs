@@ -1,44 +1,102 @@
 //! Pool: `ExAllocatePool2`, `ExFreePool`, `ExFreePoolWithTag`, and the
 //! allocation tracking every kernel object of the sim goes through (IRPs,
-//! MDLs and work items are pool blocks of their own kind), so leaks at
-//! unload are reported with their tags and allocation sites.
+//! MDLs, work items and device objects are pool blocks of their own kind),
+//! so leaks at unload are reported with their tags and allocation sites.
 //!
 //! Blocks are 16-byte aligned (MEMORY_ALLOCATION_ALIGNMENT on x64) and,
 //! like NT's, page-aligned from one page up, unless the session asks for
 //! `minimal_alignment`: then every block is 16- but never 32-byte aligned,
 //! the worst an allocator that ignores alignment (wdk-alloc) can give.
+//!
+//! # Allocators ([`PoolPolicy`])
+//!
+//! - **Special** (the default, Driver Verifier's *Special Pool*, verify-end
+//!   alignment) and **SpecialVerifyStart**: every block on pages of its own
+//!   against a guard page ([`super::special`]). An access past the end (or,
+//!   verify-start, before the start) faults at once: 0xCD. The slack around
+//!   a block is patterned and checked when it is freed: 0xC1 (P4 0x23
+//!   before the block, 0x24 after it). A freed block's pages become
+//!   inaccessible at once (any later access: 0xCC) and its address is not
+//!   reused while the session's quarantine (the last 4096 frees) holds it,
+//!   so a second free of it is always 0xC2/0x07, never the free of another
+//!   owner's block. Where the guard-page arena cannot serve (no `mmap` on
+//!   the host, or its address space is used up), the block gets checked
+//!   canaries instead: the slack is checked at free as above, the freed
+//!   block is poisoned and quarantined, and a write after free is found
+//!   when the block leaves quarantine (0xCC, reported late).
+//! - **Fast** (benchmarks): host allocations, poisoned (0xDD) at free; a
+//!   freed address is remembered until it is reused.
+//!
+//! # Paged pool
+//!
+//! Paged blocks are also kept in an ordered map, so "does this address lie
+//! in paged pool?" is a range query ([`PoolState::paged_block_containing`]):
+//! the sim's APIs that need resident memory (dispatcher objects, spin
+//! locks, MDLs built for non-paged pool) ask it.
 
 use std::alloc::Layout;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::panic::Location;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::config::PoolPolicy;
 use super::hash::{AddressMap, AddressSet};
 use super::irql;
 use super::session::{Kernel, lock, with_current};
+use super::special::{self, Alignment, BlockFacts, Placed, SLACK_PATTERN};
 use super::verifier::{
-    BAD_POOL_CALLER, DRIVER_VERIFIER_DETECTED_VIOLATION, Leak, LeakKind, c2, c4,
+    BAD_POOL_CALLER, DRIVER_VERIFIER_DETECTED_VIOLATION, Leak, LeakKind,
+    PAGE_FAULT_IN_FREED_SPECIAL_POOL, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, c1, c2, c4,
 };
 use crate::types::*;
 
 const PAGE_SIZE: usize = 4096;
-const FREED_MEMORY: usize = 4096;
+/// How many freed blocks a session keeps out of reuse (special pool), and
+/// how many freed addresses it remembers for double-free detection.
+const QUARANTINE_BLOCKS: usize = 4096;
+/// The most bytes of canary blocks kept in quarantine.
+const QUARANTINE_CANARY_BYTES: usize = 32 << 20;
+/// Canary bytes before and after a block in the canary fallback.
+const CANARY: usize = 32;
+/// What freed fast-pool and canary blocks are filled with.
+const FREED_POISON: u8 = 0xDD;
 
 /// Owner generation of blocks the sim allocates for itself (never leaks of
 /// a driver).
 pub(crate) const SYSTEM_OWNER: u64 = u64::MAX;
 
+/// Where a block's memory comes from.
+#[derive(Debug, Clone, Copy)]
+enum Backing {
+    /// A host allocation (fast pool): `base` with `layout`.
+    Host { base: usize, layout: Layout },
+    /// A guard-page slot of the special-pool arena.
+    Special(Placed),
+    /// A host allocation with patterned canaries around the block.
+    Canary { base: usize, layout: Layout },
+}
+
 #[derive(Debug)]
 struct Block {
-    base: usize,
-    layout: Layout,
+    backing: Backing,
     size: usize,
     tag: u32,
     kind: LeakKind,
     paged: bool,
     owner: u64,
     location: Option<&'static Location<'static>>,
+}
+
+/// A freed block kept out of reuse.
+#[derive(Debug)]
+struct Quarantined {
+    backing: Backing,
+    address: usize,
+    size: usize,
+    tag: u32,
+    location: Option<&'static Location<'static>>,
+    freed_at: Option<&'static Location<'static>>,
 }
 
 /// Pool usage counters of a session.
@@ -63,15 +121,34 @@ struct PoolTables {
     /// `freed_order`.
     freed: AddressSet,
     freed_order: VecDeque<usize>,
+    /// Live paged blocks: start -> size (range queries).
+    paged: BTreeMap<usize, usize>,
+    /// Freed special-pool and canary blocks, oldest first.
+    quarantine: VecDeque<Quarantined>,
+    /// Bytes of canary blocks in `quarantine`.
+    quarantine_canary_bytes: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PoolState {
     tables: Mutex<PoolTables>,
     allocations: AtomicU64,
     frees: AtomicU64,
     failures: AtomicU64,
+    policy: PoolPolicy,
+    /// Live paged blocks (the resident-memory checks skip their look-up
+    /// while there are none).
+    paged_live: AtomicU64,
+    /// Special pool without the guard-page arena (the fallback hosts
+    /// without `mmap` take; tests force it).
+    canary_only: bool,
     pub(crate) minimal_alignment: AtomicBool,
+}
+
+impl Default for PoolState {
+    fn default() -> Self {
+        Self::new(PoolPolicy::default())
+    }
 }
 
 /// What a free checks before it frees: the block's bookkeeping.
@@ -95,7 +172,47 @@ pub(crate) enum FreeError<R = core::convert::Infallible> {
     Refused(R),
 }
 
+/// Memory corruption the pool found (reported as a bugcheck by the
+/// freeing call).
+#[derive(Debug, Clone, Copy)]
+enum PoolFinding {
+    /// 0xC1: bytes around a block changed; found when it was freed.
+    Slack {
+        block: usize,
+        corruption: special::Corruption,
+        tag: u32,
+        location: Option<&'static Location<'static>>,
+    },
+    /// 0xCC, found late: a quarantined (canary) block was written after it
+    /// was freed.
+    WriteAfterFree {
+        block: usize,
+        address: usize,
+        tag: u32,
+        size: usize,
+        location: Option<&'static Location<'static>>,
+        freed_at: Option<&'static Location<'static>>,
+    },
+}
+
+/// Up to two findings of one free (its own slack, and a block leaving
+/// quarantine), without allocating.
+type Findings = [Option<PoolFinding>; 2];
+
 impl PoolState {
+    pub(crate) fn new(policy: PoolPolicy) -> Self {
+        Self {
+            tables: Mutex::default(),
+            allocations: AtomicU64::new(0),
+            frees: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            policy,
+            paged_live: AtomicU64::new(0),
+            canary_only: false,
+            minimal_alignment: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn stats(&self) -> PoolStats {
         let tables = lock(&self.tables);
         PoolStats {
@@ -126,35 +243,39 @@ impl PoolState {
     ) -> *mut u8 {
         let size = size.max(1);
         let minimal = self.minimal_alignment.load(Ordering::Relaxed);
-        let (layout, offset) = if minimal {
-            // 32-aligned base + 16: 16-aligned, never 32-aligned.
-            match Layout::from_size_align(size + 16, 32) {
-                Ok(l) => (l, 16),
-                Err(_) => return core::ptr::null_mut(),
-            }
-        } else {
-            let align = if size >= PAGE_SIZE { PAGE_SIZE } else { 16 };
-            match Layout::from_size_align(size, align) {
-                Ok(l) => (l, 0),
-                Err(_) => return core::ptr::null_mut(),
+        let placed = match self.policy {
+            PoolPolicy::Fast => host_block(size, minimal),
+            PoolPolicy::Special | PoolPolicy::SpecialVerifyStart => {
+                let alignment = if self.policy == PoolPolicy::Special {
+                    Alignment::VerifyEnd
+                } else {
+                    Alignment::VerifyStart
+                };
+                let facts = BlockFacts {
+                    tag,
+                    site: location,
+                };
+                let placed = if self.canary_only {
+                    None
+                } else {
+                    special::allocate(size, minimal, alignment, facts)
+                };
+                match placed {
+                    Some(placed) => Some((Backing::Special(placed), placed.block)),
+                    None => canary_block(size, minimal),
+                }
             }
         };
-        // SAFETY: `layout` has a non-zero size.
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        if base.is_null() {
+        let Some((backing, address)) = placed else {
             self.note_failure();
-            return base;
-        }
-        // SAFETY: `offset` < layout.size() by construction.
-        let ptr = unsafe { base.add(offset) };
+            return core::ptr::null_mut();
+        };
         if poison {
-            // SAFETY: `ptr` is valid for `size` bytes.
-            unsafe { ptr.write_bytes(0xCD, size) };
+            // SAFETY: the block is valid for `size` bytes of writes.
+            unsafe { (address as *mut u8).write_bytes(0xCD, size) };
         }
-        let address = ptr as usize;
         let block = Block {
-            base: base as usize,
-            layout,
+            backing,
             size,
             tag,
             kind,
@@ -165,29 +286,14 @@ impl PoolState {
         {
             let mut tables = lock(&self.tables);
             tables.freed.remove(&address);
+            if paged {
+                tables.paged.insert(address, size);
+                self.paged_live.fetch_add(1, Ordering::Relaxed);
+            }
             tables.blocks.insert(address, block);
         }
         self.allocations.fetch_add(1, Ordering::Relaxed);
-        ptr
-    }
-
-    /// Frees a block of `kind`.
-    pub(crate) fn free(&self, address: usize, kind: LeakKind) -> Result<(), FreeError> {
-        self.free_checked(
-            address,
-            |info| {
-                if info.kind == kind { Ok(()) } else { Err(()) }
-            },
-        )
-        .map_err(|error| match error {
-            FreeError::Refused(()) => match self.kind_of(address) {
-                Some(actual) => FreeError::WrongKind(actual),
-                None => FreeError::Unknown,
-            },
-            FreeError::DoubleFree => FreeError::DoubleFree,
-            FreeError::Unknown => FreeError::Unknown,
-            FreeError::WrongKind(k) => FreeError::WrongKind(k),
-        })
+        address as *mut u8
     }
 
     /// The kind, tag, pagedness and size of a live block.
@@ -198,53 +304,165 @@ impl PoolState {
             .map(|b| (b.kind, b.tag, b.paged, b.size))
     }
 
+    /// The live paged block (start, size) that contains `address`, if any.
+    pub(crate) fn paged_block_containing(&self, address: usize) -> Option<(usize, usize)> {
+        if self.paged_live.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let tables = lock(&self.tables);
+        tables
+            .paged
+            .range(..=address)
+            .next_back()
+            .filter(|&(&start, &size)| address < start + size)
+            .map(|(&start, &size)| (start, size))
+    }
+
+    /// The first live paged block that overlaps `[address, address + len)`.
+    pub(crate) fn paged_block_overlapping(
+        &self,
+        address: usize,
+        len: usize,
+    ) -> Option<(usize, usize)> {
+        if self.paged_live.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        if let Some(found) = self.paged_block_containing(address) {
+            return Some(found);
+        }
+        let end = address.checked_add(len)?;
+        let tables = lock(&self.tables);
+        tables
+            .paged
+            .range(address..end)
+            .next()
+            .map(|(&start, &size)| (start, size))
+    }
+
     fn kind_of(&self, address: usize) -> Option<LeakKind> {
         lock(&self.tables).blocks.get(&address).map(|b| b.kind)
     }
 
     /// Frees the block at `address` if `check` accepts its bookkeeping, in
-    /// one look-up under one lock (the hot path of every free).
-    pub(crate) fn free_checked<R>(
+    /// one look-up under one lock (the hot path of every free). Returns
+    /// what the free found wrong around the block or in quarantine.
+    fn free_inner<R>(
         &self,
         address: usize,
         check: impl FnOnce(BlockInfo) -> Result<(), R>,
-    ) -> Result<(), FreeError<R>> {
-        let block = {
-            let mut tables = lock(&self.tables);
-            let Some(block) = tables.blocks.get(&address) else {
-                return Err(if tables.freed.contains(&address) {
-                    FreeError::DoubleFree
-                } else {
-                    FreeError::Unknown
-                });
-            };
-            let info = BlockInfo {
-                kind: block.kind,
-                tag: block.tag,
-                paged: block.paged,
-            };
-            check(info).map_err(FreeError::Refused)?;
-            let Some(block) = tables.blocks.remove(&address) else {
-                return Err(FreeError::Unknown);
-            };
-            if tables.freed.insert(address) {
-                tables.freed_order.push_back(address);
+        freed_at: Option<&'static Location<'static>>,
+    ) -> Result<Findings, FreeError<R>> {
+        let mut findings: Findings = [None, None];
+        let mut tables = lock(&self.tables);
+        let Some(block) = tables.blocks.get(&address) else {
+            return Err(if tables.freed.contains(&address) {
+                FreeError::DoubleFree
+            } else {
+                FreeError::Unknown
+            });
+        };
+        let info = BlockInfo {
+            kind: block.kind,
+            tag: block.tag,
+            paged: block.paged,
+        };
+        check(info).map_err(FreeError::Refused)?;
+        let Some(block) = tables.blocks.remove(&address) else {
+            return Err(FreeError::Unknown);
+        };
+        if block.paged {
+            tables.paged.remove(&address);
+            self.paged_live.fetch_sub(1, Ordering::Relaxed);
+        }
+        if tables.freed.insert(address) {
+            tables.freed_order.push_back(address);
+        }
+        while tables.freed_order.len() > QUARANTINE_BLOCKS {
+            if let Some(old) = tables.freed_order.pop_front() {
+                tables.freed.remove(&old);
             }
-            while tables.freed_order.len() > FREED_MEMORY {
-                if let Some(old) = tables.freed_order.pop_front() {
-                    tables.freed.remove(&old);
+        }
+        let corruption = match block.backing {
+            Backing::Host { base, layout } => {
+                // Poison freed memory so use-after-free shows up in tests.
+                // SAFETY: the block was live and `size` bytes long at
+                // `address`; it is ours alone now.
+                unsafe { (address as *mut u8).write_bytes(FREED_POISON, block.size) };
+                // SAFETY: `base` and `layout` are exactly what
+                // `alloc_zeroed` got.
+                unsafe { std::alloc::dealloc(base as *mut u8, layout) };
+                None
+            }
+            Backing::Special(placed) => {
+                // SAFETY: the block is live until `retire` below.
+                let corruption = unsafe { special::check_slack(&placed) };
+                special::retire(&placed, freed_at);
+                corruption
+            }
+            Backing::Canary { base, layout } => {
+                let end = base + layout.size();
+                // SAFETY: the canaries lie in the live host allocation.
+                let before = unsafe { special::first_changed(base, address, SLACK_PATTERN) };
+                // SAFETY: as above.
+                let after =
+                    unsafe { special::first_changed(address + block.size, end, SLACK_PATTERN) };
+                // SAFETY: the block is ours alone now.
+                unsafe { (address as *mut u8).write_bytes(FREED_POISON, block.size) };
+                tables.quarantine_canary_bytes += layout.size();
+                before
+                    .map(|a| special::Corruption {
+                        address: a,
+                        after_end: false,
+                    })
+                    .or(after.map(|a| special::Corruption {
+                        address: a,
+                        after_end: true,
+                    }))
+            }
+        };
+        if let Some(corruption) = corruption {
+            findings[0] = Some(PoolFinding::Slack {
+                block: address,
+                corruption,
+                tag: block.tag,
+                location: block.location,
+            });
+        }
+        if !matches!(block.backing, Backing::Host { .. }) {
+            tables.quarantine.push_back(Quarantined {
+                backing: block.backing,
+                address,
+                size: block.size,
+                tag: block.tag,
+                location: block.location,
+                freed_at,
+            });
+            while tables.quarantine.len() > QUARANTINE_BLOCKS
+                || tables.quarantine_canary_bytes > QUARANTINE_CANARY_BYTES
+            {
+                let Some(old) = tables.quarantine.pop_front() else {
+                    break;
+                };
+                if let Some(finding) = release_quarantined(&mut tables, old) {
+                    findings[1] = Some(finding);
                 }
             }
-            block
-        };
-        // Poison freed memory so use-after-free shows up in tests.
-        // SAFETY: the block was live and `size` bytes long at `address`; it
-        // is ours alone now.
-        unsafe { (address as *mut u8).write_bytes(0xDD, block.size) };
-        // SAFETY: `base` and `layout` are exactly what `alloc_zeroed` got.
-        unsafe { std::alloc::dealloc(block.base as *mut u8, block.layout) };
+        }
+        drop(tables);
         self.frees.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(findings)
+    }
+
+    /// Ends every quarantine (session end): slots go back to the arena,
+    /// canary blocks are checked and freed. Returns the writes after free
+    /// found in canary blocks.
+    fn drain_quarantine(&self) -> Vec<PoolFinding> {
+        let mut tables = lock(&self.tables);
+        let mut found = Vec::new();
+        while let Some(old) = tables.quarantine.pop_front() {
+            found.extend(release_quarantined(&mut tables, old));
+        }
+        found
     }
 
     /// Live blocks of driver generation `owner` (every non-system block for
@@ -266,6 +484,260 @@ impl PoolState {
         leaks.sort_by_key(|l| l.address);
         leaks
     }
+}
+
+impl Drop for PoolState {
+    fn drop(&mut self) {
+        // Slots and canary memory go back; nobody is left to report to.
+        let _ = self.drain_quarantine();
+    }
+}
+
+/// Ends one block's quarantine.
+fn release_quarantined(tables: &mut PoolTables, old: Quarantined) -> Option<PoolFinding> {
+    match old.backing {
+        Backing::Special(placed) => {
+            special::recycle(&placed);
+            None
+        }
+        Backing::Canary { base, layout } => {
+            tables.quarantine_canary_bytes -= layout.size();
+            // SAFETY: the quarantined block is still allocated, ours alone.
+            let changed = unsafe {
+                special::first_changed(old.address, old.address + old.size, FREED_POISON)
+            };
+            // SAFETY: `base` and `layout` are what `alloc_zeroed` got.
+            unsafe { std::alloc::dealloc(base as *mut u8, layout) };
+            changed.map(|address| PoolFinding::WriteAfterFree {
+                block: old.address,
+                address,
+                tag: old.tag,
+                size: old.size,
+                location: old.location,
+                freed_at: old.freed_at,
+            })
+        }
+        Backing::Host { .. } => None,
+    }
+}
+
+/// A plain host block (fast pool).
+fn host_block(size: usize, minimal: bool) -> Option<(Backing, usize)> {
+    let (layout, offset) = if minimal {
+        // 32-aligned base + 16: 16-aligned, never 32-aligned.
+        (Layout::from_size_align(size + 16, 32).ok()?, 16)
+    } else {
+        let align = if size >= PAGE_SIZE { PAGE_SIZE } else { 16 };
+        (Layout::from_size_align(size, align).ok()?, 0)
+    };
+    // SAFETY: `layout` has a non-zero size.
+    let base = unsafe { std::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
+        return None;
+    }
+    let base = base as usize;
+    Some((Backing::Host { base, layout }, base + offset))
+}
+
+/// A host block with patterned canaries before and after it (the special
+/// pool's fallback).
+fn canary_block(size: usize, minimal: bool) -> Option<(Backing, usize)> {
+    let (align, lead) = match (minimal, size >= PAGE_SIZE) {
+        (true, _) => (32, CANARY + 16),
+        (false, true) => (PAGE_SIZE, PAGE_SIZE),
+        (false, false) => (16, CANARY),
+    };
+    let total = lead + size.next_multiple_of(16) + CANARY;
+    let layout = Layout::from_size_align(total, align).ok()?;
+    // SAFETY: `layout` has a non-zero size.
+    let base = unsafe { std::alloc::alloc_zeroed(layout) };
+    if base.is_null() {
+        return None;
+    }
+    let base = base as usize;
+    let block = base + lead;
+    // SAFETY: `[base, block)` and `[block + size, base + total)` lie in the
+    // fresh allocation.
+    unsafe { (base as *mut u8).write_bytes(SLACK_PATTERN, lead) };
+    // SAFETY: as above.
+    unsafe { ((block + size) as *mut u8).write_bytes(SLACK_PATTERN, total - lead - size) };
+    Some((Backing::Canary { base, layout }, block))
+}
+
+impl Kernel {
+    /// Frees a block of `kind` (the sim's own frees of kernel objects);
+    /// memory corruption found on the way is a bugcheck.
+    pub(crate) fn free_block(
+        &self,
+        address: usize,
+        kind: LeakKind,
+        freed_at: Option<&'static Location<'static>>,
+    ) -> Result<(), FreeError> {
+        self.free_block_checked(
+            address,
+            |info| {
+                if info.kind == kind { Ok(()) } else { Err(()) }
+            },
+            freed_at,
+        )
+        .map_err(|error| match error {
+            FreeError::Refused(()) => match self.pool.kind_of(address) {
+                Some(actual) => FreeError::WrongKind(actual),
+                None => FreeError::Unknown,
+            },
+            FreeError::DoubleFree => FreeError::DoubleFree,
+            FreeError::Unknown => FreeError::Unknown,
+            FreeError::WrongKind(k) => FreeError::WrongKind(k),
+        })
+    }
+
+    /// Frees the block at `address` if `check` accepts its bookkeeping;
+    /// memory corruption found on the way is a bugcheck (after the free).
+    pub(crate) fn free_block_checked<R>(
+        &self,
+        address: usize,
+        check: impl FnOnce(BlockInfo) -> Result<(), R>,
+        freed_at: Option<&'static Location<'static>>,
+    ) -> Result<(), FreeError<R>> {
+        let findings = self.pool.free_inner(address, check, freed_at)?;
+        for finding in findings.into_iter().flatten() {
+            self.report_pool_finding(finding, freed_at);
+        }
+        Ok(())
+    }
+
+    /// Ends the pool's quarantine (session end), reporting writes after
+    /// free found in canary blocks.
+    pub(crate) fn drain_pool_quarantine(&self) {
+        for finding in self.pool.drain_quarantine() {
+            self.report_pool_finding(finding, None);
+        }
+    }
+
+    fn report_pool_finding(
+        &self,
+        finding: PoolFinding,
+        freed_at: Option<&'static Location<'static>>,
+    ) {
+        match finding {
+            PoolFinding::Slack {
+                block,
+                corruption,
+                tag,
+                location,
+            } => {
+                let (p4, side) = if corruption.after_end {
+                    (c1::BYTES_AFTER_END_CORRUPTED, "after its end")
+                } else {
+                    (c1::NEARBY_BYTES_CORRUPTED, "before its start")
+                };
+                let site = location.map_or(String::new(), |l| format!(", allocated at {l}"));
+                self.bugcheck_at(
+                    SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                    [block as u64, corruption.address as u64, 0, p4],
+                    format!(
+                        "a pool block (tag '{}'{site}) was freed with bytes {side} overwritten                          (at {:#x})",
+                        super::verifier::tag_to_string(tag),
+                        corruption.address
+                    ),
+                    freed_at,
+                );
+            }
+            PoolFinding::WriteAfterFree {
+                block,
+                address,
+                tag,
+                size,
+                location,
+                freed_at: block_freed_at,
+            } => {
+                let allocated = location.map_or(String::new(), |l| format!(", allocated at {l}"));
+                let freed = block_freed_at.map_or(String::new(), |l| format!(", freed at {l}"));
+                self.bugcheck_at(
+                    PAGE_FAULT_IN_FREED_SPECIAL_POOL,
+                    [address as u64, 1, 0, 0],
+                    format!(
+                        "a freed pool block (tag '{}', {size} bytes at {block:#x}{allocated}                         {freed}) was written after its free (at {address:#x}; found when it                          left quarantine: this host has no guard pages for it)",
+                        super::verifier::tag_to_string(tag)
+                    ),
+                    block_freed_at,
+                );
+            }
+        }
+    }
+}
+
+// === Resident memory ===
+
+/// Raises 0xC4/0xE1 when the dispatcher object or spin lock at `object`
+/// (`size` bytes) lies in paged pool: the kernel touches these at
+/// DISPATCH_LEVEL, so they must be resident (KeInitializeEvent,
+/// KeInitializeSpinLock: "storage for … resident"). Returns whether it is
+/// resident. Any IRQL; no-op outside a session or with the verifier off.
+pub(crate) fn check_sync_object_resident(
+    object: usize,
+    size: usize,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    super::session::try_with_current(|k| {
+        if !k.verifying() {
+            return true;
+        }
+        let Some((start, block_size)) = k.pool.paged_block_overlapping(object, size) else {
+            return true;
+        };
+        k.bugcheck_at(
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [c4::SYNC_OBJECT_PAGEABLE, object as u64, 0, 0],
+            format!(
+                "{routine} on a synchronization object at {object:#x}, inside paged pool \
+                 ({block_size} bytes at {start:#x}): it must be in resident memory"
+            ),
+            Some(location),
+        );
+        false
+    })
+    .unwrap_or(true)
+}
+
+/// Raises 0x0A IRQL_NOT_LESS_OR_EQUAL when a sim routine (kernel code) is
+/// handed pageable memory (`len` bytes at `address`, read or `write`)
+/// while the caller runs at DISPATCH_LEVEL or above: the page may be out
+/// and cannot be brought in there (Driver Verifier's Force IRQL Checking
+/// trims it to make that certain). Returns whether the access is
+/// acceptable. Any IRQL; no-op outside a session or with the verifier off.
+pub(crate) fn check_resident_at_irql(
+    address: usize,
+    len: usize,
+    write: bool,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    let irql = irql::current();
+    if irql < DISPATCH_LEVEL {
+        return true;
+    }
+    super::session::try_with_current(|k| {
+        if !k.verifying() {
+            return true;
+        }
+        let Some((start, size)) = k.pool.paged_block_overlapping(address, len.max(1)) else {
+            return true;
+        };
+        k.bugcheck_at(
+            super::verifier::IRQL_NOT_LESS_OR_EQUAL,
+            [address as u64, u64::from(irql), u64::from(write), 0],
+            format!(
+                "{routine} at IRQL {irql} was handed paged pool ({} at {address:#x}, in the \
+                 {size}-byte paged block at {start:#x})",
+                if write { "a write" } else { "a read" }
+            ),
+            Some(location),
+        );
+        false
+    })
+    .unwrap_or(true)
 }
 
 /// A pool tag from its four characters as written in memory (poolmon
@@ -353,8 +825,34 @@ pub unsafe fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULO
                 return core::ptr::null_mut();
             }
         }
-        // Documented failures: tag 0, no or both pool kinds.
-        if Tag == 0 || paged == nonpaged {
+        // Tag 0 makes ExAllocatePool2 return NULL (its documented
+        // failure); the verifier raises 0xC2/0x9B for it, and 0xC2/0x9D for
+        // a tag without a letter or digit (both untrackable), stricter
+        // than a silent NULL (docs/sim-memory.md).
+        let bad_tag = if Tag == 0 {
+            Some((c2::ZERO_TAG, "a pool allocation with tag 0"))
+        } else if !Tag.to_le_bytes().iter().any(u8::is_ascii_alphanumeric) {
+            Some((
+                c2::TAG_WITHOUT_LETTERS,
+                "a pool allocation with a tag that contains no letter or digit",
+            ))
+        } else {
+            None
+        };
+        if let Some((code, what)) = bad_tag {
+            if k.verifying() {
+                let parameters = if code == c2::ZERO_TAG {
+                    [code, pool_type, NumberOfBytes, 0]
+                } else {
+                    [code, u64::from(Tag), pool_type, 0]
+                };
+                k.bugcheck_at(BAD_POOL_CALLER, parameters, what, Some(location));
+            }
+            k.pool.note_failure();
+            return core::ptr::null_mut();
+        }
+        // Documented failures: no or both pool kinds.
+        if paged == nonpaged {
             k.pool.note_failure();
             return core::ptr::null_mut();
         }
@@ -450,20 +948,21 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
             }
             Ok(())
         };
-        let (code, parameters, description) = match k.pool.free_checked(address, refusal) {
-            Ok(()) => return,
-            Err(FreeError::Refused(refused)) => refused,
-            Err(FreeError::DoubleFree) => (
-                BAD_POOL_CALLER,
-                [c2::DOUBLE_FREE, 0, 0, address as u64],
-                "pool freed twice".into(),
-            ),
-            Err(FreeError::Unknown | FreeError::WrongKind(_)) => (
-                BAD_POOL_CALLER,
-                [c2::BAD_ADDRESS, address as u64, 0, 0],
-                "free of an address that is not a pool block".into(),
-            ),
-        };
+        let (code, parameters, description) =
+            match k.free_block_checked(address, refusal, Some(location)) {
+                Ok(()) => return,
+                Err(FreeError::Refused(refused)) => refused,
+                Err(FreeError::DoubleFree) => (
+                    BAD_POOL_CALLER,
+                    [c2::DOUBLE_FREE, 0, 0, address as u64],
+                    "pool freed twice".into(),
+                ),
+                Err(FreeError::Unknown | FreeError::WrongKind(_)) => (
+                    BAD_POOL_CALLER,
+                    [c2::BAD_ADDRESS, address as u64, 0, 0],
+                    "free of an address that is not a pool block".into(),
+                ),
+            };
         k.bugcheck_at(code, parameters, description, Some(location));
     });
 }
@@ -484,4 +983,116 @@ pub unsafe fn ExFreePool(P: PVOID) {
 #[track_caller]
 pub unsafe fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
     free_pool(P, Some(Tag));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canary_pool() -> PoolState {
+        let mut pool = PoolState::new(PoolPolicy::Special);
+        pool.canary_only = true;
+        pool
+    }
+
+    fn allocate(pool: &PoolState, size: usize) -> usize {
+        let p = pool.allocate(size, 0x7473_6554, LeakKind::Pool, false, 1, false, None);
+        assert!(!p.is_null());
+        p as usize
+    }
+
+    fn free(pool: &PoolState, address: usize) -> Result<Findings, FreeError<()>> {
+        pool.free_inner(address, |_| Ok::<(), ()>(()), None)
+    }
+
+    #[test]
+    fn canary_blocks_are_aligned_zeroed_and_free_clean() {
+        let pool = canary_pool();
+        for size in [1, 20, 4096, 5000] {
+            let p = allocate(&pool, size);
+            assert_eq!(p % 16, 0);
+            if size >= PAGE_SIZE {
+                assert_eq!(p % PAGE_SIZE, 0);
+            }
+            // SAFETY: `size` bytes of the live block.
+            let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, size) };
+            assert!(bytes.iter().all(|&b| b == 0));
+            assert!(matches!(free(&pool, p), Ok([None, None])));
+        }
+        pool.minimal_alignment.store(true, Ordering::Relaxed);
+        let p = allocate(&pool, 40);
+        assert_eq!(p % 32, 16);
+        assert!(matches!(free(&pool, p), Ok([None, None])));
+        assert!(pool.drain_quarantine().is_empty());
+    }
+
+    #[test]
+    fn canary_overrun_and_underrun_are_found_at_free() {
+        let pool = canary_pool();
+        let p = allocate(&pool, 20);
+        // SAFETY: inside the trailing canary of the live allocation.
+        unsafe { ((p + 21) as *mut u8).write(0) };
+        match free(&pool, p) {
+            Ok(
+                [
+                    Some(PoolFinding::Slack {
+                        block, corruption, ..
+                    }),
+                    None,
+                ],
+            ) => {
+                assert_eq!(block, p);
+                assert_eq!(corruption.address, p + 21);
+                assert!(corruption.after_end);
+            }
+            other => panic!("{other:?}"),
+        }
+        let p = allocate(&pool, 64);
+        // SAFETY: inside the leading canary of the live allocation.
+        unsafe { ((p - 3) as *mut u8).write(0) };
+        match free(&pool, p) {
+            Ok([Some(PoolFinding::Slack { corruption, .. }), None]) => {
+                assert_eq!(corruption.address, p - 3);
+                assert!(!corruption.after_end);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_canary_block_written_after_free_is_found_when_it_leaves_quarantine() {
+        let pool = canary_pool();
+        let p = allocate(&pool, 48);
+        assert!(matches!(free(&pool, p), Ok([None, None])));
+        // SAFETY: the freed block stays allocated while quarantined (the
+        // deliberate bug: a write after free).
+        unsafe { ((p + 5) as *mut u8).write(0x42) };
+        assert!(matches!(free(&pool, p), Err(FreeError::DoubleFree)));
+        match pool.drain_quarantine().as_slice() {
+            [
+                PoolFinding::WriteAfterFree {
+                    block,
+                    address,
+                    size,
+                    ..
+                },
+            ] => {
+                assert_eq!((*block, *address, *size), (p, p + 5, 48));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_quarantine_is_bounded_and_recycles_in_order() {
+        let pool = PoolState::new(PoolPolicy::Special);
+        let first = allocate(&pool, 16);
+        assert!(free(&pool, first).is_ok());
+        for _ in 0..QUARANTINE_BLOCKS {
+            let p = allocate(&pool, 16);
+            assert_ne!(p, first, "reused while quarantined");
+            assert!(free(&pool, p).is_ok());
+        }
+        assert_eq!(lock(&pool.tables).quarantine.len(), QUARANTINE_BLOCKS);
+    }
 }

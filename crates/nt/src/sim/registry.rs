@@ -33,6 +33,7 @@ use std::sync::Mutex;
 
 use super::ffi::*;
 use super::object::require_passive_for_zw;
+use super::pool::check_resident_at_irql;
 use super::session::{HandleEntry, Kernel, Session, current, lock};
 use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, c4};
 use crate::status::*;
@@ -246,7 +247,24 @@ fn malformed(kernel: &Kernel, string: PCUNICODE_STRING, location: &'static Locat
 /// # Safety
 /// `DestinationString` must be writable; `SourceString` null or a
 /// NUL-terminated wide string that outlives its use.
+#[track_caller]
 pub unsafe fn RtlInitUnicodeString(DestinationString: PUNICODE_STRING, SourceString: PCWSTR) {
+    let location = Location::caller();
+    // Reading a pageable string above APC_LEVEL: 0x0A under the verifier.
+    check_resident_at_irql(
+        SourceString as usize,
+        2,
+        false,
+        "RtlInitUnicodeString",
+        location,
+    );
+    check_resident_at_irql(
+        DestinationString as usize,
+        core::mem::size_of::<UNICODE_STRING>(),
+        true,
+        "RtlInitUnicodeString",
+        location,
+    );
     let mut units = 0usize;
     if !SourceString.is_null() {
         // SAFETY: the caller guarantees a NUL-terminated string: every unit

@@ -217,6 +217,22 @@ pub(crate) fn try_with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> Option<R
     CURRENT.with(|c| c.borrow().as_ref().map(f))
 }
 
+/// The configuration of this thread's current session, for the special
+/// pool's fault handler: no allocation, no blocking (a borrow or lock that
+/// is taken gives `None`).
+pub(crate) fn config_for_fault_report() -> Option<SimConfig> {
+    CURRENT
+        .try_with(|c| {
+            let current = c.try_borrow().ok()?;
+            let kernel = current.as_ref()?;
+            let mut config = *kernel.config.try_lock().ok()?;
+            config.verifier = kernel.options();
+            Some(config)
+        })
+        .ok()
+        .flatten()
+}
+
 /// Replaces this thread's current session; returns the previous one.
 pub(crate) fn replace_current(kernel: Option<Arc<Kernel>>) -> Option<Arc<Kernel>> {
     set_current(kernel)
@@ -238,6 +254,7 @@ where
 {
     let kernel = Arc::clone(kernel);
     std::thread::Builder::new().name(name).spawn(move || {
+        super::special::prepare_thread();
         set_current(Some(kernel));
         f();
         set_current(None);
@@ -266,7 +283,7 @@ impl Kernel {
             faults: Faults::default(),
             callouts,
             completion,
-            pool: PoolState::default(),
+            pool: PoolState::new(config.pool),
             io: super::io::IoState::default(),
             locks,
             schedule,
@@ -481,6 +498,7 @@ impl Session {
 
     /// Boots a session with exactly `config`.
     pub fn boot_config(config: SimConfig) -> Session {
+        super::special::prepare_thread();
         let kernel = Arc::new(Kernel::new(config));
         let previous = set_current(Some(Arc::clone(&kernel)));
         Session {
@@ -498,6 +516,7 @@ impl Session {
     /// Makes this session current on the calling thread (for threads the
     /// test creates itself) until the guard is dropped.
     pub fn enter(&self) -> EnterGuard {
+        super::special::prepare_thread();
         EnterGuard {
             previous: set_current(Some(Arc::clone(&self.kernel))),
         }
@@ -617,6 +636,7 @@ impl Session {
     /// returns the final report.
     pub fn finish(mut self) -> VerifierReport {
         self.finished = true;
+        self.kernel.drain_pool_quarantine();
         let leaks = self.kernel.pool.live_leaks(None);
         self.kernel.record_leaks(leaks);
         self.kernel.report()

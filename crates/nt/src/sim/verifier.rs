@@ -13,6 +13,8 @@
 use std::fmt;
 use std::panic::Location;
 
+/// `PAGE_FAULT_IN_NONPAGED_AREA` (a special-pool address no block owns).
+pub const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// `IRQL_NOT_GREATER_OR_EQUAL`.
 pub const IRQL_NOT_GREATER_OR_EQUAL: u32 = 0x09;
 /// `IRQL_NOT_LESS_OR_EQUAL`.
@@ -29,12 +31,18 @@ pub const MULTIPLE_IRP_COMPLETE_REQUESTS: u32 = 0x44;
 pub const CANCEL_STATE_IN_COMPLETED_IRP: u32 = 0x48;
 /// `ATTEMPTED_SWITCH_FROM_DPC`.
 pub const ATTEMPTED_SWITCH_FROM_DPC: u32 = 0xB8;
+/// `SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION`: found when a block is freed.
+pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
 /// `BAD_POOL_CALLER`.
 pub const BAD_POOL_CALLER: u32 = 0xC2;
 /// `DRIVER_VERIFIER_DETECTED_VIOLATION`.
 pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 /// `DRIVER_VERIFIER_IOMANAGER_VIOLATION`.
 pub const DRIVER_VERIFIER_IOMANAGER_VIOLATION: u32 = 0xC9;
+/// `PAGE_FAULT_IN_FREED_SPECIAL_POOL`: an access to a freed block.
+pub const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
+/// `PAGE_FAULT_BEYOND_END_OF_ALLOCATION`: an access past a block's end.
+pub const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xCD;
 /// `DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS`.
 pub const DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: u32 = 0xCE;
 /// `INVALID_KERNEL_HANDLE` (an invalid handle passed to `ZwClose`).
@@ -85,6 +93,9 @@ pub mod c4 {
     pub const ACQUIRE_ABOVE_DISPATCH: u64 = 0x42;
     /// A driver unloads without freeing its pool allocations.
     pub const POOL_LEAK_AT_UNLOAD: u64 = 0x62;
+    /// A dispatcher object or spin lock in pageable (or invalid) memory
+    /// (P2 the object).
+    pub const SYNC_OBJECT_PAGEABLE: u64 = 0xE1;
     /// `MmBuildMdlForNonPagedPool` on an MDL whose pages are paged pool.
     pub const BUILD_MDL_FOR_PAGED_POOL: u64 = 0x7F;
     /// `KeSetEvent` above DISPATCH_LEVEL.
@@ -199,6 +210,14 @@ pub mod worker {
     pub const INVALID_ROUTINE: u64 = 0x7;
 }
 
+/// Parameter-4 subcodes of 0xC1 the sim raises.
+pub mod c1 {
+    /// Freed, but bytes before the block on its page were overwritten.
+    pub const NEARBY_BYTES_CORRUPTED: u64 = 0x23;
+    /// Freed, but bytes after the end of the block were overwritten.
+    pub const BYTES_AFTER_END_CORRUPTED: u64 = 0x24;
+}
+
 /// Parameter-1 subcodes of 0xC2 the sim raises.
 pub mod c2 {
     /// Free of pool already freed.
@@ -207,13 +226,17 @@ pub mod c2 {
     pub const WRONG_TAG: u64 = 0x0A;
     /// Free of an address that was never pool.
     pub const BAD_ADDRESS: u64 = 0x99;
-    /// Allocation with tag 0.
+    /// Allocation with tag 0 (P2 pool type, P3 bytes, P4 caller).
     pub const ZERO_TAG: u64 = 0x9B;
+    /// Allocation with a tag that has no letter or digit (P2 tag, P3 pool
+    /// type, P4 caller).
+    pub const TAG_WITHOUT_LETTERS: u64 = 0x9D;
 }
 
 /// The symbolic name of a bugcheck code.
 pub fn bugcheck_name(code: u32) -> &'static str {
     match code {
+        PAGE_FAULT_IN_NONPAGED_AREA => "PAGE_FAULT_IN_NONPAGED_AREA",
         IRQL_NOT_GREATER_OR_EQUAL => "IRQL_NOT_GREATER_OR_EQUAL",
         IRQL_NOT_LESS_OR_EQUAL => "IRQL_NOT_LESS_OR_EQUAL",
         SPIN_LOCK_ALREADY_OWNED => "SPIN_LOCK_ALREADY_OWNED",
@@ -222,12 +245,15 @@ pub fn bugcheck_name(code: u32) -> &'static str {
         MULTIPLE_IRP_COMPLETE_REQUESTS => "MULTIPLE_IRP_COMPLETE_REQUESTS",
         CANCEL_STATE_IN_COMPLETED_IRP => "CANCEL_STATE_IN_COMPLETED_IRP",
         ATTEMPTED_SWITCH_FROM_DPC => "ATTEMPTED_SWITCH_FROM_DPC",
+        SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
         BAD_POOL_CALLER => "BAD_POOL_CALLER",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         DRIVER_VERIFIER_IOMANAGER_VIOLATION => "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
         DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS => {
             "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS"
         }
+        PAGE_FAULT_IN_FREED_SPECIAL_POOL => "PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        PAGE_FAULT_BEYOND_END_OF_ALLOCATION => "PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
         INVALID_KERNEL_HANDLE => "INVALID_KERNEL_HANDLE",
         WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         WORKER_INVALID => "WORKER_INVALID",

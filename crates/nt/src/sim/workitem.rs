@@ -390,7 +390,7 @@ pub unsafe fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM) {
         }
         state.items.remove(&item);
     }
-    match k.pool.free(item, LeakKind::WorkItem) {
+    match k.free_block(item, LeakKind::WorkItem, Some(location)) {
         Ok(()) => {}
         Err(FreeError::DoubleFree) => k.bugcheck_at(
             BAD_POOL_CALLER,
