@@ -220,6 +220,7 @@ pub(crate) fn try_with_current<R>(f: impl FnOnce(&Arc<Kernel>) -> R) -> Option<R
 /// The configuration of this thread's current session, for the special
 /// pool's fault handler: no allocation, no blocking (a borrow or lock that
 /// is taken gives `None`).
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) fn config_for_fault_report() -> Option<SimConfig> {
     CURRENT
         .try_with(|c| {

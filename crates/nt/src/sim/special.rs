@@ -123,6 +123,7 @@ pub(crate) use imp::{allocate, prepare_thread, recycle, retire};
 
 /// What the fault handler prints about a block (kept in the slot table).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct BlockFacts {
     pub(crate) tag: u32,
     pub(crate) site: Option<&'static Location<'static>>,
