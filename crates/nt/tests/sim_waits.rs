@@ -144,8 +144,10 @@ unsafe extern "C" fn user_mode_wait_on_stack(context: PVOID) {
             &mut timeout,
         )
     };
-    // SAFETY: the context is the test's sender, alive until it receives.
-    let sender = unsafe { &*context.cast::<mpsc::Sender<(usize, NTSTATUS)>>() };
+    // SAFETY: the context is a boxed sender the test handed over to this
+    // thread (a sender on the test's stack could be gone while `send` still
+    // runs: the test returns as soon as it has received).
+    let sender = unsafe { Box::from_raw(context.cast::<mpsc::Sender<(usize, NTSTATUS)>>()) };
     let _ = sender.send((&raw mut event as usize, status));
 }
 
@@ -154,8 +156,8 @@ fn a_user_mode_wait_on_a_kernel_stack_object_is_c4_123() {
     let session = never_interrupted();
     let (sender, receiver) = mpsc::channel::<(usize, NTSTATUS)>();
     let mut handle: HANDLE = core::ptr::null_mut();
-    // SAFETY: PASSIVE_LEVEL; the sender outlives the thread's use of it
-    // (the test waits for its message).
+    let thread_sender = Box::into_raw(Box::new(sender.clone()));
+    // SAFETY: PASSIVE_LEVEL; the thread owns its boxed sender.
     let status = unsafe {
         PsCreateSystemThread(
             &mut handle,
@@ -164,7 +166,7 @@ fn a_user_mode_wait_on_a_kernel_stack_object_is_c4_123() {
             core::ptr::null_mut(),
             core::ptr::null_mut(),
             Some(user_mode_wait_on_stack),
-            (&raw const sender).cast_mut().cast(),
+            thread_sender.cast(),
         )
     };
     assert_eq!(status, STATUS_SUCCESS);
