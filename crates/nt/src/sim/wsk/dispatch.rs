@@ -713,6 +713,21 @@ unsafe extern "C" fn wsk_control_socket(
             }
             Err(status) => Decision::Done(status, 0),
         },
+        (WskIoctl, SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, _) => {
+            if kind != Kind::Connection {
+                Decision::Done(STATUS_INVALID_PARAMETER, 0)
+            } else {
+                match socket.state().ideal_send_backlog() {
+                    Some(size) => {
+                        output = (size as SIZE_T).to_ne_bytes().to_vec();
+                        Decision::Done(STATUS_SUCCESS, 0)
+                    }
+                    // "must do so after the connection-oriented socket has
+                    // been connected".
+                    None => Decision::Done(STATUS_INVALID_DEVICE_STATE, 0),
+                }
+            }
+        }
         _ => Decision::Done(STATUS_NOT_SUPPORTED, 0),
     };
     let decision = match decision {

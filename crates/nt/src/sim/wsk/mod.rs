@@ -57,10 +57,33 @@
 //!   re-arms the receive event after STATUS_DATA_NOT_ACCEPTED or a partial
 //!   accept. `WSK_FLAG_DRAIN` needs a zero length and completes on
 //!   disconnect. Unknown flags: STATUS_NOT_SUPPORTED.
+//! - **Send completion.** Under [`SendCompletion::Acknowledged`](super::SendCompletion)
+//!   (the default) a `WskSend` completes once the peer has acknowledged all
+//!   its bytes, as documented ("WSK does not perform any buffering of data
+//!   when it sends data"): the provider writes the bytes to the host socket
+//!   and watches the host's count of unacknowledged bytes (see `host`),
+//!   looking again every 50 us to 2 ms while sends wait. So one send at a
+//!   time is bound by round trips, as on Windows, and a peer that does not
+//!   read stalls sends once its window is full. A send whose bytes are all
+//!   written is no longer cancellable; at close or on a connection error it
+//!   completes with STATUS_CANCELLED or the error and `Information` = its
+//!   bytes the peer acknowledged. `SendCompletion::Copied` is the lenient
+//!   alternative (complete when the host took the bytes), kept as a named
+//!   policy; hosts that cannot count unacknowledged bytes (Windows hosts)
+//!   get it whatever the policy, with a note on stderr.
+//! - **Ideal send backlog.** `SIO_WSK_QUERY_IDEAL_SEND_BACKLOG` (WskIoctl,
+//!   IRP required, connected connection sockets) returns the host
+//!   transport's congestion window (where the host tells it, else its send
+//!   buffer size): the bytes to keep outstanding. `WskSendBacklogEvent`,
+//!   when enabled, is raised whenever that value changes.
 //! - **Disconnect.** A graceful `WskDisconnect` queues behind the sends
 //!   before it, sends its own buffer, then shuts the write side down (FIN)
-//!   and completes; later sends get STATUS_INVALID_DEVICE_STATE; receives
-//!   keep working. `WSK_FLAG_ABORTIVE` resets the connection (RST) at once.
+//!   and completes when the transport finished ("fully completed by the
+//!   transport protocol": under `Acknowledged`, once its bytes and the FIN
+//!   are acknowledged, so it may never complete against a peer whose
+//!   window stays closed); later sends get STATUS_INVALID_DEVICE_STATE;
+//!   receives keep working. `WSK_FLAG_ABORTIVE` resets the connection (RST)
+//!   at once.
 //! - **Close.** `WskCloseSocket` completes every pending request of the
 //!   socket with STATUS_CANCELLED, discards the data the provider holds
 //!   unread, closes the host socket, and completes its own IRP once no
@@ -138,8 +161,7 @@
 //!   is not a WSK option. `WskBind` applies Windows' address-sharing table
 //!   among the session's sockets ("Sharing Transport Addresses", with the
 //!   access checks denied) before the host's own rules. Disabling a static
-//!   callback: STATUS_INVALID_PARAMETER. `WskSendBacklogEvent` can be
-//!   enabled but is never raised.
+//!   callback: STATUS_INVALID_PARAMETER.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
 //!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
 //!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than
@@ -182,6 +204,7 @@
 pub mod buf;
 mod dispatch;
 pub mod errors;
+mod host;
 mod reactor;
 mod socket;
 
@@ -199,6 +222,8 @@ use crate::types::*;
 use crate::wsk::*;
 use reactor::Reactor;
 use socket::Socket;
+
+pub use host::acknowledgement_observable;
 
 /// Bugcheck parameters of the WSK misuses the sim's verifier catches.
 ///

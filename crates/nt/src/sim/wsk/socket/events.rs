@@ -72,6 +72,15 @@ impl Socket {
                 };
                 self.after_callback(WSK_EVENT_RECEIVE, |_, _| {});
             }
+            Callback::SendBacklog {
+                routine,
+                context,
+                size,
+            } => {
+                // SAFETY: the client's WskSendBacklogEvent.
+                let _ = unsafe { routine(context as PVOID, size as SIZE_T) };
+                self.after_callback(WSK_EVENT_SEND_BACKLOG, |_, _| {});
+            }
             Callback::Disconnect {
                 routine,
                 context,
@@ -250,16 +259,35 @@ impl SockState {
         }
         let enabled = self.enabled();
         let table = self.dispatch as *const WSK_CLIENT_CONNECTION_DISPATCH;
-        let (receive, disconnect) = if table.is_null() {
-            (None, None)
+        let (receive, disconnect, backlog) = if table.is_null() {
+            (None, None, None)
         } else {
             // SAFETY: the client's connection dispatch stays valid while the
             // socket is open (WSK contract).
             let table = unsafe { core::ptr::read_unaligned(table) };
-            (table.WskReceiveEvent, table.WskDisconnectEvent)
+            (
+                table.WskReceiveEvent,
+                table.WskDisconnectEvent,
+                table.WskSendBacklogEvent,
+            )
         };
         let receive = receive.filter(|_| enabled & WSK_EVENT_RECEIVE != 0);
         let disconnect = disconnect.filter(|_| enabled & WSK_EVENT_DISCONNECT != 0);
+        if let Some(routine) = backlog.filter(|_| enabled & WSK_EVENT_SEND_BACKLOG != 0)
+            && let Some(size) = self.ideal_send_backlog()
+            && self.backlog_reported != Some(size)
+        {
+            // "called ... when the ideal send backlog size changes".
+            self.backlog_reported = Some(size);
+            self.callbacks_running += 1;
+            self.running_events |= WSK_EVENT_SEND_BACKLOG;
+            out.callbacks.push(Callback::SendBacklog {
+                routine,
+                context: self.context,
+                size,
+            });
+            return;
+        }
         if let Some(routine) = receive
             && self.receives.is_empty()
             && !self.suppressed
@@ -504,6 +532,9 @@ impl SockState {
         }
         if mask & self.running_events & WSK_EVENT_RECEIVE_FROM != 0 {
             self.rearmed_during_callback = true;
+        }
+        if mask & WSK_EVENT_SEND_BACKLOG != 0 {
+            self.backlog_reported = self.ideal_send_backlog();
         }
         self.events |= mask;
         out.kick = true;

@@ -30,7 +30,7 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use socket2::{Domain, SockRef, Type};
 
 use super::super::access::{irp_cancel, sl_arguments};
-use super::super::config::{DatagramTruncation, WskPolicy};
+use super::super::config::{DatagramTruncation, SendCompletion, WskPolicy};
 use super::super::ffi::*;
 use super::super::io::{
     IO_NETWORK_INCREMENT, IoGetCurrentIrpStackLocation, IoMarkIrpPending, IoReleaseCancelSpinLock,
@@ -40,6 +40,7 @@ use super::super::session::{current, lock};
 use super::super::verifier::{Leak, LeakKind};
 use super::buf::{BufRef, DataIndication, Datagram, DatagramIndication};
 use super::errors::{EINPROGRESS, is_transient, status_from_io};
+use super::host;
 use super::reactor::Job;
 use super::{Client, SocketFault, WskState, dispatch, state_of};
 use crate::status::*;
@@ -69,6 +70,10 @@ const DATAGRAM_CHAIN: usize = 32;
 const DATAGRAM_MAX: usize = 64 * 1024;
 /// Accept callbacks per progress round.
 const ACCEPTS_PER_ROUND: usize = 16;
+/// The first and the longest wait between two looks at a connection's
+/// acknowledgements while sends wait for them.
+const ACK_INTERVAL_MIN: Duration = Duration::from_micros(50);
+const ACK_INTERVAL_MAX: Duration = Duration::from_millis(2);
 /// Unread bytes a close discards from the host while looking for the
 /// peer's FIN (past that, the close is abortive).
 const CLOSE_DRAIN_MAX: usize = 16 << 20;
@@ -151,6 +156,26 @@ struct SendOp {
     sent: usize,
     kind: SendKind,
     armed: bool,
+}
+
+/// A send whose bytes are all written to the host, waiting for the peer's
+/// acknowledgement (`SendCompletion::Acknowledged`). No longer cancellable.
+struct Unacked {
+    irp: usize,
+    /// `SockState::written` once its last byte was written.
+    end: u64,
+    /// Its length.
+    len: usize,
+    kind: SendKind,
+}
+
+impl Unacked {
+    /// How many of its bytes are acknowledged when `acked` bytes of the
+    /// stream are.
+    fn acked_of(&self, acked: u64) -> usize {
+        let start = self.end - self.len as u64;
+        (acked.saturating_sub(start) as usize).min(self.len)
+    }
 }
 
 struct AcceptOp {
@@ -283,6 +308,11 @@ enum Callback {
         context: usize,
         flags: ULONG,
     },
+    SendBacklog {
+        routine: unsafe extern "C" fn(PVOID, SIZE_T) -> NTSTATUS,
+        context: usize,
+        size: usize,
+    },
     Accept {
         routine: AcceptRoutine,
         context: usize,
@@ -343,7 +373,22 @@ pub(crate) struct SockState {
     /// disconnect callback).
     peer_error: bool,
     disconnect_requested: bool,
+    /// Our FIN was sent (`shutdown(Write)`).
     shutdown_done: bool,
+    /// The graceful `WskDisconnect` completed (under `Acknowledged`: our
+    /// FIN was acknowledged).
+    disconnect_done: bool,
+    /// Bytes written to the host stream so far.
+    written: u64,
+    /// Sends written out, waiting for the peer's acknowledgement, in order.
+    unacked: VecDeque<Unacked>,
+    /// When the provider looks at the acknowledgements next, and how long
+    /// it waits between looks (grows while nothing moves).
+    ack_check_at: Option<Instant>,
+    ack_interval: Duration,
+    /// The ideal send backlog last reported to `WskSendBacklogEvent` (or
+    /// seen when the event was enabled).
+    backlog_reported: Option<usize>,
     disconnect_indicated: bool,
     suppressed: bool,
     retained: HashMap<usize, Retained>,
@@ -607,6 +652,12 @@ impl Socket {
             peer_error: false,
             disconnect_requested: false,
             shutdown_done: false,
+            disconnect_done: false,
+            written: 0,
+            unacked: VecDeque::new(),
+            ack_check_at: None,
+            ack_interval: ACK_INTERVAL_MIN,
+            backlog_reported: None,
             disconnect_indicated: false,
             suppressed: false,
             retained: HashMap::new(),
@@ -1046,6 +1097,10 @@ impl SockState {
                 out.push((op.irp, STATUS_CANCELLED, op.filled));
             }
         }
+        let acked = self.acked_watermark();
+        for wait in std::mem::take(&mut self.unacked) {
+            out.push((wait.irp, STATUS_CANCELLED, wait.acked_of(acked)));
+        }
         for mut op in std::mem::take(&mut self.sends) {
             if take(op.irp, &mut op.armed) {
                 out.push((op.irp, STATUS_CANCELLED, op.sent));
@@ -1134,6 +1189,7 @@ impl SockState {
                     let mut budget = self.budget(out);
                     let mut write_budget = budget;
                     self.flush_sends(&mut write_budget, out);
+                    self.check_acks(out);
                     // Readiness is edge-triggered: read until the host says
                     // "would block" or nobody consumes what was read.
                     loop {

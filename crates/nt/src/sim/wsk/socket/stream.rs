@@ -305,7 +305,12 @@ impl SockState {
                     {
                         return Decision::Done(status, op.sent);
                     }
-                    return Decision::Done(STATUS_SUCCESS, op.sent);
+                    if let Some((status, information)) = self.written_out(&op, out) {
+                        return Decision::Done(status, information);
+                    }
+                    // Waits for the acknowledgement: no longer cancellable.
+                    mark_pending(irp);
+                    return Decision::Queued;
                 }
                 Ok(false) => {}
             }
@@ -350,7 +355,7 @@ impl SockState {
     /// FIN behind unread data (unread data is discarded at close either
     /// way).
     pub(super) fn fully_disconnected(&mut self) -> bool {
-        if !self.shutdown_done || self.error.is_some() {
+        if !self.disconnect_done || self.error.is_some() {
             return false;
         }
         let Host::Stream(stream) = &mut self.host else {
@@ -425,6 +430,7 @@ impl SockState {
         // live and locked.
         let walked = unsafe { op.buf.segments(start, allowed, visit) };
         op.sent += sent;
+        self.written += sent as u64;
         *budget = budget.saturating_sub(op.sent - start);
         walked?;
         if let Some(status) = failure {
@@ -559,12 +565,15 @@ impl SockState {
             match self.write_op(&mut op, budget) {
                 Err(status) => out.complete(op.irp, status, op.sent),
                 Ok(true) => {
-                    let status = if op.kind == SendKind::Disconnect {
-                        self.shutdown_write().err().unwrap_or(STATUS_SUCCESS)
-                    } else {
-                        STATUS_SUCCESS
-                    };
-                    out.complete(op.irp, status, op.sent);
+                    if op.kind == SendKind::Disconnect
+                        && let Err(status) = self.shutdown_write()
+                    {
+                        out.complete(op.irp, status, op.sent);
+                        continue;
+                    }
+                    if let Some((status, information)) = self.written_out(&op, out) {
+                        out.complete(op.irp, status, information);
+                    }
                 }
                 Ok(false) => {
                     if op.sent == 0 && was_armed {
@@ -585,8 +594,157 @@ impl SockState {
     /// (receives only once the buffered data is delivered).
     pub(super) fn fail_requests(&mut self, out: &mut Out) {
         let mut budget = 0;
+        self.check_acks(out);
         self.flush_sends(&mut budget, out);
         self.deliver_receives(out);
+    }
+
+    // --- acknowledgements ---
+
+    /// A send (or a graceful disconnect, FIN included) has all its bytes
+    /// written to the host. Under `SendCompletion::Copied`, or on a host
+    /// that cannot report acknowledgements, it completes now: returns its
+    /// status and byte count. Under `Acknowledged` it waits for the peer's
+    /// acknowledgement ("a call to WskSend will not be completed ... until
+    /// all of the data has actually been sent", and a graceful disconnect
+    /// "is completed only when the disconnect operation is fully completed
+    /// by the transport"): returns `None`, and `check_acks` completes it.
+    pub(super) fn written_out(&mut self, op: &SendOp, out: &mut Out) -> Option<(NTSTATUS, usize)> {
+        let len = op.buf.length;
+        let acknowledged = self.policy.send_completion == SendCompletion::Acknowledged;
+        if acknowledged && !host::acknowledgement_observable() {
+            host::warn_unobservable();
+        }
+        if !acknowledged || !host::acknowledgement_observable() {
+            if op.kind == SendKind::Disconnect {
+                self.disconnect_done = true;
+            }
+            return Some((STATUS_SUCCESS, len));
+        }
+        self.unacked.push_back(Unacked {
+            irp: op.irp,
+            end: self.written,
+            len,
+            kind: op.kind,
+        });
+        if self.unacked.len() == 1 {
+            // Acknowledged already (loopback is quick)? Then it completes
+            // with the call, like any other result known at once.
+            let (acked, fin_acked) = self.acknowledged();
+            if acked >= self.written && (op.kind != SendKind::Disconnect || fin_acked) {
+                self.unacked.clear();
+                if op.kind == SendKind::Disconnect {
+                    self.disconnect_done = true;
+                }
+                return Some((STATUS_SUCCESS, len));
+            }
+        }
+        self.ack_interval = ACK_INTERVAL_MIN;
+        self.schedule_ack_check(out);
+        None
+    }
+
+    /// The host's view now: how many of the bytes written the peer has
+    /// acknowledged, and whether our FIN is acknowledged (false before it
+    /// was sent).
+    fn acknowledged(&self) -> (u64, bool) {
+        let Host::Stream(stream) = &self.host else {
+            return (self.written, false);
+        };
+        let Some(queued) = host::unacknowledged(stream) else {
+            return (self.written, self.shutdown_done);
+        };
+        let fin_queued = self.shutdown_done && host::FIN_COUNTS;
+        let data_queued = if fin_queued {
+            queued.saturating_sub(1)
+        } else {
+            queued
+        };
+        let acked = self.written.saturating_sub(data_queued as u64);
+        let fin_acked = self.shutdown_done && queued == 0;
+        (acked, fin_acked)
+    }
+
+    /// The acknowledged-bytes watermark (for partial counts).
+    pub(super) fn acked_watermark(&self) -> u64 {
+        self.acknowledged().0
+    }
+
+    /// Completes the sends the peer has acknowledged (in order), or fails
+    /// every waiting one with the connection's error (`Information`: its
+    /// bytes the peer acknowledged). Schedules the next look while some
+    /// wait.
+    pub(super) fn check_acks(&mut self, out: &mut Out) {
+        if self.unacked.is_empty() {
+            self.ack_check_at = None;
+            return;
+        }
+        if let Some(status) = self.error {
+            let acked = self.acknowledged().0;
+            for wait in std::mem::take(&mut self.unacked) {
+                out.complete(wait.irp, status, wait.acked_of(acked));
+            }
+            self.ack_check_at = None;
+            return;
+        }
+        let (acked, fin_acked) = self.acknowledged();
+        let mut progressed = false;
+        while let Some(wait) = self.unacked.front() {
+            if wait.end > acked || (wait.kind == SendKind::Disconnect && !fin_acked) {
+                break;
+            }
+            if wait.kind == SendKind::Disconnect {
+                self.disconnect_done = true;
+            }
+            out.complete(wait.irp, STATUS_SUCCESS, wait.len);
+            self.unacked.pop_front();
+            progressed = true;
+        }
+        if self.unacked.is_empty() {
+            self.ack_check_at = None;
+            return;
+        }
+        self.ack_interval = if progressed {
+            ACK_INTERVAL_MIN
+        } else {
+            (self.ack_interval * 2).min(ACK_INTERVAL_MAX)
+        };
+        match self.ack_check_at {
+            Some(at) if !progressed && at > Instant::now() => {
+                // Not due yet: make sure a timer for it exists (a round that
+                // also asked for an earlier one keeps only the earliest).
+                out.timer(at);
+            }
+            _ => {
+                self.ack_check_at = None;
+                self.schedule_ack_check(out);
+            }
+        }
+    }
+
+    fn schedule_ack_check(&mut self, out: &mut Out) {
+        if self.ack_check_at.is_some() {
+            return;
+        }
+        let at = Instant::now() + self.ack_interval;
+        self.ack_check_at = Some(at);
+        out.timer(at);
+    }
+
+    /// The ideal send backlog: how many bytes to keep outstanding so the
+    /// connection's data stream stays full (`SIO_WSK_QUERY_IDEAL_SEND_BACKLOG`).
+    /// Windows derives it from the connection's bandwidth-delay product;
+    /// the sim reports the host transport's congestion window (what it lets
+    /// be in flight now) where the host tells it, else the host's send
+    /// buffer size. `None` when not connected.
+    pub(crate) fn ideal_send_backlog(&self) -> Option<usize> {
+        let Host::Stream(stream) = &self.host else {
+            return None;
+        };
+        if self.phase != Phase::Connected || self.error.is_some() {
+            return None;
+        }
+        host::congestion_window(stream).or_else(|| SockRef::from(stream).send_buffer_size().ok())
     }
 
     pub(super) fn apply_fault(
