@@ -43,7 +43,7 @@ pub(crate) struct ObjectNamespace {
     /// Signalled when a delete-pending device is freed.
     released: Condvar,
     names: Mutex<HashMap<String, usize>>,
-    links: Mutex<HashMap<String, String>>,
+    links: Mutex<HashMap<String, SymbolicLink>>,
 }
 
 pub(crate) fn namespace(kernel: &Kernel) -> Arc<ObjectNamespace> {
@@ -165,12 +165,36 @@ pub(crate) fn referenced_deleted_devices(kernel: &Kernel, owner: u64) -> usize {
         .count()
 }
 
+/// A symbolic link: its target, and the driver generation that created it
+/// where (the unload check reports links a driver left behind).
+#[derive(Debug)]
+pub(crate) struct SymbolicLink {
+    target: String,
+    owner: u64,
+    created_at: &'static Location<'static>,
+}
+
+/// Symbolic links driver generation `owner` created and did not delete:
+/// (name, target, where created), by name.
+pub(crate) fn links_owned_by(
+    kernel: &Kernel,
+    owner: u64,
+) -> Vec<(String, String, &'static Location<'static>)> {
+    let mut links: Vec<_> = lock(&namespace(kernel).links)
+        .iter()
+        .filter(|(_, l)| l.owner == owner)
+        .map(|(name, l)| (name.clone(), l.target.clone(), l.created_at))
+        .collect();
+    links.sort();
+    links
+}
+
 /// Resolves a name (following one level of symbolic links) to a device.
 pub(crate) fn resolve(kernel: &Kernel, name: &str) -> Option<PDEVICE_OBJECT> {
     let ns = namespace(kernel);
     let mut key = normalize(name);
-    if let Some(target) = lock(&ns.links).get(&key) {
-        key = normalize(target);
+    if let Some(link) = lock(&ns.links).get(&key) {
+        key = normalize(&link.target);
     }
     lock(&ns.names).get(&key).map(|&d| d as PDEVICE_OBJECT)
 }
@@ -391,6 +415,7 @@ pub unsafe fn IoCreateSymbolicLink(
     SymbolicLinkName: PUNICODE_STRING,
     DeviceName: PUNICODE_STRING,
 ) -> NTSTATUS {
+    let location = Location::caller();
     with_current(|k| {
         if !irql::require_at_most(k, PASSIVE_LEVEL, "IoCreateSymbolicLink") {
             return STATUS_INVALID_DEVICE_STATE;
@@ -407,7 +432,14 @@ pub unsafe fn IoCreateSymbolicLink(
         if links.contains_key(&key) {
             return STATUS_OBJECT_NAME_COLLISION;
         }
-        links.insert(key, target);
+        links.insert(
+            key,
+            SymbolicLink {
+                target,
+                owner: k.driver_generation.load(Ordering::Acquire),
+                created_at: location,
+            },
+        );
         STATUS_SUCCESS
     })
 }

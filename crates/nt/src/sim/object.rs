@@ -23,18 +23,37 @@
 //!   happens.
 //! - `ZwClose` of a handle that is not open: 0x93 INVALID_KERNEL_HANDLE
 //!   (handle, 1, 0, 0), and `STATUS_INVALID_HANDLE`.
+//! - `ObReferenceObjectByHandle(KernelMode)` with a handle of the requesting
+//!   user process: 0xC4/0xF6 (handle, process), and the reference is made.
+//!
+//! # Handles and process context
+//!
+//! A handle lives in one table: the kernel's (`OBJ_KERNEL_HANDLE`: valid in
+//! every process context), the System process's, or the requesting user
+//! process's. A handle opened without `OBJ_KERNEL_HANDLE` goes to the
+//! process the thread runs in: the user process inside a dispatch routine
+//! the harness called for a user-mode request, the System process in
+//! DriverEntry, Unload, system threads and work items. A handle of one
+//! process is not open in another: using a user-process handle from a
+//! system thread is `STATUS_INVALID_HANDLE` (0xC4/0x3C, 0x93 with the
+//! verifier), as on NT (review finding 22).
+//!
+//! Handles and `ObReferenceObjectByHandle` references are owned by the
+//! driver generation that made them; the unload check reports those left
+//! open (see the harness).
 //! - `Zw*` above PASSIVE_LEVEL: 0xC4/0xE6.
 
 use std::any::Any;
 use std::collections::HashMap;
 use std::panic::Location;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use super::access::ps_thread_type;
 use super::event::require_irql;
 use super::ffi::*;
 use super::irql;
-use super::session::{HandleEntry, Kernel, current, lock};
+use super::session::{HandleEntry, HandleProcess, Kernel, current, lock, process_context};
 use super::verifier::{
     DRIVER_VERIFIER_DETECTED_VIOLATION, INVALID_KERNEL_HANDLE, REFERENCE_BY_POINTER, c4,
 };
@@ -69,10 +88,18 @@ pub(crate) enum DereferenceError {
     },
 }
 
+/// The references a driver generation took with
+/// `ObReferenceObjectByHandle` and has not dropped: how many, and where the
+/// first was taken.
+type DriverReferences = HashMap<(usize, u64), (usize, Option<&'static Location<'static>>)>;
+
 /// The live objects of a session, with their reference counts.
 #[derive(Default)]
 pub(crate) struct ObjectTable {
     objects: Mutex<HashMap<usize, ObjectRecord>>,
+    /// By (object, driver generation): the unload check reports what is
+    /// left.
+    driver_refs: Mutex<DriverReferences>,
 }
 
 impl ObjectTable {
@@ -162,6 +189,45 @@ impl ObjectTable {
         Some(0)
     }
 
+    /// Records a reference driver generation `owner` took at `site`.
+    fn note_driver_reference(&self, address: usize, owner: u64, site: &'static Location<'static>) {
+        let mut refs = lock(&self.driver_refs);
+        let entry = refs.entry((address, owner)).or_insert((0, Some(site)));
+        entry.0 += 1;
+    }
+
+    /// Records that driver generation `owner` dropped one of its references
+    /// (the object may be gone now).
+    fn note_driver_dereference(&self, address: usize, owner: u64) {
+        let mut refs = lock(&self.driver_refs);
+        if let Some(entry) = refs.get_mut(&(address, owner)) {
+            entry.0 -= 1;
+            if entry.0 == 0 {
+                refs.remove(&(address, owner));
+            }
+        }
+    }
+
+    /// References driver generation `owner` still holds: (object, count,
+    /// object type, where the first was taken), by address.
+    pub(crate) fn driver_references(
+        &self,
+        owner: u64,
+    ) -> Vec<(usize, usize, usize, Option<&'static Location<'static>>)> {
+        let refs = lock(&self.driver_refs);
+        let objects = lock(&self.objects);
+        let mut held: Vec<_> = refs
+            .iter()
+            .filter(|((_, o), _)| *o == owner)
+            .map(|(&(address, _), &(count, site))| {
+                let object_type = objects.get(&address).map_or(0, |r| r.object_type);
+                (address, count, object_type, site)
+            })
+            .collect();
+        held.sort_by_key(|h| h.0);
+        held
+    }
+
     /// The reference count of a live object.
     pub(crate) fn references(&self, address: usize) -> Option<usize> {
         lock(&self.objects).get(&address).map(|r| r.refs)
@@ -198,6 +264,8 @@ pub(crate) fn insert_object_handle(
     address: usize,
     object_type: POBJECT_TYPE,
     granted: ACCESS_MASK,
+    process: HandleProcess,
+    site: &'static Location<'static>,
 ) -> HANDLE {
     let table = kernel.extension::<ObjectTable>();
     if let Some(record) = lock(&table.objects).get_mut(&address) {
@@ -209,7 +277,22 @@ pub(crate) fn insert_object_handle(
         object_type: object_type as usize,
         granted,
     });
-    kernel.handle_insert(HandleEntry::Object(entry)) as HANDLE
+    kernel.handle_insert(HandleEntry::Object(entry), process, Some(site)) as HANDLE
+}
+
+/// The handle table an object opened with `attributes` (null: none) goes
+/// to: the kernel's with `OBJ_KERNEL_HANDLE`, else the current process's.
+///
+/// # Safety
+/// `attributes` must be null or point to initialised attributes.
+pub(crate) unsafe fn handle_process_for(attributes: *const OBJECT_ATTRIBUTES) -> HandleProcess {
+    // SAFETY: the caller guarantees null or initialised attributes.
+    let flags = unsafe { attributes.as_ref() }.map_or(0, |a| a.Attributes);
+    if flags & OBJ_KERNEL_HANDLE != 0 {
+        HandleProcess::Kernel
+    } else {
+        process_context()
+    }
 }
 
 /// Raises 0xC4/0xE6 if a `Zw` routine is called above PASSIVE_LEVEL (and
@@ -276,7 +359,7 @@ pub unsafe fn ObReferenceObjectByHandle(
         }
         return STATUS_INVALID_HANDLE;
     }
-    let Some(entry) = k.handle_get(handle) else {
+    let Some((entry, process)) = k.handle_get(handle) else {
         if k.verifying() {
             k.bugcheck_at(
                 DRIVER_VERIFIER_DETECTED_VIOLATION,
@@ -299,14 +382,36 @@ pub unsafe fn ObReferenceObjectByHandle(
     if AccessMode == UserMode && DesiredAccess & !held.granted != 0 {
         return STATUS_ACCESS_DENIED;
     }
+    if AccessMode == KernelMode && process == HandleProcess::User && k.verifying() {
+        // A user-mode handle referenced as kernel mode: the caller's user
+        // process can close it or swap the object under the driver.
+        k.bugcheck_at(
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [c4::USER_HANDLE_AS_KERNEL, handle as u64, 0, 0],
+            format!(
+                "ObReferenceObjectByHandle(KernelMode) with handle {handle:#x}, a handle of \
+                 the requesting user process (opened without OBJ_KERNEL_HANDLE in its context)"
+            ),
+            Some(location),
+        );
+    }
     if held.table.reference(held.address).is_none() {
         return STATUS_INVALID_HANDLE;
     }
+    held.table.note_driver_reference(
+        held.address,
+        k.driver_generation.load(Ordering::Acquire),
+        location,
+    );
     // SAFETY: the caller guarantees `Object` is writable.
     unsafe { Object.write(held.address as PVOID) };
     if !HandleInformation.is_null() {
         let information = OBJECT_HANDLE_INFORMATION {
-            HandleAttributes: OBJ_KERNEL_HANDLE,
+            HandleAttributes: if process == HandleProcess::Kernel {
+                OBJ_KERNEL_HANDLE
+            } else {
+                0
+            },
             GrantedAccess: held.granted,
         };
         // SAFETY: the caller guarantees `HandleInformation` is writable.
@@ -328,7 +433,13 @@ pub unsafe fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR {
     require_irql(&k, DISPATCH_LEVEL, "ObDereferenceObject", location);
     let table = k.extension::<ObjectTable>();
     match table.dereference_by_driver(Object as usize) {
-        Ok(count) => LONG_PTR::try_from(count).unwrap_or(LONG_PTR::MAX),
+        Ok(count) => {
+            table.note_driver_dereference(
+                Object as usize,
+                k.driver_generation.load(Ordering::Acquire),
+            );
+            LONG_PTR::try_from(count).unwrap_or(LONG_PTR::MAX)
+        }
         Err(DereferenceError::Overdereferenced {
             object_type,
             refs,

@@ -32,7 +32,7 @@ use std::panic::Location;
 use std::sync::Mutex;
 
 use super::ffi::*;
-use super::object::require_passive_for_zw;
+use super::object::{handle_process_for, require_passive_for_zw};
 use super::pool::check_resident_at_irql;
 use super::session::{HandleEntry, Kernel, Session, current, lock};
 use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, c4};
@@ -315,8 +315,8 @@ pub unsafe fn InitializeObjectAttributes(
 /// The path a key handle refers to, or the status to fail with.
 fn key_path(kernel: &Kernel, handle: HANDLE) -> Result<String, NTSTATUS> {
     match kernel.handle_get(handle as usize) {
-        Some(HandleEntry::Key(path)) => Ok(path),
-        Some(HandleEntry::Object(_)) => Err(STATUS_OBJECT_TYPE_MISMATCH),
+        Some((HandleEntry::Key(path), _)) => Ok(path),
+        Some((HandleEntry::Object(_), _)) => Err(STATUS_OBJECT_TYPE_MISMATCH),
         None => Err(STATUS_INVALID_HANDLE),
     }
 }
@@ -381,7 +381,9 @@ pub unsafe fn ZwOpenKey(
     if !k.extension::<Registry>().exists(&path) {
         return STATUS_OBJECT_NAME_NOT_FOUND;
     }
-    let handle = k.handle_insert(HandleEntry::Key(path));
+    // SAFETY: the caller guarantees initialised attributes.
+    let process = unsafe { handle_process_for(ObjectAttributes) };
+    let handle = k.handle_insert(HandleEntry::Key(path), process, Some(location));
     // SAFETY: the caller guarantees `KeyHandle` is writable.
     unsafe { KeyHandle.write(handle as HANDLE) };
     STATUS_SUCCESS

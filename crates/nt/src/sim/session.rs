@@ -127,6 +127,61 @@ pub(crate) enum HandleEntry {
     Object(Arc<dyn Any + Send + Sync>),
 }
 
+/// Which handle table a handle lives in (see [`super::object`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandleProcess {
+    /// A kernel handle (`OBJ_KERNEL_HANDLE`): valid in every process
+    /// context, never visible to user mode.
+    Kernel,
+    /// The System process's table (opened without `OBJ_KERNEL_HANDLE` in a
+    /// system thread, DriverEntry or Unload).
+    System,
+    /// The requesting user process's table (opened without
+    /// `OBJ_KERNEL_HANDLE` in a dispatch routine for a user-mode request).
+    User,
+}
+
+/// An open handle: what it refers to, in which process's table, and who
+/// opened it where.
+pub(crate) struct HandleRecord {
+    pub(crate) entry: HandleEntry,
+    pub(crate) process: HandleProcess,
+    /// The driver generation that opened it (0: code outside any driver).
+    pub(crate) owner: u64,
+    pub(crate) site: Option<&'static Location<'static>>,
+}
+
+thread_local! {
+    /// Whether this thread runs in the requesting user process's context
+    /// (inside the harness's call of a dispatch routine for a user-mode
+    /// request) rather than the System process's.
+    static USER_CONTEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The process context of this thread: `User` inside a dispatch routine
+/// the harness called for a user-mode request (and whatever runs inline
+/// there), `System` elsewhere (DriverEntry, Unload, system threads, work
+/// items, the sim's own threads).
+pub(crate) fn process_context() -> HandleProcess {
+    if USER_CONTEXT.with(std::cell::Cell::get) {
+        HandleProcess::User
+    } else {
+        HandleProcess::System
+    }
+}
+
+/// Runs `f` in the requesting user process's context.
+pub(crate) fn in_user_context<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            USER_CONTEXT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(USER_CONTEXT.with(|c| c.replace(true)));
+    f()
+}
+
 /// The state of one simulated machine.
 pub(crate) struct Kernel {
     pub(crate) id: u64,
@@ -156,7 +211,7 @@ pub(crate) struct Kernel {
     pub(crate) threads: super::thread::ThreadRegistry,
     pending: Mutex<BTreeMap<u64, PendingOperation>>,
     next_pending: AtomicU64,
-    handles: Mutex<HashMap<usize, HandleEntry>>,
+    handles: Mutex<HashMap<usize, HandleRecord>>,
     next_handle: AtomicU64,
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
@@ -429,22 +484,67 @@ impl Kernel {
             .collect()
     }
 
-    /// Inserts a handle; returns it.
-    pub(crate) fn handle_insert(&self, entry: HandleEntry) -> usize {
+    /// Inserts a handle into `process`'s table for the current driver
+    /// generation; returns it.
+    pub(crate) fn handle_insert(
+        &self,
+        entry: HandleEntry,
+        process: HandleProcess,
+        site: Option<&'static Location<'static>>,
+    ) -> usize {
         // Handles are multiples of 4, like NT's, and never 0.
         let handle = (self.next_handle.fetch_add(1, Ordering::Relaxed) as usize) * 4;
-        lock(&self.handles).insert(handle, entry);
+        let record = HandleRecord {
+            entry,
+            process,
+            owner: self.driver_generation.load(Ordering::Acquire),
+            site,
+        };
+        lock(&self.handles).insert(handle, record);
         handle
     }
 
-    /// Looks a handle up.
-    pub(crate) fn handle_get(&self, handle: usize) -> Option<HandleEntry> {
-        lock(&self.handles).get(&handle).cloned()
+    /// Looks a handle up in the tables this thread's process context sees
+    /// (its own process's and the kernel handles): the entry and its table.
+    pub(crate) fn handle_get(&self, handle: usize) -> Option<(HandleEntry, HandleProcess)> {
+        let context = process_context();
+        lock(&self.handles)
+            .get(&handle)
+            .filter(|r| r.process == HandleProcess::Kernel || r.process == context)
+            .map(|r| (r.entry.clone(), r.process))
     }
 
-    /// Removes a handle.
+    /// Removes a handle this thread's process context sees.
     pub(crate) fn handle_remove(&self, handle: usize) -> Option<HandleEntry> {
-        lock(&self.handles).remove(&handle)
+        let context = process_context();
+        let mut handles = lock(&self.handles);
+        let visible = handles
+            .get(&handle)
+            .is_some_and(|r| r.process == HandleProcess::Kernel || r.process == context);
+        if !visible {
+            return None;
+        }
+        handles.remove(&handle).map(|r| r.entry)
+    }
+
+    /// Handles driver generation `owner` opened and has not closed, by
+    /// handle value: (handle, entry, table, where opened).
+    pub(crate) fn handles_owned_by(
+        &self,
+        owner: u64,
+    ) -> Vec<(
+        usize,
+        HandleEntry,
+        HandleProcess,
+        Option<&'static Location<'static>>,
+    )> {
+        let mut open: Vec<_> = lock(&self.handles)
+            .iter()
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(&h, r)| (h, r.entry.clone(), r.process, r.site))
+            .collect();
+        open.sort_by_key(|o| o.0);
+        open
     }
 
     /// The session's instance of a subsystem's state (created on first use).

@@ -56,7 +56,7 @@ use super::event::{require_irql, signal_object};
 use super::fault::SplitMix64;
 use super::ffi::*;
 use super::irql;
-use super::object::{ObjectTable, insert_object_handle};
+use super::object::{ObjectTable, handle_process_for, insert_object_handle};
 use super::session::{Kernel, current, lock, spawn_kernel_thread, try_with_current};
 use super::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, KERNEL_APC_PENDING_DURING_EXIT, c4};
 use crate::status::*;
@@ -285,9 +285,10 @@ fn exit_at_raised_irql(
 /// `PsCreateSystemThread`: starts `StartRoutine(StartContext)` on a new
 /// system thread at PASSIVE_LEVEL and returns a handle to its thread object
 /// (close it with `ZwClose`). `ClientId`, if not NULL, receives the System
-/// process id (4) and the thread id. `ObjectAttributes` and `ProcessHandle`
-/// are accepted and ignored (every thread is a kernel thread of the System
-/// process).
+/// process id (4) and the thread id. `ObjectAttributes` only decides the
+/// handle's table (`OBJ_KERNEL_HANDLE`: the kernel's; else the current
+/// process's, see [`super::object`]); `ProcessHandle` is accepted and
+/// ignored (every thread is a kernel thread of the System process).
 ///
 /// IRQL = PASSIVE_LEVEL (0xC4/0xE5 otherwise, returning
 /// `STATUS_INVALID_DEVICE_STATE`). Never fault-injected.
@@ -329,7 +330,16 @@ pub unsafe fn PsCreateSystemThread(
     // it (an extra ObDereferenceObject is 0x18, not a free under the
     // thread).
     table.pin(address);
-    let handle = insert_object_handle(&k, address, ps_thread_type(), DesiredAccess);
+    // SAFETY: the caller passes null or initialised attributes.
+    let process = unsafe { handle_process_for(ObjectAttributes) };
+    let handle = insert_object_handle(
+        &k,
+        address,
+        ps_thread_type(),
+        DesiredAccess,
+        process,
+        location,
+    );
     let pending_key = k.pending_begin("system thread", address as u64);
     let me = SystemThread {
         object: address,

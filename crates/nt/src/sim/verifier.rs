@@ -93,6 +93,17 @@ pub mod c4 {
     pub const ACQUIRE_ABOVE_DISPATCH: u64 = 0x42;
     /// A driver unloads without freeing its pool allocations.
     pub const POOL_LEAK_AT_UNLOAD: u64 = 0x62;
+    /// Sim-defined (Windows raises no bug check for it): a driver unloads
+    /// with handles it opened still open (P2 driver name, P3 first handle,
+    /// P4 count).
+    pub const SIM_HANDLES_LEAKED_AT_UNLOAD: u64 = 0x6201;
+    /// Sim-defined: a driver unloads holding object references it took
+    /// with `ObReferenceObjectByHandle` (P2 driver name, P3 first object,
+    /// P4 count).
+    pub const SIM_REFERENCES_LEAKED_AT_UNLOAD: u64 = 0x6202;
+    /// Sim-defined: a driver unloads leaving symbolic links it created (P2
+    /// driver name, P3 0, P4 count).
+    pub const SIM_SYMBOLIC_LINKS_LEAKED_AT_UNLOAD: u64 = 0x6203;
     /// A dispatcher object or spin lock in pageable (or invalid) memory
     /// (P2 the object).
     pub const SYNC_OBJECT_PAGEABLE: u64 = 0xE1;
@@ -110,6 +121,9 @@ pub mod c4 {
     pub const WRONG_IRQL: u64 = 0xE5;
     /// A `Zw` routine called above PASSIVE_LEVEL.
     pub const ZW_NOT_AT_PASSIVE: u64 = 0xE6;
+    /// `ObReferenceObjectByHandle(KernelMode)` with a user-mode handle (P2
+    /// handle, P3 process).
+    pub const USER_HANDLE_AS_KERNEL: u64 = 0xF6;
     /// `ObReferenceObjectByHandle` with a NULL handle.
     pub const NULL_HANDLE: u64 = 0xF5;
     /// A completion routine returned at a different IRQL.
@@ -326,6 +340,14 @@ pub enum LeakKind {
     /// retained and had not released with `WskRelease` when it closed the
     /// socket (`WskCloseSocket` does not release them).
     WskIndication,
+    /// A handle (registry key, thread, ...) the driver opened and never
+    /// closed; `address` is the handle value.
+    Handle,
+    /// An `ObReferenceObjectByHandle` reference never dropped; `address`
+    /// is the object, `size` how many references.
+    ObjectReference,
+    /// A symbolic link the driver created and never deleted.
+    SymbolicLink,
 }
 
 /// One allocation still live when its owner went away.
@@ -345,6 +367,16 @@ pub struct Leak {
 
 impl fmt::Display for Leak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if matches!(
+            self.kind,
+            LeakKind::Handle | LeakKind::ObjectReference | LeakKind::SymbolicLink
+        ) {
+            write!(f, "{:?} {:#x}", self.kind, self.address)?;
+            if let Some(location) = self.location {
+                write!(f, " made at {location}")?;
+            }
+            return Ok(());
+        }
         write!(
             f,
             "{:?} tag '{}' {} bytes at {:#x}",
