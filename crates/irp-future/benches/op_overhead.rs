@@ -15,6 +15,16 @@
 //! - `reused` IRP (IoReuseIrp per operation) and `allocated` IRP
 //!   (IoAllocateIrp/IoFreeIrp per operation) for both.
 //!
+//! Before the timings, every row's heap allocations (a counting global
+//! allocator: any thread of the process, the sim's own bookkeeping
+//! included) and pool allocations (`ExAllocatePool2`, `IoAllocateIrp`:
+//! what a kernel build would pay) per operation are counted over
+//! [`COUNTED_OPS`] operations and printed as
+//! `allocations: <group>/<row> heap=H pool=P` (per operation).
+//!
+//! The sim runs with the `fast` profile (no special pool, no schedule
+//! perturbation) unless `NT_SIM` says otherwise.
+//!
 //! Run: `cargo bench -p irp-future --bench op_overhead` (about a minute).
 #![allow(missing_docs)]
 
@@ -32,6 +42,70 @@ use irp_future::{IrpOp, ReusableIrp};
 use nt::access::{irp_information, irp_status};
 use nt::sim::{LowerAction, LowerDevice, Profile, Session, SimConfig};
 use nt::*;
+
+// === allocation counting ===
+
+/// Counts every heap allocation of the process.
+struct CountingAllocator;
+
+static HEAP_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; the counter has no effect on memory.
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller's layout contract is passed on as is.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        HEAP_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        HEAP_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as above; `ptr` came from this allocator (System).
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: as above.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// Operations per allocation count.
+const COUNTED_OPS: u64 = 1000;
+
+/// Runs `op` [`COUNTED_OPS`] times (after one warm-up call) and prints its
+/// heap and pool allocations per operation.
+fn count_allocations(session: &Session, id: &str, mut op: impl FnMut()) {
+    op();
+    let heap = HEAP_ALLOCATIONS.load(Ordering::Relaxed);
+    let pool = session.pool_stats().allocations;
+    for _ in 0..COUNTED_OPS {
+        op();
+    }
+    let heap = HEAP_ALLOCATIONS.load(Ordering::Relaxed) - heap;
+    let pool = session.pool_stats().allocations - pool;
+    println!(
+        "allocations: {id} heap={:.2} pool={:.2}",
+        heap as f64 / COUNTED_OPS as f64,
+        pool as f64 / COUNTED_OPS as f64
+    );
+}
+
+/// The session benchmarks run in: `NT_SIM` if set, else the fast profile.
+fn boot() -> Session {
+    if std::env::var_os(nt::sim::config::ENV_VAR).is_some_and(|v| !v.is_empty()) {
+        Session::boot()
+    } else {
+        Session::boot_config(SimConfig::profile(Profile::Fast, 0))
+    }
+}
 
 // === hand-written ===
 
@@ -162,6 +236,22 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
     let raw_irp = unsafe { IoAllocateIrp(1, FALSE) };
     let mut reusable = Some(ReusableIrp::<()>::new().unwrap());
 
+    count_allocations(session, &format!("{name}/reused/hand-written"), || {
+        black_box(hand_written(raw_irp, device, &request));
+    });
+    count_allocations(session, &format!("{name}/reused/irp-future"), || {
+        let (status, information, irp) =
+            with_future_reused(reusable.take().unwrap(), device, &waker);
+        reusable = Some(irp);
+        black_box((status, information));
+    });
+    count_allocations(session, &format!("{name}/allocated/hand-written"), || {
+        black_box(hand_written_allocated(device, &request));
+    });
+    count_allocations(session, &format!("{name}/allocated/irp-future"), || {
+        black_box(with_future_allocated(device, &waker));
+    });
+
     let mut group = c.benchmark_group(name);
     group.bench_function("reused/hand-written", |b| {
         b.iter(|| black_box(hand_written(raw_irp, device, &request)))
@@ -206,46 +296,50 @@ fn bench_pending_held(c: &mut Criterion, session: &Session) {
     // SAFETY: PASSIVE_LEVEL.
     let raw_irp = unsafe { IoAllocateIrp(1, FALSE) };
     let mut reusable = Some(ReusableIrp::<()>::new().unwrap());
+    let hand_written_op = || {
+        request.done.store(false, Ordering::Relaxed);
+        // SAFETY: as in `hand_written`.
+        unsafe { IoReuseIrp(raw_irp, STATUS_UNSUCCESSFUL) };
+        // SAFETY: as in `hand_written`.
+        unsafe {
+            IoSetCompletionRoutine(
+                raw_irp,
+                Some(hand_written_routine),
+                (&request as *const Request).cast_mut().cast(),
+                TRUE,
+                TRUE,
+                TRUE,
+            )
+        };
+        // SAFETY: a live device; the IRP is handed over.
+        let returned = unsafe { IoCallDriver(device, raw_irp) };
+        assert_eq!(returned, STATUS_PENDING);
+        lower.complete_held(STATUS_SUCCESS, 64);
+        assert!(request.done.load(Ordering::Acquire));
+        black_box(request.status.load(Ordering::Relaxed))
+    };
+    let mut future_op = || {
+        let irp = reusable.take().unwrap();
+        // SAFETY: the closure hands the IRP to IoCallDriver.
+        let mut op = unsafe { irp.submit((), submit_to(device)) };
+        let mut cx = Context::from_waker(&waker);
+        assert!(std::pin::Pin::new(&mut op).poll(&mut cx).is_pending());
+        lower.complete_held(STATUS_SUCCESS, 64);
+        let Poll::Ready(done) = std::pin::Pin::new(&mut op).poll(&mut cx) else {
+            panic!("not complete");
+        };
+        reusable = Some(done.irp);
+        black_box(done.status)
+    };
+    count_allocations(session, "pending-held/reused/hand-written", || {
+        hand_written_op();
+    });
+    count_allocations(session, "pending-held/reused/irp-future", || {
+        future_op();
+    });
     let mut group = c.benchmark_group("pending-held");
-    group.bench_function("reused/hand-written", |b| {
-        b.iter(|| {
-            request.done.store(false, Ordering::Relaxed);
-            // SAFETY: as in `hand_written`.
-            unsafe { IoReuseIrp(raw_irp, STATUS_UNSUCCESSFUL) };
-            // SAFETY: as in `hand_written`.
-            unsafe {
-                IoSetCompletionRoutine(
-                    raw_irp,
-                    Some(hand_written_routine),
-                    (&request as *const Request).cast_mut().cast(),
-                    TRUE,
-                    TRUE,
-                    TRUE,
-                )
-            };
-            // SAFETY: a live device; the IRP is handed over.
-            let returned = unsafe { IoCallDriver(device, raw_irp) };
-            assert_eq!(returned, STATUS_PENDING);
-            lower.complete_held(STATUS_SUCCESS, 64);
-            assert!(request.done.load(Ordering::Acquire));
-            black_box(request.status.load(Ordering::Relaxed))
-        })
-    });
-    group.bench_function("reused/irp-future", |b| {
-        b.iter(|| {
-            let irp = reusable.take().unwrap();
-            // SAFETY: the closure hands the IRP to IoCallDriver.
-            let mut op = unsafe { irp.submit((), submit_to(device)) };
-            let mut cx = Context::from_waker(&waker);
-            assert!(std::pin::Pin::new(&mut op).poll(&mut cx).is_pending());
-            lower.complete_held(STATUS_SUCCESS, 64);
-            let Poll::Ready(done) = std::pin::Pin::new(&mut op).poll(&mut cx) else {
-                panic!("not complete");
-            };
-            reusable = Some(done.irp);
-            black_box(done.status)
-        })
-    });
+    group.bench_function("reused/hand-written", |b| b.iter(hand_written_op));
+    group.bench_function("reused/irp-future", |b| b.iter(&mut future_op));
     group.finish();
     drop(reusable);
     // SAFETY: our idle IRP.
@@ -254,9 +348,7 @@ fn bench_pending_held(c: &mut Criterion, session: &Session) {
 }
 
 fn overhead(c: &mut Criterion) {
-    // The fast pool: this measures the library, not the special pool's
-    // guard pages (`cargo bench -p nt --bench sim_pool` measures those).
-    let session = Session::boot_config(SimConfig::profile(Profile::Fast, 0));
+    let session = boot();
     bench_path(
         c,
         &session,

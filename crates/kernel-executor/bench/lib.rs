@@ -29,7 +29,24 @@
 //! embassy's `run_until`).
 //!
 //! Every workload is timed inside one task per criterion sample (`iters`
-//! rounds), so no executor pays a thread hand-off per round.
+//! rounds), for every executor alike, so no executor pays a thread
+//! hand-off, a runtime start or a first spawn inside the timed region.
+//! embassy-executor has no join handles: its workloads wait for their
+//! tasks with a [`Countdown`] (one atomic decrement per task, one wake per
+//! round) where the others await a `JoinHandle` per task, and its tasks
+//! come from static pools.
+//!
+//! tokio: `tokio-current-thread` is the runtime as a user gets it, with
+//! its cooperative budget (a task that has done 128 units of work, here
+//! `JoinHandle` awaits, is made to yield); it is every workload's
+//! baseline. `tokio-current-thread-unconstrained` runs the same workload
+//! inside `tokio::task::unconstrained` (no budget), a non-default
+//! configuration shown for what the budget costs.
+//!
+//! Non-default configurations carry a suffix naming them and stay out of
+//! the headline ratios of `cargo xtask bench`:
+//! `kernel-executor-deep-lookaside` and
+//! `tokio-current-thread-unconstrained`.
 //!
 //! Run: `cargo bench -p kernel-executor-bench --bench executors`
 //! (or `cargo xtask bench kernel-executor`). Criterion ids are
@@ -148,6 +165,19 @@ pub struct Done {
 }
 
 impl Done {
+    /// A flag not set (usable in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            set: AtomicBool::new(false),
+            waker: Mutex::new(None),
+        }
+    }
+
+    /// Clears the flag for another round.
+    pub fn reset(&self) {
+        self.set.store(false, Ordering::Release);
+    }
+
     /// Sets the flag and wakes the waiter.
     pub fn set(&self) {
         self.set.store(true, Ordering::Release);
@@ -184,6 +214,42 @@ impl Future for DoneWait<'_> {
         } else {
             Poll::Pending
         }
+    }
+}
+
+/// A countdown tasks arrive at and one task awaits: embassy's tasks have
+/// no join handles, so its workloads wait for their tasks with this.
+#[derive(Debug, Default)]
+pub struct Countdown {
+    left: std::sync::atomic::AtomicUsize,
+    done: Done,
+}
+
+impl Countdown {
+    /// A countdown at 0 (usable in a `static`).
+    pub const fn new() -> Self {
+        Self {
+            left: std::sync::atomic::AtomicUsize::new(0),
+            done: Done::new(),
+        }
+    }
+
+    /// Starts a round of `n` arrivals.
+    pub fn reset(&self, n: usize) {
+        self.done.reset();
+        self.left.store(n, Ordering::Release);
+    }
+
+    /// One arrival; the last one wakes the waiter.
+    pub fn arrive(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.set();
+        }
+    }
+
+    /// Waits until every arrival of the round happened.
+    pub fn wait(&self) -> DoneWait<'_> {
+        self.done.wait()
     }
 }
 

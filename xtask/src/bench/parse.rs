@@ -9,22 +9,6 @@ pub struct Measurement {
     pub median_ns: f64,
 }
 
-impl Measurement {
-    /// Everything before the last `/`.
-    pub fn case(&self) -> &str {
-        self.id
-            .rsplit_once('/')
-            .map_or(self.id.as_str(), |(case, _)| case)
-    }
-
-    /// The last `/` segment.
-    pub fn implementation(&self) -> &str {
-        self.id
-            .rsplit_once('/')
-            .map_or(self.id.as_str(), |(_, imp)| imp)
-    }
-}
-
 /// Parses `name  time: [low mid high]` records; the name may stand on the
 /// line before `time:` when it is long.
 pub fn parse_criterion(output: &str) -> Vec<Measurement> {
@@ -108,8 +92,7 @@ Found 3 outliers among 100 measurements (3.00%)
         assert_eq!(m.len(), 3);
         assert_eq!(m[0].id, "inline/reused/hand-written");
         assert!((m[0].median_ns - 125.5).abs() < 1e-9);
-        assert_eq!(m[1].case(), "inline/reused");
-        assert_eq!(m[1].implementation(), "irp-future");
+        assert_eq!(m[1].id, "inline/reused/irp-future");
         assert!((m[2].median_ns - 2000.0).abs() < 1e-9);
     }
 

@@ -4,7 +4,7 @@
 //! `cargo bench -p kernel-executor-bench --bench executors`
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use criterion::{
@@ -31,9 +31,14 @@ mod ke {
         }
 
         pub fn with(config: Config) -> Rig {
-            // The fast pool: this measures the executor, not the special
-            // pool's guard pages.
-            let session = Session::boot_config(SimConfig::profile(Profile::Fast, 0));
+            // The fast profile (no special pool, no schedule perturbation)
+            // unless NT_SIM says otherwise.
+            let session =
+                if std::env::var_os(nt::sim::config::ENV_VAR).is_some_and(|v| !v.is_empty()) {
+                    Session::boot()
+                } else {
+                    Session::boot_config(SimConfig::profile(Profile::Fast, 0))
+                };
             // Leave the checks on, but skip the pattern fill of
             // uninitialised pool: the executor writes every byte it reads.
             session.set_verifier_options(VerifierOptions {
@@ -255,35 +260,54 @@ mod ae {
 mod em {
     use super::*;
     use embassy_executor::{Executor, Spawner};
+    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
 
-    /// Tasks of the current workload still running.
-    pub static REMAINING: AtomicUsize = AtomicUsize::new(0);
-
-    /// Runs one workload: `init` spawns it; returns when REMAINING is 0.
-    pub fn run(executor: *mut Executor, remaining: usize, init: impl FnOnce(Spawner)) {
-        REMAINING.store(remaining, Ordering::Release);
-        // SAFETY: the executor is leaked (lives for ever) and only this
-        // thread uses it, one `run_until` at a time; every task of the
-        // previous run has ended (REMAINING reached 0).
-        let executor: &'static mut Executor = unsafe { &mut *executor };
-        executor.run_until(init, || REMAINING.load(Ordering::Acquire) == 0);
-    }
+    /// The tasks of the current round arrive here.
+    pub static COUNTDOWN: Countdown = Countdown::new();
+    /// Whether the current `run_until` goes on.
+    static RUNNING: AtomicBool = AtomicBool::new(false);
+    /// What the timing task measured, ns.
+    static ELAPSED: AtomicU64 = AtomicU64::new(0);
 
     pub fn executor() -> *mut Executor {
         Box::into_raw(Box::new(Executor::new()))
     }
 
+    /// Runs one timed workload: `init` spawns its timing task, which times
+    /// `iters` rounds inside the executor and ends the run; returns what it
+    /// measured (the executor's start and stop are outside it).
+    pub fn run_timed(executor: *mut Executor, init: impl FnOnce(Spawner)) -> Duration {
+        RUNNING.store(true, Ordering::Release);
+        // SAFETY: the executor is leaked (lives for ever) and only this
+        // thread uses it, one `run_until` at a time; the previous run ended
+        // after its timing task finished every round.
+        let executor: &'static mut Executor = unsafe { &mut *executor };
+        executor.run_until(init, || !RUNNING.load(Ordering::Acquire));
+        Duration::from_nanos(ELAPSED.load(Ordering::Acquire))
+    }
+
+    fn finish(start: Instant) {
+        ELAPSED.store(start.elapsed().as_nanos() as u64, Ordering::Release);
+        RUNNING.store(false, Ordering::Release);
+    }
+
     #[embassy_executor::task(pool_size = 10_000)]
     async fn noop() {
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        COUNTDOWN.arrive();
     }
 
     #[embassy_executor::task]
-    pub async fn spawn_many(spawner: Spawner) {
-        for _ in 0..SPAWN_MANY {
-            spawner.spawn(noop().expect("pool"));
+    pub async fn spawn_many(spawner: Spawner, iters: u64) {
+        let start = Instant::now();
+        for _ in 0..iters {
+            COUNTDOWN.reset(SPAWN_MANY);
+            for _ in 0..SPAWN_MANY {
+                spawner.spawn(noop().expect("pool"));
+            }
+            COUNTDOWN.wait().await;
         }
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        finish(start);
     }
 
     #[embassy_executor::task(pool_size = 200)]
@@ -291,35 +315,76 @@ mod em {
         for _ in 0..YIELDS {
             yield_now().await;
         }
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        COUNTDOWN.arrive();
     }
 
     #[embassy_executor::task]
-    pub async fn yield_many(spawner: Spawner) {
-        for _ in 0..YIELD_TASKS {
-            spawner.spawn(yielder().expect("pool"));
+    pub async fn yield_many(spawner: Spawner, iters: u64) {
+        let start = Instant::now();
+        for _ in 0..iters {
+            COUNTDOWN.reset(YIELD_TASKS);
+            for _ in 0..YIELD_TASKS {
+                spawner.spawn(yielder().expect("pool"));
+            }
+            COUNTDOWN.wait().await;
         }
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        finish(start);
     }
 
     #[embassy_executor::task]
-    pub async fn pinger(to: Arc<Mailbox>, from: Arc<Mailbox>) {
+    async fn pinger(to: Arc<Mailbox>, from: Arc<Mailbox>) {
         ping(to, from).await;
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        COUNTDOWN.arrive();
     }
 
     #[embassy_executor::task]
-    pub async fn ponger(to: Arc<Mailbox>, from: Arc<Mailbox>) {
+    async fn ponger(to: Arc<Mailbox>, from: Arc<Mailbox>) {
         pong(to, from).await;
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        COUNTDOWN.arrive();
+    }
+
+    #[embassy_executor::task]
+    pub async fn ping_pong(spawner: Spawner, iters: u64) {
+        let start = Instant::now();
+        for _ in 0..iters {
+            COUNTDOWN.reset(2);
+            let (a, b) = (Arc::new(Mailbox::default()), Arc::new(Mailbox::default()));
+            spawner.spawn(ponger(Arc::clone(&a), Arc::clone(&b)).expect("pool"));
+            spawner.spawn(pinger(b, a).expect("pool"));
+            COUNTDOWN.wait().await;
+        }
+        finish(start);
     }
 
     #[embassy_executor::task(pool_size = 4)]
-    pub async fn chain(spawner: Spawner, n: usize) {
-        if n > 0 {
+    async fn chain(spawner: Spawner, n: usize) {
+        if n == 0 {
+            COUNTDOWN.arrive();
+        } else {
             spawner.spawn(chain(spawner, n - 1).expect("pool"));
         }
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    #[embassy_executor::task]
+    pub async fn chained_spawn(spawner: Spawner, iters: u64) {
+        let start = Instant::now();
+        for _ in 0..iters {
+            COUNTDOWN.reset(1);
+            spawner.spawn(chain(spawner, CHAIN).expect("pool"));
+            COUNTDOWN.wait().await;
+        }
+        finish(start);
+    }
+
+    /// Tasks of the latency run still running.
+    pub static REMAINING: AtomicUsize = AtomicUsize::new(0);
+
+    /// Runs the latency probe until it is stopped.
+    pub fn run(executor: *mut Executor, remaining: usize, init: impl FnOnce(Spawner)) {
+        REMAINING.store(remaining, Ordering::Release);
+        // SAFETY: as in `run_timed`; this executor runs the probe only.
+        let executor: &'static mut Executor = unsafe { &mut *executor };
+        executor.run_until(init, || REMAINING.load(Ordering::Acquire) == 0);
     }
 
     #[embassy_executor::task]
@@ -347,15 +412,21 @@ where
 
 const KE: &str = "kernel-executor";
 const TOKIO: &str = "tokio-current-thread";
+const TOKIO_UNCONSTRAINED: &str = "tokio-current-thread-unconstrained";
 const AE: &str = "async-executor";
 const EMBASSY: &str = "embassy-executor";
 
 fn group(c: &mut Criterion) -> BenchmarkGroup<'_, WallTime> {
     let mut group = c.benchmark_group("executor");
+    // Flat sampling (the same iteration count in every sample): linear
+    // sampling's 1+2+...+20 iterations would take minutes for the slowest
+    // row (embassy's spawn_many, whose static pool is searched slot by
+    // slot on every spawn).
     group
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_millis(1500))
-        .sample_size(20);
+        .sample_size(20)
+        .sampling_mode(criterion::SamplingMode::Flat);
     group
 }
 
@@ -390,16 +461,19 @@ fn workloads(c: &mut Criterion) {
     group.bench_function(format!("spawn_many/{TOKIO}"), |b| {
         b.iter_custom(|iters| tokio.block_on(timed(iters, tk::spawn_many)))
     });
+    group.bench_function(format!("spawn_many/{TOKIO_UNCONSTRAINED}"), |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(tokio::task::unconstrained(timed(iters, tk::spawn_many)))
+        })
+    });
     group.bench_function(format!("spawn_many/{AE}"), |b| {
         b.iter_custom(|iters| {
             futures_lite::future::block_on(ae.run(timed(iters, move || ae::spawn_many(ae))))
         })
     });
     group.bench_function(format!("spawn_many/{EMBASSY}"), |b| {
-        b.iter(|| {
-            em::run(em, SPAWN_MANY + 1, |s| {
-                s.spawn(em::spawn_many(s).expect("pool"))
-            })
+        b.iter_custom(|iters| {
+            em::run_timed(em, |s| s.spawn(em::spawn_many(s, iters).expect("pool")))
         })
     });
 
@@ -412,16 +486,19 @@ fn workloads(c: &mut Criterion) {
     group.bench_function(format!("yield_many/{TOKIO}"), |b| {
         b.iter_custom(|iters| tokio.block_on(timed(iters, tk::yield_many)))
     });
+    group.bench_function(format!("yield_many/{TOKIO_UNCONSTRAINED}"), |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(tokio::task::unconstrained(timed(iters, tk::yield_many)))
+        })
+    });
     group.bench_function(format!("yield_many/{AE}"), |b| {
         b.iter_custom(|iters| {
             futures_lite::future::block_on(ae.run(timed(iters, move || ae::yield_many(ae))))
         })
     });
     group.bench_function(format!("yield_many/{EMBASSY}"), |b| {
-        b.iter(|| {
-            em::run(em, YIELD_TASKS + 1, |s| {
-                s.spawn(em::yield_many(s).expect("pool"))
-            })
+        b.iter_custom(|iters| {
+            em::run_timed(em, |s| s.spawn(em::yield_many(s, iters).expect("pool")))
         })
     });
 
@@ -434,18 +511,19 @@ fn workloads(c: &mut Criterion) {
     group.bench_function(format!("ping_pong/{TOKIO}"), |b| {
         b.iter_custom(|iters| tokio.block_on(timed(iters, tk::ping_pong)))
     });
+    group.bench_function(format!("ping_pong/{TOKIO_UNCONSTRAINED}"), |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(tokio::task::unconstrained(timed(iters, tk::ping_pong)))
+        })
+    });
     group.bench_function(format!("ping_pong/{AE}"), |b| {
         b.iter_custom(|iters| {
             futures_lite::future::block_on(ae.run(timed(iters, move || ae::ping_pong(ae))))
         })
     });
     group.bench_function(format!("ping_pong/{EMBASSY}"), |b| {
-        b.iter(|| {
-            em::run(em, 2, |s| {
-                let (a, b) = (Arc::new(Mailbox::default()), Arc::new(Mailbox::default()));
-                s.spawn(em::ponger(Arc::clone(&a), Arc::clone(&b)).expect("pool"));
-                s.spawn(em::pinger(b, a).expect("pool"));
-            })
+        b.iter_custom(|iters| {
+            em::run_timed(em, |s| s.spawn(em::ping_pong(s, iters).expect("pool")))
         })
     });
 
@@ -458,16 +536,19 @@ fn workloads(c: &mut Criterion) {
     group.bench_function(format!("chained_spawn/{TOKIO}"), |b| {
         b.iter_custom(|iters| tokio.block_on(timed(iters, tk::chained_spawn)))
     });
+    group.bench_function(format!("chained_spawn/{TOKIO_UNCONSTRAINED}"), |b| {
+        b.iter_custom(|iters| {
+            tokio.block_on(tokio::task::unconstrained(timed(iters, tk::chained_spawn)))
+        })
+    });
     group.bench_function(format!("chained_spawn/{AE}"), |b| {
         b.iter_custom(|iters| {
             futures_lite::future::block_on(ae.run(timed(iters, move || ae::chained_spawn(ae))))
         })
     });
     group.bench_function(format!("chained_spawn/{EMBASSY}"), |b| {
-        b.iter(|| {
-            em::run(em, CHAIN + 1, |s| {
-                s.spawn(em::chain(s, CHAIN).expect("pool"))
-            })
+        b.iter_custom(|iters| {
+            em::run_timed(em, |s| s.spawn(em::chained_spawn(s, iters).expect("pool")))
         })
     });
     group.finish();

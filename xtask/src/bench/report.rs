@@ -1,0 +1,830 @@
+//! The Markdown report (`target/bench/report.md`): the machine and the
+//! run, the goals with their ratios, and every table.
+
+use std::fmt::Write as _;
+
+use super::criterion::{Allocations, Row};
+use super::e2e::{DRIVER, E2e, Summary, TOKIO_MT};
+use super::parse::format_ns;
+
+/// A micro-benchmark's results.
+#[derive(Debug, Clone, Default)]
+pub struct Micro {
+    /// Its rows.
+    pub rows: Vec<Row>,
+    /// Allocation counts it printed.
+    pub allocations: Vec<Allocations>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Default)]
+pub struct Results {
+    /// `--quick`.
+    pub quick: bool,
+    /// The command line.
+    pub command: String,
+    /// Machine, date, commit, load, versions: `(name, value)` lines.
+    pub about: Vec<(String, String)>,
+    /// The irp-future micro-benchmark.
+    pub irp: Option<Result<Micro, String>>,
+    /// The executor micro-benchmark.
+    pub executor: Option<Result<Micro, String>>,
+    /// The sim's own hot paths.
+    pub sim: Option<Result<Micro, String>>,
+    /// The wsk crate's in-process datagram burst table (printed by it).
+    pub datagram: Option<Result<String, String>>,
+    /// The end-to-end echo benchmarks.
+    pub e2e: Option<Result<E2e, String>>,
+    /// Plots written: (title, file name).
+    pub plots: Vec<(String, String)>,
+    /// Problems met while writing plots.
+    pub plot_errors: Vec<String>,
+}
+
+/// Implementations measured in a non-default configuration: labelled in
+/// the tables and kept out of the headline ratios.
+pub const NON_DEFAULT: &[(&str, &str)] = &[
+    (
+        "kernel-executor-deep-lookaside",
+        "lookaside_depth = 10 001, sized to the workload (default 256)",
+    ),
+    (
+        "tokio-current-thread-unconstrained",
+        "inside tokio::task::unconstrained: cooperative budget off",
+    ),
+];
+
+fn non_default(implementation: &str) -> Option<&'static str> {
+    NON_DEFAULT
+        .iter()
+        .find(|(name, _)| *name == implementation)
+        .map(|(_, why)| *why)
+}
+
+/// One goal of the issue and how this run did.
+#[derive(Debug, Clone)]
+pub struct Goal {
+    /// What is asked.
+    pub goal: String,
+    /// The worst case measured.
+    pub measured: String,
+    /// Met, missed, or not measured.
+    pub met: Option<bool>,
+}
+
+fn spread(min: f64, max: f64) -> String {
+    if min.is_finite() && max.is_finite() {
+        format!("{}–{}", format_ns(min), format_ns(max))
+    } else {
+        "-".to_owned()
+    }
+}
+
+fn ci(row: &Row) -> String {
+    row.ci_ns.map_or_else(
+        || "-".to_owned(),
+        |(lo, hi)| format!("{}–{}", format_ns(lo), format_ns(hi)),
+    )
+}
+
+fn summary_cell(s: Option<Summary>, digits: usize) -> String {
+    match s {
+        Some(s) if s.count > 1 => {
+            format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.min, s.max, d = digits)
+        }
+        Some(s) => format!("{:.d$}", s.median, d = digits),
+        None => "-".to_owned(),
+    }
+}
+
+fn ratio_cell(num: Option<f64>, den: Option<f64>) -> String {
+    match (num, den) {
+        (Some(n), Some(d)) if d > 0.0 => format!("{:.2}x", n / d),
+        _ => "-".to_owned(),
+    }
+}
+
+// === goals ===
+
+/// The issue's goals, evaluated on this run.
+pub fn goals(results: &Results) -> Vec<Goal> {
+    let mut goals = Vec::new();
+
+    // kernel-executor at or below every peer on every executor row.
+    if let Some(Ok(micro)) = &results.executor {
+        let mut worst: Option<(f64, String)> = None;
+        let mut cases: Vec<&str> = micro.rows.iter().map(Row::case).collect();
+        cases.dedup();
+        for case in cases {
+            let rows: Vec<&Row> = micro.rows.iter().filter(|r| r.case() == case).collect();
+            let Some(ke) = rows
+                .iter()
+                .find(|r| r.implementation() == "kernel-executor")
+            else {
+                continue;
+            };
+            for peer in rows.iter().filter(|r| {
+                !r.implementation().starts_with("kernel-executor")
+                    && non_default(r.implementation()).is_none()
+            }) {
+                let ratio = ke.median_ns / peer.median_ns;
+                if worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
+                    worst = Some((ratio, format!("{case} vs {}", peer.implementation())));
+                }
+            }
+        }
+        goals.push(match worst {
+            Some((ratio, at)) => Goal {
+                goal: "kernel-executor at or below every peer on every executor row (default configurations)".into(),
+                measured: format!("worst {ratio:.2}x ({at})"),
+                met: Some(ratio <= 1.0),
+            },
+            None => not_measured("kernel-executor at or below every peer"),
+        });
+    }
+
+    // irp-future within 1.1x of the hand-written routine on every row.
+    if let Some(Ok(micro)) = &results.irp {
+        let mut worst: Option<(f64, String)> = None;
+        for row in micro
+            .rows
+            .iter()
+            .filter(|r| r.implementation() == "irp-future")
+        {
+            let hand = micro
+                .rows
+                .iter()
+                .find(|r| r.case() == row.case() && r.implementation() == "hand-written");
+            if let Some(hand) = hand {
+                let ratio = row.median_ns / hand.median_ns;
+                if worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
+                    worst = Some((ratio, row.case().to_owned()));
+                }
+            }
+        }
+        goals.push(match worst {
+            Some((ratio, at)) => Goal {
+                goal: "irp-future within 1.1x of the hand-written completion routine on every row"
+                    .into(),
+                measured: format!("worst {ratio:.2}x ({at})"),
+                met: Some(ratio <= 1.1),
+            },
+            None => not_measured("irp-future within 1.1x"),
+        });
+    }
+
+    if let Some(Ok(e2e)) = &results.e2e {
+        // Echo throughput within 0.8x of tokio multi-thread at every point.
+        let mut worst: Option<(f64, String)> = None;
+        for size in e2e.values("tcp_throughput", "size") {
+            for connections in e2e.values("tcp_throughput", "connections") {
+                let (Some(driver), Some(tokio)) = (
+                    e2e.throughput(DRIVER, connections, size),
+                    e2e.throughput(TOKIO_MT, connections, size),
+                ) else {
+                    continue;
+                };
+                let ratio = driver.median / tokio.median;
+                if worst.as_ref().is_none_or(|(w, _)| ratio < *w) {
+                    worst = Some((ratio, format!("{connections} conn x {size} B")));
+                }
+            }
+        }
+        goals.push(match worst {
+            Some((ratio, at)) => Goal {
+                goal: "simulated echo throughput at least 0.8x tokio multi-thread at every point"
+                    .into(),
+                measured: format!("worst {ratio:.2}x ({at})"),
+                met: Some(ratio >= 0.8),
+            },
+            None => not_measured("simulated echo throughput vs tokio multi-thread"),
+        });
+        // p99 within 1.5x of tokio multi-thread's.
+        let p99 = |s: &str| e2e.latency("tcp_latency", s, "p99_us").map(|s| s.median);
+        goals.push(match (p99(DRIVER), p99(TOKIO_MT)) {
+            (Some(d), Some(t)) => Goal {
+                goal: "simulated echo p99 round trip at most 1.5x tokio multi-thread's".into(),
+                measured: format!("{:.2}x ({d:.0} µs vs {t:.0} µs)", d / t),
+                met: Some(d / t <= 1.5),
+            },
+            _ => not_measured("simulated echo p99 vs tokio multi-thread"),
+        });
+        // UDP: the driver's best style drops no more than tokio's.
+        let styles: Vec<String> = e2e
+            .servers("udp_burst")
+            .into_iter()
+            .filter(|s| s.starts_with(DRIVER))
+            .collect();
+        let mut worst: Option<(f64, f64, String)> = None;
+        for burst in e2e.values("udp_burst", "burst") {
+            let Some(tokio) = e2e.drops(TOKIO_MT, burst) else {
+                continue;
+            };
+            let best = styles
+                .iter()
+                .filter_map(|s| e2e.drops(s, burst).map(|d| (d.median, s.clone())))
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((best, style)) = best {
+                let excess = best - tokio.median;
+                if worst.as_ref().is_none_or(|(w, _, _)| excess > *w) {
+                    worst = Some((
+                        excess,
+                        tokio.median,
+                        format!("burst {burst}: {style} {best:.1}% vs tokio-mt"),
+                    ));
+                }
+            }
+        }
+        goals.push(match worst {
+            Some((excess, tokio, at)) => Goal {
+                goal: "UDP drop rate of the driver's best style no worse than tokio's on the same burst".into(),
+                measured: format!("worst {at} {tokio:.1}%"),
+                met: Some(excess <= 0.0),
+            },
+            None => not_measured("UDP drop rate vs tokio"),
+        });
+    }
+    goals
+}
+
+fn not_measured(goal: &str) -> Goal {
+    Goal {
+        goal: goal.to_owned(),
+        measured: "not measured in this run".to_owned(),
+        met: None,
+    }
+}
+
+// === the report ===
+
+/// The whole report.
+pub fn markdown(results: &Results) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# wdk-async benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Command: `{}`{}\n",
+        results.command,
+        if results.quick {
+            " (**quick**: short windows, one repetition: a smoke check, not figures)"
+        } else {
+            ""
+        }
+    );
+    for (name, value) in &results.about {
+        let _ = writeln!(md, "- {name}: {value}");
+    }
+    let _ = writeln!(
+        md,
+        "\nThe simulated kernel runs with `NT_SIM=profile=fast` (plain tracked pool, no special \
+         pool, no schedule perturbation; verifier checks on). Ratios compare rows measured in this \
+         run, side by side, on this machine: absolute figures move with the machine's load, \
+         ratios much less. Lower is better for times, higher for throughput.\n"
+    );
+
+    let goals = goals(results);
+    if !goals.is_empty() {
+        let _ = writeln!(md, "## Goals\n\n| goal | this run | met |\n|---|---|---|");
+        for g in &goals {
+            let met = match g.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            };
+            let _ = writeln!(md, "| {} | {} | {met} |", g.goal, g.measured);
+        }
+        md.push('\n');
+    }
+
+    if let Some(e2e) = &results.e2e {
+        match e2e {
+            Ok(e2e) => e2e_section(&mut md, e2e),
+            Err(e) => {
+                let _ = writeln!(md, "## End to end\n\nFailed: {e}\n");
+            }
+        }
+    }
+    if let Some(micro) = &results.irp {
+        irp_section(&mut md, micro);
+    }
+    if let Some(micro) = &results.executor {
+        executor_section(&mut md, micro);
+    }
+    if let Some(micro) = &results.sim {
+        let _ = writeln!(
+            md,
+            "## The sim's own hot paths\n\nWhat every figure above pays to the simulated \
+             kernel (a Windows build pays the real kernel instead): `cargo bench -p nt --bench sim_pool`.\n"
+        );
+        match micro {
+            Ok(m) => plain_rows(&mut md, &m.rows),
+            Err(e) => {
+                let _ = writeln!(md, "Failed: {e}\n");
+            }
+        }
+    }
+    if let Some(datagram) = &results.datagram {
+        let _ = writeln!(
+            md,
+            "## wsk: datagram receive styles in process\n\n`cargo bench -p wsk --bench datagram_burst`: \
+             the wsk crate's receive queue (functions style) and receive-from events (callbacks \
+             style) on the sim, in one process, with a stalled receiver; no peer (the end-to-end \
+             UDP table above has tokio beside the driver).\n"
+        );
+        match datagram {
+            Ok(text) => {
+                let _ = writeln!(md, "```text\n{}```\n", text);
+            }
+            Err(e) => {
+                let _ = writeln!(md, "Failed: {e}\n");
+            }
+        }
+    }
+    if !results.plots.is_empty() || !results.plot_errors.is_empty() {
+        let _ = writeln!(md, "## Plots\n");
+        for (title, file) in &results.plots {
+            let _ = writeln!(md, "- [{title}]({file})\n\n  ![{title}]({file})\n");
+        }
+        for e in &results.plot_errors {
+            let _ = writeln!(md, "- plot failed: {e}");
+        }
+    }
+    md
+}
+
+fn plain_rows(md: &mut String, rows: &[Row]) {
+    let _ = writeln!(
+        md,
+        "| benchmark | median | min–max | 95% CI |\n|---|---|---|---|"
+    );
+    for row in rows {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            row.id,
+            format_ns(row.median_ns),
+            spread(row.min_ns, row.max_ns),
+            ci(row)
+        );
+    }
+    md.push('\n');
+}
+
+fn irp_section(md: &mut String, micro: &Result<Micro, String>) {
+    let _ = writeln!(
+        md,
+        "## irp-future vs a hand-written completion routine\n\n\
+         `cargo bench -p irp-future --bench op_overhead`: one IRP operation to a lower device on \
+         the sim, through `IrpOp` vs the C way (routine records IoStatus, signals, returns \
+         STATUS_MORE_PROCESSING_REQUIRED). Time per operation: median of criterion's samples, \
+         the samples' min–max, criterion's 95% confidence interval. Allocations per operation: \
+         pool (`ExAllocatePool2`/`IoAllocateIrp`, what a Windows build pays) and heap (the whole \
+         process: the sim's bookkeeping; the libraries allocate only pool).\n"
+    );
+    let micro = match micro {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = writeln!(md, "Failed: {e}\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        md,
+        "| path / IRP | hand-written | irp-future | ratio | hand-written min–max | irp-future min–max | irp-future 95% CI | pool allocs/op (hand / irp-future) | heap allocs/op (hand / irp-future) |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    let mut cases: Vec<&str> = micro.rows.iter().map(Row::case).collect();
+    cases.dedup();
+    for case in cases {
+        let find = |imp: &str| {
+            micro
+                .rows
+                .iter()
+                .find(|r| r.case() == case && r.implementation() == imp)
+        };
+        let alloc = |imp: &str| {
+            micro
+                .allocations
+                .iter()
+                .find(|a| a.id == format!("{case}/{imp}"))
+        };
+        let (Some(hand), Some(fut)) = (find("hand-written"), find("irp-future")) else {
+            continue;
+        };
+        let allocs = |f: fn(&Allocations) -> f64| match (alloc("hand-written"), alloc("irp-future"))
+        {
+            (Some(h), Some(i)) => format!("{:.2} / {:.2}", f(h), f(i)),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {case} | {} | {} | {:.2}x | {} | {} | {} | {} | {} |",
+            format_ns(hand.median_ns),
+            format_ns(fut.median_ns),
+            fut.median_ns / hand.median_ns,
+            spread(hand.min_ns, hand.max_ns),
+            spread(fut.min_ns, fut.max_ns),
+            ci(fut),
+            allocs(|a| a.pool),
+            allocs(|a| a.heap),
+        );
+    }
+    md.push('\n');
+}
+
+fn executor_section(md: &mut String, micro: &Result<Micro, String>) {
+    let _ = writeln!(
+        md,
+        "## kernel-executor vs tokio current_thread, async-executor, embassy-executor\n\n\
+         `cargo bench -p kernel-executor-bench --bench executors`: the same workloads (written \
+         once) on each executor, timed inside one task per sample for every executor (no \
+         runtime start, thread hand-off or first spawn in the timed region). kernel-executor \
+         runs on the sim (tasks from the sim's tracked pool, its thread parks on a sim KEVENT): \
+         its figures include the sim's costs (see the sim's hot paths below), which a Windows \
+         build replaces with the kernel's. embassy-executor's workloads wait for their tasks \
+         with a countdown (it has no join handles) and take tasks from static pools. Ratio: \
+         time / tokio-current-thread's (default configuration, cooperative budget on). Rows \
+         marked *non-default* are kept out of the headline ratio.\n"
+    );
+    let micro = match micro {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = writeln!(md, "Failed: {e}\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        md,
+        "| workload | executor | median | min–max | 95% CI | vs tokio-current-thread |\n|---|---|---|---|---|---|"
+    );
+    let mut cases: Vec<&str> = micro.rows.iter().map(Row::case).collect();
+    cases.dedup();
+    for case in cases {
+        let rows: Vec<&Row> = micro.rows.iter().filter(|r| r.case() == case).collect();
+        let base = rows
+            .iter()
+            .find(|r| r.implementation() == "tokio-current-thread")
+            .map(|r| r.median_ns);
+        let workload = case.rsplit('/').next().unwrap_or(case);
+        for row in rows {
+            let name = match non_default(row.implementation()) {
+                Some(why) => format!("{} (*non-default*: {why})", row.implementation()),
+                None => row.implementation().to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {workload} | {name} | {} | {} | {} | {} |",
+                format_ns(row.median_ns),
+                spread(row.min_ns, row.max_ns),
+                ci(row),
+                ratio_cell(Some(row.median_ns), base)
+            );
+        }
+    }
+    md.push('\n');
+}
+
+fn e2e_section(md: &mut String, e2e: &E2e) {
+    let plan = e2e.of("plan").next();
+    let p = |k: &str| plan.and_then(|r| r.get(k)).unwrap_or("?").to_owned();
+    let _ = writeln!(
+        md,
+        "## TCP echo end to end\n\n\
+         Every server runs in a child process on 127.0.0.1; one load generator \
+         (crates/echo-bench, its own process) drives them all, taking turns at every point. \
+         `driver-sim` is the sample driver on the simulated kernel, loaded as `cargo xtask run` \
+         loads it (`xtask run`, release build, `NT_SIM=profile=fast`); its WSK provider runs \
+         over real host sockets. Peers: `tokio-mt` (tokio multi-thread runtime, a task per \
+         connection), `tokio-ct` (current-thread runtime), `std-threads` (blocking, a thread per \
+         connection); each echoes through a {}-byte buffer. Every byte echoed is checked.\n",
+        p("buffer")
+    );
+    let servers = e2e.servers("tcp_throughput");
+    if !servers.is_empty() {
+        let _ = writeln!(
+            md,
+            "### Throughput (MiB/s echoed)\n\nClosed loop: one message in flight per connection, \
+             a {} ms window, {} repetition(s): median (min–max).\n",
+            p("window_ms"),
+            p("reps")
+        );
+        let has_driver = servers.iter().any(|s| s == DRIVER);
+        let _ = write!(md, "| connections | message |");
+        for s in &servers {
+            let _ = write!(md, " {s} |");
+        }
+        if has_driver {
+            let _ = write!(md, " driver / tokio-mt |");
+        }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "|---|---|{}{}",
+            "---|".repeat(servers.len()),
+            if has_driver { "---|" } else { "" }
+        );
+        for size in e2e.values("tcp_throughput", "size") {
+            for connections in e2e.values("tcp_throughput", "connections") {
+                let _ = write!(md, "| {connections} | {} |", size_label(size));
+                for s in &servers {
+                    let _ = write!(
+                        md,
+                        " {} |",
+                        summary_cell(e2e.throughput(s, connections, size), 1)
+                    );
+                }
+                if has_driver {
+                    let _ = write!(
+                        md,
+                        " {} |",
+                        ratio_cell(
+                            e2e.throughput(DRIVER, connections, size).map(|s| s.median),
+                            e2e.throughput(TOKIO_MT, connections, size)
+                                .map(|s| s.median)
+                        )
+                    );
+                }
+                let _ = writeln!(md);
+            }
+        }
+        let _ = writeln!(
+            md,
+            "\n### CPU time per MiB echoed (ms)\n\nUser + system CPU time of the server's whole \
+             process (every thread, from /proc/<pid>/stat, 10 ms ticks) over the throughput \
+             windows above, divided by the MiB echoed in them.\n"
+        );
+        let _ = write!(md, "| connections | message |");
+        for s in &servers {
+            let _ = write!(md, " {s} |");
+        }
+        let _ = writeln!(md, "\n|---|---|{}", "---|".repeat(servers.len()));
+        for size in e2e.values("tcp_throughput", "size") {
+            for connections in e2e.values("tcp_throughput", "connections") {
+                let _ = write!(md, "| {connections} | {} |", size_label(size));
+                for s in &servers {
+                    let cell = e2e
+                        .cpu_per_mib(s, connections, size)
+                        .map_or_else(|| "-".to_owned(), |v| format!("{:.2}", v * 1000.0));
+                    let _ = write!(md, " {cell} |");
+                }
+                let _ = writeln!(md);
+            }
+        }
+        md.push('\n');
+    }
+    let latency_servers = e2e.servers("tcp_latency");
+    if !latency_servers.is_empty() {
+        let _ = writeln!(
+            md,
+            "### Round-trip latency at a fixed offered load (µs)\n\n{} messages/s of {} bytes over \
+             {} connections for {} s, open loop (sent on schedule whatever the replies do; the \
+             round trip is timed from each message's actual send), median over repetitions \
+             (p99's min–max).\n",
+            p("latency_rate"),
+            p("latency_size"),
+            p("latency_connections"),
+            p("latency_seconds")
+        );
+        let _ = writeln!(
+            md,
+            "| server | p50 | p99 | p99.9 | max | p99 vs tokio-mt | echoes | generator's worst lag behind schedule |\n|---|---|---|---|---|---|---|---|"
+        );
+        let tokio_p99 = e2e
+            .latency("tcp_latency", TOKIO_MT, "p99_us")
+            .map(|s| s.median);
+        for s in &latency_servers {
+            let l = |f: &str| e2e.latency("tcp_latency", s, f);
+            let echoes: (f64, f64) = e2e
+                .of("tcp_latency")
+                .filter(|r| r.get("server") == Some(s.as_str()))
+                .fold((0.0, 0.0), |(a, b), r| {
+                    (
+                        a + r.num("received").unwrap_or(0.0),
+                        b + r.num("sent").unwrap_or(0.0),
+                    )
+                });
+            let _ = writeln!(
+                md,
+                "| {s} | {} | {} | {} | {} | {} | {:.0}/{:.0} | {} |",
+                summary_cell(l("p50_us").map(|x| Summary { count: 1, ..x }), 0),
+                summary_cell(l("p99_us"), 0),
+                summary_cell(l("p999_us").map(|x| Summary { count: 1, ..x }), 0),
+                summary_cell(l("max_us").map(|x| Summary { count: 1, ..x }), 0),
+                ratio_cell(l("p99_us").map(|x| x.median), tokio_p99),
+                echoes.0,
+                echoes.1,
+                summary_cell(l("max_send_lag_us").map(|x| Summary { count: 1, ..x }), 0),
+            );
+        }
+        md.push('\n');
+    }
+    let rss_servers = e2e.servers("tcp_rss");
+    if !rss_servers.is_empty() {
+        let _ = writeln!(
+            md,
+            "### Resident memory per connection\n\nVmRSS of the server process with {} \
+             connections open (one 4 KiB round trip done on each) minus VmRSS before they \
+             opened, divided by the count.\n\n| server | RSS before | RSS with connections | per connection |\n|---|---|---|---|",
+            p("rss_connections")
+        );
+        for s in &rss_servers {
+            if let Some(r) = e2e.first("tcp_rss", s) {
+                let kib = |k: &str| {
+                    r.num(k)
+                        .map_or_else(|| "-".to_owned(), |v| format!("{:.0} KiB", v / 1024.0))
+                };
+                let _ = writeln!(
+                    md,
+                    "| {s} | {} | {} | {} |",
+                    kib("rss_before"),
+                    kib("rss_after"),
+                    kib("per_connection")
+                );
+            }
+        }
+        md.push('\n');
+    }
+    thread_breakdown(md, e2e);
+    udp_section(md, e2e, &p);
+    let errors = e2e.errors();
+    if !errors.is_empty() {
+        let _ = writeln!(md, "### Errors in the end-to-end runs\n");
+        for e in errors {
+            let _ = writeln!(md, "- {e}");
+        }
+        md.push('\n');
+    }
+}
+
+fn size_label(size: u64) -> String {
+    if size >= 1024 && size.is_multiple_of(1024) {
+        format!("{} KiB", size / 1024)
+    } else {
+        format!("{size} B")
+    }
+}
+
+fn thread_breakdown(md: &mut String, e2e: &E2e) {
+    let rows: Vec<_> = e2e
+        .of("thread_cpu")
+        .filter(|r| {
+            r.get("server").is_some_and(|s| s.starts_with(DRIVER)) && r.get("phase") == Some("tcp")
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let total = e2e
+        .of("process_cpu")
+        .find(|r| r.get("server") == Some(DRIVER) && r.get("phase") == Some("tcp"))
+        .and_then(|r| r.num("cpu_seconds"));
+    let _ = writeln!(
+        md,
+        "### Where the simulated driver's CPU time goes\n\nCPU seconds of each thread of the \
+         `driver-sim` process over the whole TCP phase (threads grouped by name; {} in all). \
+         The executor thread runs the driver's tasks (irp-future, kernel-executor, wsk: what a \
+         Windows build keeps); the sim's threads (WSK provider over host sockets, lower-device \
+         and worker threads) stand in for the Windows kernel's own work.\n\n| thread | threads | CPU s | share |\n|---|---|---|---|",
+        total.map_or_else(|| "-".to_owned(), |t| format!("{t:.2} s"))
+    );
+    for r in rows {
+        let cpu = r.num("cpu_seconds").unwrap_or(0.0);
+        let share = total
+            .filter(|t| *t > 0.0)
+            .map_or_else(|| "-".to_owned(), |t| format!("{:.0}%", 100.0 * cpu / t));
+        let _ = writeln!(
+            md,
+            "| {} | {} | {cpu:.2} | {share} |",
+            r.get("thread").unwrap_or("?"),
+            r.get("threads").unwrap_or("?")
+        );
+    }
+    md.push('\n');
+}
+
+fn udp_section(md: &mut String, e2e: &E2e, p: &dyn Fn(&str) -> String) {
+    let servers = e2e.servers("udp_burst");
+    if servers.is_empty() {
+        return;
+    }
+    let bursts = e2e.values("udp_burst", "burst");
+    let _ = writeln!(
+        md,
+        "## UDP echo\n\nThe driver's datagram echo in each style (`UdpMode=0` queued receives \
+         at `UdpQueueDepth` 1, 4, 16, 64; `UdpMode=1` event callbacks), one driver process per \
+         style, beside the peers' UDP echo (a `recv_from` -> `send_to` loop on the same \
+         runtime). Every server socket keeps the system's default receive buffer.\n\n\
+         ### Bursts\n\nOne thread sends N datagrams of {} bytes as fast as it can; echoes are \
+         counted (each checked) until none came for a while. {} round(s) per burst size: \
+         drop % median (min–max). The generator's own socket dropped nothing unless said \
+         below.\n",
+        p("burst_size"),
+        p("burst_rounds")
+    );
+    let _ = write!(md, "| server |");
+    for b in &bursts {
+        let _ = write!(md, " N={b} |");
+    }
+    let _ = writeln!(md, "\n|---|{}", "---|".repeat(bursts.len()));
+    for s in &servers {
+        let _ = write!(md, "| {s} |");
+        for &b in &bursts {
+            let _ = write!(md, " {} |", summary_cell(e2e.drops(s, b), 1));
+        }
+        let _ = writeln!(md);
+    }
+    // Best driver style next to tokio-mt.
+    let styles: Vec<&String> = servers.iter().filter(|s| s.starts_with(DRIVER)).collect();
+    if !styles.is_empty() {
+        let _ = write!(md, "| **best driver style − tokio-mt (points)** |");
+        for &b in &bursts {
+            let best = styles
+                .iter()
+                .filter_map(|s| e2e.drops(s, b).map(|d| d.median))
+                .min_by(f64::total_cmp);
+            let tokio = e2e.drops(TOKIO_MT, b).map(|d| d.median);
+            let cell = match (best, tokio) {
+                (Some(best), Some(tokio)) => format!("{:+.1}", best - tokio),
+                _ => "-".to_owned(),
+            };
+            let _ = write!(md, " {cell} |");
+        }
+        let _ = writeln!(md);
+    }
+    let _ = writeln!(
+        md,
+        "\nEchoes per second over the burst (first send to last echo), median:\n"
+    );
+    let _ = write!(md, "| server |");
+    for b in &bursts {
+        let _ = write!(md, " N={b} |");
+    }
+    let _ = writeln!(
+        md,
+        " vs tokio-mt (largest N) |\n|---|{}---|",
+        "---|".repeat(bursts.len())
+    );
+    let largest = bursts.last().copied().unwrap_or(0);
+    for s in &servers {
+        let _ = write!(md, "| {s} |");
+        for &b in &bursts {
+            let cell = e2e
+                .burst_rate(s, b)
+                .map_or_else(|| "-".to_owned(), |x| format!("{:.0}", x.median));
+            let _ = write!(md, " {cell} |");
+        }
+        let _ = writeln!(
+            md,
+            " {} |",
+            ratio_cell(
+                e2e.burst_rate(s, largest).map(|x| x.median),
+                e2e.burst_rate(TOKIO_MT, largest).map(|x| x.median)
+            )
+        );
+    }
+    let generator_drops: Vec<String> = e2e
+        .of("udp_burst_drops")
+        .filter(|r| r.num("generator_drops").is_some_and(|d| d > 0.0))
+        .map(|r| {
+            format!(
+                "{} N={}: {}",
+                r.get("server").unwrap_or("?"),
+                r.get("burst").unwrap_or("?"),
+                r.get("generator_drops").unwrap_or("?")
+            )
+        })
+        .collect();
+    if !generator_drops.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nThe generator's own socket dropped echoes (those rows understate the server): {}",
+            generator_drops.join(", ")
+        );
+    }
+    let lat_servers = e2e.servers("udp_latency");
+    if !lat_servers.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n### Round trip at a fixed rate\n\n{} datagrams/s of 64 bytes for {} s.\n\n| server | p50 µs | p99 µs | p99.9 µs | p99 vs tokio-mt | echoes |\n|---|---|---|---|---|---|",
+            p("udp_rate"),
+            p("udp_seconds")
+        );
+        let tokio = e2e
+            .latency("udp_latency", TOKIO_MT, "p99_us")
+            .map(|s| s.median);
+        for s in &lat_servers {
+            let l = |f: &str| e2e.latency("udp_latency", s, f).map(|x| x.median);
+            let r = e2e.first("udp_latency", s);
+            let _ = writeln!(
+                md,
+                "| {s} | {} | {} | {} | {} | {}/{} |",
+                l("p50_us").map_or("-".into(), |v| format!("{v:.0}")),
+                l("p99_us").map_or("-".into(), |v| format!("{v:.0}")),
+                l("p999_us").map_or("-".into(), |v| format!("{v:.0}")),
+                ratio_cell(l("p99_us"), tokio),
+                r.and_then(|r| r.get("received")).unwrap_or("?"),
+                r.and_then(|r| r.get("sent")).unwrap_or("?"),
+            );
+        }
+    }
+    md.push('\n');
+}
