@@ -37,7 +37,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::Criterion;
 use irp_future::{IrpOp, ReusableIrp};
 use nt::access::{irp_information, irp_status};
 use nt::sim::{LowerAction, LowerDevice, Profile, Session, SimConfig};
@@ -82,7 +82,7 @@ const COUNTED_OPS: u64 = 1000;
 
 /// Runs `op` [`COUNTED_OPS`] times (after one warm-up call) and prints its
 /// heap and pool allocations per operation.
-fn count_allocations(session: &Session, id: &str, mut op: impl FnMut()) {
+fn count_allocations(session: &Session, id: &str, op: &mut dyn FnMut()) {
     op();
     let heap = HEAP_ALLOCATIONS.load(Ordering::Relaxed);
     let pool = session.pool_stats().allocations;
@@ -104,6 +104,63 @@ fn boot() -> Session {
         Session::boot()
     } else {
         Session::boot_config(SimConfig::profile(Profile::Fast, 0))
+    }
+}
+
+// === rows: timed by criterion, or counted under callgrind ===
+
+/// With this variable set to a row's id (`inline/reused/irp-future`), the
+/// binary runs only that row, [`COUNTED_OPS`] times inside
+/// [`irp_bench_counted_region`], and exits: `cargo xtask bench` runs it
+/// under `valgrind --tool=callgrind --toggle-collect=*irp_bench_counted_region*`
+/// to count the instructions one operation takes (exact, whatever the
+/// machine's load). Only rows that run on one thread (`inline`,
+/// `pending-held`) are counted: the toggle follows the calling thread.
+const COUNT_ENV: &str = "IRP_BENCH_COUNT";
+
+/// What the rows are for in this run.
+enum Mode<'c> {
+    /// Count allocations, then time every row with criterion.
+    Bench(&'c mut Criterion),
+    /// Run one row inside the counted region.
+    Count(String),
+}
+
+/// The region callgrind counts: `n` operations.
+#[inline(never)]
+fn irp_bench_counted_region(n: u64, op: &mut dyn FnMut()) {
+    for _ in 0..n {
+        op();
+    }
+}
+
+fn run_rows(
+    mode: &mut Mode<'_>,
+    session: &Session,
+    group: &str,
+    rows: &mut [(&str, &mut dyn FnMut())],
+) {
+    match mode {
+        Mode::Bench(c) => {
+            for (name, op) in rows.iter_mut() {
+                count_allocations(session, &format!("{group}/{name}"), op);
+            }
+            let mut g = c.benchmark_group(group);
+            for (name, op) in rows.iter_mut() {
+                g.bench_function(*name, |b| b.iter(&mut *op));
+            }
+            g.finish();
+        }
+        Mode::Count(row) => {
+            for (name, op) in rows.iter_mut() {
+                if format!("{group}/{name}") == *row {
+                    for _ in 0..100 {
+                        op();
+                    }
+                    irp_bench_counted_region(COUNTED_OPS, *op);
+                }
+            }
+        }
     }
 }
 
@@ -222,7 +279,7 @@ fn with_future_allocated(device: PDEVICE_OBJECT, waker: &Waker) -> (NTSTATUS, u6
     (done.status, done.information)
 }
 
-fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAction) {
+fn bench_path(mode: &mut Mode<'_>, session: &Session, name: &str, action: LowerAction) {
     let lower = LowerDevice::new(session, move |_| action);
     let device = lower.device();
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
@@ -236,41 +293,32 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
     let raw_irp = unsafe { IoAllocateIrp(1, FALSE) };
     let mut reusable = Some(ReusableIrp::<()>::new().unwrap());
 
-    count_allocations(session, &format!("{name}/reused/hand-written"), || {
+    let mut reused_hand = || {
         black_box(hand_written(raw_irp, device, &request));
-    });
-    count_allocations(session, &format!("{name}/reused/irp-future"), || {
+    };
+    let mut reused_future = || {
         let (status, information, irp) =
             with_future_reused(reusable.take().unwrap(), device, &waker);
         reusable = Some(irp);
         black_box((status, information));
-    });
-    count_allocations(session, &format!("{name}/allocated/hand-written"), || {
+    };
+    let mut allocated_hand = || {
         black_box(hand_written_allocated(device, &request));
-    });
-    count_allocations(session, &format!("{name}/allocated/irp-future"), || {
+    };
+    let mut allocated_future = || {
         black_box(with_future_allocated(device, &waker));
-    });
-
-    let mut group = c.benchmark_group(name);
-    group.bench_function("reused/hand-written", |b| {
-        b.iter(|| black_box(hand_written(raw_irp, device, &request)))
-    });
-    group.bench_function("reused/irp-future", |b| {
-        b.iter(|| {
-            let (status, information, irp) =
-                with_future_reused(reusable.take().unwrap(), device, &waker);
-            reusable = Some(irp);
-            black_box((status, information))
-        })
-    });
-    group.bench_function("allocated/hand-written", |b| {
-        b.iter(|| black_box(hand_written_allocated(device, &request)))
-    });
-    group.bench_function("allocated/irp-future", |b| {
-        b.iter(|| black_box(with_future_allocated(device, &waker)))
-    });
-    group.finish();
+    };
+    run_rows(
+        mode,
+        session,
+        name,
+        &mut [
+            ("reused/hand-written", &mut reused_hand),
+            ("reused/irp-future", &mut reused_future),
+            ("allocated/hand-written", &mut allocated_hand),
+            ("allocated/irp-future", &mut allocated_future),
+        ],
+    );
 
     drop(reusable);
     // SAFETY: our idle IRP.
@@ -283,7 +331,7 @@ fn bench_path(c: &mut Criterion, session: &Session, name: &str, action: LowerAct
 /// at DISPATCH_LEVEL (`complete_held`), as another processor would. The
 /// future registers its waker, is woken by the routine, and is polled
 /// again; the hand-written version checks its flag.
-fn bench_pending_held(c: &mut Criterion, session: &Session) {
+fn bench_pending_held(mode: &mut Mode<'_>, session: &Session) {
     let lower = LowerDevice::new(session, |_| LowerAction::Hold);
     let device = lower.device();
     let waker = Waker::from(Arc::new(Unpark(thread::current())));
@@ -331,26 +379,31 @@ fn bench_pending_held(c: &mut Criterion, session: &Session) {
         reusable = Some(done.irp);
         black_box(done.status)
     };
-    count_allocations(session, "pending-held/reused/hand-written", || {
-        hand_written_op();
-    });
-    count_allocations(session, "pending-held/reused/irp-future", || {
-        future_op();
-    });
-    let mut group = c.benchmark_group("pending-held");
-    group.bench_function("reused/hand-written", |b| b.iter(hand_written_op));
-    group.bench_function("reused/irp-future", |b| b.iter(&mut future_op));
-    group.finish();
+    let mut hand_written_op = || {
+        black_box(hand_written_op());
+    };
+    let mut future_op = || {
+        black_box(future_op());
+    };
+    run_rows(
+        mode,
+        session,
+        "pending-held",
+        &mut [
+            ("reused/hand-written", &mut hand_written_op),
+            ("reused/irp-future", &mut future_op),
+        ],
+    );
     drop(reusable);
     // SAFETY: our idle IRP.
     unsafe { IoFreeIrp(raw_irp) };
     drop(lower);
 }
 
-fn overhead(c: &mut Criterion) {
+fn overhead(mode: &mut Mode<'_>) {
     let session = boot();
     bench_path(
-        c,
+        mode,
         &session,
         "inline",
         LowerAction::Complete {
@@ -359,7 +412,7 @@ fn overhead(c: &mut Criterion) {
         },
     );
     bench_path(
-        c,
+        mode,
         &session,
         "pending",
         LowerAction::CompleteLater {
@@ -368,17 +421,21 @@ fn overhead(c: &mut Criterion) {
             delay: Duration::ZERO,
         },
     );
-    bench_pending_held(c, &session);
+    bench_pending_held(mode, &session);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
+fn main() {
+    if let Ok(row) = std::env::var(COUNT_ENV) {
+        overhead(&mut Mode::Count(row));
+        return;
+    }
+    let mut criterion = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(2))
-        .sample_size(20);
-    targets = overhead
+        .sample_size(20)
+        .configure_from_args();
+    overhead(&mut Mode::Bench(&mut criterion));
+    criterion.final_summary();
 }
-criterion_main!(benches);
