@@ -206,7 +206,7 @@ fn udp_losses_are_counted_and_corruption_fails() {
         let mut n = 0u64;
         while let Ok((len, from)) = lossy.recv_from(&mut buf) {
             n += 1;
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let _ = lossy.send_to(&buf[..len], from);
             }
         }
