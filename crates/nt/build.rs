@@ -74,6 +74,8 @@ mod typecheck {
         "KeAcquireSpinLockAtDpcLevel",
         "KeReleaseSpinLockFromDpcLevel",
         "KeDelayExecutionThread",
+        "KeEnterCriticalRegion",
+        "KeLeaveCriticalRegion",
         // KeQuerySystemTimePrecise (Windows 8.1): absent from MinGW-w64,
         // declared in src/kernel/typecheck.rs.
         // Ex (ExAllocatePool2: absent from MinGW-w64, declared in

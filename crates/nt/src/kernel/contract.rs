@@ -159,6 +159,13 @@ mod wdk {
         fn ObfDereferenceObject(Object: PVOID) -> LONG_PTR;
         fn ObDereferenceObject(Object: PVOID) -> LONG_PTR;
         fn ZwClose(Handle: HANDLE) -> NTSTATUS;
+        fn ZwWaitForSingleObject(
+            Handle: HANDLE,
+            Alertable: BOOLEAN,
+            Timeout: PLARGE_INTEGER,
+        ) -> NTSTATUS;
+        fn KeEnterCriticalRegion();
+        fn KeLeaveCriticalRegion();
         fn ZwOpenKey(
             KeyHandle: PHANDLE,
             DesiredAccess: ACCESS_MASK,

@@ -132,7 +132,9 @@ pub use sys::ntddk::{
     KeAcquireSpinLockRaiseToDpc,
     KeClearEvent,
     KeDelayExecutionThread,
+    KeEnterCriticalRegion,
     KeInitializeEvent,
+    KeLeaveCriticalRegion,
     KeQuerySystemTimePrecise,
     KeReadStateEvent,
     KeReleaseSpinLock,
@@ -152,4 +154,5 @@ pub use sys::ntddk::{
     ZwClose,
     ZwOpenKey,
     ZwQueryValueKey,
+    ZwWaitForSingleObject,
 };

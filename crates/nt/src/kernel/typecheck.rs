@@ -90,6 +90,14 @@ pub mod ntddk {
         /// wdm.h (Windows 8.1); absent from MinGW-w64.
         pub fn KeQuerySystemTimePrecise(CurrentTime: PLARGE_INTEGER);
 
+        /// ntifs.h, which wdk-sys includes first (the stand-in is generated
+        /// from MinGW-w64's ntddk.h, which lacks it).
+        pub fn ZwWaitForSingleObject(
+            Handle: HANDLE,
+            Alertable: BOOLEAN,
+            Timeout: PLARGE_INTEGER,
+        ) -> NTSTATUS;
+
         /// wdm.h declares `Priority` as `ULONG` (an `MM_PAGE_PRIORITY` OR-ed
         /// with `MdlMapping*` flags); MinGW-w64 as `MM_PAGE_PRIORITY`.
         pub fn MmMapLockedPagesSpecifyCache(

@@ -77,11 +77,15 @@ pub mod api {
     };
     pub use super::object::{
         ObDereferenceObject, ObReferenceObjectByHandle, ObfDereferenceObject, ZwClose,
+        ZwWaitForSingleObject,
     };
     pub use super::pool::{ExAllocatePool2, ExFreePool, ExFreePoolWithTag};
     pub use super::registry::{
         InitializeObjectAttributes, RtlInitUnicodeString, ZwOpenKey, ZwQueryValueKey,
     };
-    pub use super::thread::{PsCreateSystemThread, PsGetCurrentThread, PsTerminateSystemThread};
+    pub use super::thread::{
+        KeEnterCriticalRegion, KeLeaveCriticalRegion, PsCreateSystemThread, PsGetCurrentThread,
+        PsTerminateSystemThread,
+    };
     pub use super::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
 }

@@ -523,6 +523,62 @@ pub unsafe fn ZwClose(Handle: HANDLE) -> NTSTATUS {
     }
 }
 
+/// `ZwWaitForSingleObject`: waits, in kernel mode, until the object `Handle`
+/// refers to is signalled (a thread handle: until the thread ended), or
+/// `Timeout` elapsed (`STATUS_TIMEOUT`). The object is referenced for the
+/// wait. A handle that is not open (or not an object's) is 0x93
+/// INVALID_KERNEL_HANDLE and STATUS_INVALID_HANDLE. IRQL = PASSIVE_LEVEL.
+///
+/// # Safety
+/// `Timeout` null or readable.
+#[track_caller]
+#[must_use]
+pub unsafe fn ZwWaitForSingleObject(
+    Handle: HANDLE,
+    Alertable: BOOLEAN,
+    Timeout: PLARGE_INTEGER,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let k = current();
+    if !require_passive_for_zw(&k, "ZwWaitForSingleObject", location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    let held = match k.handle_get(Handle as usize) {
+        Some(HandleEntry::Object(any)) => any
+            .downcast_ref::<ObjectHandle>()
+            .map(|h| (Arc::clone(&h.table), h.address)),
+        _ => None,
+    };
+    let Some((table, address)) = held.filter(|(t, a)| t.reference(*a).is_some()) else {
+        if k.verifying() {
+            k.bugcheck_at(
+                INVALID_KERNEL_HANDLE,
+                [Handle as u64, 1, 0, 0],
+                format!(
+                    "ZwWaitForSingleObject on handle {:#x}, which is not an open object handle",
+                    Handle as usize
+                ),
+                Some(location),
+            );
+        }
+        return STATUS_INVALID_HANDLE;
+    };
+    drop(k);
+    // SAFETY: the object is referenced for the wait; its dispatcher header
+    // is its first field; `Timeout` as the caller guarantees.
+    let status = unsafe {
+        super::event::KeWaitForSingleObject(
+            address as PVOID,
+            Executive,
+            KernelMode,
+            Alertable,
+            Timeout,
+        )
+    };
+    table.dereference(address);
+    status
+}
+
 impl ObjectTable {
     fn live(&self) -> usize {
         lock(&self.objects).len()

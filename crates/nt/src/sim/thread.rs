@@ -110,8 +110,41 @@ impl SystemThreadObject {
 /// `address` must come from `Box::into_raw` of a `SystemThreadObject` and be
 /// unused from now on.
 unsafe fn destroy_thread_object(address: usize) {
+    // Kept for the next thread: thread objects are reused at once (NT keeps
+    // them on a lookaside list), so an identity compared after its thread
+    // ended is the next thread's.
+    let mut free = lock(&FREE_THREAD_OBJECTS);
+    if free.len() < 64 {
+        free.push(address);
+        return;
+    }
+    drop(free);
     // SAFETY: the caller guarantees `address` is an unused boxed object.
     drop(unsafe { Box::from_raw(address as *mut SystemThreadObject) });
+}
+
+/// Freed thread objects (boxed, as addresses), reused last-in first-out.
+static FREE_THREAD_OBJECTS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A thread object for a new system thread: the most recently freed one if
+/// any (same address), else a new one. Returns a `Box::into_raw` pointer.
+fn new_thread_object(id: u64) -> *mut SystemThreadObject {
+    let Some(address) = lock(&FREE_THREAD_OBJECTS).pop() else {
+        return Box::into_raw(SystemThreadObject::new(id));
+    };
+    let object = address as *mut SystemThreadObject;
+    // SAFETY: a freed box of ours, unused since: reinitialised in place.
+    unsafe { object.write(*SystemThreadObject::new(id)) };
+    // SAFETY: as above (a place computation, no read).
+    let list = unsafe { &raw mut (*object).thread.Header.WaitListHead };
+    // SAFETY: as above; the list head points at itself at its final address.
+    unsafe {
+        list.write(LIST_ENTRY {
+            Flink: list,
+            Blink: list,
+        })
+    };
+    object
 }
 
 /// What a system thread knows about itself.
@@ -182,6 +215,8 @@ thread_local! {
     /// The thread object a DPC running on this host thread reports (see
     /// [`dpc_context`]); 0 outside one.
     static DPC_IDENTITY: Cell<usize> = const { Cell::new(0) };
+    /// `KeEnterCriticalRegion` nesting (the thread's KernelApcDisable).
+    static APC_DISABLE: Cell<u32> = const { Cell::new(0) };
     /// The thread object `PsGetCurrentThread` returns on host threads the
     /// sim did not create as system threads (never signalled).
     static HOST_THREAD_OBJECT: Box<SystemThreadObject> =
@@ -252,6 +287,17 @@ fn end_system_thread(
     } else if level != PASSIVE_LEVEL {
         exit_at_raised_irql(kernel, level, location);
     }
+    let apc_disable = APC_DISABLE.with(|c| c.replace(0));
+    if apc_disable != 0 {
+        kernel.bugcheck(
+            super::verifier::KERNEL_APC_PENDING_DURING_EXIT,
+            [0, u64::from(apc_disable), u64::from(irql::current()), 0],
+            format!(
+                "a system thread ended inside {apc_disable} critical region(s) \
+                 (KeEnterCriticalRegion without KeLeaveCriticalRegion)"
+            ),
+        );
+    }
     irql::set(PASSIVE_LEVEL);
     kernel.threads.remove(me.object);
     let object = me.object as *mut SystemThreadObject;
@@ -321,7 +367,7 @@ pub unsafe fn PsCreateSystemThread(
         return STATUS_INVALID_PARAMETER;
     }
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
-    let object = Box::into_raw(SystemThreadObject::new(id));
+    let object = new_thread_object(id);
     let address = object as usize;
     let table = k.extension::<ObjectTable>();
     // One reference for the handle, one for the running thread.
@@ -420,6 +466,32 @@ pub unsafe fn PsGetCurrentThread() -> PETHREAD {
         Some(me) => me.object as PETHREAD,
         None => HOST_THREAD_OBJECT.with(|o| (&raw const o.thread).cast_mut()),
     }
+}
+
+/// `KeEnterCriticalRegion`: disables normal kernel APCs on the calling
+/// thread until the matching `KeLeaveCriticalRegion` (the sim delivers no
+/// APCs; it counts the nesting, and a system thread that ends inside a
+/// critical region is 0x20 KERNEL_APC_PENDING_DURING_EXIT). IRQL <=
+/// APC_LEVEL.
+///
+/// # Safety
+/// None beyond the WDK contract; `unsafe` for parity with the kernel face.
+pub unsafe fn KeEnterCriticalRegion() {
+    APC_DISABLE.with(|c| c.set(c.get() + 1));
+}
+
+/// `KeLeaveCriticalRegion`: ends a `KeEnterCriticalRegion`. IRQL <=
+/// APC_LEVEL.
+///
+/// # Safety
+/// Must match a `KeEnterCriticalRegion` of the calling thread.
+pub unsafe fn KeLeaveCriticalRegion() {
+    APC_DISABLE.with(|c| c.set(c.get().saturating_sub(1)));
+}
+
+/// How deep the calling thread is in critical regions (tests).
+pub fn critical_region_depth() -> u32 {
+    APC_DISABLE.with(Cell::get)
 }
 
 /// The exit status of a thread object (`STATUS_PENDING` while it runs).
