@@ -30,15 +30,18 @@
 //!
 //! Lifetime of the core. The core is one pool block. Three kinds of things
 //! point at it:
-//! - the [`Executor`] and every [`Spawner`]: counted in `handles`; the last
-//!   one frees the block (after shutdown, the owner's is the last unless a
-//!   Spawner is kept beyond it);
+//! - the [`Executor`], every [`Spawner`] and every [`JoinHandle`]: counted
+//!   in `handles`; the last one frees the block (after shutdown, the
+//!   owner's is the last unless a Spawner or JoinHandle is kept beyond it);
 //! - tasks: counted in `live` from admission until their last non-handle
 //!   reference is dropped (the executor's, or a waker's). Shutdown waits
 //!   for `live` to reach zero, so a waker or a pinned canceller may touch
 //!   the core as long as it holds a task reference. The final release's
-//!   last access is `KeSetEvent(released)`, the one access the waiter may
-//!   race with, as with an event on the stack of an IRP's issuer;
+//!   last access to the core is `KeSetEvent(released)`, the one access the
+//!   waiter may race with, as with an event on the stack of an IRP's
+//!   issuer. That covers the data, not the code: the releaser still
+//!   returns through its caller (a completion routine), which must keep
+//!   the image loaded until it has returned (`IoSetCompletionRoutineEx`);
 //! - the system thread: joined by shutdown before the owner lets go.
 
 use core::ffi::c_void;
@@ -323,13 +326,11 @@ impl Core {
     pub(crate) unsafe fn push_and_notify(core: NonNull<Core>, header: NonNull<Header>) {
         // SAFETY: caller contract.
         let core = unsafe { core.as_ref() };
-        // Only the executor thread ever stores its own identity here, so a
-        // relaxed load is exact for it and a mismatch for everyone else.
-        if core.thread.load(Ordering::Relaxed) == sys::current_thread() {
-            // On the executor thread (a task waking or spawning another):
-            // its own queue, and no notification (it looks again before it
+        if core.on_run_loop() {
+            // The run loop itself (a task waking or spawning another): its
+            // own queue, and no notification (it looks again before it
             // sleeps).
-            // SAFETY: executor thread; the task is unqueued and alive.
+            // SAFETY: the run loop; the task is unqueued and alive.
             unsafe { core.push_local(header) };
         } else {
             // SAFETY: the task is not queued (SCHEDULED was ours to set) and
@@ -337,6 +338,27 @@ impl Core {
             unsafe { core.queue.push(header.cast::<Link>()) };
             core.notify();
         }
+    }
+
+    /// Whether the caller is this executor's run loop: its thread at
+    /// PASSIVE_LEVEL (see `sys::on_run_loop`: a DPC or an APC on that
+    /// thread reports its identity too, but above PASSIVE_LEVEL). The only
+    /// writer of `thread` is the thread itself, before its loop starts, so a
+    /// relaxed load is exact for it; everyone else sees another identity,
+    /// or its own above PASSIVE_LEVEL. Any IRQL.
+    #[inline]
+    fn on_run_loop(&self) -> bool {
+        sys::on_run_loop(self.thread.load(Ordering::Relaxed))
+    }
+
+    /// [`Self::on_run_loop`] of a core a caller keeps alive.
+    ///
+    /// # Safety
+    /// The core is alive.
+    #[inline]
+    pub(crate) unsafe fn is_run_loop(core: NonNull<Core>) -> bool {
+        // SAFETY: caller contract.
+        unsafe { core.as_ref() }.on_run_loop()
     }
 
     /// Appends a task to the executor thread's run order.
@@ -544,25 +566,34 @@ impl Core {
 
     // === spawning ===
 
-    fn spawn<F>(this: NonNull<Core>, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
+    /// Spawns the future at `future` (see [`Spawner::spawn`]).
+    ///
+    /// # Safety
+    /// `future` points to a valid `F`. On `Ok` the task owns it: the caller
+    /// must forget its value without dropping it; on `Err` it is still the
+    /// caller's, untouched.
+    #[inline(always)]
+    unsafe fn spawn_from<F>(
+        this: NonNull<Core>,
+        future: *const F,
+    ) -> Result<JoinHandle<F::Output>, SpawnErrorKind>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         // SAFETY: the caller (Executor or Spawner) holds a handle reference.
         let core = unsafe { this.as_ref() };
-        let fail = |kind, future| {
+        let fail = |kind| {
             core.counters.spawn_failures.fetch_add(1, Ordering::Relaxed);
-            Err(SpawnError::new(kind, future))
+            Err(kind)
         };
         if sys::irql() > nt::DISPATCH_LEVEL {
-            return fail(SpawnErrorKind::WrongIrql, future);
+            return fail(SpawnErrorKind::WrongIrql);
         }
         if !core.admit() {
-            return fail(SpawnErrorKind::ShuttingDown, future);
+            return fail(SpawnErrorKind::ShuttingDown);
         }
-        let executor_thread = core.thread.load(Ordering::Relaxed);
-        let on_executor = executor_thread != 0 && executor_thread == sys::current_thread();
+        let on_executor = core.on_run_loop();
         let tag = core.config.pool_tag;
         let block_for = |size| {
             if on_executor {
@@ -575,9 +606,11 @@ impl Core {
             }
             sys::pool_alloc(size, tag)
         };
-        let header = match task::allocate(this, executor_thread, future, block_for) {
+        // SAFETY: `future` is a valid F (caller contract), moved into the
+        // task only on success.
+        let header = match unsafe { task::allocate(this, future, block_for) } {
             Ok(header) => header,
-            Err((error, future)) => {
+            Err(error) => {
                 // SAFETY: admitted just above, released once; the caller's
                 // handle keeps the core alive past the release.
                 unsafe { Core::release_task(this) };
@@ -585,7 +618,7 @@ impl Core {
                     AllocError::OutOfPool => SpawnErrorKind::OutOfPool,
                     AllocError::TooLarge => SpawnErrorKind::TooLarge,
                 };
-                return fail(kind, future);
+                return fail(kind);
             }
         };
         if on_executor {
@@ -593,6 +626,9 @@ impl Core {
         } else {
             core.counters.spawned.fetch_add(1, Ordering::Relaxed);
         }
+        // The JoinHandle keeps the core's memory (not its thread) alive, so
+        // dropping it may look at the core to recycle the task's block.
+        core.handles.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a new task, SCHEDULED, not queued, alive (the executor's
         // reference); the caller's handle keeps the core alive meanwhile.
         unsafe { Core::push_and_notify(this, header) };
@@ -799,23 +835,19 @@ impl Core {
             unsafe { (h.vtable.drop_stage)(header) };
         }
         if previous & state::JOIN_WAKER != 0 {
-            if previous & state::HANDLE != 0 {
-                h.join_waker.with(|w| {
-                    // SAFETY: JOIN_WAKER set after COMPLETE: the slot is ours
-                    // to read until we release it.
-                    if let Some(waker) = unsafe { &*w } {
-                        waker.wake_by_ref();
-                    }
-                });
-                if !h.state.release_join_waker() {
-                    // The handle went away meanwhile: the slot is ours.
-                    // SAFETY: as above.
-                    h.join_waker.with_mut(|w| unsafe { *w = None });
-                }
-            } else {
-                // The handle left the waker to us.
-                // SAFETY: JOIN_WAKER set, no handle: the slot is ours.
-                h.join_waker.with_mut(|w| unsafe { *w = None });
+            // JOIN_WAKER set after COMPLETE: the slot is ours until we
+            // release it. Take the waker out: it is a counted reference to
+            // the joining task, and a handle that is kept after its output
+            // was read (in a device extension, say) must not keep the joiner
+            // counted, which would make shutdown wait for ever.
+            // SAFETY: as above.
+            let waker = h.join_waker.with_mut(|w| unsafe { (*w).take() });
+            // The slot is empty whichever side owns it next.
+            let _ = h.state.release_join_waker();
+            if previous & state::HANDLE != 0
+                && let Some(waker) = waker
+            {
+                waker.wake();
             }
         }
         // SAFETY: executor thread; linked on its first run.
@@ -851,9 +883,19 @@ impl Core {
 unsafe extern "C" fn thread_main(context: *mut c_void) {
     // SAFETY: the context is the core, alive until this thread is joined.
     let core = unsafe { &*context.cast::<Core>() };
+    // Normal kernel APCs run at PASSIVE_LEVEL on this thread and would pass
+    // the run loop's "this thread at PASSIVE_LEVEL" test: keep them out for
+    // the loop's whole life (special kernel APCs run at APC_LEVEL and fail
+    // the test anyway).
+    sys::enter_critical_region();
     core.thread.store(sys::current_thread(), Ordering::Relaxed);
     // SAFETY: the core's only run loop, on its own thread.
     unsafe { core.run() };
+    // The identity goes with the thread: a later thread may carry the same
+    // one (thread objects are reused) and must not pass for this run loop.
+    // Anyone who could still look synchronises with this thread's end.
+    core.thread.store(0, Ordering::Release);
+    sys::leave_critical_region();
     // Returning ends the thread (PspSystemThreadStartup terminates it); the
     // thread object is signalled for shutdown's wait.
 }
@@ -907,12 +949,21 @@ impl Executor {
     }
 
     /// Spawns a task. See [`Spawner::spawn`].
+    #[inline(always)]
     pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Core::spawn(self.core, future)
+        // SAFETY: `future` is our valid argument; on success the task owns
+        // it and it is forgotten, on failure it is handed back.
+        match unsafe { Core::spawn_from(self.core, &raw const future) } {
+            Ok(handle) => {
+                core::mem::forget(future);
+                Ok(handle)
+            }
+            Err(kind) => Err(SpawnError::new(kind, future)),
+        }
     }
 
     /// A handle to spawn tasks from anywhere (other threads, DPCs, tasks).
@@ -939,8 +990,9 @@ impl Executor {
     ///
     /// When it returns, no code of the executor runs any more and its pool
     /// memory is freed, except tasks whose JoinHandle is still held (their
-    /// memory goes with the handle) and the core if a [`Spawner`] is still
-    /// held (it goes with the last Spawner; spawning through it fails).
+    /// memory goes with the handle) and the core if a [`Spawner`] or a
+    /// [`JoinHandle`] is still held (it goes with the last of them;
+    /// spawning through a Spawner fails).
     ///
     /// PASSIVE_LEVEL, not from one of this executor's tasks (it would wait
     /// for itself). Anything that holds a waker of a task and only lets go
@@ -1044,7 +1096,7 @@ pub struct ShutdownRefused {
 ///
 /// # Safety
 /// The caller owns one handle reference.
-unsafe fn release_handle(core: NonNull<Core>) {
+pub(crate) unsafe fn release_handle(core: NonNull<Core>) {
     // SAFETY: the reference keeps the core alive until the decrement.
     if unsafe { core.as_ref() }
         .handles
@@ -1089,13 +1141,25 @@ impl Spawner {
     /// Fails, giving the future back, when the pool is exhausted, the
     /// executor is shutting down, or the IRQL is above DISPATCH_LEVEL.
     ///
+    /// The future is copied once, from this call's argument into the task
+    /// (never through the executor's own stack frames): the stack a spawn
+    /// needs does not grow with the future.
+    ///
     /// IRQL <= DISPATCH_LEVEL. Never blocks, never runs the future.
+    #[inline(always)]
     pub fn spawn<F>(&self, future: F) -> Result<JoinHandle<F::Output>, SpawnError<F>>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Core::spawn(self.core, future)
+        // SAFETY: as in `Executor::spawn`.
+        match unsafe { Core::spawn_from(self.core, &raw const future) } {
+            Ok(handle) => {
+                core::mem::forget(future);
+                Ok(handle)
+            }
+            Err(kind) => Err(SpawnError::new(kind, future)),
+        }
     }
 
     /// A snapshot of the counters.

@@ -201,11 +201,18 @@ impl<T> Drop for JoinHandle<T> {
                 Err(actual) => current = actual,
             }
         };
+        let core = h.core;
         if state::refs(previous) == 0 {
             // SAFETY: no reference and no handle left: the task is ours to
-            // free (its future and output are gone, its slot is empty).
-            unsafe { task::free(header, h.core, h.executor_thread, h.block, h.block_size) };
+            // free (its future and output are gone, its slot is empty); the
+            // handle's reference keeps the core alive. Its block goes to the
+            // lookaside only on the core's own run loop (never on a later
+            // thread that carries a dead run loop's identity: the identity
+            // is cleared when the loop ends).
+            unsafe { task::free(header, core, h.block, h.block_size) };
         }
+        // SAFETY: the handle's core reference, given up once, last.
+        unsafe { crate::executor::release_handle(core) };
     }
 }
 

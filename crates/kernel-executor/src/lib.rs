@@ -16,13 +16,20 @@
 //! - Waking is safe at DISPATCH_LEVEL from any thread (completion routines,
 //!   DPCs, WSK callbacks): atomics and a wait-free intrusive queue push; no
 //!   allocation, no lock, no poll. Waking a task that is already queued is
-//!   one atomic load. Wakes on the executor thread itself skip the queue's
-//!   atomics and the notification. Futures are only ever polled and dropped by the
+//!   one atomic load. Wakes from the run loop itself (the executor thread
+//!   at PASSIVE_LEVEL: a DPC or an APC that interrupted that thread reports
+//!   its identity too, but never at PASSIVE_LEVEL) skip the queue's atomics
+//!   and the notification. Futures are only ever polled and dropped by the
 //!   executor thread at PASSIVE_LEVEL, never inside a wake or a waker drop.
 //! - [`Executor::shutdown`] (also run by dropping the [`Executor`]) stops
 //!   spawning, cancels every task, waits until every task is released
 //!   (including wakers held by operations still in flight), stops the thread
-//!   and returns; after that nothing of the executor runs.
+//!   and returns. After that no code of the executor runs, except that the
+//!   last release of a task (a waker dropped by a completion routine) may
+//!   still be returning through its caller: code that can drop the last
+//!   waker must keep the driver image loaded until it returned
+//!   (`IoSetCompletionRoutineEx`, `WskDeregister`'s rundown; irp-future
+//!   drops a routine's waker as its last act).
 //! - [`Counters`] (spawns, polls, wakes, completions, cancellations, parks,
 //!   live tasks) are cheap enough to leave on.
 //! - [`block_on`] runs a future on a PASSIVE_LEVEL caller's thread.

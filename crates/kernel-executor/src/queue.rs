@@ -46,7 +46,8 @@ impl Default for Link {
 
 /// The executor thread's own FIFO of ready tasks, through the same links:
 /// a task is in at most one of the two queues (its `SCHEDULED` bit says
-/// who queued it). Pushes from the executor thread itself (a task waking
+/// who queued it). Pushes from the run loop itself (its thread at
+/// PASSIVE_LEVEL, see `sys::on_run_loop`: a task waking
 /// another, a self-wake re-queued after its poll, spawns from tasks) go
 /// here with plain stores; the run loop moves remote pushes over from the
 /// [`RunQueue`] in arrival order before each poll, so this is the one run

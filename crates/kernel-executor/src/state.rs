@@ -14,7 +14,7 @@
 //!  2      COMPLETE    the executor: future gone      never
 //!  3      CLOSED      cancel (JoinHandle, shutdown)  completion with an output (cancel lost the race)
 //!  4      HANDLE      spawn                          dropping the JoinHandle
-//!  5      JOIN_WAKER  the JoinHandle (waker stored)  the JoinHandle (to replace it) / the executor after waking it
+//!  5      JOIN_WAKER  the JoinHandle (waker stored)  the JoinHandle (to replace it) / the executor after taking it out
 //!  6..    REFS        non-handle references: the executor's (while the future is alive),
 //!                     each Waker, and transient pins taken while pushing
 //! ```
@@ -239,9 +239,9 @@ impl State {
         }
     }
 
-    /// After waking the join waker of a complete task: gives the slot back.
-    /// Returns whether the handle is still alive (if not, the executor
-    /// empties the slot).
+    /// After taking the join waker of a complete task out of the slot:
+    /// gives the (empty) slot back. Returns whether the handle is still
+    /// alive.
     #[inline]
     pub(crate) fn release_join_waker(&self) -> bool {
         let previous = self.0.fetch_and(!JOIN_WAKER, Ordering::AcqRel);
@@ -325,10 +325,12 @@ impl State {
     pub(crate) fn unset_join_waker(&self) -> Result<(), usize> {
         let mut current = self.0.load(Ordering::Acquire);
         loop {
-            debug_assert!(current & JOIN_WAKER != 0);
+            // COMPLETE first: once the task completed, the executor clears
+            // JOIN_WAKER (after taking the waker), so the bit may be gone.
             if current & COMPLETE != 0 {
                 return Err(current);
             }
+            debug_assert!(current & JOIN_WAKER != 0);
             match self.0.compare_exchange_weak(
                 current,
                 current & !JOIN_WAKER,

@@ -13,6 +13,25 @@
 
 pub(crate) use imp::*;
 
+/// Whether the caller is the run loop of the executor whose thread identity
+/// is `executor_thread`: that thread, at PASSIVE_LEVEL.
+///
+/// The identity alone is not enough. `PsGetCurrentThread` in a DPC, an ISR
+/// or a completion routine run from one reports the thread it *interrupted*
+/// (the KPRCB's `CurrentThread`), which is the executor thread whenever a
+/// DPC targets its processor while it runs; special kernel APCs run on the
+/// thread at APC_LEVEL. Both run above PASSIVE_LEVEL, so "this thread, at
+/// PASSIVE_LEVEL" is the run loop itself (normal kernel APCs, which run at
+/// PASSIVE_LEVEL, are kept out of it by `KeEnterCriticalRegion` in the
+/// thread's body). Everything that is not the run loop takes the
+/// thread-safe paths: the remote queue with a notification, the pool.
+///
+/// Any IRQL.
+#[inline]
+pub(crate) fn on_run_loop(executor_thread: usize) -> bool {
+    executor_thread != 0 && irql() == nt::PASSIVE_LEVEL && executor_thread == current_thread()
+}
+
 /// The alignment every pool block has (`MEMORY_ALLOCATION_ALIGNMENT` on
 /// x64). The executor assumes no more: a task that needs more alignment
 /// over-allocates and aligns itself.
@@ -94,6 +113,21 @@ mod imp {
         unsafe { nt::PsGetCurrentThread() as usize }
     }
 
+    /// `KeEnterCriticalRegion`. PASSIVE_LEVEL or APC_LEVEL.
+    #[inline]
+    pub(crate) fn enter_critical_region() {
+        // SAFETY: disables normal kernel APCs on this thread; matched by
+        // `leave_critical_region` on the same thread.
+        unsafe { nt::KeEnterCriticalRegion() };
+    }
+
+    /// `KeLeaveCriticalRegion`. PASSIVE_LEVEL or APC_LEVEL.
+    #[inline]
+    pub(crate) fn leave_critical_region() {
+        // SAFETY: matches an `enter_critical_region` of this thread.
+        unsafe { nt::KeLeaveCriticalRegion() };
+    }
+
     /// A `KEVENT` in nonpaged memory. It must not move once initialised.
     pub(crate) struct Event {
         kevent: UnsafeCell<MaybeUninit<KEVENT>>,
@@ -164,10 +198,15 @@ mod imp {
         }
     }
 
-    /// The executor's system thread, referenced by object (the handle is
-    /// closed as soon as the object is referenced).
+    /// The executor's system thread, held by a kernel handle
+    /// (`OBJ_KERNEL_HANDLE`, valid in any process context) until it is
+    /// joined with `ZwWaitForSingleObject`. No object reference is taken:
+    /// `ObReferenceObjectByHandle` needs `PsThreadType`, a data import
+    /// wdk-sys does not link (windows-drivers-rs issue 338), and a failure
+    /// after the thread started would leave a running thread whose context
+    /// the caller could not free.
     pub(crate) struct SystemThread {
-        object: *mut c_void,
+        handle: nt::HANDLE,
     }
 
     // SAFETY: a referenced thread object may be waited on and dereferenced
@@ -189,13 +228,27 @@ mod imp {
             context: *mut c_void,
         ) -> Result<SystemThread, NTSTATUS> {
             let mut handle: nt::HANDLE = ptr::null_mut();
-            // SAFETY: a kernel system thread in the system process (no
-            // process handle, no object attributes); `handle` is writable.
+            // SAFETY: all-zero is a valid OBJECT_ATTRIBUTES to initialise.
+            let mut attributes: nt::OBJECT_ATTRIBUTES = unsafe { core::mem::zeroed() };
+            // SAFETY: no name, no root, no security descriptor; a kernel
+            // handle, as required when the caller may run in a process
+            // other than System (an IOCTL's).
+            unsafe {
+                nt::InitializeObjectAttributes(
+                    &mut attributes,
+                    ptr::null_mut(),
+                    nt::OBJ_KERNEL_HANDLE,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
+            // SAFETY: a kernel system thread in the System process (no
+            // process handle); `handle` and `attributes` are valid.
             let status = unsafe {
                 nt::PsCreateSystemThread(
                     &mut handle,
                     nt::THREAD_ALL_ACCESS,
-                    ptr::null_mut(),
+                    &mut attributes,
                     ptr::null_mut(),
                     ptr::null_mut(),
                     Some(main),
@@ -203,48 +256,23 @@ mod imp {
                 )
             };
             if !nt::NT_SUCCESS(status) {
+                // No thread: nothing saw the context.
                 return Err(status);
             }
-            let mut object: *mut c_void = ptr::null_mut();
-            // SAFETY: `handle` is the thread handle just created.
-            let status = unsafe {
-                nt::ObReferenceObjectByHandle(
-                    handle,
-                    nt::SYNCHRONIZE,
-                    nt::access::ps_thread_type(),
-                    nt::KernelMode,
-                    &mut object,
-                    ptr::null_mut(),
-                )
-            };
-            // SAFETY: the handle is ours and closed once; the object (if
-            // referenced) keeps the thread object alive.
-            let _ = unsafe { nt::ZwClose(handle) };
-            if !nt::NT_SUCCESS(status) {
-                // Without a reference the thread cannot be waited for; the
-                // caller must not free the context. Report the failure.
-                return Err(status);
-            }
-            Ok(SystemThread { object })
+            Ok(SystemThread { handle })
         }
 
-        /// Waits for the thread to end and drops the reference.
+        /// Waits for the thread to end (its handle is signalled when it
+        /// terminated, after its last instruction in the driver) and closes
+        /// the handle.
         ///
         /// PASSIVE_LEVEL.
         pub(crate) fn join(self) {
-            // SAFETY: `object` is a referenced thread object; a thread is a
-            // dispatcher object, signalled when it terminates.
-            let _ = unsafe {
-                nt::KeWaitForSingleObject(
-                    self.object,
-                    nt::Executive,
-                    nt::KernelMode,
-                    nt::FALSE,
-                    ptr::null_mut(),
-                )
-            };
-            // SAFETY: the reference taken in `start`, dropped once.
-            unsafe { nt::ObDereferenceObject(self.object) };
+            // SAFETY: our kernel handle to the thread, waited on
+            // non-alertably with no timeout.
+            let _ = unsafe { nt::ZwWaitForSingleObject(self.handle, nt::FALSE, ptr::null_mut()) };
+            // SAFETY: the handle is ours and closed once.
+            let _ = unsafe { nt::ZwClose(self.handle) };
         }
     }
 }
@@ -279,18 +307,40 @@ mod imp {
         unsafe { loom::alloc::dealloc(block, layout) };
     }
 
-    /// Always PASSIVE_LEVEL in the model.
-    pub(crate) fn irql() -> u8 {
-        0
-    }
-
     loom::thread_local! {
         static MARK: u8 = 0;
+        /// The modelled IRQL of this loom thread.
+        static IRQL: core::cell::Cell<u8> = core::cell::Cell::new(0);
+        /// The identity this thread reports instead of its own (a "DPC"
+        /// that interrupted another thread); 0: its own.
+        static IDENTITY: core::cell::Cell<usize> = core::cell::Cell::new(0);
+    }
+
+    /// The modelled IRQL (PASSIVE_LEVEL unless a model says otherwise).
+    pub(crate) fn irql() -> u8 {
+        IRQL.with(|i| i.get())
     }
 
     /// An identity of the calling (loom) thread.
     pub(crate) fn current_thread() -> usize {
+        let identity = IDENTITY.with(|i| i.get());
+        if identity != 0 {
+            return identity;
+        }
         MARK.with(|mark| mark as *const u8 as usize)
+    }
+
+    /// No APCs in the model.
+    pub(crate) fn enter_critical_region() {}
+
+    /// No APCs in the model.
+    pub(crate) fn leave_critical_region() {}
+
+    /// Models a DPC on this loom thread: DISPATCH_LEVEL, reporting
+    /// `interrupted` as the current thread (models only).
+    pub(crate) fn enter_dpc(interrupted: usize) {
+        IRQL.with(|i| i.set(2));
+        IDENTITY.with(|i| i.set(interrupted));
     }
 
     /// A modelled KEVENT.

@@ -8,6 +8,12 @@
 //!  | Stage<F> (the future, then the output, then nothing)
 //! ```
 //!
+//! The future is copied into the block exactly once, from the caller's own
+//! argument (`spawn` takes its address, never moves it through its own
+//! frames): kernel stacks are 12-24 KiB, and a future holding a few KiB of
+//! buffers must not be copied two or three times on the way into its task
+//! (debug builds elide none of those moves).
+//!
 //! The pool guarantees 16-byte alignment and no more (wdk-alloc ignores the
 //! requested alignment altogether, so the executor never relies on the
 //! global allocator). An over-aligned future gets `align - 16` extra bytes
@@ -19,7 +25,7 @@
 //! a waker never runs task code and is safe at DISPATCH_LEVEL.
 
 use core::future::Future;
-use core::mem::{self, ManuallyDrop};
+use core::mem::ManuallyDrop;
 use core::pin::Pin;
 use core::ptr::{self, NonNull};
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -61,22 +67,61 @@ pub(crate) struct Header {
     /// The executor. Valid while the task holds a reference (see `Core`).
     pub(crate) core: NonNull<Core>,
     /// The pool block to free (precedes the header when over-aligned).
+    /// Immutable after allocation.
     pub(crate) block: *mut u8,
+    /// Immutable after allocation.
     pub(crate) block_size: usize,
-    /// The executor thread's identity when the task was spawned (0 if it
-    /// had not started): freeing on that thread recycles the block.
-    pub(crate) executor_thread: usize,
     /// Executor thread only.
     pub(crate) registry: UnsafeCell<RegistryLinks>,
     /// The waker of whoever awaits the JoinHandle (ownership: see `state`).
     pub(crate) join_waker: UnsafeCell<Option<Waker>>,
 }
 
-/// Where the future is in its life.
-enum Stage<F: Future> {
-    Running(F),
-    Finished(F::Output),
-    Consumed,
+/// `Stage::tag`: the future is alive in `data.future`.
+const RUNNING: u8 = 0;
+/// `Stage::tag`: the output is in `data.output`.
+const FINISHED: u8 = 1;
+/// `Stage::tag`: nothing is left.
+const CONSUMED: u8 = 2;
+
+/// Where the future is in its life: a tag and the bytes it describes (the
+/// future, then its output), laid out so the future can be copied straight
+/// from the spawner's argument into the block. Owned by whoever the state
+/// word says (the executor while RUNNING, the handle's side after
+/// COMPLETE).
+#[repr(C)]
+struct Stage<F: Future> {
+    tag: u8,
+    data: StageData<F>,
+}
+
+#[repr(C)]
+union StageData<F: Future> {
+    future: core::mem::ManuallyDrop<F>,
+    output: core::mem::ManuallyDrop<F::Output>,
+}
+
+impl<F: Future> Stage<F> {
+    /// Drops what the stage holds and leaves it consumed.
+    fn clear(&mut self) {
+        let tag = core::mem::replace(&mut self.tag, CONSUMED);
+        match tag {
+            RUNNING => {
+                // SAFETY: the tag says the future is the union's live field.
+                let future = unsafe { &mut self.data.future };
+                // SAFETY: initialised; dropped in place (it is pinned there)
+                // and never touched again (the tag says CONSUMED).
+                unsafe { core::mem::ManuallyDrop::drop(future) };
+            }
+            FINISHED => {
+                // SAFETY: the tag says the output is the union's live field.
+                let output = unsafe { &mut self.data.output };
+                // SAFETY: initialised; dropped once (the tag says CONSUMED).
+                unsafe { core::mem::ManuallyDrop::drop(output) };
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A whole task. `repr(C)`: the header is at offset 0.
@@ -96,30 +141,43 @@ pub(crate) enum AllocError {
     TooLarge,
 }
 
-/// Allocates and initialises a task for `future`: state
-/// `SCHEDULED | HANDLE`, one reference (the executor's). Gives the future
-/// back on failure. `block_for(size)` provides the memory (the executor's
-/// lookaside cache or the pool); null means out of memory.
+/// The size of the pool block a task for `F` needs (with the padding that
+/// aligns it), or `None` if it overflows.
+pub(crate) fn block_size<F: Future>() -> Option<usize> {
+    let layout = core::alloc::Layout::new::<Task<F>>();
+    let padding = layout.align().saturating_sub(sys::POOL_ALIGNMENT);
+    layout.size().checked_add(padding)
+}
+
+/// Allocates and initialises a task for the future at `future`: state
+/// `SCHEDULED | HANDLE`, one reference (the executor's). The future is
+/// copied once, from `*future` into the block, and only on success: on
+/// failure it is untouched and still the caller's. `block_for(size)`
+/// provides the memory (the executor's lookaside cache or the pool); null
+/// means out of memory.
 ///
 /// IRQL <= DISPATCH_LEVEL.
-pub(crate) fn allocate<F>(
+///
+/// # Safety
+/// `future` points to a valid `F`. On `Ok` the caller must forget its
+/// value without dropping it (the task owns it now).
+#[inline(always)]
+pub(crate) unsafe fn allocate<F>(
     core: NonNull<Core>,
-    executor_thread: usize,
-    future: F,
+    future: *const F,
     block_for: impl FnOnce(usize) -> *mut u8,
-) -> Result<NonNull<Header>, (AllocError, F)>
+) -> Result<NonNull<Header>, AllocError>
 where
     F: Future,
 {
-    let layout = core::alloc::Layout::new::<Task<F>>();
-    let align = layout.align();
+    let align = core::mem::align_of::<Task<F>>();
     let padding = align.saturating_sub(sys::POOL_ALIGNMENT);
-    let Some(size) = layout.size().checked_add(padding) else {
-        return Err((AllocError::TooLarge, future));
+    let Some(size) = block_size::<F>() else {
+        return Err(AllocError::TooLarge);
     };
     let block = block_for(size);
     if block.is_null() {
-        return Err((AllocError::OutOfPool, future));
+        return Err(AllocError::OutOfPool);
     }
     let offset = (block as usize).wrapping_neg() & (align - 1);
     if offset > padding {
@@ -127,55 +185,119 @@ where
         // past the block.
         // SAFETY: the block was just allocated with `size` bytes.
         unsafe { sys::pool_free(block, size) };
-        return Err((AllocError::OutOfPool, future));
+        return Err(AllocError::OutOfPool);
     }
-    // SAFETY: offset <= padding, so `offset + layout.size()` <= size.
+    // SAFETY: offset <= padding, so `offset + size_of::<Task<F>>()` <= size.
     let task = unsafe { block.add(offset) }.cast::<Task<F>>();
-    let value = Task {
-        header: Header {
-            link: Link::new(),
-            state: State::new_spawned(),
-            vtable: vtable::<F>(),
-            core,
-            block,
-            block_size: size,
-            executor_thread,
-            registry: UnsafeCell::new(RegistryLinks {
-                prev: ptr::null_mut(),
-                next: ptr::null_mut(),
-                linked: false,
-            }),
-            join_waker: UnsafeCell::new(None),
-        },
-        stage: UnsafeCell::new(Stage::Running(future)),
+    let header = Header {
+        link: Link::new(),
+        state: State::new_spawned(),
+        vtable: vtable::<F>(),
+        core,
+        block,
+        block_size: size,
+        registry: UnsafeCell::new(RegistryLinks {
+            prev: ptr::null_mut(),
+            next: ptr::null_mut(),
+            linked: false,
+        }),
+        join_waker: UnsafeCell::new(None),
     };
-    // SAFETY: `task` is aligned for `Task<F>` and the block holds it.
-    unsafe { task.write(value) };
+    // SAFETY: `task` is aligned for `Task<F>` and inside the block (a place
+    // computation, nothing is read).
+    let header_slot = unsafe { &raw mut (*task).header };
+    // SAFETY: as above: valid for a write.
+    unsafe { header_slot.write(header) };
+    // SAFETY: as above.
+    let stage_slot = unsafe { &raw mut (*task).stage };
+    // SAFETY: the stage is written in place (see `write_stage`); `future`
+    // is a valid F (caller contract).
+    unsafe { write_stage(stage_slot, future) };
     // SAFETY: `task` is not null (inside a non-null block).
     Ok(unsafe { NonNull::new_unchecked(task.cast::<Header>()) })
 }
 
+/// Initialises a task's stage with the future at `future`, copying its
+/// bytes once, straight into the block.
+///
+/// # Safety
+/// `stage` is valid for writes and aligned; `future` points to a valid `F`
+/// whose ownership moves into the stage.
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn write_stage<F: Future>(stage: *mut UnsafeCell<Stage<F>>, future: *const F) {
+    // `sync::UnsafeCell` and `core::cell::UnsafeCell` are
+    // `repr(transparent)`: the cell is the stage.
+    let stage = stage.cast::<Stage<F>>();
+    // SAFETY: valid for writes (caller contract; a place computation).
+    let tag = unsafe { &raw mut (*stage).tag };
+    // SAFETY: as above.
+    unsafe { tag.write(RUNNING) };
+    // SAFETY: as above.
+    let data = unsafe { &raw mut (*stage).data };
+    // SAFETY: the union's fields are at offset 0 and `ManuallyDrop<F>` is
+    // `repr(transparent)`; `future` is a valid F (caller contract); the two
+    // do not overlap (the block is fresh memory).
+    unsafe { ptr::copy_nonoverlapping(future, data.cast::<F>(), 1) };
+}
+
+/// Under loom the cell holds bookkeeping of its own: built as a value.
+///
+/// # Safety
+/// As the kernel version.
+#[cfg(loom)]
+unsafe fn write_stage<F: Future>(stage: *mut UnsafeCell<Stage<F>>, future: *const F) {
+    let value = Stage {
+        tag: RUNNING,
+        data: StageData {
+            // SAFETY: ownership moves in (caller contract).
+            future: core::mem::ManuallyDrop::new(unsafe { ptr::read(future) }),
+        },
+    };
+    // SAFETY: valid for writes (caller contract).
+    unsafe { stage.write(UnsafeCell::new(value)) };
+}
+
 /// Frees the memory of a task whose future and output are gone: back to
-/// the executor's lookaside cache when called on the executor thread,
+/// the executor's lookaside cache when called by the executor's run loop,
 /// otherwise to the pool.
 ///
 /// IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
-/// Nobody references the task any more; `block`/`size`/`executor_thread`
-/// are its fields, read before it became unreferenced; `core` is alive if
-/// this is the executor thread (it always is there: the core outlives its
-/// thread).
+/// Nobody references the task any more; `block`/`size` are its fields,
+/// read before it became unreferenced; `core` is alive (the caller's task
+/// was still counted by it).
 pub(crate) unsafe fn free(
     header: NonNull<Header>,
     core: NonNull<Core>,
-    executor_thread: usize,
     block: *mut u8,
     size: usize,
 ) {
-    // The header's fields are plain data or hold nothing (the join waker
-    // slot was emptied by its owner): dropping them in place is only for
-    // loom's bookkeeping of its cells and atomics.
+    // SAFETY: the core is alive (caller contract).
+    let run_loop = unsafe { Core::is_run_loop(core) };
+    if run_loop {
+        // SAFETY: unreferenced task (caller contract).
+        unsafe { forget_header(header) };
+        // SAFETY: the run loop's core is alive; the block is unreferenced.
+        if unsafe { Core::recycle(core, block, size) } {
+            return;
+        }
+    } else {
+        // SAFETY: as above.
+        unsafe { forget_header(header) };
+    }
+    // SAFETY: caller contract.
+    unsafe { sys::pool_free(block, size) };
+}
+
+/// The header's fields are plain data or hold nothing (the join waker slot
+/// was emptied by its owner): dropping them in place is only for loom's
+/// bookkeeping of its cells and atomics.
+///
+/// # Safety
+/// Unreferenced task.
+unsafe fn forget_header(header: NonNull<Header>) {
     #[cfg(loom)]
     // SAFETY: unreferenced task (caller contract).
     unsafe {
@@ -183,15 +305,6 @@ pub(crate) unsafe fn free(
     };
     #[cfg(not(loom))]
     let _ = header;
-    if executor_thread != 0 && executor_thread == sys::current_thread() {
-        // SAFETY: on the executor thread the core is alive; the block is
-        // unreferenced (caller contract).
-        if unsafe { Core::recycle(core, block, size) } {
-            return;
-        }
-    }
-    // SAFETY: caller contract.
-    unsafe { sys::pool_free(block, size) };
 }
 
 // === the type-specific operations ===
@@ -222,21 +335,23 @@ unsafe fn poll<F: Future>(header: NonNull<Header>, cx: &mut Context<'_>) -> Poll
     task.stage.with_mut(|stage| {
         // SAFETY: RUNNING gives the executor exclusive access to the stage.
         let stage = unsafe { &mut *stage };
-        let output = match stage {
-            Stage::Running(future) => {
-                // SAFETY: the future never moves: it lives in the task block
-                // until it is dropped in place.
-                let future = unsafe { Pin::new_unchecked(future) };
-                match future.poll(cx) {
-                    Poll::Ready(output) => output,
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
+        if stage.tag != RUNNING {
             // Never polled after it finished (COMPLETE stops that).
-            _ => return Poll::Ready(()),
+            return Poll::Ready(());
+        }
+        // SAFETY: the tag says the future is the union's live field.
+        let future: &mut F = unsafe { &mut stage.data.future };
+        // SAFETY: it never moves: it lives in the task block until it is
+        // dropped in place.
+        let future = unsafe { Pin::new_unchecked(future) };
+        let output = match future.poll(cx) {
+            Poll::Ready(output) => output,
+            Poll::Pending => return Poll::Pending,
         };
         // Drops the future in place, then stores the output.
-        *stage = Stage::Finished(output);
+        stage.clear();
+        stage.data.output = core::mem::ManuallyDrop::new(output);
+        stage.tag = FINISHED;
         Poll::Ready(())
     })
 }
@@ -247,8 +362,7 @@ unsafe fn drop_stage<F: Future>(header: NonNull<Header>) {
     // SAFETY: caller contract.
     let task = unsafe { task_of::<F>(header) };
     // SAFETY: the caller owns the stage.
-    task.stage
-        .with_mut(|stage| unsafe { *stage = Stage::Consumed });
+    task.stage.with_mut(|stage| unsafe { (*stage).clear() });
 }
 
 /// # Safety
@@ -257,14 +371,22 @@ unsafe fn drop_stage<F: Future>(header: NonNull<Header>) {
 unsafe fn take_output<F: Future>(header: NonNull<Header>, out: *mut ()) {
     // SAFETY: caller contract.
     let task = unsafe { task_of::<F>(header) };
-    // SAFETY: the caller owns the stage.
-    let stage = task
-        .stage
-        .with_mut(|stage| unsafe { mem::replace(&mut *stage, Stage::Consumed) });
-    if let Stage::Finished(output) = stage {
-        // SAFETY: caller contract on `out`.
-        unsafe { *out.cast::<Option<F::Output>>() = Some(output) };
-    }
+    task.stage.with_mut(|stage| {
+        // SAFETY: the caller owns the stage.
+        let stage = unsafe { &mut *stage };
+        if stage.tag == FINISHED {
+            stage.tag = CONSUMED;
+            // SAFETY: the tag said the output is the union's live field.
+            let output = unsafe { &mut stage.data.output };
+            // SAFETY: initialised, and moved out once (the tag now says
+            // CONSUMED).
+            let output = unsafe { core::mem::ManuallyDrop::take(output) };
+            // SAFETY: caller contract on `out`.
+            unsafe { *out.cast::<Option<F::Output>>() = Some(output) };
+        } else {
+            stage.clear();
+        }
+    });
 }
 
 // === references ===
@@ -282,9 +404,9 @@ pub(crate) unsafe fn drop_ref(header: NonNull<Header>) {
     // Read what the release needs first: once the count drops, a JoinHandle
     // may free the memory at any moment.
     // SAFETY: the caller's reference keeps the header alive until `ref_dec`.
-    let (core, thread, block, size) = unsafe {
+    let (core, block, size) = unsafe {
         let h = header.as_ref();
-        (h.core, h.executor_thread, h.block, h.block_size)
+        (h.core, h.block, h.block_size)
     };
     // SAFETY: as above.
     let unref = unsafe { header.as_ref() }.state.ref_dec();
@@ -292,7 +414,7 @@ pub(crate) unsafe fn drop_ref(header: NonNull<Header>) {
         if free {
             // SAFETY: last reference, no handle: nobody else sees the task;
             // the core is alive until the release below.
-            unsafe { self::free(header, core, thread, block, size) };
+            unsafe { self::free(header, core, block, size) };
         }
         // SAFETY: the task was counted live until now, so the executor core
         // is still alive (shutdown waits for this release).

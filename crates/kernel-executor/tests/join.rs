@@ -179,3 +179,54 @@ fn one_pool_allocation_per_task() {
     assert_eq!(stats.live_blocks, 0, "every task and the executor freed");
     assert!(session.finish().is_clean());
 }
+
+/// A handle that outlives its awaiting: task A awaits B's handle once (its
+/// waker goes into B's join slot), B finishes, A reads the output and puts
+/// the handle back where it is kept (a driver's device extension). A's
+/// waker must not stay in B's slot: it would keep A counted for ever and
+/// shutdown would wait for it (a hang in DriverUnload).
+#[test]
+fn a_kept_handle_does_not_keep_its_joiners_waker() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let release_b = Flag::default();
+    let b = {
+        let go = release_b.wait();
+        executor
+            .spawn(async move {
+                go.await;
+                7u32
+            })
+            .unwrap()
+    };
+    let kept = Arc::new(std::sync::Mutex::new(Some(b)));
+    let a = {
+        let kept = Arc::clone(&kept);
+        executor
+            .spawn(async move {
+                let mut handle = kept.lock().unwrap().take().unwrap();
+                let output = (&mut handle).await;
+                *kept.lock().unwrap() = Some(handle);
+                output
+            })
+            .unwrap()
+    };
+    assert!(wait_until(Duration::from_secs(5), || release_b.has_waiter()));
+    // Let A register its waker in B's join slot before B finishes.
+    std::thread::sleep(Duration::from_millis(20));
+    release_b.set();
+    assert_eq!(block_on(a).unwrap(), Ok(Ok(7)));
+    // Shutdown must not wait for A: a watchdog turns a hang into a failure.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shutdown = session.spawn("shutdown", move || {
+        let counters = executor.shutdown();
+        let _ = tx.send(counters);
+    });
+    let counters = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("shutdown hung: the kept handle held its joiner's waker");
+    shutdown.join().unwrap();
+    assert_eq!(counters.tasks, 0);
+    drop(kept);
+    assert!(session.finish().is_clean());
+}

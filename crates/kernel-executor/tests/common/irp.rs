@@ -37,11 +37,20 @@ pub struct IrpOp {
     irp: AtomicPtr<nt::IRP>,
     waker: Mutex<Option<Waker>>,
     pub completed: Mutex<Option<Completed>>,
+    /// Run by the completion routine (at its IRQL, in its context) before
+    /// it wakes the task.
+    hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 impl IrpOp {
     pub fn completion(&self) -> Option<Completed> {
         self.completed.lock().unwrap().clone()
+    }
+
+    /// Has the completion routine run `f` (in DPC context when the lower
+    /// device completes from its thread) before it wakes the task.
+    pub fn on_complete(&self, f: impl FnOnce() + Send + 'static) {
+        *self.hook.lock().unwrap() = Some(Box::new(f));
     }
 }
 
@@ -132,6 +141,9 @@ unsafe extern "C" fn completion(_device: PDEVICE_OBJECT, irp: PIRP, context: PVO
         at: Instant::now(),
     };
     *op.completed.lock().unwrap() = Some(completed);
+    if let Some(hook) = op.hook.lock().unwrap().take() {
+        hook();
+    }
     op.status.store(status, Ordering::Release);
     op.done.store(true, Ordering::Release);
     let waker = op.waker.lock().unwrap().take();
