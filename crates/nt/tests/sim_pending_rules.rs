@@ -74,7 +74,22 @@ fn complete(irp: PIRP, status: NTSTATUS) {
     unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
 }
 
-unsafe extern "C" fn dispatch_ioctl(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+/// Registers `routine` for the forwarded IRP the way an unloadable driver
+/// must: `IoSetCompletionRoutineEx` with its own device, so its image stays
+/// until the routine returned (the sim's image-unload model checks it).
+fn set_routine(
+    device: PDEVICE_OBJECT,
+    irp: PIRP,
+    routine: unsafe extern "C" fn(PDEVICE_OBJECT, PIRP, PVOID) -> NTSTATUS,
+    context: PVOID,
+) {
+    // SAFETY: our device; the IRP has a next location (copied to).
+    let status =
+        unsafe { IoSetCompletionRoutineEx(device, irp, Some(routine), context, TRUE, TRUE, TRUE) };
+    assert_eq!(status, STATUS_SUCCESS);
+}
+
+unsafe extern "C" fn dispatch_ioctl(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     let lower = LOWER.with(Cell::get) as PDEVICE_OBJECT;
     match BEHAVIOUR.with(Cell::get) {
         Behaviour::CompleteAndReturn => {
@@ -106,10 +121,7 @@ unsafe extern "C" fn dispatch_ioctl(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTA
         Behaviour::ForwardReturnLowerStatus => {
             // SAFETY: the IRP has a next location for the lower device.
             unsafe { IoCopyCurrentIrpStackLocationToNext(irp) };
-            // SAFETY: as above.
-            unsafe {
-                IoSetCompletionRoutine(irp, Some(propagate), std::ptr::null_mut(), TRUE, TRUE, TRUE)
-            };
+            set_routine(device, irp, propagate, std::ptr::null_mut());
             // SAFETY: a live lower device.
             unsafe { IoCallDriver(lower, irp) }
         }
@@ -120,10 +132,7 @@ unsafe extern "C" fn dispatch_ioctl(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTA
             unsafe { KeInitializeEvent(&mut event, NotificationEvent, FALSE) };
             // SAFETY: as above.
             unsafe { IoCopyCurrentIrpStackLocationToNext(irp) };
-            // SAFETY: as above.
-            unsafe {
-                IoSetCompletionRoutine(irp, Some(signal), (&raw mut event).cast(), TRUE, TRUE, TRUE)
-            };
+            set_routine(device, irp, signal, (&raw mut event).cast());
             // SAFETY: a live lower device.
             let status = unsafe { IoCallDriver(lower, irp) };
             if status == STATUS_PENDING {

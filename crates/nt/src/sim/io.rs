@@ -849,8 +849,18 @@ fn dispatch_record(kernel: &Kernel, irp: PIRP) -> Option<u64> {
         // Walking: its completion routine reclaimed it and must return
         // STATUS_MORE_PROCESSING_REQUIRED (checked when it returns).
         Phase::Idle | Phase::Reclaimed | Phase::Walking => {
+            // A walk still returning from the routine that reclaimed it no
+            // longer has it in flight (see `begin_walk`).
+            let superseded = if record.phase == Phase::Walking {
+                record.walk_key.take()
+            } else {
+                None
+            };
             record.advance(Takeover::Sent);
             record.phase = Phase::Dispatched;
+            if let Some(key) = superseded {
+                kernel.pending_end(key);
+            }
             if record.pending_key.is_none() {
                 // An I/O manager IRP is the pending operation of the driver
                 // it was sent to (the one loaded).
@@ -1330,16 +1340,30 @@ fn begin_walk(
         // routine returns STATUS_MORE_PROCESSING_REQUIRED, which the older
         // walk checks when it does.
         _ => {
+            // A walk still returning from the routine that reclaimed the IRP
+            // no longer has it in flight: its owner completes it now (the
+            // old walk only leaves kernel code; ending a key twice is
+            // harmless).
+            let superseded = if record.phase == Phase::Walking {
+                record.walk_key.take()
+            } else {
+                None
+            };
             record.advance(Takeover::Completed);
             record.phase = Phase::Walking;
             let pending_key = record.pending_key.take();
             record.walk_key = pending_key;
-            Some(Walk {
+            let walk = Walk {
                 generation: record.generation,
                 pending_key,
                 owner: record.owner,
                 record: record.id,
-            })
+            };
+            drop(irps);
+            if let Some(key) = superseded {
+                kernel.pending_end(key);
+            }
+            Some(walk)
         }
     }
 }
