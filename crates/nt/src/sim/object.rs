@@ -544,7 +544,7 @@ pub unsafe fn ZwWaitForSingleObject(
         return STATUS_INVALID_DEVICE_STATE;
     }
     let held = match k.handle_get(Handle as usize) {
-        Some(HandleEntry::Object(any)) => any
+        Some((HandleEntry::Object(any), _)) => any
             .downcast_ref::<ObjectHandle>()
             .map(|h| (Arc::clone(&h.table), h.address)),
         _ => None,
