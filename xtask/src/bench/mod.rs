@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+mod callgrind;
 mod criterion;
 mod e2e;
 mod parse;
@@ -150,6 +151,14 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
     };
     let criterion_dir = target.join("criterion");
 
+    let mut section_start = Instant::now();
+    let mut lap = |name: &str, about: &mut Vec<(String, String)>| {
+        about.push((
+            format!("time: {name}"),
+            format!("{:.0} s", section_start.elapsed().as_secs_f64()),
+        ));
+        section_start = Instant::now();
+    };
     if wanted("tcp") || wanted("udp") {
         eprintln!("\n[bench] == end-to-end echo ==");
         let mut e2e_only = Vec::new();
@@ -172,6 +181,7 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
                 &e2e_only,
             )
         }));
+        lap("end-to-end echo (release builds included)", &mut about);
     }
     if wanted("irp-future") {
         eprintln!("\n[bench] == irp-future ==");
@@ -181,6 +191,14 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
                 allocations: criterion::parse_allocations(&out),
             }),
         );
+    }
+    if wanted("irp-future") {
+        results.irp_instructions = Some(if callgrind::available() {
+            callgrind::irp_future(&root, &out_dir)
+        } else {
+            Err("valgrind is not installed: no instruction counts".to_owned())
+        });
+        lap("irp-future (bench build included)", &mut about);
     }
     if wanted("executor") {
         eprintln!("\n[bench] == executors ==");
@@ -192,6 +210,7 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
                 },
             ),
         );
+        lap("executors (bench build included)", &mut about);
     }
     if wanted("sim") {
         eprintln!("\n[bench] == the sim's hot paths ==");
@@ -201,6 +220,7 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
                 allocations: Vec::new(),
             }),
         );
+        lap("sim hot paths (bench build included)", &mut about);
     }
     if wanted("datagram") {
         eprintln!("\n[bench] == wsk datagram styles ==");
@@ -210,6 +230,7 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
             &[]
         };
         results.datagram = Some(criterion::cargo_bench("wsk", "datagram_burst", args));
+        lap("wsk datagram styles (bench build included)", &mut about);
     }
 
     about.push(("load after the run".into(), load()));
@@ -247,6 +268,12 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
             .and_then(|r| r.as_ref().err())
             .cloned(),
         results.e2e.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+        results
+            .irp_instructions
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .filter(|e| !e.starts_with("valgrind is not installed"))
+            .cloned(),
     ]
     .into_iter()
     .flatten()

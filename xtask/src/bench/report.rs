@@ -27,6 +27,8 @@ pub struct Results {
     pub about: Vec<(String, String)>,
     /// The irp-future micro-benchmark.
     pub irp: Option<Result<Micro, String>>,
+    /// Its instructions per operation under callgrind, by row id.
+    pub irp_instructions: Option<Result<Vec<(String, f64)>, String>>,
     /// The executor micro-benchmark.
     pub executor: Option<Result<Micro, String>>,
     /// The sim's own hot paths.
@@ -173,6 +175,29 @@ pub fn goals(results: &Results) -> Vec<Goal> {
         });
     }
 
+    if let Some(Ok(counts)) = &results.irp_instructions {
+        let mut worst: Option<(f64, String)> = None;
+        for (id, count) in counts.iter().filter(|(id, _)| id.ends_with("/irp-future")) {
+            let case = id.trim_end_matches("/irp-future");
+            if let Some((_, hand)) = counts
+                .iter()
+                .find(|(other, _)| *other == format!("{case}/hand-written"))
+            {
+                let ratio = count / hand;
+                if worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
+                    worst = Some((ratio, case.to_owned()));
+                }
+            }
+        }
+        if let Some((ratio, at)) = worst {
+            goals.push(Goal {
+                goal: "irp-future within 1.1x of the hand-written routine, instructions per operation (callgrind; single-thread rows)".into(),
+                measured: format!("worst {ratio:.2}x ({at})"),
+                met: Some(ratio <= 1.1),
+            });
+        }
+    }
+
     if let Some(Ok(e2e)) = &results.e2e {
         // Echo throughput within 0.8x of tokio multi-thread at every point.
         let mut worst: Option<(f64, String)> = None;
@@ -306,6 +331,7 @@ pub fn markdown(results: &Results) -> String {
     }
     if let Some(micro) = &results.irp {
         irp_section(&mut md, micro);
+        instructions_section(&mut md, results.irp_instructions.as_ref());
     }
     if let Some(micro) = &results.executor {
         executor_section(&mut md, micro);
@@ -427,6 +453,42 @@ fn irp_section(md: &mut String, micro: &Result<Micro, String>) {
             allocs(|a| a.pool),
             allocs(|a| a.heap),
         );
+    }
+    md.push('\n');
+}
+
+fn instructions_section(md: &mut String, counts: Option<&Result<Vec<(String, f64)>, String>>) {
+    let Some(counts) = counts else {
+        return;
+    };
+    let _ = writeln!(
+        md,
+        "Instructions per operation (callgrind, counted inside the operation loop only; exact, \
+         unlike the times above; rows on one thread):\n"
+    );
+    let counts = match counts {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(md, "Not counted: {e}\n");
+            return;
+        }
+    };
+    let _ = writeln!(
+        md,
+        "| path / IRP | hand-written | irp-future | ratio |\n|---|---|---|---|"
+    );
+    for (id, count) in counts.iter().filter(|(id, _)| id.ends_with("/irp-future")) {
+        let case = id.trim_end_matches("/irp-future");
+        if let Some((_, hand)) = counts
+            .iter()
+            .find(|(other, _)| *other == format!("{case}/hand-written"))
+        {
+            let _ = writeln!(
+                md,
+                "| {case} | {hand:.0} | {count:.0} | {:.3}x |",
+                count / hand
+            );
+        }
     }
     md.push('\n');
 }
