@@ -194,7 +194,12 @@ fn completion_routine_runs_at_dispatch_level_on_another_thread_when_pending() {
 
 #[test]
 fn completion_routines_are_raised_to_dispatch_even_from_passive_completers() {
-    let session = Session::boot();
+    // The `Dispatch` policy pinned (the `Caller` one is tested in
+    // sim_completion_irql.rs).
+    let session = Session::boot_config(nt::sim::SimConfig {
+        completion_irql: nt::sim::CompletionIrql::Dispatch,
+        ..nt::sim::SimConfig::from_env()
+    });
     let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
         status: STATUS_SUCCESS,
         information: 0,

@@ -13,7 +13,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::{CompletionIrql, CompletionPolicy, Session};
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
@@ -412,7 +412,17 @@ fn inline_policy_completes_inside_the_call_force_pending_on_the_provider_thread(
                 assert_eq!(done.pending_returned.load(Ordering::SeqCst), 1);
             }
         }
-        assert_eq!(done.irql.load(Ordering::SeqCst), DISPATCH_LEVEL);
+        // Raised to DISPATCH_LEVEL by the `Dispatch` policy, or at the
+        // completer's IRQL under `Caller`: the caller's PASSIVE_LEVEL
+        // inline, the provider thread's DISPATCH_LEVEL otherwise.
+        let inline_at_passive = policy == CompletionPolicy::Inline
+            && session.config().completion_irql == CompletionIrql::Caller;
+        let expected = if inline_at_passive {
+            PASSIVE_LEVEL
+        } else {
+            DISPATCH_LEVEL
+        };
+        assert_eq!(done.irql.load(Ordering::SeqCst), expected);
         let (status, data) = pending.finish();
         assert_eq!((status, data.as_slice()), (STATUS_SUCCESS, &b"ready"[..]));
         assert_eq!(close(socket), STATUS_SUCCESS);
