@@ -52,6 +52,8 @@ pub(crate) struct Schedule {
     threads: AtomicU64,
     stack_budget: AtomicUsize,
     alert_per_million: AtomicU32,
+    /// Yields and sleeps injected so far.
+    injected: AtomicU64,
 }
 
 impl Schedule {
@@ -73,6 +75,11 @@ impl Schedule {
             .store(config.stack_budget.bytes, Ordering::Relaxed);
         self.alert_per_million
             .store(config.waits.alert_per_million, Ordering::Relaxed);
+    }
+
+    /// How many yields and sleeps were injected so far.
+    pub(crate) fn injected(&self) -> u64 {
+        self.injected.load(Ordering::Relaxed)
     }
 
     /// The wait policy's interruption probability (parts per million).
@@ -127,10 +134,12 @@ pub(crate) fn boundary(k: &Kernel) {
 fn perturb(k: &Kernel, y: u32, d: u32) {
     let r = draw(k);
     if (r % 1_000_000) < u64::from(y) {
+        k.schedule.injected.fetch_add(1, Ordering::Relaxed);
         std::thread::yield_now();
         return;
     }
     if ((r >> 20) % 1_000_000) < u64::from(d) {
+        k.schedule.injected.fetch_add(1, Ordering::Relaxed);
         let max = u64::from(k.schedule.max_delay_us.load(Ordering::Relaxed).max(1));
         std::thread::sleep(Duration::from_micros(1 + (r >> 40) % max));
     }
@@ -163,4 +172,38 @@ pub(crate) fn api_entry(k: &Kernel, location: &'static Location<'static>) {
         );
     }
     boundary(k);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{Session, SimConfig};
+
+    fn draws(seed: u64) -> Vec<u64> {
+        let session = Session::boot_config(SimConfig {
+            seed,
+            ..SimConfig::default()
+        });
+        (0..8).map(|_| draw(&session.kernel)).collect()
+    }
+
+    #[test]
+    fn a_threads_stream_is_a_function_of_the_seed() {
+        assert_eq!(draws(7), draws(7));
+        assert_ne!(draws(7), draws(8));
+    }
+
+    #[test]
+    fn threads_of_one_session_get_distinct_streams() {
+        let session = Session::boot_config(SimConfig {
+            seed: 7,
+            ..SimConfig::default()
+        });
+        let here: Vec<u64> = (0..8).map(|_| draw(&session.kernel)).collect();
+        let kernel = std::sync::Arc::clone(&session.kernel);
+        let there = std::thread::spawn(move || (0..8).map(|_| draw(&kernel)).collect::<Vec<_>>())
+            .join()
+            .unwrap();
+        assert_ne!(here, there);
+    }
 }

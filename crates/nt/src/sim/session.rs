@@ -728,6 +728,12 @@ impl Session {
         self.kernel.callouts.stack_marks()
     }
 
+    /// How many yields and short sleeps the schedule perturbation injected
+    /// so far (0 when it is off).
+    pub fn injected_perturbations(&self) -> u64 {
+        self.kernel.schedule.injected()
+    }
+
     /// Operations still outstanding (threads, work items, IRPs in flight).
     pub fn pending_operations(&self) -> Vec<PendingOperation> {
         self.kernel.pending_operations(None)
