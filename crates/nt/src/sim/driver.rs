@@ -405,7 +405,9 @@ pub unsafe fn IoDeleteDevice(DeviceObject: PDEVICE_OBJECT) {
     })
 }
 
-/// `IoCreateSymbolicLink`. PASSIVE_LEVEL.
+/// `IoCreateSymbolicLink`. PASSIVE_LEVEL. Fails with
+/// `STATUS_INSUFFICIENT_RESOURCES` under the session's
+/// `FaultTarget::SymbolicLink` plan (no link then).
 ///
 /// # Safety
 /// Both arguments must be valid UNICODE_STRINGs.
@@ -426,6 +428,9 @@ pub unsafe fn IoCreateSymbolicLink(
         }) else {
             return STATUS_INVALID_PARAMETER;
         };
+        if k.faults.symbolic_link.should_fail() {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
         let ns = namespace(k);
         let mut links = lock(&ns.links);
         let key = normalize(&link);

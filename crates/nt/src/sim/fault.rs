@@ -113,6 +113,17 @@ pub enum FaultTarget {
     Mdl,
     /// The context `IoSetCompletionRoutineEx` allocates.
     CompletionContext,
+    /// `PsCreateSystemThread` (fails with STATUS_INSUFFICIENT_RESOURCES
+    /// before anything is created).
+    SystemThread,
+    /// `ObReferenceObjectByHandle` on a valid handle (fails with
+    /// STATUS_INSUFFICIENT_RESOURCES, no reference taken: the sim's stand-in
+    /// for any failure of the call, so the error path is exercised).
+    ObjectReference,
+    /// `IoCreateSymbolicLink` (STATUS_INSUFFICIENT_RESOURCES, no link).
+    SymbolicLink,
+    /// `ZwOpenKey` (STATUS_INSUFFICIENT_RESOURCES, no handle).
+    RegistryOpen,
 }
 
 /// The per-session fault injector.
@@ -122,6 +133,10 @@ pub(crate) struct Faults {
     pub(crate) pool: FaultSite,
     pub(crate) mdl: FaultSite,
     pub(crate) completion_context: FaultSite,
+    pub(crate) system_thread: FaultSite,
+    pub(crate) object_reference: FaultSite,
+    pub(crate) symbolic_link: FaultSite,
+    pub(crate) registry_open: FaultSite,
 }
 
 impl Faults {
@@ -131,6 +146,10 @@ impl Faults {
             FaultTarget::Pool => &self.pool,
             FaultTarget::Mdl => &self.mdl,
             FaultTarget::CompletionContext => &self.completion_context,
+            FaultTarget::SystemThread => &self.system_thread,
+            FaultTarget::ObjectReference => &self.object_reference,
+            FaultTarget::SymbolicLink => &self.symbolic_link,
+            FaultTarget::RegistryOpen => &self.registry_open,
         }
     }
 }

@@ -323,7 +323,9 @@ pub(crate) fn require_passive_for_zw(
 /// different type gives `STATUS_OBJECT_TYPE_MISMATCH` (registry key handles
 /// are not referenceable objects in the sim). With `AccessMode` = UserMode
 /// the handle must grant `DesiredAccess` (`STATUS_ACCESS_DENIED`); KernelMode
-/// references are always granted, as documented.
+/// references are always granted, as documented. Under the session's
+/// `FaultTarget::ObjectReference` plan a call on a valid handle fails with
+/// `STATUS_INSUFFICIENT_RESOURCES` and takes no reference.
 ///
 /// IRQL = PASSIVE_LEVEL (0xC4/0xE5 otherwise).
 ///
@@ -394,6 +396,9 @@ pub unsafe fn ObReferenceObjectByHandle(
             ),
             Some(location),
         );
+    }
+    if k.faults.object_reference.should_fail() {
+        return STATUS_INSUFFICIENT_RESOURCES;
     }
     if held.table.reference(held.address).is_none() {
         return STATUS_INVALID_HANDLE;

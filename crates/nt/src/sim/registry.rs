@@ -328,7 +328,8 @@ fn key_path(kernel: &Kernel, handle: HANDLE) -> Result<String, NTSTATUS> {
 /// `STATUS_OBJECT_PATH_SYNTAX_BAD` for a relative name without a root (or
 /// an absolute one with), `STATUS_INVALID_HANDLE` for a bad root. Close the
 /// handle with `ZwClose`. `DesiredAccess` is not checked (kernel handles).
-/// IRQL = PASSIVE_LEVEL.
+/// Fails with `STATUS_INSUFFICIENT_RESOURCES` under the session's
+/// `FaultTarget::RegistryOpen` plan (no handle then). IRQL = PASSIVE_LEVEL.
 ///
 /// # Safety
 /// `KeyHandle` must be writable; `ObjectAttributes` must point to
@@ -348,6 +349,9 @@ pub unsafe fn ZwOpenKey(
     }
     if KeyHandle.is_null() || ObjectAttributes.is_null() {
         return STATUS_INVALID_PARAMETER;
+    }
+    if k.faults.registry_open.should_fail() {
+        return STATUS_INSUFFICIENT_RESOURCES;
     }
     // SAFETY: the caller guarantees `ObjectAttributes` is initialised.
     let attributes = unsafe { &*ObjectAttributes };

@@ -337,7 +337,9 @@ fn exit_at_raised_irql(
 /// ignored (every thread is a kernel thread of the System process).
 ///
 /// IRQL = PASSIVE_LEVEL (0xC4/0xE5 otherwise, returning
-/// `STATUS_INVALID_DEVICE_STATE`). Never fault-injected.
+/// `STATUS_INVALID_DEVICE_STATE`). Fails with
+/// `STATUS_INSUFFICIENT_RESOURCES` under the session's
+/// `FaultTarget::SystemThread` plan (nothing created then).
 ///
 /// # Safety
 /// `ThreadHandle` must be writable, `ClientId` null or writable;
@@ -365,6 +367,9 @@ pub unsafe fn PsCreateSystemThread(
     };
     if ThreadHandle.is_null() {
         return STATUS_INVALID_PARAMETER;
+    }
+    if k.faults.system_thread.should_fail() {
+        return STATUS_INSUFFICIENT_RESOURCES;
     }
     let id = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed);
     let object = new_thread_object(id);
