@@ -358,6 +358,14 @@ impl Kernel {
         self.options.get()
     }
 
+    /// The session's configuration, unless its lock is taken (for the
+    /// panic hook, which must never block).
+    fn try_config(&self) -> Option<SimConfig> {
+        let mut config = *self.config.try_lock().ok()?;
+        config.verifier = self.options();
+        Some(config)
+    }
+
     /// The session's configuration.
     pub(crate) fn config(&self) -> SimConfig {
         let mut config = *lock(&self.config);
@@ -601,6 +609,7 @@ impl Session {
     pub fn boot_config(config: SimConfig) -> Session {
         super::special::prepare_thread();
         let kernel = Arc::new(Kernel::new(config));
+        failure_report::booted(&kernel);
         let previous = set_current(Some(Arc::clone(&kernel)));
         Session {
             kernel,
@@ -763,13 +772,10 @@ impl Drop for Session {
             set_current(self.previous.take());
         }
         if std::thread::panicking() {
-            eprintln!(
-                "nt::sim session {} ended by a panic; its configuration: {}",
-                self.kernel.id,
-                self.kernel.config().replay_line()
-            );
+            // The panic hook printed the configuration when the panic began.
             return;
         }
+        failure_report::ended(&self.kernel);
         if self.finished {
             return;
         }
@@ -807,6 +813,96 @@ impl Session {
             ));
         }
         eprint!("{text}");
+    }
+}
+
+/// Prints the configuration a failing test ran under.
+///
+/// A test fails by panicking, whether a session is alive at that moment (an
+/// assertion inside the test, a bugcheck nobody read) or not any more (an
+/// assertion on `session.finish().is_clean()`). The first boot installs a
+/// panic hook (chained to the one in place) that prints, before the panic
+/// message, the replay line of the panicking thread's current or most
+/// recent session, or of the last session booted in the process if the
+/// thread never booted one (a helper thread of the test).
+mod failure_report {
+    use std::cell::RefCell;
+    use std::sync::{Arc, Mutex, Once, Weak};
+
+    use super::Kernel;
+
+    struct Last {
+        id: u64,
+        kernel: Weak<Kernel>,
+        /// The replay line when the session was booted, or ended.
+        line: String,
+    }
+
+    thread_local! {
+        static LAST: RefCell<Option<Last>> = const { RefCell::new(None) };
+    }
+    static LAST_ANYWHERE: Mutex<Option<(u64, String)>> = Mutex::new(None);
+    static HOOK: Once = Once::new();
+
+    /// A session was booted on this thread.
+    pub(super) fn booted(kernel: &Arc<Kernel>) {
+        let line = kernel.config().replay_line();
+        if let Ok(mut any) = LAST_ANYWHERE.lock() {
+            *any = Some((kernel.id, line.clone()));
+        }
+        let _ = LAST.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                *l = Some(Last {
+                    id: kernel.id,
+                    kernel: Arc::downgrade(kernel),
+                    line,
+                });
+            }
+        });
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                print_line();
+                previous(info);
+            }));
+        });
+    }
+
+    /// A session ended normally: remember its final configuration (the
+    /// setters may have changed it since the boot).
+    pub(super) fn ended(kernel: &Kernel) {
+        let line = kernel.config().replay_line();
+        let _ = LAST.try_with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut()
+                && let Some(last) = l.as_mut()
+                && last.id == kernel.id
+            {
+                last.line = line;
+            }
+        });
+    }
+
+    fn print_line() {
+        let own = LAST
+            .try_with(|l| {
+                let l = l.try_borrow().ok()?;
+                let last = l.as_ref()?;
+                let line = match last.kernel.upgrade() {
+                    Some(kernel) => kernel.try_config()?.replay_line(),
+                    None => last.line.clone(),
+                };
+                Some(format!("this thread's session {}", last.id)).zip(Some(line))
+            })
+            .ok()
+            .flatten();
+        let (whose, line) = match own {
+            Some(found) => found,
+            None => match LAST_ANYWHERE.try_lock().ok().and_then(|g| g.clone()) {
+                Some((id, line)) => (format!("the last session booted ({id})"), line),
+                None => return,
+            },
+        };
+        eprintln!("nt::sim: a test failed; {whose} ran under: {line}");
     }
 }
 
