@@ -28,6 +28,9 @@ pub const STATUS_UNSUCCESSFUL: NTSTATUS = s(0xC000_0001);
 pub const STATUS_NOT_IMPLEMENTED: NTSTATUS = s(0xC000_0002);
 /// An invalid parameter was passed.
 pub const STATUS_INVALID_PARAMETER: NTSTATUS = s(0xC000_000D);
+/// The device does not exist (or is still initializing: an open of a
+/// device with DO_DEVICE_INITIALIZING set).
+pub const STATUS_NO_SUCH_DEVICE: NTSTATUS = s(0xC000_000E);
 /// The device request is invalid (unknown IOCTL, wrong major function).
 pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = s(0xC000_0010);
 /// An access was denied.

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use nt::access::*;
-use nt::sim::{HarnessError, Session, WideString};
+use nt::sim::{HarnessError, NeitherIo, Session, SimConfig, WideString};
 use nt::*;
 
 const IOCTL_REVERSE: ULONG = CTL_CODE(FILE_DEVICE_UNKNOWN, 0x800, METHOD_BUFFERED, FILE_ANY_ACCESS);
@@ -138,6 +138,12 @@ unsafe extern "C" fn dispatch_ioctl(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTAT
                 parked
             };
             if !parked.is_null() {
+                // The parked request's answer: 42 bytes, all written (the
+                // output buffer holds at least that many: IOCTL_PARK asks
+                // for 64).
+                // SAFETY: METHOD_BUFFERED: the system buffer of the parked
+                // IRP holds max(in, out) >= 42 bytes.
+                unsafe { irp_system_buffer(parked).cast::<u8>().write_bytes(0x42, 42) };
                 complete(parked, STATUS_SUCCESS, 42);
             }
             complete(irp, STATUS_SUCCESS, 0)
@@ -222,7 +228,10 @@ unsafe extern "C" fn driver_entry(
 
 #[test]
 fn buffered_and_neither_ioctls_round_trip_through_the_driver() {
-    let session = Session::boot();
+    let session = Session::boot_config(SimConfig {
+        neither_io: NeitherIo::Guarded,
+        ..SimConfig::from_env()
+    });
     let driver = session.load_driver("SimTest", driver_entry).unwrap();
     let handle = session.open("\\??\\SimTest").unwrap();
     let result = session.ioctl(&handle, IOCTL_REVERSE, b"hello", 16).unwrap();
@@ -269,12 +278,13 @@ fn a_pending_ioctl_completes_when_the_driver_completes_it() {
     let session = Session::boot();
     let driver = session.load_driver("SimTest", driver_entry).unwrap();
     let handle = session.open("\\??\\SimTest").unwrap();
-    let parked = session.ioctl_start(&handle, IOCTL_PARK, &[], 0).unwrap();
+    let parked = session.ioctl_start(&handle, IOCTL_PARK, &[], 64).unwrap();
     assert_eq!(parked.returned_status(), STATUS_PENDING);
     assert!(!parked.is_complete());
     session.ioctl(&handle, IOCTL_RELEASE, &[], 0).unwrap();
     let result = parked.wait(Duration::from_secs(5)).unwrap();
     assert_eq!((result.status, result.information), (STATUS_SUCCESS, 42));
+    assert_eq!(result.output, [0x42; 42]);
     session.close(handle).unwrap();
     session.unload_driver(driver).unwrap();
     assert!(session.finish().is_clean());

@@ -90,6 +90,22 @@ pub enum PoolPolicy {
     Fast,
 }
 
+/// What the I/O manager does with METHOD_NEITHER IOCTLs from user mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NeitherIo {
+    /// Refuse them ([`super::HarnessError::Unsupported`]), as the direct
+    /// methods are: their buffers are user addresses, valid only in the
+    /// requesting thread's process context and only inside try/except,
+    /// which a Rust driver cannot write.
+    #[default]
+    Refuse,
+    /// Send them; the user buffers are special-pool pages made
+    /// inaccessible when the dispatch routine returns, so a driver that
+    /// touches them later (from a worker, a completion routine, after
+    /// pending the IRP) stops the process with 0x7E.
+    Guarded,
+}
+
 /// Seeded schedule perturbation at the sim's API boundaries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SchedulePolicy {
@@ -284,6 +300,8 @@ pub struct SimConfig {
     /// How long a cancelled IRP may take to complete before the verifier
     /// raises 0xC4/0x135, in milliseconds.
     pub cancel_timeout_ms: u32,
+    /// METHOD_NEITHER IOCTLs from the harness.
+    pub neither_io: NeitherIo,
     /// The WSK provider's choices.
     pub wsk: WskPolicy,
     /// Whether a completion, cancel, DPC or work-item routine of a driver
@@ -319,6 +337,7 @@ impl SimConfig {
             deadlock_detection: true,
             waits: WaitPolicy::default(),
             cancel_timeout_ms: 5_000,
+            neither_io: NeitherIo::Refuse,
             wsk: WskPolicy::default(),
             unload_race: false,
         };
@@ -528,6 +547,13 @@ impl FromStr for SimConfig {
                 "deadlock_detection" => c.deadlock_detection = parse_bool(key, value)?,
                 "wait_alerts" => c.waits.alert_per_million = parse_num(key, value)?,
                 "cancel_timeout_ms" => c.cancel_timeout_ms = parse_num(key, value)?,
+                "neither_io" => {
+                    c.neither_io = match value {
+                        "refuse" => NeitherIo::Refuse,
+                        "guarded" => NeitherIo::Guarded,
+                        _ => return Err(bad(key, value, "refuse or guarded")),
+                    }
+                }
                 "wsk_callback_irql" => {
                     c.wsk.callback_irql = match value {
                         "dispatch" => CallbackIrql::Dispatch,
@@ -630,6 +656,11 @@ impl fmt::Display for SimConfig {
             self.waits.alert_per_million,
             self.cancel_timeout_ms
         )?;
+        let neither = match self.neither_io {
+            NeitherIo::Refuse => "refuse",
+            NeitherIo::Guarded => "guarded",
+        };
+        write!(f, ",neither_io={neither}")?;
         let cb = match self.wsk.callback_irql {
             CallbackIrql::Dispatch => "dispatch",
             CallbackIrql::Passive => "passive",
@@ -670,6 +701,7 @@ mod tests {
             c.waits.alert_per_million = 7;
             c.cancel_timeout_ms = 250;
             c.wsk.truncation = DatagramTruncation::Success;
+            c.neither_io = NeitherIo::Guarded;
             let text = c.to_string();
             let back: SimConfig = text.parse().unwrap();
             assert_eq!(back, c, "{text}");

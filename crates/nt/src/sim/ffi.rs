@@ -363,6 +363,29 @@ pub const IO_TYPE_FILE: CSHORT = 5;
 pub const IO_TYPE_IRP: CSHORT = 6;
 pub const IO_TYPE_MDL: CSHORT = 0;
 
+/// File access rights (a device handle's granted access; the IOCTL's
+/// `FILE_READ_ACCESS` / `FILE_WRITE_ACCESS` bits require them).
+pub const FILE_READ_DATA: ACCESS_MASK = 0x0001;
+/// See [`FILE_READ_DATA`].
+pub const FILE_WRITE_DATA: ACCESS_MASK = 0x0002;
+
+/// `Irp->Flags` bits the I/O manager sets on the IRPs it builds.
+pub const IRP_NOCACHE: ULONG = 0x0000_0001;
+/// The request is synchronous (create, cleanup, close).
+pub const IRP_SYNCHRONOUS_API: ULONG = 0x0000_0004;
+/// `AssociatedIrp.SystemBuffer` is an I/O manager buffer (buffered I/O).
+pub const IRP_BUFFERED_IO: ULONG = 0x0000_0010;
+/// The I/O manager frees the system buffer at completion.
+pub const IRP_DEALLOCATE_BUFFER: ULONG = 0x0000_0020;
+/// Data flows to the caller: the system buffer is copied out at completion
+/// ("Failure to Initialize Output Buffers": test this before trusting
+/// `Information`).
+pub const IRP_INPUT_OPERATION: ULONG = 0x0000_0040;
+/// An IRP_MJ_CREATE.
+pub const IRP_CREATE_OPERATION: ULONG = 0x0000_0080;
+/// An IRP_MJ_CLOSE.
+pub const IRP_CLOSE_OPERATION: ULONG = 0x0000_0400;
+
 /// `OBJECT_HANDLE_INFORMATION` (`ObReferenceObjectByHandle`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]

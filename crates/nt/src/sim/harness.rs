@@ -10,15 +10,13 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::callout::{CalloutKind, callout};
 use super::driver::{read_unicode, resolve};
 use super::ffi::*;
-use super::io::{IO_NO_INCREMENT, IoGetNextIrpStackLocation, IoManagerCompletion, IofCallDriver};
 use super::irql;
-use super::pool::{SYSTEM_OWNER, pool_tag};
-use super::session::{HandleEntry, Kernel, Session, in_user_context, lock};
+use super::session::{HandleEntry, Kernel, Session};
 use super::verifier::{
     BugCheck, DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS,
     DRIVER_VERIFIER_DETECTED_VIOLATION, DRIVER_VERIFIER_IOMANAGER_VIOLATION, Leak, LeakKind,
@@ -26,8 +24,6 @@ use super::verifier::{
 };
 use crate::status::*;
 use crate::types::*;
-
-const SYSTEM_BUFFER_TAG: u32 = pool_tag(b"IoSB");
 
 /// How long [`Session::ioctl`] waits for a pending IRP before cancelling it.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,239 +138,15 @@ impl fmt::Debug for DRIVER_OBJECT {
     }
 }
 
-/// An open device (a file object the I/O manager created with
-/// IRP_MJ_CREATE).
-#[derive(Debug)]
-pub struct DeviceHandle {
-    device: PDEVICE_OBJECT,
-    file: Box<FILE_OBJECT>,
-}
-
-impl fmt::Debug for FILE_OBJECT {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FILE_OBJECT")
-            .field("DeviceObject", &self.DeviceObject)
-            .finish_non_exhaustive()
-    }
-}
-
-impl DeviceHandle {
-    /// The device it is open on.
-    pub fn device(&self) -> PDEVICE_OBJECT {
-        self.device
-    }
-
-    fn file(&self) -> PFILE_OBJECT {
-        (&raw const *self.file).cast_mut()
-    }
-}
-
-/// The outcome of an IOCTL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IoctlResult {
-    /// `IoStatus.Status`.
-    pub status: NTSTATUS,
-    /// `IoStatus.Information`.
-    pub information: u64,
-    /// The output bytes copied back (`min(Information, output length)`).
-    pub output: Vec<u8>,
-}
-
-type NeitherBuffers = (Box<[u8]>, Box<[u8]>);
-
-/// An IRP the harness sent and has not seen complete yet.
-pub struct PendingIrp {
-    kernel: Arc<Kernel>,
-    irp: PIRP,
-    completion: Arc<IoManagerCompletion>,
-    system_buffer: PVOID,
-    output_length: usize,
-    method: ULONG,
-    /// METHOD_NEITHER: (input copy, output) buffers the driver may touch.
-    neither_buffers: Option<NeitherBuffers>,
-    returned: NTSTATUS,
-    finished: bool,
-    /// When the harness cancelled it (the verifier's clock for 0xC4/0x135).
-    cancelled_at: std::cell::Cell<Option<Instant>>,
-    /// Whether 0xC4/0x135 was raised for it.
-    cancel_reported: std::cell::Cell<bool>,
-}
-
-impl PendingIrp {
-    /// The status the dispatch routine returned.
-    pub fn returned_status(&self) -> NTSTATUS {
-        self.returned
-    }
-
-    /// The IRP itself (for tests that inspect it while it is pending).
-    pub fn irp(&self) -> PIRP {
-        self.irp
-    }
-
-    /// Whether it has completed.
-    pub fn is_complete(&self) -> bool {
-        lock(&self.completion.done).is_some()
-    }
-
-    /// Cancels it (`IoCancelIrp`, as `CancelIoEx` would). Returns whether a
-    /// cancel routine was called.
-    pub fn cancel(&self) -> bool {
-        if self.is_complete() {
-            return false;
-        }
-        let _guard = EnterKernel::new(&self.kernel);
-        if self.cancelled_at.get().is_none() {
-            self.cancelled_at.set(Some(Instant::now()));
-        }
-        // SAFETY: the IRP stays allocated until `finish` frees it after its
-        // completion, which has not happened yet or is racing (the I/O
-        // manager's record keeps it alive).
-        unsafe { super::io::io_manager_cancel(self.irp) != 0 }
-    }
-
-    /// How long a cancelled IRP may take to complete (the session's
-    /// `cancel_timeout_ms`).
-    fn cancel_allowance(&self) -> Duration {
-        Duration::from_millis(u64::from(self.kernel.config().cancel_timeout_ms))
-    }
-
-    /// Waits for completion up to `timeout`.
-    pub fn wait(mut self, timeout: Duration) -> Result<IoctlResult, HarnessError> {
-        match self.wait_inner(timeout) {
-            Some(result) => Ok(result),
-            None => Err(HarnessError::Timeout),
-        }
-    }
-
-    /// Waits up to `timeout`; a cancelled IRP that does not complete
-    /// within the verifier's allowance after its cancel is 0xC4/0x135
-    /// (Driver Verifier's "the canceled IRP did not complete in the
-    /// expected time": parameter 2 the IRP, 3 the milliseconds allowed).
-    fn wait_inner(&mut self, timeout: Duration) -> Option<IoctlResult> {
-        let mut deadline = Instant::now() + timeout;
-        let cancel_deadline = self
-            .cancelled_at
-            .get()
-            .map(|at| at + self.cancel_allowance());
-        if let Some(cancel_deadline) = cancel_deadline {
-            deadline = deadline.min(cancel_deadline);
-        }
-        let mut done = lock(&self.completion.done);
-        while done.is_none() {
-            let now = Instant::now();
-            if now >= deadline {
-                drop(done);
-                if cancel_deadline.is_some_and(|d| now >= d) {
-                    self.cancel_not_completed();
-                }
-                return None;
-            }
-            done = self
-                .completion
-                .signal
-                .wait_timeout(done, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        let (status, information) = (*done)?;
-        drop(done);
-        Some(self.finish(status, information))
-    }
-
-    fn finish(&mut self, status: NTSTATUS, information: ULONG_PTR) -> IoctlResult {
-        self.finished = true;
-        let mut output = Vec::new();
-        let info = usize::try_from(information).unwrap_or(usize::MAX);
-        if info > self.output_length
-            && NT_SUCCESS(status)
-            && self.method != METHOD_NEITHER
-            && self.output_length > 0
-        {
-            self.kernel.bugcheck_at(
-                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
-                [
-                    0x312,
-                    self.irp as u64,
-                    information,
-                    self.output_length as u64,
-                ],
-                "IoStatus.Information is larger than the output buffer",
-                None,
-            );
-        }
-        let copy = info.min(self.output_length);
-        if NT_SUCCESS(status) || NT_WARNING(status) {
-            if self.method == METHOD_BUFFERED && !self.system_buffer.is_null() {
-                // SAFETY: the system buffer holds at least `output_length` bytes.
-                let bytes =
-                    unsafe { std::slice::from_raw_parts(self.system_buffer.cast::<u8>(), copy) };
-                output.extend_from_slice(bytes);
-            } else if let Some((_, out)) = &self.neither_buffers {
-                output.extend_from_slice(&out[..copy.min(out.len())]);
-            }
-        }
-        if !self.system_buffer.is_null() {
-            let _ = self
-                .kernel
-                .free_block(self.system_buffer as usize, LeakKind::Pool, None);
-            self.system_buffer = core::ptr::null_mut();
-        }
-        self.kernel.free_io_manager_irp(self.irp);
-        IoctlResult {
-            status,
-            information,
-            output,
-        }
-    }
-}
-
-impl Drop for PendingIrp {
-    fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        // Like a thread exiting with I/O outstanding: cancel, then wait
-        // (0xC4/0x135 past the verifier's allowance; the IRP's memory is
-        // then left to the driver).
-        self.cancel();
-        let allowance = self.cancel_allowance();
-        let _ = self.wait_inner(allowance + Duration::from_millis(1));
-    }
-}
-
-impl PendingIrp {
-    /// Raises 0xC4/0x135 for this IRP (once).
-    fn cancel_not_completed(&self) {
-        if self.cancel_reported.replace(true) {
-            return;
-        }
-        let allowance = self.cancel_allowance();
-        self.kernel.bugcheck_at(
-            DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [
-                c4::CANCELLED_IRP_NOT_COMPLETED,
-                self.irp as u64,
-                allowance.as_millis() as u64,
-                0,
-            ],
-            format!(
-                "the cancelled IRP {:#x} did not complete within {} ms of IoCancelIrp (no \
-                 cancel routine, or one that neither completes it nor has it completed)",
-                self.irp as usize,
-                allowance.as_millis()
-            ),
-            None,
-        );
-    }
-}
+pub use super::iomgr::{DeviceHandle, IoctlResult, PendingIrp};
 
 /// Makes a kernel current on this thread for the guard's life.
-struct EnterKernel {
+pub(crate) struct EnterKernel {
     previous: Option<Arc<Kernel>>,
 }
 
 impl EnterKernel {
-    fn new(kernel: &Arc<Kernel>) -> Self {
+    pub(crate) fn new(kernel: &Arc<Kernel>) -> Self {
         Self {
             previous: super::session::replace_current(Some(Arc::clone(kernel))),
         }
@@ -483,6 +255,17 @@ impl Session {
                 Some(b) => Err(HarnessError::BugCheck(b)),
                 None => Err(HarnessError::Status(status)),
             };
+        }
+        // "The I/O Manager clears DO_DEVICE_INITIALIZING for any device
+        // object that the driver creates in its DriverEntry routine"; a
+        // device created later must be cleared by the driver, or it cannot
+        // be opened.
+        let mut device = driver.object.DeviceObject;
+        while !device.is_null() {
+            // SAFETY: the driver's device list holds its live devices.
+            unsafe { (*device).Flags &= !DO_DEVICE_INITIALIZING };
+            // SAFETY: as above.
+            device = unsafe { (*device).NextDevice };
         }
         match self.new_bugchecks_since(before) {
             Some(b) => Err(HarnessError::BugCheck(b)),
@@ -826,39 +609,36 @@ impl Session {
     }
 
     /// Opens a device by name (`\Device\X`, or a symbolic link such as
-    /// `\DosDevices\X` / `\??\X`): sends IRP_MJ_CREATE.
+    /// `\DosDevices\X` / `\??\X`) for reading and writing, as
+    /// `CreateFile(GENERIC_READ | GENERIC_WRITE)`: sends IRP_MJ_CREATE. A
+    /// device whose DO_DEVICE_INITIALIZING is still set cannot be opened
+    /// (STATUS_NO_SUCH_DEVICE).
     pub fn open(&self, name: &str) -> Result<DeviceHandle, HarnessError> {
+        self.open_with_access(name, FILE_READ_DATA | FILE_WRITE_DATA)
+    }
+
+    /// [`Session::open`] with the access the handle is granted
+    /// (`FILE_READ_DATA`, `FILE_WRITE_DATA`): IOCTLs whose code requires
+    /// FILE_READ_ACCESS or FILE_WRITE_ACCESS fail with STATUS_ACCESS_DENIED
+    /// on a handle without the matching right.
+    pub fn open_with_access(
+        &self,
+        name: &str,
+        access: ACCESS_MASK,
+    ) -> Result<DeviceHandle, HarnessError> {
         let _enter = EnterKernel::new(&self.kernel);
         let device =
             resolve(&self.kernel, name).ok_or_else(|| HarnessError::NotFound(name.to_owned()))?;
-        // SAFETY: FILE_OBJECT is plain data; all-zero is a valid start.
-        let mut file: Box<FILE_OBJECT> = Box::new(unsafe { core::mem::zeroed() });
-        file.Type = IO_TYPE_FILE;
-        file.Size = core::mem::size_of::<FILE_OBJECT>() as CSHORT;
-        file.DeviceObject = device;
-        let handle = DeviceHandle { device, file };
-        let result = self
-            .send(&handle, IRP_MJ_CREATE, 0, &[], 0)?
-            .wait(DEFAULT_IO_TIMEOUT)?;
-        if NT_SUCCESS(result.status) {
-            Ok(handle)
-        } else {
-            Err(HarnessError::Status(result.status))
-        }
+        super::iomgr::open(&self.kernel, device, access)
     }
 
-    /// Closes a device handle: IRP_MJ_CLEANUP then IRP_MJ_CLOSE.
+    /// Closes a device handle: IRP_MJ_CLEANUP now (the driver's cue to
+    /// cancel what it queued for the handle), IRP_MJ_CLOSE when no IRP on
+    /// the file object is outstanding any more (now, or later from a system
+    /// thread, as NT does when the file object's last reference goes).
     pub fn close(&self, handle: DeviceHandle) -> Result<(), HarnessError> {
         let _enter = EnterKernel::new(&self.kernel);
-        for major in [IRP_MJ_CLEANUP, IRP_MJ_CLOSE] {
-            let result = self
-                .send(&handle, major, 0, &[], 0)?
-                .wait(DEFAULT_IO_TIMEOUT)?;
-            if !NT_SUCCESS(result.status) && result.status != STATUS_INVALID_DEVICE_REQUEST {
-                return Err(HarnessError::Status(result.status));
-            }
-        }
-        Ok(())
+        super::iomgr::close(&self.kernel, handle)
     }
 
     /// Sends an IOCTL and waits for it (cancelling it after
@@ -890,131 +670,13 @@ impl Session {
         output_length: usize,
     ) -> Result<PendingIrp, HarnessError> {
         let _enter = EnterKernel::new(&self.kernel);
-        self.send(handle, IRP_MJ_DEVICE_CONTROL, code, input, output_length)
-    }
-
-    fn send(
-        &self,
-        handle: &DeviceHandle,
-        major: UCHAR,
-        code: ULONG,
-        input: &[u8],
-        output_length: usize,
-    ) -> Result<PendingIrp, HarnessError> {
-        let kernel = &self.kernel;
-        let method = if major == IRP_MJ_DEVICE_CONTROL {
-            METHOD_FROM_CTL_CODE(code)
-        } else {
-            METHOD_BUFFERED
-        };
-        if method == METHOD_IN_DIRECT || method == METHOD_OUT_DIRECT {
-            return Err(HarnessError::Unsupported(
-                "METHOD_IN_DIRECT / METHOD_OUT_DIRECT IOCTLs",
-            ));
-        }
-        let (Ok(input_length), Ok(out_length)) =
-            (ULONG::try_from(input.len()), ULONG::try_from(output_length))
-        else {
-            return Err(HarnessError::Status(STATUS_INVALID_PARAMETER));
-        };
-        if !super::driver::device_is_live(kernel, handle.device) {
-            return Err(HarnessError::NotFound("device deleted".to_owned()));
-        }
-        // SAFETY: the device is live.
-        let stack = unsafe { (*handle.device).StackSize };
-        let completion = Arc::new(IoManagerCompletion::default());
-        let irp = kernel.allocate_io_manager_irp(stack, Arc::clone(&completion));
-        if irp.is_null() {
-            return Err(HarnessError::Status(STATUS_INSUFFICIENT_RESOURCES));
-        }
-        let mut system_buffer: PVOID = core::ptr::null_mut();
-        let mut neither = None;
-        let mut type3: PVOID = core::ptr::null_mut();
-        if major == IRP_MJ_DEVICE_CONTROL {
-            if method == METHOD_BUFFERED {
-                let size = input.len().max(output_length);
-                if size > 0 {
-                    system_buffer = kernel
-                        .pool
-                        .allocate(
-                            size,
-                            SYSTEM_BUFFER_TAG,
-                            LeakKind::Pool,
-                            false,
-                            SYSTEM_OWNER,
-                            false,
-                            None,
-                        )
-                        .cast();
-                    if system_buffer.is_null() {
-                        kernel.free_io_manager_irp(irp);
-                        return Err(HarnessError::Status(STATUS_INSUFFICIENT_RESOURCES));
-                    }
-                    // SAFETY: `size >= input.len()` bytes at the buffer.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(
-                            input.as_ptr(),
-                            system_buffer.cast(),
-                            input.len(),
-                        )
-                    };
-                }
-            } else {
-                let mut input_copy: Box<[u8]> = input.into();
-                let mut output = vec![0u8; output_length].into_boxed_slice();
-                type3 = input_copy.as_mut_ptr().cast();
-                // SAFETY: live IRP we own.
-                unsafe { (*irp).UserBuffer = output.as_mut_ptr().cast() };
-                neither = Some((input_copy, output));
-            }
-        }
-        // SAFETY: a live IRP of ours, not yet sent.
-        unsafe {
-            (*irp).SystemBuffer = system_buffer;
-        }
-        // SAFETY: as above.
-        unsafe { (*irp).RequestorMode = UserMode };
-        // SAFETY: as above.
-        unsafe { (*irp).Tail.OriginalFileObject = handle.file() };
-        // SAFETY: the IRP has `stack >= 1` locations; the next is the first
-        // the driver sees.
-        let sl = unsafe { IoGetNextIrpStackLocation(irp) };
-        // SAFETY: the location is part of our live IRP.
-        let sl = unsafe { &mut *sl };
-        sl.MajorFunction = major;
-        sl.FileObject = handle.file();
-        if major == IRP_MJ_DEVICE_CONTROL {
-            sl.Parameters.DeviceIoControl = IO_STACK_LOCATION_DEVICE_IO_CONTROL {
-                OutputBufferLength: out_length,
-                _pad0: 0,
-                InputBufferLength: input_length,
-                _pad1: 0,
-                IoControlCode: code,
-                _pad2: 0,
-                Type3InputBuffer: type3,
-            };
-        }
-        let level = irql::set(PASSIVE_LEVEL);
-        // A user-mode request: the dispatch routine runs in the requesting
-        // process's context (handles it opens without OBJ_KERNEL_HANDLE go
-        // to that process's table).
-        // SAFETY: a live device and our fully built IRP.
-        let returned = in_user_context(|| unsafe { IofCallDriver(handle.device, irp) });
-        irql::set(level);
-        let _ = IO_NO_INCREMENT;
-        Ok(PendingIrp {
-            kernel: Arc::clone(kernel),
-            irp,
-            completion,
-            system_buffer,
+        handle.send(
+            &self.kernel,
+            IRP_MJ_DEVICE_CONTROL,
+            code,
+            input,
             output_length,
-            method,
-            neither_buffers: neither,
-            returned,
-            finished: false,
-            cancelled_at: std::cell::Cell::new(None),
-            cancel_reported: std::cell::Cell::new(false),
-        })
+        )
     }
 }
 

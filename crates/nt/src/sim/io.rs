@@ -15,7 +15,9 @@
 use super::hash::AddressMap;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
+
+use super::iomgr::IoManagerCompletion;
 
 use super::callout::{CalloutKind, Entry, callout_for, callout_with};
 use super::ffi::*;
@@ -102,13 +104,6 @@ impl IrpRecord {
         self.takeover = Some(action);
         self.generation += 1;
     }
-}
-
-/// The I/O manager's completion record of an IRP it built.
-#[derive(Debug, Default)]
-pub(crate) struct IoManagerCompletion {
-    pub(crate) done: Mutex<Option<(NTSTATUS, ULONG_PTR)>>,
-    pub(crate) signal: Condvar,
 }
 
 #[derive(Debug)]
@@ -280,10 +275,24 @@ impl Kernel {
         irp
     }
 
-    /// Frees an I/O manager IRP once its completion has been reported.
+    /// Frees an I/O manager IRP: its request is finished (or was never
+    /// sent). While an `IoCancelIrp` still runs on it the free is left to
+    /// that call's end.
     pub(crate) fn free_io_manager_irp(&self, irp: PIRP) {
-        lock(&io_state(self).irps).remove(&(irp as usize));
-        lock(&io_state(self).watches).remove(&(irp as usize));
+        let io = io_state(self);
+        {
+            let mut irps = lock(&io.irps);
+            if let Some(record) = irps.get_mut(&(irp as usize))
+                && record.cancels_running > 0
+            {
+                record.free_deferred = true;
+                return;
+            }
+            irps.remove(&(irp as usize));
+        }
+        // Its watches stay: a pending IRP is finished at the end of its walk,
+        // before its dispatch routine returned and was judged (they name the
+        // IRP record, not the address, so a later IRP there is not mixed up).
         let _ = self.free_block(irp as usize, LeakKind::Irp, None);
     }
 }
@@ -876,8 +885,35 @@ fn dispatch_record(kernel: &Kernel, irp: PIRP) -> Option<u64> {
             }
             Some(id)
         }
-        // Forwarding an IRP one holds (passed down to us) is legal.
-        Phase::Dispatched => Some(id),
+        // Forwarding an IRP one holds (passed down to us) is legal; its
+        // creator sending it again while a lower driver holds it is not
+        // (0xC9/0x205, "forwarding an IRP that is currently queued beneath
+        // it"; review finding 20).
+        Phase::Dispatched => {
+            let creator = (record.origin == Origin::Driver).then_some(record.owner);
+            drop(irps);
+            if let Some(creator) = creator {
+                let caller = super::callout::innermost().map_or_else(
+                    || kernel.driver_generation.load(Ordering::Acquire),
+                    |f| f.owner,
+                );
+                // SAFETY: a dispatched IRP is live and has a current location.
+                let current = unsafe { (*irp).Tail.CurrentStackLocation };
+                // SAFETY: as above: a location of the live IRP.
+                let holder_device = unsafe { (*current).DeviceObject };
+                let holder = super::driver::device_owner(kernel, holder_device);
+                if caller == creator && holder != Some(caller) {
+                    kernel.bugcheck(
+                        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                        [c9::FORWARD_QUEUED_IRP, 0, irp as u64, holder_device as u64],
+                        "the IRP's creator sent it again while it is still in flight below \
+                         (it was not completed back to the creator yet)",
+                    );
+                    return None;
+                }
+            }
+            Some(id)
+        }
         Phase::Completed => {
             drop(irps);
             kernel.bugcheck(
@@ -1511,10 +1547,20 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                 || (cancelled && sl.Control & SL_INVOKE_ON_CANCEL != 0);
             let routine = sl.CompletionRoutine;
             let context = sl.Context;
-            // ZeroIrpStackLocation.
+            // ZeroIrpStackLocation (wdm's macro, and ReactOS's
+            // IopClearStackLocation): the popped location's parameters and
+            // file object go too, so a routine that reads its own request
+            // back after completion gets zeros, as on NT (review p25).
             sl.MinorFunction = 0;
             sl.Flags = 0;
             sl.Control = 0;
+            sl.Parameters.Others = IO_STACK_LOCATION_OTHERS {
+                Argument1: core::ptr::null_mut(),
+                Argument2: core::ptr::null_mut(),
+                Argument3: core::ptr::null_mut(),
+                Argument4: core::ptr::null_mut(),
+            };
+            sl.FileObject = core::ptr::null_mut();
             sl.CompletionRoutine = None;
             sl.Context = core::ptr::null_mut();
             let has_current = irp.CurrentLocation <= count;
@@ -1654,14 +1700,9 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                 .is_some_and(|r| r.origin == Origin::IoManager)
         };
         match end_walk(k, io, Irp, walk, Phase::Completed) {
-            Some(io_manager) => {
-                // SAFETY: the I/O manager's IRP, complete: read its status.
-                let result = unsafe { ((*Irp).IoStatus.Status, 0) };
-                // SAFETY: as above.
-                let result = (result.0, unsafe { (*Irp).IoStatus.Information });
-                *lock(&io_manager.done) = Some(result);
-                io_manager.signal.notify_all();
-            }
+            // The I/O manager finishes its request (at once if it was
+            // marked pending: NT's completion APC).
+            Some(io_manager) => io_manager.completed(k, Irp),
             None if io_manager_irp => {}
             None => k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,

@@ -186,6 +186,8 @@ unsafe extern "C" fn lower_dispatch(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTAT
             information,
         } => {
             // SAFETY: the IRP was sent to us; we complete it once.
+            unsafe { write_output(irp, status, information) };
+            // SAFETY: as above.
             unsafe {
                 (*irp).IoStatus.Status = status;
             }
@@ -303,8 +305,42 @@ fn complete_from_device_thread(irp: PIRP, status: NTSTATUS, information: u64, pa
     }
 }
 
+/// Writes the output a lower driver that completes a buffered IOCTL with
+/// `information` bytes has produced (the byte 0x5A), so the I/O manager
+/// does not return bytes nobody wrote (an information leak the harness
+/// reports).
+///
+/// # Safety
+/// `irp` must be a live IRP sent to this device (its location current).
+unsafe fn write_output(irp: PIRP, status: NTSTATUS, information: u64) {
+    if NT_ERROR(status) {
+        return;
+    }
+    // SAFETY: the caller guarantees a live IRP.
+    let r = unsafe { &*irp };
+    let (flags, buffer) = (r.Flags, r.SystemBuffer);
+    if flags & IRP_BUFFERED_IO == 0 || buffer.is_null() {
+        return;
+    }
+    // SAFETY: the IRP was sent to us: its current location is ours.
+    let sl = unsafe { super::io::IoGetCurrentIrpStackLocation(irp) };
+    // SAFETY: as above: a location of the live IRP.
+    let sl = unsafe { &*sl };
+    if sl.MajorFunction != IRP_MJ_DEVICE_CONTROL {
+        return;
+    }
+    // SAFETY: a device-control location.
+    let out = unsafe { sl.Parameters.DeviceIoControl.OutputBufferLength } as usize;
+    let n = usize::try_from(information).unwrap_or(usize::MAX).min(out);
+    // SAFETY: a buffered IOCTL's system buffer holds at least the output
+    // length.
+    unsafe { buffer.cast::<u8>().write_bytes(0x5A, n) };
+}
+
 fn complete_now(irp: PIRP, status: NTSTATUS, information: u64) {
     // SAFETY: the caller took the IRP out of the queue and owns it.
+    unsafe { write_output(irp, status, information) };
+    // SAFETY: as above.
     unsafe { (*irp).IoStatus.Status = status };
     // SAFETY: as above.
     unsafe { (*irp).IoStatus.Information = information };

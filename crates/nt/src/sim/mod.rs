@@ -18,6 +18,7 @@ pub mod ffi;
 pub mod harness;
 mod hash;
 pub mod io;
+mod iomgr;
 pub mod irql;
 pub mod lower;
 pub mod mdl;
@@ -34,7 +35,7 @@ pub mod wsk;
 
 pub use callout::{CalloutKind, RunningCallout, StackMark};
 pub use config::{
-    CallbackIrql, CompletionIrql, DatagramTruncation, DpcIdentity, PoolPolicy, Profile,
+    CallbackIrql, CompletionIrql, DatagramTruncation, DpcIdentity, NeitherIo, PoolPolicy, Profile,
     SchedulePolicy, SendCompletion, SimConfig, StackBudget, WaitPolicy, WorkerPolicy, WskPolicy,
 };
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};

@@ -296,6 +296,17 @@ impl PoolState {
         address as *mut u8
     }
 
+    /// Makes a live special-pool block inaccessible (`out`) or accessible
+    /// again; see [`special::protect_out_of_context`]. Returns whether the
+    /// block is guarded.
+    pub(crate) fn set_out_of_context(&self, address: usize, out: bool) -> bool {
+        let tables = lock(&self.tables);
+        match tables.blocks.get(&address).map(|b| b.backing) {
+            Some(Backing::Special(placed)) => special::protect_out_of_context(&placed, out),
+            _ => false,
+        }
+    }
+
     /// The kind, tag, pagedness and size of a live block.
     pub(crate) fn describe(&self, address: usize) -> Option<(LeakKind, u32, bool, usize)> {
         lock(&self.tables)

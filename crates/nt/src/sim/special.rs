@@ -119,7 +119,7 @@ pub(crate) unsafe fn check_slack(placed: &Placed) -> Option<Corruption> {
     })
 }
 
-pub(crate) use imp::{allocate, prepare_thread, recycle, retire};
+pub(crate) use imp::{allocate, prepare_thread, protect_out_of_context, recycle, retire};
 
 /// What the fault handler prints about a block (kept in the slot table).
 #[derive(Debug, Clone, Copy)]
@@ -155,6 +155,9 @@ mod imp {
     const STATE_RECYCLED: u64 = 3;
     const STATE_MASK: u64 = 3;
     const VERIFY_START: u64 = 4;
+    /// A live block made inaccessible on purpose: a METHOD_NEITHER user
+    /// buffer outside its requesting thread's dispatch routine.
+    const OUT_OF_CONTEXT: u64 = 8;
     const SIZE_SHIFT: u32 = 8;
 
     /// What the fault handler knows about a slot. All-zero is "never
@@ -447,6 +450,31 @@ mod imp {
         };
     }
 
+    /// Makes a live block inaccessible (`out` true) or accessible again: a
+    /// user-mode buffer outside the context it is valid in. An access
+    /// meanwhile is reported by the fault handler. Returns whether the
+    /// block is guarded (false: no arena).
+    pub(crate) fn protect_out_of_context(placed: &Placed, out: bool) -> bool {
+        let Some(arena) = arena() else { return false };
+        let meta = arena.meta(placed.slot);
+        let word = meta.word.load(Ordering::Relaxed);
+        let (word, protection) = if out {
+            (word | OUT_OF_CONTEXT, libc::PROT_NONE)
+        } else {
+            (word & !OUT_OF_CONTEXT, libc::PROT_READ | libc::PROT_WRITE)
+        };
+        meta.word.store(word, Ordering::Release);
+        // SAFETY: the live block's own data pages.
+        let rc = unsafe {
+            libc::mprotect(
+                placed.data_start as *mut c_void,
+                placed.data_end - placed.data_start,
+                protection,
+            )
+        };
+        rc == 0
+    }
+
     /// Ends a retired block's quarantine: its slot may be used again.
     pub(crate) fn recycle(placed: &Placed) {
         let Some(arena) = arena() else { return };
@@ -708,16 +736,25 @@ mod imp {
             bytes: [0; 1536],
             len: 0,
         };
+        let out_of_context = word & OUT_OF_CONTEXT != 0;
         let (code, name) = match state {
             STATE_LIVE if page == guard_page => (0xCDu32, "PAGE_FAULT_BEYOND_END_OF_ALLOCATION"),
+            STATE_LIVE if out_of_context => (0x7E, "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED"),
             STATE_FREED | STATE_RECYCLED => (0xCC, "PAGE_FAULT_IN_FREED_SPECIAL_POOL"),
             _ => (0x50, "PAGE_FAULT_IN_NONPAGED_AREA"),
         };
+        // 0x7E's parameters: the exception (an access violation) and where.
+        let parameters = if code == 0x7E {
+            [0xC000_0005, ip, 0, 0]
+        } else {
+            [address as u64, write, ip, 0]
+        };
+        let [p1, p2, p3, p4] = parameters;
         let _ = write!(
             text,
             "\n*** nt::sim: bugcheck (special pool: an access the hardware trapped cannot unwind \
              through driver code; the process stops, as the machine would)\n*** STOP: 0x{code:08X} \
-             ({name}) ({address:#x}, {write:#x}, {ip:#x}, 0x0): {access} at {address:#x}, "
+             ({name}) ({p1:#x}, {p2:#x}, {p3:#x}, {p4:#x}): {access} at {address:#x}, "
         );
         let _ = match state {
             STATE_LIVE if page == guard_page && verify_start => write!(
@@ -729,6 +766,12 @@ mod imp {
                 "in the guard page after a special-pool block ({} bytes past its end; or an \
                  underrun of the block after it)",
                 address.wrapping_sub(block + size as usize)
+            ),
+            STATE_LIVE if out_of_context => write!(
+                text,
+                "in the user-mode buffer of a METHOD_NEITHER request, outside the requesting \
+                 thread's dispatch routine (valid only in that process context, while the \
+                 request is in the dispatch routine, unless locked and mapped)"
             ),
             STATE_FREED => write!(text, "in a freed special-pool block"),
             STATE_RECYCLED => write!(
@@ -817,4 +860,9 @@ mod imp {
 
     /// No fault handler on this host.
     pub(crate) fn prepare_thread() {}
+
+    /// No guard pages on this host: the buffer stays accessible.
+    pub(crate) fn protect_out_of_context(_placed: &Placed, _out: bool) -> bool {
+        false
+    }
 }

@@ -182,6 +182,9 @@ pub mod c9 {
     pub const COMPLETE_ABOVE_DISPATCH: u64 = 0x0E;
     /// `IoCallDriver` above DISPATCH_LEVEL.
     pub const CALL_DRIVER_ABOVE_DISPATCH: u64 = 0x10;
+    /// Forwarding (sending again) an IRP that is currently queued beneath
+    /// the caller (P2 driver code address, P3 IRP, P4 device).
+    pub const FORWARD_QUEUED_IRP: u64 = 0x205;
     /// `IoCallDriver` with a cancel routine set.
     pub const CALL_DRIVER_WITH_CANCEL_ROUTINE: u64 = 0x203;
     /// `IoFreeIrp` on an IRP still in use.
@@ -208,6 +211,9 @@ pub mod c9 {
     /// An IRP is about to run out of stack locations, or a location was
     /// written that does not exist (`IoMarkIrpPending` by the IRP's creator).
     pub const NO_STACK_LOCATION: u64 = 0x208;
+    /// `IoStatus.Information` larger than the output section of the system
+    /// buffer (P2 IRP, P3 Information, P4 output length; sim's layout).
+    pub const INFORMATION_LARGER_THAN_OUTPUT: u64 = 0x312;
     /// Reinitialising (`IoReuseIrp`) an IRP still in use.
     pub const REUSE_IRP_IN_USE: u64 = 0x310;
 }
@@ -348,6 +354,10 @@ pub enum LeakKind {
     ObjectReference,
     /// A symbolic link the driver created and never deleted.
     SymbolicLink,
+    /// Output bytes of a buffered IOCTL returned to the caller that the
+    /// driver never wrote (uninitialised system buffer): `size` bytes,
+    /// the first at output offset `address`.
+    InformationLeak,
 }
 
 /// One allocation still live when its owner went away.
@@ -367,6 +377,14 @@ pub struct Leak {
 
 impl fmt::Display for Leak {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.kind == LeakKind::InformationLeak {
+            return write!(
+                f,
+                "InformationLeak: {} output byte(s) returned that the driver never wrote (first \
+                 at offset {})",
+                self.size, self.address
+            );
+        }
         if matches!(
             self.kind,
             LeakKind::Handle | LeakKind::ObjectReference | LeakKind::SymbolicLink
