@@ -1,40 +1,46 @@
-//! The simulated provider against a client that acts on an indication from
-//! another thread as soon as its receive callback returns (as an async
-//! client whose callback only queues and wakes does): what the client does
-//! between the callback's return and the provider's bookkeeping of that
-//! return must count. Emulated deterministically by acting from inside the
-//! callback, just before it returns:
-//! - a chain released right after STATUS_PENDING is released (not
-//!   recorded as retained forever, which stalls the connection once 256 KiB
-//!   are "held");
-//! - a receive that completes while a callback returns
-//!   STATUS_DATA_NOT_ACCEPTED has re-armed the indications (they must not
-//!   stay suppressed with nobody left to re-arm them);
-//! - a per-socket receive-from callback re-enabled while it returns
-//!   STATUS_DATA_NOT_ACCEPTED stays enabled.
+//! Who owns an indication (or a refusal) when: the client's callback hands
+//! it over at its *return*.
+//!
+//! - From another thread, racing the callback's return (the normal case of
+//!   an async client whose callback only queues and wakes a consumer): a
+//!   chain released right after STATUS_PENDING is released (not recorded as
+//!   retained forever); a zero-length receive, or a re-enable, made right
+//!   after a STATUS_DATA_NOT_ACCEPTED re-arms the indications. Each
+//!   scenario runs many times so both orders of the race happen.
+//! - From inside the callback (its own thread, before it returned): a
+//!   verifier finding, `violation::OWNERSHIP_IN_CALLBACK`, and a re-arm made
+//!   there does not count (the refusal that follows it stands).
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod wsk_client;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use nt::sim::wsk::stats;
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
+use nt::sim::wsk::{stats, violation};
+use nt::sim::{CompletionPolicy, Session, VerifierReport};
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
 
-const RELEASE_INSIDE: u32 = 0;
-const REFUSE_AFTER_REARM_ONCE: u32 = 1;
+/// What the callbacks do.
+const RELEASE: u32 = 0;
+const REFUSE_ONCE_THEN_REARM: u32 = 1;
 
 #[derive(Default)]
 struct Race {
     mode: AtomicU32,
+    /// Act from inside the callback (the bug) instead of from the consumer
+    /// thread.
+    inside: AtomicBool,
     socket: AtomicUsize,
     calls: AtomicU32,
-    release_status: AtomicI32,
+    /// The chain handed to the consumer (0: none), and "the callback is
+    /// about to return" for a refusal.
+    handed: AtomicUsize,
+    refused: AtomicBool,
     consumed: AtomicUsize,
 }
 
@@ -56,20 +62,26 @@ unsafe extern "C" fn on_receive(
     if indication.is_null() {
         return STATUS_SUCCESS;
     }
+    let inside = r.inside.load(Ordering::SeqCst);
     match r.mode.load(Ordering::SeqCst) {
-        RELEASE_INSIDE => {
-            // The chain is ours once we return STATUS_PENDING; a fast
-            // consumer releases it "at once".
-            r.release_status
-                .store(release_data(socket, indication), Ordering::SeqCst);
+        RELEASE => {
+            if inside {
+                // The bug: released before the callback returned it.
+                let _ = release_data(socket, indication);
+            } else {
+                // Hand it to the consumer, which releases it at once (often
+                // before this callback has returned).
+                r.handed.store(indication as usize, Ordering::SeqCst);
+            }
             STATUS_PENDING
         }
         _ if call == 0 => {
-            // Refused; a consumer on another thread that saw the refusal
-            // re-arms with a zero-length receive before the provider has
-            // processed the refusal.
-            let rearm = receive(socket, 0, 0);
-            assert_eq!(rearm, Ok(Vec::new()));
+            if inside {
+                // The bug: re-armed before the refusal was made.
+                let _ = receive(socket, 0, 0);
+            } else {
+                r.refused.store(true, Ordering::SeqCst);
+            }
             STATUS_DATA_NOT_ACCEPTED
         }
         _ => {
@@ -90,10 +102,12 @@ unsafe extern "C" fn on_receive_from(
         return STATUS_SUCCESS;
     }
     if call == 0 {
-        // Refused; the consumer re-enables the callback before the
-        // provider has processed the refusal (which disables it).
-        let socket = r.socket.load(Ordering::SeqCst) as PWSK_SOCKET;
-        assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+        if r.inside.load(Ordering::SeqCst) {
+            let socket = r.socket.load(Ordering::SeqCst) as PWSK_SOCKET;
+            let _ = set_events(socket, WSK_EVENT_RECEIVE_FROM);
+        } else {
+            r.refused.store(true, Ordering::SeqCst);
+        }
         return STATUS_DATA_NOT_ACCEPTED;
     }
     let mut next = indication;
@@ -139,65 +153,190 @@ fn finish(session: Session) {
     assert!(report.is_clean(), "{report}");
 }
 
-#[test]
-fn a_chain_released_right_after_pending_is_released() {
+fn session() -> Session {
     let session = Session::boot();
     session.set_completion_policy(CompletionPolicy::Inline);
-    let client = Client::register();
-    let r: &'static Race = Box::leak(Box::default());
-    r.mode.store(RELEASE_INSIDE, Ordering::SeqCst);
-    let (listener, socket, mut peer) = connection(&client, r);
-    peer.write_all(b"released at once").unwrap();
-    eventually("the callback", || r.calls.load(Ordering::SeqCst) >= 1);
-    eventually("its bookkeeping", || stats(&session).indications == 1);
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    assert_eq!(r.release_status.load(Ordering::SeqCst), STATUS_SUCCESS);
+    session
+}
+
+/// The session's one bugcheck is an ownership finding.
+fn ownership_finding(report: &VerifierReport) {
     assert_eq!(
-        stats(&session).indications_retained,
-        0,
-        "a released chain must not stay retained"
+        report.codes(),
+        vec![DRIVER_VERIFIER_DETECTED_VIOLATION],
+        "{report}"
     );
-    assert_eq!(close(socket), STATUS_SUCCESS);
-    assert_eq!(close(listener), STATUS_SUCCESS);
-    client.deregister();
-    finish(session);
+    assert_eq!(
+        report.bugchecks[0].parameters[0],
+        violation::OWNERSHIP_IN_CALLBACK,
+        "{report}"
+    );
+}
+
+const ROUNDS: usize = 20;
+
+#[test]
+fn a_chain_released_from_another_thread_as_its_callback_returns_is_released() {
+    for _ in 0..ROUNDS {
+        let session = session();
+        let client = Client::register();
+        let r: &'static Race = Box::leak(Box::default());
+        r.mode.store(RELEASE, Ordering::SeqCst);
+        let (listener, socket, mut peer) = connection(&client, r);
+        let consumer = session.spawn("consumer", move || {
+            let mut head = 0;
+            while head == 0 {
+                head = r.handed.swap(0, Ordering::SeqCst);
+                std::hint::spin_loop();
+            }
+            assert_eq!(
+                release_data(
+                    r.socket.load(Ordering::SeqCst) as PWSK_SOCKET,
+                    head as PWSK_DATA_INDICATION
+                ),
+                STATUS_SUCCESS
+            );
+        });
+        peer.write_all(b"released at once").unwrap();
+        consumer.join().unwrap();
+        eventually("its bookkeeping", || stats(&session).indications == 1);
+        eventually("nothing retained", || {
+            stats(&session).indications_retained == 0
+        });
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
 }
 
 #[test]
-fn a_receive_completed_during_a_refusing_callback_re_arms() {
-    let session = Session::boot();
-    session.set_completion_policy(CompletionPolicy::Inline);
+fn a_chain_released_inside_its_own_callback_is_a_finding() {
+    let session = session();
     let client = Client::register();
     let r: &'static Race = Box::leak(Box::default());
-    r.mode.store(REFUSE_AFTER_REARM_ONCE, Ordering::SeqCst);
+    r.mode.store(RELEASE, Ordering::SeqCst);
+    r.inside.store(true, Ordering::SeqCst);
+    let (listener, socket, mut peer) = connection(&client, r);
+    peer.write_all(b"released too early").unwrap();
+    eventually("the callback", || stats(&session).indications == 1);
+    eventually("the finding", || session.crashed());
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    assert_eq!(close(listener), STATUS_SUCCESS);
+    client.deregister();
+    ownership_finding(&session.finish());
+}
+
+#[test]
+fn a_zero_length_receive_from_another_thread_after_a_refusal_re_arms() {
+    for _ in 0..ROUNDS {
+        let session = session();
+        let client = Client::register();
+        let r: &'static Race = Box::leak(Box::default());
+        r.mode.store(REFUSE_ONCE_THEN_REARM, Ordering::SeqCst);
+        let (listener, socket, mut peer) = connection(&client, r);
+        let consumer = session.spawn("consumer", move || {
+            while !r.refused.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+            let socket = r.socket.load(Ordering::SeqCst) as PWSK_SOCKET;
+            assert_eq!(receive(socket, 0, 0), Ok(Vec::new()));
+        });
+        peer.write_all(&[7u8; 100]).unwrap();
+        consumer.join().unwrap();
+        eventually("the refused bytes indicated again", || {
+            r.consumed.load(Ordering::SeqCst) == 100
+        });
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        assert_eq!(close(listener), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
+
+#[test]
+fn a_re_arm_inside_the_refusing_callback_is_a_finding_and_re_arms_nothing() {
+    let session = session();
+    let client = Client::register();
+    let r: &'static Race = Box::leak(Box::default());
+    r.mode.store(REFUSE_ONCE_THEN_REARM, Ordering::SeqCst);
+    r.inside.store(true, Ordering::SeqCst);
     let (listener, socket, mut peer) = connection(&client, r);
     peer.write_all(&[7u8; 100]).unwrap();
-    eventually("the refused bytes indicated again", || {
+    eventually("the finding", || session.crashed());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(
+        r.consumed.load(Ordering::SeqCst),
+        0,
+        "the refusal stands: no indication until a receive after it"
+    );
+    // A receive after the refusal re-arms.
+    assert_eq!(receive(socket, 0, 0), Ok(Vec::new()));
+    eventually("indicated again", || {
         r.consumed.load(Ordering::SeqCst) == 100
     });
     assert_eq!(close(socket), STATUS_SUCCESS);
     assert_eq!(close(listener), STATUS_SUCCESS);
     client.deregister();
-    finish(session);
+    ownership_finding(&session.finish());
 }
 
-#[test]
-fn a_receive_from_callback_re_enabled_while_refusing_stays_enabled() {
-    let session = Session::boot();
-    session.set_completion_policy(CompletionPolicy::Inline);
-    let client = Client::register();
-    let r: &'static Race = Box::leak(Box::default());
+fn datagram_socket(client: &Client, r: &'static Race) -> (PWSK_SOCKET, std::net::SocketAddr) {
     let context = (r as *const Race).cast_mut().cast();
     let (socket, local) = client.datagram(loopback(false), context, &DATAGRAM_EVENTS);
     note_kind(socket, WSK_FLAG_DATAGRAM_SOCKET);
     r.socket.store(socket as usize, Ordering::SeqCst);
     assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+    (socket, local)
+}
+
+#[test]
+fn a_receive_from_callback_re_enabled_from_another_thread_after_refusing_stays_enabled() {
+    for _ in 0..ROUNDS {
+        let session = session();
+        let client = Client::register();
+        let r: &'static Race = Box::leak(Box::default());
+        let (socket, local) = datagram_socket(&client, r);
+        let consumer = session.spawn("consumer", move || {
+            while !r.refused.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+            let socket = r.socket.load(Ordering::SeqCst) as PWSK_SOCKET;
+            assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+        });
+        let peer = UdpSocket::bind(loopback(false)).unwrap();
+        peer.send_to(&[1u8; 40], local).unwrap();
+        consumer.join().unwrap();
+        eventually("the refused datagram indicated again", || {
+            r.consumed.load(Ordering::SeqCst) == 40
+        });
+        assert_eq!(close(socket), STATUS_SUCCESS);
+        client.deregister();
+        finish(session);
+    }
+}
+
+#[test]
+fn a_receive_from_callback_re_enabled_inside_itself_is_a_finding_and_stays_disabled() {
+    let session = session();
+    let client = Client::register();
+    let r: &'static Race = Box::leak(Box::default());
+    r.inside.store(true, Ordering::SeqCst);
+    let (socket, local) = datagram_socket(&client, r);
     let peer = UdpSocket::bind(loopback(false)).unwrap();
     peer.send_to(&[1u8; 40], local).unwrap();
-    eventually("the refused datagram indicated again", || {
+    eventually("the finding", || session.crashed());
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert_eq!(
+        r.consumed.load(Ordering::SeqCst),
+        0,
+        "disabled by the refusal"
+    );
+    assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+    eventually("indicated again", || {
         r.consumed.load(Ordering::SeqCst) == 40
     });
     assert_eq!(close(socket), STATUS_SUCCESS);
     client.deregister();
-    finish(session);
+    ownership_finding(&session.finish());
 }

@@ -57,12 +57,16 @@ fn events(context: PVOID) -> &'static Events {
     unsafe { &*(context as *const Events) }
 }
 
+/// Callbacks run at IRQL <= DISPATCH_LEVEL, with WSK_FLAG_AT_DISPATCH_LEVEL
+/// exactly when at DISPATCH_LEVEL (the session's callback policy decides
+/// which).
 fn check_context(e: &Events, flags: ULONG) {
     // SAFETY: any IRQL.
-    if unsafe { KeGetCurrentIrql() } != DISPATCH_LEVEL {
+    let irql = unsafe { KeGetCurrentIrql() };
+    if irql > DISPATCH_LEVEL {
         e.bad_irql.fetch_add(1, Ordering::SeqCst);
     }
-    if flags & WSK_FLAG_AT_DISPATCH_LEVEL == 0 {
+    if (flags & WSK_FLAG_AT_DISPATCH_LEVEL != 0) != (irql == DISPATCH_LEVEL) {
         e.missing_flag.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -155,7 +159,11 @@ unsafe extern "C" fn on_receive(
 
 unsafe extern "C" fn on_disconnect(context: PVOID, flags: ULONG) -> NTSTATUS {
     let e = events(context);
-    e.disconnects.lock().unwrap().push(flags);
+    check_context(e, flags);
+    e.disconnects
+        .lock()
+        .unwrap()
+        .push(flags & !WSK_FLAG_AT_DISPATCH_LEVEL);
     STATUS_SUCCESS
 }
 
@@ -232,12 +240,12 @@ fn no_bad_context(e: &Events) {
     assert_eq!(
         e.bad_irql.load(Ordering::SeqCst),
         0,
-        "a callback below DISPATCH_LEVEL"
+        "a callback above DISPATCH_LEVEL"
     );
     assert_eq!(
         e.missing_flag.load(Ordering::SeqCst),
         0,
-        "WSK_FLAG_AT_DISPATCH_LEVEL missing"
+        "WSK_FLAG_AT_DISPATCH_LEVEL does not match the IRQL"
     );
 }
 
@@ -707,9 +715,20 @@ fn enabling_needs_the_right_state_and_routines() {
     );
     assert_eq!(bind(socket, loopback(false)), STATUS_SUCCESS);
     assert_eq!(
-        set_events(socket, WSK_EVENT_RECEIVE),
+        set_events(socket, WSK_EVENT_RECEIVE_FROM),
         STATUS_INVALID_PARAMETER,
         "wrong kind"
+    );
+    // A listener may enable the connection events its accepted sockets
+    // inherit, and cannot disable them afterwards (SO_WSK_EVENT_CALLBACK).
+    assert_eq!(
+        set_events(socket, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
+        STATUS_SUCCESS
+    );
+    assert_eq!(
+        set_events(socket, WSK_EVENT_DISABLE | WSK_EVENT_RECEIVE),
+        STATUS_INVALID_PARAMETER,
+        "not disabled on the listener"
     );
     assert_eq!(
         set_events(
@@ -718,6 +737,11 @@ fn enabling_needs_the_right_state_and_routines() {
         ),
         STATUS_INVALID_PARAMETER,
         "one event per disable"
+    );
+    assert_eq!(
+        set_events_with_irp(socket, WSK_EVENT_ACCEPT),
+        STATUS_INVALID_PARAMETER,
+        "enabling takes no IRP"
     );
     assert_eq!(set_events(socket, WSK_EVENT_ACCEPT), STATUS_SUCCESS);
     assert_eq!(
@@ -743,4 +767,75 @@ fn enabling_needs_the_right_state_and_routines() {
     let _ = Arc::new(0);
     client.deregister();
     finish(session);
+}
+
+/// `SO_WSK_EVENT_CALLBACK` with an IRP.
+fn set_events_with_irp(socket: PWSK_SOCKET, mask: ULONG) -> NTSTATUS {
+    let mut control = WSK_EVENT_CALLBACK_CONTROL {
+        NpiId: (&raw const NPI_WSK_INTERFACE_ID).cast_mut(),
+        EventMask: mask,
+    };
+    let mut request = Request::new();
+    let irp = request.arm();
+    // SAFETY: the provider's WskControlSocket with our IRP.
+    let returned = unsafe {
+        (basic(socket).WskControlSocket.unwrap())(
+            socket,
+            WskSetOption,
+            SO_WSK_EVENT_CALLBACK,
+            SOL_SOCKET,
+            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() as SIZE_T,
+            (&raw mut control).cast(),
+            0,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+            irp,
+        )
+    };
+    request.finish(returned).0
+}
+
+#[test]
+fn connection_events_enabled_on_a_listener_are_inherited_by_accept_callback_sockets_only() {
+    for policy in POLICIES {
+        let session = session(policy);
+        let e = new_events();
+        let client = Client::register();
+        let (listener, address) = client.listener(loopback(false), ctx(e), &LISTEN_EVENTS);
+        assert_eq!(
+            set_events(listener, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
+            STATUS_SUCCESS
+        );
+        // Accepted with WskAccept: nothing inherited.
+        let mut by_irp_peer = TcpStream::connect(address).unwrap();
+        let (by_irp, _, _) = start_accept(listener, ctx(e), &CONNECTION_EVENTS)
+            .finish()
+            .unwrap();
+        note_kind(by_irp, WSK_FLAG_CONNECTION_SOCKET);
+        by_irp_peer.write_all(b"not indicated").unwrap();
+        // Accepted by the accept callback: receive and disconnect are on
+        // from the start, no enable call needed (and no race with it).
+        assert_eq!(set_events(listener, WSK_EVENT_ACCEPT), STATUS_SUCCESS);
+        let mut peer = TcpStream::connect(address).unwrap();
+        peer.write_all(b"inherited").unwrap();
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        eventually("the inherited receive callback", || {
+            e.received.lock().unwrap().as_slice() == b"inherited"
+        });
+        eventually("the inherited disconnect callback", || {
+            e.disconnects.lock().unwrap().as_slice() == [0]
+        });
+        let accepted = e.accepted.lock().unwrap().remove(0) as PWSK_SOCKET;
+        assert_eq!(
+            receive(by_irp, 13, WSK_FLAG_WAITALL).unwrap(),
+            b"not indicated",
+            "the WskAccept socket's data waited for a receive"
+        );
+        no_bad_context(e);
+        for socket in [accepted, by_irp, listener] {
+            assert_eq!(close(socket), STATUS_SUCCESS);
+        }
+        client.deregister();
+        finish(session);
+    }
 }

@@ -240,6 +240,10 @@ unsafe extern "C" fn careless_unload(_driver: PDRIVER_OBJECT) {
 #[test]
 fn unloading_with_a_socket_open_is_0xce() {
     let session = Session::boot();
+    // Requests complete inside DriverEntry's calls: no completion routine
+    // of the test client's may still be returning when Unload runs (that
+    // would be a second, genuine 0xCE of this careless driver).
+    session.set_completion_policy(nt::sim::CompletionPolicy::Inline);
     let driver = session.load_driver("CarelessWsk", careless_entry).unwrap();
     let error = session.unload_driver(driver).unwrap_err();
     let HarnessError::BugCheck(bugcheck) = error else {

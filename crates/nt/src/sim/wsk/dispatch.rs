@@ -24,7 +24,9 @@ use super::super::session::{current, decide_completion};
 use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
 use super::reactor::Job;
-use super::socket::{Decision, Kind, Released, SendKind, Socket, complete_irp, mark_pending};
+use super::socket::{
+    Decision, Kind, Released, SendKind, SockState, Socket, complete_irp, mark_pending,
+};
 use super::{Client, Lookup, state_of, violation};
 use crate::status::*;
 use crate::types::*;
@@ -698,6 +700,9 @@ unsafe extern "C" fn wsk_control_socket(
     let decision = match (RequestType, ControlCode, Level) {
         (WskSetOption, SO_WSK_EVENT_CALLBACK, SOL_SOCKET) => {
             match event_callback_control(InputBuffer, InputSize) {
+                Ok(mask) if mask & WSK_EVENT_DISABLE == 0 => {
+                    socket.with_inline(|st, out| st.event_control(kind, mask, irp, out))
+                }
                 Ok(mask) => socket.with(|st, out| st.event_control(kind, mask, irp, out)),
                 Err(status) => Decision::Done(status, 0),
             }
@@ -1026,8 +1031,15 @@ fn receive_common(call: Call, Buffer: PWSK_BUF, Flags: ULONG, control_length: PU
         Err(status) => return call.done(status, 0),
     };
     let socket = Arc::clone(call.socket());
-    let decision =
-        socket.with(|st, out| st.receive(call.irp, buf, Flags, control_length as usize, out));
+    let rearm = buf.length == 0 && Flags & WSK_FLAG_DRAIN == 0;
+    let receive = |st: &mut SockState, out: &mut _| {
+        st.receive(call.irp, buf, Flags, control_length as usize, out)
+    };
+    let decision = if rearm {
+        socket.with_inline(receive)
+    } else {
+        socket.with(receive)
+    };
     call.decided(decision)
 }
 
@@ -1112,8 +1124,23 @@ fn release_common(
     location: &'static Location<'static>,
 ) -> NTSTATUS {
     let call = enter_or_return!(enter_irpless(socket, routine, location));
-    match call.socket().release(head) {
+    let found = Arc::clone(call.socket());
+    match found.release(head) {
         Released::Yes => STATUS_SUCCESS,
+        Released::InsideCallback => {
+            violation(
+                violation::OWNERSHIP_IN_CALLBACK,
+                socket as usize,
+                head,
+                0,
+                format!(
+                    "{routine} on socket {socket:p} of chain {head:#x} inside the event callback \
+                     that was handed it: the chain becomes the client's only when that callback \
+                     returns STATUS_PENDING"
+                ),
+            );
+            STATUS_SUCCESS
+        }
         Released::Unknown => {
             violation(
                 violation::BAD_RELEASE,

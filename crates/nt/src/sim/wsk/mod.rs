@@ -102,9 +102,18 @@
 //!   has not returned; `WskRelease` of a chain never handed out or already
 //!   released; a NULL IRP to a function that needs one; a pointer that is no
 //!   socket.
-//! - **Event callbacks** run on the provider thread at DISPATCH_LEVEL with
-//!   `WSK_FLAG_AT_DISPATCH_LEVEL`, serially per socket, never while the
-//!   socket has queued receive IRPs for the same data (IRPs come first).
+//! - **Event callbacks** run on the provider threads, as callouts of the
+//!   client's driver (`CalloutKind::WskCallback`), at the IRQL the session's
+//!   [`CallbackIrql`](super::CallbackIrql) policy picks: DISPATCH_LEVEL (in
+//!   DPC context, with `WSK_FLAG_AT_DISPATCH_LEVEL`), PASSIVE_LEVEL (without
+//!   the flag), or either per callback (seeded). With several provider
+//!   threads (`WskPolicy::provider_threads`) callbacks of different sockets,
+//!   and of one datagram socket, run concurrently; those of one connection
+//!   or listening socket one at a time. Under
+//!   `WskPolicy::inline_indications` the indications due after the client's
+//!   `WskReceive(0)`, enable or `WskRelease` are delivered inside that call,
+//!   on its thread, at its IRQL. Never while the socket has queued receive
+//!   IRPs for the same data (IRPs come first).
 //!   Indications are chains of up to 64 KiB (16 KiB per element) for
 //!   connections and up to 32 datagrams for datagram sockets, over provider
 //!   memory. A connection buffers at most 256 KiB in the provider, counting
@@ -121,23 +130,32 @@
 //!   with a static callback (`WSK_SET_STATIC_EVENT_CALLBACKS`) the callback
 //!   stays enabled and the datagrams are dropped (counted in
 //!   [`WskStats::datagrams_dropped`]).
-//! - **Acting as a callback returns.** Ownership passes at the callback's
-//!   return, before this provider thread records it: a chain released
-//!   right after its callback returned STATUS_PENDING is released; a
-//!   receive that completes (a zero-length one included), or a
-//!   `WSK_EVENT_RECEIVE_FROM` re-enabled, while a callback is returning
-//!   STATUS_DATA_NOT_ACCEPTED re-arms indications (they are not left
-//!   suppressed or disabled).
+//! - **Ownership passes at a callback's return.** A `WskRelease` of the
+//!   chain, a re-arming receive or a re-enable made on the callback's own
+//!   thread while it runs is a verifier finding
+//!   ([`violation::OWNERSHIP_IN_CALLBACK`]; the re-arm does not count). Made
+//!   from another thread while the callback finishes (a consumer woken by
+//!   the callback), it counts as made after the return: the chain is
+//!   released, the indications re-armed, the callback stays enabled.
 //! - **Peer disconnects** raise `WskDisconnectEvent` (0 for a graceful
-//!   close once all data before it was delivered, `WSK_FLAG_ABORTIVE` for a
-//!   reset) if enabled; a reset without a disconnect callback raises
-//!   `WskReceiveEvent` with a NULL indication if that is enabled.
+//!   close, `WSK_FLAG_ABORTIVE` for a reset) if enabled; a reset without a
+//!   disconnect callback raises `WskReceiveEvent` with a NULL indication if
+//!   that is enabled. By default the disconnect is indicated once all data
+//!   before it was indicated; under `WskPolicy::early_disconnect` as soon as
+//!   it is known, before data the provider still buffers (a `WskReceive`, or
+//!   indications after a re-arm, still get that data).
 //! - **Accept.** Pending `WskAccept` IRPs take connections before the
 //!   accept callback. Connections nobody takes wait in the host backlog.
 //!   An accept callback that refuses (STATUS_REQUEST_NOT_ACCEPTED or any
 //!   failure) gets the connection reset. Accepted sockets start with the
 //!   static callbacks enabled (once the accept callback returned their
-//!   dispatch table) and every other callback disabled.
+//!   dispatch table) and, if accepted by `WskAcceptEvent`, the connection
+//!   events enabled on the listener (receive, disconnect, send backlog:
+//!   "automatically enabled on an accepted connection-oriented socket only
+//!   if the socket is accepted by the listening socket's WskAcceptEvent");
+//!   a listener cannot disable those. Every other callback starts disabled.
+//!   Enabling takes no IRP; static callbacks cannot be enabled (nor
+//!   disabled) per socket.
 //! - **Datagrams.** A datagram longer than the receive buffer is truncated:
 //!   `Information` = bytes copied, `MSG_TRUNC` in `*ControlFlags`, and the
 //!   status the session's [`DatagramTruncation`](super::DatagramTruncation)
@@ -214,8 +232,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::config::WskPolicy;
+use super::config::{CallbackIrql, WskPolicy};
 use super::event::require_irql;
+use super::fault::SplitMix64;
 use super::session::{Kernel, Session, current, lock};
 use crate::status::*;
 use crate::types::*;
@@ -530,6 +549,10 @@ pub(crate) struct Client {
     pub(crate) owner: u64,
     /// The session's WSK policies when the client registered.
     pub(crate) policy: WskPolicy,
+    /// The session's seed, and how many seeded draws were made (for the
+    /// mixed callback IRQL).
+    seed: u64,
+    draws: AtomicU64,
     registration: usize,
     version: USHORT,
     counters: Mutex<Counters>,
@@ -552,6 +575,24 @@ impl Client {
     /// Its `PWSK_CLIENT`.
     pub(crate) fn address(self: &Arc<Self>) -> usize {
         Arc::as_ptr(self) as usize
+    }
+
+    /// The IRQL the provider calls the next event callback at (the
+    /// session's [`CallbackIrql`](super::CallbackIrql) policy).
+    pub(crate) fn callback_irql(&self) -> KIRQL {
+        match self.policy.callback_irql {
+            CallbackIrql::Dispatch => DISPATCH_LEVEL,
+            CallbackIrql::Passive => PASSIVE_LEVEL,
+            CallbackIrql::Mixed => {
+                let draw = self.draws.fetch_add(1, Ordering::Relaxed);
+                let mut rng = SplitMix64::new(self.seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                if rng.next_u64() & 1 == 0 {
+                    PASSIVE_LEVEL
+                } else {
+                    DISPATCH_LEVEL
+                }
+            }
+        }
     }
 
     /// Whether client-level calls are allowed (captured, not
@@ -653,7 +694,8 @@ pub unsafe fn WskRegister(
         kernel.pool.note_failure();
         return STATUS_INSUFFICIENT_RESOURCES;
     }
-    let Ok(reactor) = Reactor::start(&kernel, Arc::clone(&wsk)) else {
+    let threads = usize::from(kernel.config().wsk.provider_threads.max(1));
+    let Ok(reactor) = Reactor::start(&kernel, Arc::clone(&wsk), threads) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };
     let owner = kernel.driver_generation.load(Ordering::Acquire);
@@ -662,6 +704,8 @@ pub unsafe fn WskRegister(
         reactor,
         owner,
         policy: kernel.config().wsk,
+        seed: kernel.config().seed,
+        draws: AtomicU64::new(0),
         registration,
         version,
         counters: Mutex::new(Counters::default()),

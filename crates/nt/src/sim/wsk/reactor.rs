@@ -1,16 +1,23 @@
-//! The provider thread of one registered client: a mio event loop over the
+//! The provider threads of one registered client: a mio event loop over the
 //! client's host sockets, the queue of completions the provider defers, and
-//! timers (slow-peer faults, allocation retries).
+//! timers (slow-peer faults, allocation retries, acknowledgement checks).
 //!
-//! The thread belongs to the session and runs at DISPATCH_LEVEL for its
-//! whole life, like a DPC: every completion routine and every event
-//! callback it calls sees DISPATCH_LEVEL. It never holds a provider lock
-//! while it calls client code.
+//! With one provider thread (`WskPolicy::provider_threads` = 1) that
+//! thread polls and does all the work. With N > 1 a poller thread turns
+//! readiness and due timers into jobs and N worker threads take them, one
+//! at a time each: completions and callbacks of one registration then run
+//! concurrently on different threads (of different sockets, and of one
+//! datagram socket), as on a multiprocessor.
+//!
+//! The threads belong to the session and run at DISPATCH_LEVEL, in DPC
+//! context, for their whole life (an event callback may be lowered to
+//! PASSIVE_LEVEL by the callback policy). They never hold a provider lock
+//! while they call client code.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -79,33 +86,63 @@ pub(crate) struct Reactor {
     registry: Registry,
     waker: Waker,
     queue: Mutex<Queue>,
+    /// Workers wait here for jobs (N > 1 only).
+    work: Condvar,
+    /// Worker threads (0: the poller does the work itself).
+    workers: usize,
     next_timer: AtomicU64,
     stop: AtomicBool,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Reactor {
-    /// Starts a provider thread in `kernel`'s session.
+    /// Starts the provider threads (`threads`, at least one) in
+    /// `kernel`'s session.
     pub(crate) fn start(
         kernel: &Arc<Kernel>,
         state: Arc<WskState>,
+        threads: usize,
     ) -> std::io::Result<Arc<Reactor>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
+        let workers = if threads > 1 { threads } else { 0 };
         let reactor = Arc::new(Reactor {
             registry,
             waker,
             queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            workers,
             next_timer: AtomicU64::new(0),
             stop: AtomicBool::new(false),
-            thread: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
         });
+        let mut handles = Vec::new();
         let thread_reactor = Arc::clone(&reactor);
-        let handle = spawn_kernel_thread(kernel, "nt-sim wsk provider".to_owned(), move || {
+        let poller = spawn_kernel_thread(kernel, "nt-sim wsk provider".to_owned(), move || {
             run(poll, &thread_reactor, &state);
-        })?;
-        *lock(&reactor.thread) = Some(handle);
+        });
+        handles.push(poller);
+        for index in 0..workers {
+            let thread_reactor = Arc::clone(&reactor);
+            let name = format!("nt-sim wsk provider worker {index}");
+            handles.push(spawn_kernel_thread(kernel, name, move || {
+                work(&thread_reactor);
+            }));
+        }
+        let mut started = Vec::new();
+        let mut failure = None;
+        for handle in handles {
+            match handle {
+                Ok(handle) => started.push(handle),
+                Err(error) => failure = Some(error),
+            }
+        }
+        *lock(&reactor.threads) = started;
+        if let Some(error) = failure {
+            reactor.stop();
+            return Err(error);
+        }
         Ok(reactor)
     }
 
@@ -115,11 +152,15 @@ impl Reactor {
         &self.registry
     }
 
-    /// Queues a job for the provider thread.
+    /// Queues a job for the provider threads.
     pub(crate) fn post(&self, job: Job) {
         lock(&self.queue).jobs.push_back(job);
-        // A failed wake means the poll is gone: the thread is stopping.
-        let _ = self.waker.wake();
+        if self.workers > 0 {
+            self.work.notify_one();
+        } else {
+            // A failed wake means the poll is gone: the thread is stopping.
+            let _ = self.waker.wake();
+        }
     }
 
     /// Kicks `socket` at `at`.
@@ -133,16 +174,20 @@ impl Reactor {
         let _ = self.waker.wake();
     }
 
-    /// Stops the thread and waits for it (PASSIVE_LEVEL, never from the
-    /// thread itself). Jobs still queued are dropped.
+    /// Stops the threads and waits for them (PASSIVE_LEVEL, never from
+    /// one of them). Jobs still queued are dropped.
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         let _ = self.waker.wake();
-        let handle = lock(&self.thread).take();
-        if let Some(handle) = handle
-            && handle.thread().id() != std::thread::current().id()
         {
-            let _ = handle.join();
+            let _queue = lock(&self.queue);
+            self.work.notify_all();
+        }
+        let handles = std::mem::take(&mut *lock(&self.threads));
+        for handle in handles {
+            if handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
         }
         let mut queue = lock(&self.queue);
         queue.jobs.clear();
@@ -151,13 +196,43 @@ impl Reactor {
 
     fn timeout(&self) -> Option<Duration> {
         let queue = lock(&self.queue);
-        if !queue.jobs.is_empty() {
+        if self.workers == 0 && !queue.jobs.is_empty() {
             return Some(Duration::ZERO);
         }
         queue
             .timers
             .peek()
             .map(|Reverse(t)| t.at.saturating_duration_since(Instant::now()))
+    }
+
+    /// Turns the due timers into jobs for the workers.
+    fn release_timers(&self) {
+        let mut queue = lock(&self.queue);
+        let now = Instant::now();
+        let mut released = false;
+        while queue.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+            if let Some(Reverse(timer)) = queue.timers.pop() {
+                queue.jobs.push_back(Job::Kick(timer.socket));
+                released = true;
+            }
+        }
+        if released {
+            self.work.notify_all();
+        }
+    }
+
+    /// Runs one job.
+    fn run_job(job: Job) {
+        match job {
+            Job::Complete {
+                client,
+                socket,
+                irp,
+                status,
+                information,
+            } => complete_irp(&client, socket.as_ref(), irp, status, information),
+            Job::Kick(socket) => socket.pump_reactor(),
+        }
     }
 
     /// Runs due timers and queued jobs until none is left.
@@ -180,16 +255,7 @@ impl Reactor {
                 if self.stop.load(Ordering::Acquire) {
                     return;
                 }
-                match job {
-                    Job::Complete {
-                        client,
-                        socket,
-                        irp,
-                        status,
-                        information,
-                    } => complete_irp(&client, socket.as_ref(), irp, status, information),
-                    Job::Kick(socket) => socket.pump_reactor(),
-                }
+                Self::run_job(job);
             }
         }
     }
@@ -219,11 +285,42 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 continue;
             }
             if let Some(socket) = state.socket_at(event.token().0) {
-                // Callbacks and completions run as DPCs (thread identity).
-                dpc_context(|| socket.pump_reactor());
+                if reactor.workers > 0 {
+                    reactor.post(Job::Kick(socket));
+                } else {
+                    // Callbacks and completions run as DPCs (thread
+                    // identity).
+                    dpc_context(|| socket.pump_reactor());
+                }
             }
         }
-        dpc_context(|| reactor.run_jobs());
+        if reactor.workers > 0 {
+            reactor.release_timers();
+        } else {
+            dpc_context(|| reactor.run_jobs());
+        }
+    }
+    irql::set(PASSIVE_LEVEL);
+}
+
+/// A worker thread (N > 1): takes one job at a time until stopped.
+fn work(reactor: &Arc<Reactor>) {
+    irql::set(DISPATCH_LEVEL);
+    loop {
+        let job = {
+            let mut queue = lock(&reactor.queue);
+            loop {
+                if reactor.stop.load(Ordering::Acquire) {
+                    break None;
+                }
+                if let Some(job) = queue.jobs.pop_front() {
+                    break Some(job);
+                }
+                queue = reactor.work.wait(queue).unwrap_or_else(|e| e.into_inner());
+            }
+        };
+        let Some(job) = job else { break };
+        dpc_context(|| Reactor::run_job(job));
     }
     irql::set(PASSIVE_LEVEL);
 }

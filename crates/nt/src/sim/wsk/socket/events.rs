@@ -1,23 +1,162 @@
-//! Event callbacks: raising them (what is due, per socket kind), running
-//! them on the provider thread, and what their return means; enabling and
-//! disabling them (`SO_WSK_EVENT_CALLBACK`).
+//! Event callbacks: what is due (per socket kind), calling the client
+//! (through a callout, at the IRQL the session's policy picks), what a
+//! callback's return means, who owns an indication when, and enabling and
+//! disabling callbacks (`SO_WSK_EVENT_CALLBACK`).
+//!
+//! # Ownership at return
+//!
+//! An indication (or a refusal) becomes the client's when its callback
+//! *returns*. A `WskRelease` of the chain, a re-arming receive or a
+//! re-enable made on the callback's own thread while it runs is made
+//! inside it, before the ownership passed: a verifier finding
+//! (`violation::OWNERSHIP_IN_CALLBACK`). The same act from another thread
+//! while the callback is finishing is the ordinary race of a client whose
+//! callback only queued and woke a consumer: it counts as made after the
+//! return (the sim cannot tell the last instructions of a callback from
+//! the time after it, and a client cannot either).
+//!
+//! # Who calls, where
+//!
+//! Callbacks run on the provider threads (in DPC context at
+//! DISPATCH_LEVEL, or at PASSIVE_LEVEL, per the session's `CallbackIrql`), with
+//! `WSK_FLAG_AT_DISPATCH_LEVEL` exactly when at DISPATCH_LEVEL; or, under
+//! `WskPolicy::inline_indications`, on the client's own thread from inside
+//! its `WskReceive(0)`, enable or `WskRelease`, at the client's IRQL.
+//! Callbacks of one connection or listening socket run one at a time;
+//! those of one datagram socket may overlap when the provider has several
+//! threads (the documentation promises nothing else).
 
+use std::thread::ThreadId;
+
+use super::super::super::callout::{CalloutKind, callout_for};
+use super::super::super::irql;
+use super::super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
+use super::super::violation;
 use super::*;
 
 /// What a `WskRelease` found.
 pub(crate) enum Released {
-    /// The chain was retained and is released now.
+    /// The chain was retained (or is being retained) and is released now.
     Yes,
-    /// No such retained chain (never handed out, or released already).
+    /// The chain belongs to a callback that runs on the caller's own
+    /// thread: released inside the callback that owns it.
+    InsideCallback,
+    /// No such chain (never handed out, or released already).
     Unknown,
 }
 
-impl Socket {
-    // === Event callbacks (provider thread only) ===
+/// A callback of the socket that runs now.
+pub(crate) struct RunningCb {
+    id: u64,
+    event: ULONG,
+    thread: ThreadId,
+    /// The chain it was handed (0: none).
+    head: usize,
+    /// The client released that chain while the callback ran.
+    released: bool,
+    /// Indications were re-armed (a receive completed, or the callback was
+    /// re-enabled) from another thread while it ran: after its refusal.
+    rearmed: bool,
+    /// ... from the callback's own thread: inside it, before its refusal.
+    rearmed_inside: bool,
+}
 
-    pub(super) fn run_callback(self: &Arc<Self>, callback: Callback) {
-        match callback {
-            Callback::Receive {
+/// A callback to raise (outside the socket lock).
+pub(crate) struct Callback {
+    id: u64,
+    raise: Raise,
+}
+
+type ReceiveRoutine =
+    unsafe extern "C" fn(PVOID, ULONG, PWSK_DATA_INDICATION, SIZE_T, *mut SIZE_T) -> NTSTATUS;
+
+type AcceptRoutine = unsafe extern "C" fn(
+    PVOID,
+    ULONG,
+    PSOCKADDR,
+    PSOCKADDR,
+    PWSK_SOCKET,
+    *mut PVOID,
+    *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS;
+
+enum Raise {
+    Receive {
+        routine: ReceiveRoutine,
+        context: usize,
+        flags: ULONG,
+        indication: Box<DataIndication>,
+    },
+    ReceiveDead {
+        routine: ReceiveRoutine,
+        context: usize,
+    },
+    Disconnect {
+        routine: unsafe extern "C" fn(PVOID, ULONG) -> NTSTATUS,
+        context: usize,
+        flags: ULONG,
+    },
+    SendBacklog {
+        routine: unsafe extern "C" fn(PVOID, SIZE_T) -> NTSTATUS,
+        context: usize,
+        size: usize,
+    },
+    Accept {
+        routine: AcceptRoutine,
+        context: usize,
+        socket: Arc<Socket>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        /// The listener's connection events the socket inherits.
+        inherit: ULONG,
+    },
+    ReceiveFrom {
+        routine: unsafe extern "C" fn(PVOID, ULONG, PWSK_DATAGRAM_INDICATION) -> NTSTATUS,
+        context: usize,
+        indication: Box<DatagramIndication>,
+        is_static: bool,
+    },
+}
+
+/// The connection events a listening socket may enable for the sockets its
+/// `WskAcceptEvent` accepts (SO_WSK_EVENT_CALLBACK: "A listening socket can
+/// automatically enable event callback functions on connection-oriented
+/// sockets that are accepted by the listening socket").
+const INHERITED: ULONG = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG;
+
+impl Socket {
+    /// Calls client routine `routine` the way this context calls
+    /// callbacks: on a provider thread at the policy's IRQL, inline at the
+    /// caller's; as a callout of the client's driver. `call` gets the
+    /// `WSK_FLAG_AT_DISPATCH_LEVEL` flag or 0.
+    fn invoke<R>(&self, routine: usize, ctx: Ctx, call: impl FnOnce(ULONG) -> R) -> R {
+        let kernel = current();
+        let previous = match ctx {
+            Ctx::Inline | Ctx::Caller => None,
+            Ctx::Reactor => Some(irql::set(self.client.callback_irql())),
+        };
+        let flag = if irql::current() >= DISPATCH_LEVEL {
+            WSK_FLAG_AT_DISPATCH_LEVEL
+        } else {
+            0
+        };
+        let result = callout_for(
+            &kernel,
+            CalloutKind::WskCallback,
+            routine,
+            self.client.owner,
+            || call(flag),
+        );
+        if let Some(previous) = previous {
+            irql::set(previous);
+        }
+        result
+    }
+
+    pub(super) fn run_callback(self: &Arc<Self>, callback: Callback, ctx: Ctx) {
+        let Callback { id, raise } = callback;
+        match raise {
+            Raise::Receive {
                 routine,
                 context,
                 flags,
@@ -26,25 +165,29 @@ impl Socket {
                 let bytes = indication.len();
                 let mut accepted: SIZE_T = bytes as SIZE_T;
                 self.wsk().indications.fetch_add(1, Ordering::Relaxed);
-                self.indicating(indication.head() as usize);
-                // SAFETY: the client's WskReceiveEvent with a provider-owned
-                // chain that stays valid until released or returned.
-                let status = unsafe {
-                    routine(
-                        context as PVOID,
-                        flags,
-                        indication.head(),
-                        bytes as SIZE_T,
-                        &mut accepted,
-                    )
-                };
-                self.after_callback(WSK_EVENT_RECEIVE, |st, wsk| match status {
+                let status = self.invoke(routine as usize, ctx, |flag| {
+                    // SAFETY: the client's WskReceiveEvent with a
+                    // provider-owned chain that stays valid until released
+                    // or returned.
+                    unsafe {
+                        routine(
+                            context as PVOID,
+                            flags | flag,
+                            indication.head(),
+                            bytes as SIZE_T,
+                            &mut accepted,
+                        )
+                    }
+                });
+                let refused = status != STATUS_PENDING
+                    && (status != STATUS_SUCCESS || (accepted as usize) < bytes);
+                self.after_callback(id, refused, status, |st, wsk, cb| match status {
                     STATUS_SUCCESS if accepted as usize >= bytes => {}
                     STATUS_SUCCESS => {
                         st.unread(indication.bytes_from(accepted as usize));
-                        st.suppress();
+                        st.suppress_after(cb);
                     }
-                    STATUS_PENDING if st.take_released_early() => {}
+                    STATUS_PENDING if cb.released => {}
                     STATUS_PENDING => {
                         wsk.indications_retained.fetch_add(1, Ordering::Relaxed);
                         st.retained_bytes += bytes;
@@ -53,73 +196,100 @@ impl Socket {
                     }
                     _ => {
                         st.unread(indication.bytes_from(0));
-                        st.suppress();
+                        st.suppress_after(cb);
                     }
                 });
             }
-            Callback::ReceiveDead { routine, context } => {
+            Raise::ReceiveDead { routine, context } => {
                 let mut accepted: SIZE_T = 0;
-                // SAFETY: the client's WskReceiveEvent; a NULL indication
-                // says the socket is dead.
-                let _ = unsafe {
-                    routine(
-                        context as PVOID,
-                        WSK_FLAG_AT_DISPATCH_LEVEL,
-                        core::ptr::null_mut(),
-                        0,
-                        &mut accepted,
-                    )
-                };
-                self.after_callback(WSK_EVENT_RECEIVE, |_, _| {});
+                let _ = self.invoke(routine as usize, ctx, |flag| {
+                    // SAFETY: the client's WskReceiveEvent; a NULL
+                    // indication says the socket is dead.
+                    unsafe {
+                        routine(
+                            context as PVOID,
+                            flag,
+                            core::ptr::null_mut(),
+                            0,
+                            &mut accepted,
+                        )
+                    }
+                });
+                self.after_callback(id, false, STATUS_SUCCESS, |_, _, _| {});
             }
-            Callback::SendBacklog {
+            Raise::SendBacklog {
                 routine,
                 context,
                 size,
             } => {
-                // SAFETY: the client's WskSendBacklogEvent.
-                let _ = unsafe { routine(context as PVOID, size as SIZE_T) };
-                self.after_callback(WSK_EVENT_SEND_BACKLOG, |_, _| {});
+                let _ = self.invoke(routine as usize, ctx, |_| {
+                    // SAFETY: the client's WskSendBacklogEvent.
+                    unsafe { routine(context as PVOID, size as SIZE_T) }
+                });
+                self.after_callback(id, false, STATUS_SUCCESS, |_, _, _| {});
             }
-            Callback::Disconnect {
+            Raise::Disconnect {
                 routine,
                 context,
                 flags,
             } => {
-                // SAFETY: the client's WskDisconnectEvent.
-                let _ = unsafe { routine(context as PVOID, flags) };
-                self.after_callback(WSK_EVENT_DISCONNECT, |_, _| {});
+                let _ = self.invoke(routine as usize, ctx, |flag| {
+                    // SAFETY: the client's WskDisconnectEvent.
+                    unsafe { routine(context as PVOID, flags | flag) }
+                });
+                self.after_callback(id, false, STATUS_SUCCESS, |_, _, _| {});
             }
-            Callback::Accept {
+            Raise::Accept {
                 routine,
                 context,
                 socket,
                 local,
                 remote,
+                inherit,
             } => {
                 let mut local = sockaddr_from(&local);
                 let mut remote = sockaddr_from(&remote);
                 let mut accept_context: PVOID = core::ptr::null_mut();
                 let mut accept_dispatch: *const WSK_CLIENT_CONNECTION_DISPATCH = core::ptr::null();
-                // SAFETY: the client's WskAcceptEvent; the addresses are
-                // valid for the call, the new socket is live.
-                let status = unsafe {
-                    routine(
-                        context as PVOID,
-                        WSK_FLAG_AT_DISPATCH_LEVEL,
-                        (&raw mut local).cast(),
-                        (&raw mut remote).cast(),
-                        socket.address() as PWSK_SOCKET,
-                        &mut accept_context,
-                        &mut accept_dispatch,
-                    )
-                };
-                self.after_callback(WSK_EVENT_ACCEPT, |_, _| {});
+                let status = self.invoke(routine as usize, ctx, |flag| {
+                    // SAFETY: the client's WskAcceptEvent; the addresses are
+                    // valid for the call, the new socket is live.
+                    unsafe {
+                        routine(
+                            context as PVOID,
+                            flag,
+                            (&raw mut local).cast(),
+                            (&raw mut remote).cast(),
+                            socket.address() as PWSK_SOCKET,
+                            &mut accept_context,
+                            &mut accept_dispatch,
+                        )
+                    }
+                });
+                self.after_callback(id, false, status, |_, _, _| {});
                 if status == STATUS_SUCCESS {
                     {
                         let mut st = socket.lock();
                         st.context = accept_context as usize;
                         st.dispatch = accept_dispatch as usize;
+                        // Inherited only if the client's table has the
+                        // routines.
+                        if st.dispatch != 0 {
+                            for event in [
+                                WSK_EVENT_RECEIVE,
+                                WSK_EVENT_DISCONNECT,
+                                WSK_EVENT_SEND_BACKLOG,
+                            ] {
+                                if inherit & event != 0
+                                    && dispatch_has(Kind::Connection, st.dispatch, event)
+                                {
+                                    st.events |= event;
+                                }
+                            }
+                            if inherit & WSK_EVENT_SEND_BACKLOG != 0 {
+                                st.backlog_reported = st.ideal_send_backlog();
+                            }
+                        }
                         st.callbacks_ready = true;
                     }
                     socket.pump_reactor();
@@ -130,26 +300,22 @@ impl Socket {
                     socket.close_internal();
                 }
             }
-            Callback::ReceiveFrom {
+            Raise::ReceiveFrom {
                 routine,
                 context,
                 indication,
                 is_static,
             } => {
                 self.wsk().indications.fetch_add(1, Ordering::Relaxed);
-                self.indicating(indication.head() as usize);
-                // SAFETY: the client's WskReceiveFromEvent with a
-                // provider-owned chain.
-                let status = unsafe {
-                    routine(
-                        context as PVOID,
-                        WSK_FLAG_AT_DISPATCH_LEVEL,
-                        indication.head(),
-                    )
-                };
-                self.after_callback(WSK_EVENT_RECEIVE_FROM, |st, wsk| match status {
+                let status = self.invoke(routine as usize, ctx, |flag| {
+                    // SAFETY: the client's WskReceiveFromEvent with a
+                    // provider-owned chain.
+                    unsafe { routine(context as PVOID, flag, indication.head()) }
+                });
+                let refused = status != STATUS_SUCCESS && status != STATUS_PENDING;
+                self.after_callback(id, refused, status, |st, wsk, cb| match status {
                     STATUS_SUCCESS => {}
-                    STATUS_PENDING if st.take_released_early() => {}
+                    STATUS_PENDING if cb.released => {}
                     STATUS_PENDING => {
                         wsk.indications_retained.fetch_add(1, Ordering::Relaxed);
                         st.retained
@@ -160,7 +326,9 @@ impl Socket {
                             .fetch_add(indication.count() as u64, Ordering::Relaxed);
                     }
                     _ => {
-                        if !core::mem::take(&mut st.rearmed_during_callback) {
+                        // A refusal disables a per-socket callback, unless
+                        // the client re-enabled it after the refusal.
+                        if !cb.rearmed {
                             st.events &= !WSK_EVENT_RECEIVE_FROM;
                         }
                         for datagram in indication.into_datagrams().into_iter().rev() {
@@ -172,25 +340,54 @@ impl Socket {
         }
     }
 
-    /// Bookkeeping after a callback returned: its effect on the state,
+    /// Bookkeeping after callback `id` returned `status` (`refused`: it
+    /// refused data): its effect on the state, the ownership findings,
     /// waiting disables, and a close that waited for it.
-    pub(super) fn after_callback(
+    fn after_callback(
         self: &Arc<Self>,
-        event: ULONG,
-        effect: impl FnOnce(&mut SockState, &WskState),
+        id: u64,
+        refused: bool,
+        status: NTSTATUS,
+        effect: impl FnOnce(&mut SockState, &WskState, &RunningCb),
     ) {
         let mut completions = Vec::new();
+        let mut findings = Vec::new();
         let finish = {
             let mut st = self.lock();
-            st.callbacks_running = st.callbacks_running.saturating_sub(1);
-            st.running_events &= !event;
-            if st.life != Life::Finished {
-                effect(&mut st, self.wsk());
+            let Some(index) = st.running.iter().position(|c| c.id == id) else {
+                return;
+            };
+            let cb = st.running.remove(index);
+            if cb.released && status != STATUS_PENDING {
+                findings.push((
+                    violation::BAD_RELEASE,
+                    cb.head,
+                    format!(
+                        "WskRelease of chain {:#x} on socket {:#x} while its callback ran, and \
+                         the callback then returned {status:#x}, not STATUS_PENDING: the client \
+                         released a chain it never owned",
+                        cb.head,
+                        self.address()
+                    ),
+                ));
             }
-            st.indicating = None;
-            st.released_early = false;
-            st.rearmed_during_callback = false;
-            let running = st.running_events;
+            if refused && cb.rearmed_inside {
+                findings.push((
+                    violation::OWNERSHIP_IN_CALLBACK,
+                    0,
+                    format!(
+                        "a re-arm (zero-length WskReceive or re-enable) of socket {:#x} made \
+                         inside the event callback that then refused its data: the refusal \
+                         takes effect when the callback returns, so that re-arm came before it \
+                         and re-arms nothing",
+                        self.address()
+                    ),
+                ));
+            }
+            if st.life != Life::Finished {
+                effect(&mut st, self.wsk(), &cb);
+            }
+            let running = st.running_events();
             st.disables.retain(|&(irp, e)| {
                 if running & e != 0 {
                     return true;
@@ -200,6 +397,13 @@ impl Socket {
             });
             st.take_finish()
         };
+        for (code, head, description) in findings {
+            current().bugcheck(
+                DRIVER_VERIFIER_DETECTED_VIOLATION,
+                [code, self.address() as u64, head as u64, 0],
+                description,
+            );
+        }
         for irp in completions {
             complete_irp(&self.client, Some(self), irp, STATUS_SUCCESS, 0);
         }
@@ -208,42 +412,59 @@ impl Socket {
         }
     }
 
-    /// Records the chain a callback is about to get.
-    pub(super) fn indicating(&self, head: usize) {
-        let mut st = self.lock();
-        st.indicating = Some(head);
-        st.released_early = false;
-    }
-
     /// `WskRelease`: gives a retained indication chain back.
     pub(crate) fn release(self: &Arc<Self>, head: usize) -> Released {
-        let released = self.with(|st, out| {
-            let released = st.retained.remove(&head);
-            if let Some(r) = &released {
+        let released = self.with_inline(|st, out| {
+            if let Some(r) = st.retained.remove(&head) {
                 st.retained_bytes = st.retained_bytes.saturating_sub(r.bytes());
                 out.kick = true;
-            } else if st.indicating == Some(head) && !st.released_early {
-                // Released right after its callback returned STATUS_PENDING,
-                // before the retention was recorded: after_callback frees it.
-                st.released_early = true;
-                return Err(Released::Yes);
+                return Ok(r);
             }
-            Ok(released)
+            let here = std::thread::current().id();
+            match st
+                .running
+                .iter_mut()
+                .find(|c| c.head == head && head != 0 && !c.released)
+            {
+                Some(cb) => {
+                    // Released while its callback runs: not retained when it
+                    // returns STATUS_PENDING.
+                    cb.released = true;
+                    Err(if cb.thread == here {
+                        Released::InsideCallback
+                    } else {
+                        Released::Yes
+                    })
+                }
+                None => Err(Released::Unknown),
+            }
         });
-        let released = match released {
-            Ok(released) => released,
-            Err(verdict) => return verdict,
-        };
         match released {
-            Some(r) => {
+            Ok(r) => {
                 self.wsk()
                     .indications_retained
                     .fetch_sub(1, Ordering::Relaxed);
                 drop(r);
                 Released::Yes
             }
-            None => Released::Unknown,
+            Err(verdict) => verdict,
         }
+    }
+
+    /// As [`Socket::with`], for the calls after which the provider may
+    /// deliver indications on the caller's thread before returning
+    /// (`WskPolicy::inline_indications`: the client's `WskReceive(0)`,
+    /// enable or `WskRelease`).
+    pub(crate) fn with_inline<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut SockState, &mut Out) -> R,
+    ) -> R {
+        let ctx = if self.client.policy.inline_indications {
+            Ctx::Inline
+        } else {
+            Ctx::Caller
+        };
+        self.with_ctx(ctx, f)
     }
 
     /// The state, for the dispatch functions.
@@ -253,8 +474,52 @@ impl Socket {
 }
 
 impl SockState {
+    /// Records a callback about to be raised by this thread; returns its id.
+    fn begin_callback(&mut self, event: ULONG, head: usize) -> u64 {
+        self.next_callback += 1;
+        let id = self.next_callback;
+        self.running.push(RunningCb {
+            id,
+            event,
+            thread: std::thread::current().id(),
+            head,
+            released: false,
+            rearmed: false,
+            rearmed_inside: false,
+        });
+        id
+    }
+
+    /// The events whose callbacks run now.
+    pub(super) fn running_events(&self) -> ULONG {
+        self.running.iter().fold(0, |mask, c| mask | c.event)
+    }
+
+    /// Indications of `event` were re-armed (a receive completed, or the
+    /// callback was re-enabled): noted on its running callbacks, as made
+    /// inside one (same thread) or after it (another thread).
+    pub(super) fn note_rearm(&mut self, event: ULONG) {
+        let here = std::thread::current().id();
+        for cb in self.running.iter_mut().filter(|c| c.event == event) {
+            if cb.thread == here {
+                cb.rearmed_inside = true;
+            } else {
+                cb.rearmed = true;
+            }
+        }
+    }
+
+    /// The receive callback `cb` refused (part of) its data: no indication
+    /// until a receive completes, unless one already completed after the
+    /// refusal (from another thread).
+    fn suppress_after(&mut self, cb: &RunningCb) {
+        if !cb.rearmed {
+            self.suppressed = true;
+        }
+    }
+
     pub(super) fn stream_callbacks(&mut self, out: &mut Out) {
-        if !self.callbacks_ready || self.life != Life::Open || self.callbacks_running > 0 {
+        if !self.callbacks_ready || self.life != Life::Open || !self.running.is_empty() {
             return;
         }
         let enabled = self.enabled();
@@ -279,13 +544,22 @@ impl SockState {
         {
             // "called ... when the ideal send backlog size changes".
             self.backlog_reported = Some(size);
-            self.callbacks_running += 1;
-            self.running_events |= WSK_EVENT_SEND_BACKLOG;
-            out.callbacks.push(Callback::SendBacklog {
-                routine,
-                context: self.context,
-                size,
+            let id = self.begin_callback(WSK_EVENT_SEND_BACKLOG, 0);
+            out.callbacks.push(Callback {
+                id,
+                raise: Raise::SendBacklog {
+                    routine,
+                    context: self.context,
+                    size,
+                },
             });
+            return;
+        }
+        // Under the early-disconnect policy the peer's disconnect is
+        // indicated as soon as it is known, before data still buffered
+        // (which is indicated after it).
+        let early = self.policy.early_disconnect;
+        if early && self.disconnect_callback(receive, disconnect, out) {
             return;
         }
         if let Some(routine) = receive
@@ -310,55 +584,80 @@ impl SockState {
             self.retry_at = None;
             let take = self.inbound.len().min(INDICATION_MAX);
             let bytes: Vec<u8> = self.inbound.drain(..take).collect();
-            let mut flags = WSK_FLAG_AT_DISPATCH_LEVEL;
+            let mut flags = 0;
             if self.retained_bytes >= INBOUND_CAP / 2 {
                 flags |= WSK_FLAG_RELEASE_ASAP;
             }
-            self.callbacks_running += 1;
-            self.running_events |= WSK_EVENT_RECEIVE;
-            out.callbacks.push(Callback::Receive {
-                routine,
-                context: self.context,
-                flags,
-                indication: Box::new(DataIndication::new(bytes, INDICATION_CHUNK)),
+            let indication = Box::new(DataIndication::new(bytes, INDICATION_CHUNK));
+            let id = self.begin_callback(WSK_EVENT_RECEIVE, indication.head() as usize);
+            out.callbacks.push(Callback {
+                id,
+                raise: Raise::Receive {
+                    routine,
+                    context: self.context,
+                    flags,
+                    indication,
+                },
             });
             return;
         }
-        if self.disconnect_indicated || !self.inbound.is_empty() {
-            return;
+        if !early && self.inbound.is_empty() {
+            self.disconnect_callback(receive, disconnect, out);
         }
-        if self.error.is_some() && self.peer_error {
-            if let Some(routine) = disconnect {
-                self.disconnect_indicated = true;
-                self.callbacks_running += 1;
-                self.running_events |= WSK_EVENT_DISCONNECT;
-                out.callbacks.push(Callback::Disconnect {
-                    routine,
-                    context: self.context,
-                    flags: WSK_FLAG_ABORTIVE,
-                });
-            } else if let Some(routine) = receive {
-                self.disconnect_indicated = true;
-                self.callbacks_running += 1;
-                self.running_events |= WSK_EVENT_RECEIVE;
-                out.callbacks.push(Callback::ReceiveDead {
-                    routine,
-                    context: self.context,
-                });
+    }
+
+    /// Raises the peer's disconnect if it is due and not yet indicated:
+    /// `WskDisconnectEvent` (abortive for a reset), or for a reset without
+    /// one a NULL `WskReceiveEvent`. Returns whether it raised one.
+    fn disconnect_callback(
+        &mut self,
+        receive: Option<ReceiveRoutine>,
+        disconnect: Option<unsafe extern "C" fn(PVOID, ULONG) -> NTSTATUS>,
+        out: &mut Out,
+    ) -> bool {
+        if self.disconnect_indicated {
+            return false;
+        }
+        let raise = if self.error.is_some() && self.peer_error {
+            match (disconnect, receive) {
+                (Some(routine), _) => Some((
+                    WSK_EVENT_DISCONNECT,
+                    Raise::Disconnect {
+                        routine,
+                        context: self.context,
+                        flags: WSK_FLAG_ABORTIVE,
+                    },
+                )),
+                (None, Some(routine)) => Some((
+                    WSK_EVENT_RECEIVE,
+                    Raise::ReceiveDead {
+                        routine,
+                        context: self.context,
+                    },
+                )),
+                (None, None) => None,
             }
-        } else if self.eof
-            && self.error.is_none()
-            && let Some(routine) = disconnect
-        {
-            self.disconnect_indicated = true;
-            self.callbacks_running += 1;
-            self.running_events |= WSK_EVENT_DISCONNECT;
-            out.callbacks.push(Callback::Disconnect {
-                routine,
-                context: self.context,
-                flags: 0,
-            });
-        }
+        } else if self.eof && self.error.is_none() {
+            disconnect.map(|routine| {
+                (
+                    WSK_EVENT_DISCONNECT,
+                    Raise::Disconnect {
+                        routine,
+                        context: self.context,
+                        flags: 0,
+                    },
+                )
+            })
+        } else {
+            None
+        };
+        let Some((event, raise)) = raise else {
+            return false;
+        };
+        self.disconnect_indicated = true;
+        let id = self.begin_callback(event, 0);
+        out.callbacks.push(Callback { id, raise });
+        true
     }
 
     /// Whether the provider thread has event callbacks to raise.
@@ -396,6 +695,7 @@ impl SockState {
         let Some(routine) = table.WskAcceptEvent else {
             return;
         };
+        let inherit = self.enabled() & INHERITED;
         for _ in 0..ACCEPTS_PER_ROUND {
             let Host::Listener(listener) = &self.host else {
                 return;
@@ -406,14 +706,17 @@ impl SockState {
                     let options = self.options.inherited();
                     match Socket::accepted(socket, stream, remote, 0, 0, false, options, out) {
                         Some(accepted) => {
-                            self.callbacks_running += 1;
-                            self.running_events |= WSK_EVENT_ACCEPT;
-                            out.callbacks.push(Callback::Accept {
-                                routine,
-                                context: self.context,
-                                socket: accepted,
-                                local,
-                                remote,
+                            let id = self.begin_callback(WSK_EVENT_ACCEPT, 0);
+                            out.callbacks.push(Callback {
+                                id,
+                                raise: Raise::Accept {
+                                    routine,
+                                    context: self.context,
+                                    socket: accepted,
+                                    local,
+                                    remote,
+                                    inherit,
+                                },
                             });
                         }
                         None => {
@@ -431,9 +734,12 @@ impl SockState {
     }
 
     pub(super) fn datagram_callbacks(&mut self, out: &mut Out) {
+        // With several provider threads, as many receive-from callbacks of
+        // one socket may run at once.
+        let concurrent = usize::from(self.policy.provider_threads.max(1));
         if !self.recv_froms.is_empty()
             || self.life != Life::Open
-            || self.callbacks_running > 0
+            || self.running.len() >= concurrent
             || self.enabled() & WSK_EVENT_RECEIVE_FROM == 0
             || self.dispatch == 0
         {
@@ -475,19 +781,26 @@ impl SockState {
             return;
         }
         self.retry_at = None;
-        self.callbacks_running += 1;
-        self.running_events |= WSK_EVENT_RECEIVE_FROM;
-        out.callbacks.push(Callback::ReceiveFrom {
-            routine,
-            context: self.context,
-            indication: Box::new(DatagramIndication::new(chain)),
-            is_static: self.static_events & WSK_EVENT_RECEIVE_FROM != 0,
+        let indication = Box::new(DatagramIndication::new(chain));
+        let id = self.begin_callback(WSK_EVENT_RECEIVE_FROM, indication.head() as usize);
+        out.callbacks.push(Callback {
+            id,
+            raise: Raise::ReceiveFrom {
+                routine,
+                context: self.context,
+                indication,
+                is_static: self.static_events & WSK_EVENT_RECEIVE_FROM != 0,
+            },
         });
+        if self.running.len() < concurrent {
+            // Another provider thread may take the next chain meanwhile.
+            out.kick = true;
+        }
     }
 
     /// Enables or disables event callbacks (`SO_WSK_EVENT_CALLBACK`).
     /// `irp` is the control IRP, if any (a disable that must wait for a
-    /// running callback then queues it).
+    /// running callback then queues it; enabling takes none).
     pub(crate) fn event_control(
         &mut self,
         kind: Kind,
@@ -501,11 +814,14 @@ impl SockState {
             if event == 0 || !event.is_power_of_two() || event & !valid != 0 {
                 return Decision::Done(STATUS_INVALID_PARAMETER, 0);
             }
-            if self.static_events & event != 0 {
+            // Static callbacks "are always enabled and cannot be disabled";
+            // connection events enabled on a listener "cannot be disabled on
+            // the listening socket".
+            if self.static_events & event != 0 || (kind == Kind::Listen && event & INHERITED != 0) {
                 return Decision::Done(STATUS_INVALID_PARAMETER, 0);
             }
             self.events &= !event;
-            if self.running_events & event == 0 {
+            if self.running_events() & event == 0 {
                 return Decision::Done(STATUS_SUCCESS, 0);
             }
             return match irp {
@@ -520,6 +836,16 @@ impl SockState {
         if mask == 0 || mask & !valid != 0 {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
         }
+        if irp.is_some() {
+            // "A WSK application does not specify a pointer to an IRP when
+            // calling the WskControlSocket function to enable event callback
+            // functions."
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
+        if self.static_events & mask != 0 {
+            // Static callbacks "cannot be disabled or re-enabled later".
+            return Decision::Done(STATUS_INVALID_PARAMETER, 0);
+        }
         let ready = match kind {
             Kind::Connection => self.phase == Phase::Connected || self.error.is_some(),
             Kind::Listen | Kind::Datagram => self.phase == Phase::Bound,
@@ -530,8 +856,8 @@ impl SockState {
         if self.dispatch == 0 || !dispatch_has(kind, self.dispatch, mask) {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
         }
-        if mask & self.running_events & WSK_EVENT_RECEIVE_FROM != 0 {
-            self.rearmed_during_callback = true;
+        if mask & WSK_EVENT_RECEIVE_FROM != 0 {
+            self.note_rearm(WSK_EVENT_RECEIVE_FROM);
         }
         if mask & WSK_EVENT_SEND_BACKLOG != 0 {
             self.backlog_reported = self.ideal_send_backlog();
@@ -543,7 +869,9 @@ impl SockState {
 }
 
 /// Whether the client's event table for `kind` has a routine for every
-/// event of `mask`.
+/// event of `mask` (for a listening socket, the connection events it
+/// enables for its accepted sockets are checked on their tables, when the
+/// accept callback hands them over).
 pub(super) fn dispatch_has(kind: Kind, table: usize, mask: ULONG) -> bool {
     match kind {
         Kind::Listen => {

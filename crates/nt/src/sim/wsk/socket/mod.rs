@@ -54,6 +54,7 @@ mod options;
 mod stream;
 
 pub(crate) use events::Released;
+use events::{Callback, RunningCb};
 use options::Options;
 pub(crate) use options::{BindVerdict, Sharing, bind_verdict};
 use stream::finish_receive_ex;
@@ -99,7 +100,11 @@ impl Kind {
     /// The events `SO_WSK_EVENT_CALLBACK` may enable on this kind.
     pub(crate) fn events(self) -> ULONG {
         match self {
-            Kind::Listen => WSK_EVENT_ACCEPT,
+            // A listener may also enable the connection events its accepted
+            // sockets inherit (SO_WSK_EVENT_CALLBACK).
+            Kind::Listen => {
+                WSK_EVENT_ACCEPT | WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
+            }
             Kind::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
             Kind::Datagram => WSK_EVENT_RECEIVE_FROM,
         }
@@ -276,67 +281,12 @@ impl Out {
 enum Ctx {
     /// A provider call on a client's thread.
     Caller,
-    /// The provider thread.
+    /// A provider thread.
     Reactor,
+    /// A provider call on a client's thread that may deliver indications
+    /// before it returns (`WskPolicy::inline_indications`).
+    Inline,
 }
-
-enum Callback {
-    Receive {
-        routine: unsafe extern "C" fn(
-            PVOID,
-            ULONG,
-            PWSK_DATA_INDICATION,
-            SIZE_T,
-            *mut SIZE_T,
-        ) -> NTSTATUS,
-        context: usize,
-        flags: ULONG,
-        indication: Box<DataIndication>,
-    },
-    ReceiveDead {
-        routine: unsafe extern "C" fn(
-            PVOID,
-            ULONG,
-            PWSK_DATA_INDICATION,
-            SIZE_T,
-            *mut SIZE_T,
-        ) -> NTSTATUS,
-        context: usize,
-    },
-    Disconnect {
-        routine: unsafe extern "C" fn(PVOID, ULONG) -> NTSTATUS,
-        context: usize,
-        flags: ULONG,
-    },
-    SendBacklog {
-        routine: unsafe extern "C" fn(PVOID, SIZE_T) -> NTSTATUS,
-        context: usize,
-        size: usize,
-    },
-    Accept {
-        routine: AcceptRoutine,
-        context: usize,
-        socket: Arc<Socket>,
-        local: SocketAddr,
-        remote: SocketAddr,
-    },
-    ReceiveFrom {
-        routine: unsafe extern "C" fn(PVOID, ULONG, PWSK_DATAGRAM_INDICATION) -> NTSTATUS,
-        context: usize,
-        indication: Box<DatagramIndication>,
-        is_static: bool,
-    },
-}
-
-type AcceptRoutine = unsafe extern "C" fn(
-    PVOID,
-    ULONG,
-    PSOCKADDR,
-    PSOCKADDR,
-    PWSK_SOCKET,
-    *mut PVOID,
-    *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
-) -> NTSTATUS;
 
 pub(crate) struct SockState {
     /// The session's WSK policies (from the client's registration).
@@ -349,8 +299,10 @@ pub(crate) struct SockState {
     /// False until an accept callback returned the socket's context and
     /// dispatch.
     callbacks_ready: bool,
-    running_events: ULONG,
-    callbacks_running: u32,
+    /// The event callbacks of this socket running now (several only for
+    /// datagram sockets with more than one provider thread).
+    running: Vec<RunningCb>,
+    next_callback: u64,
     disables: Vec<(usize, ULONG)>,
 
     host: Host,
@@ -393,17 +345,6 @@ pub(crate) struct SockState {
     suppressed: bool,
     retained: HashMap<usize, Retained>,
     retained_bytes: usize,
-    /// The head of the chain a receive (from) callback holds right now, and
-    /// whether the client already released it: a client may release a chain
-    /// it retains as soon as the callback has returned STATUS_PENDING, before
-    /// this provider thread has recorded the retention.
-    indicating: Option<usize>,
-    released_early: bool,
-    /// A receive completed (re-arming indications) or WSK_EVENT_RECEIVE_FROM
-    /// was enabled while a receive (from) callback ran: a refusal that
-    /// callback returns must not suppress or disable what the client already
-    /// re-armed from another thread.
-    rearmed_during_callback: bool,
     datagrams: VecDeque<Datagram>,
 
     slow: Option<(usize, Duration)>,
@@ -632,8 +573,8 @@ impl Socket {
             events: 0,
             static_events: client.static_events() & kind.events(),
             callbacks_ready: true,
-            running_events: 0,
-            callbacks_running: 0,
+            running: Vec::new(),
+            next_callback: 0,
             disables: Vec::new(),
             host: Host::None,
             options: Options::default(),
@@ -662,9 +603,6 @@ impl Socket {
             suppressed: false,
             retained: HashMap::new(),
             retained_bytes: 0,
-            indicating: None,
-            released_early: false,
-            rearmed_during_callback: false,
             datagrams: VecDeque::new(),
             slow: None,
             next_io: None,
@@ -734,14 +672,18 @@ impl Socket {
     /// Runs `f` on the state from a provider call, then makes progress;
     /// completions go to the provider thread.
     pub(crate) fn with<R>(self: &Arc<Self>, f: impl FnOnce(&mut SockState, &mut Out) -> R) -> R {
+        self.with_ctx(Ctx::Caller, f)
+    }
+
+    fn with_ctx<R>(self: &Arc<Self>, ctx: Ctx, f: impl FnOnce(&mut SockState, &mut Out) -> R) -> R {
         let mut out = Out::default();
         let result = {
             let mut st = self.lock();
             let result = f(&mut st, &mut out);
-            st.progress(self, Ctx::Caller, &mut out);
+            st.progress(self, ctx, &mut out);
             result
         };
-        self.apply(out, Ctx::Caller);
+        self.apply(out, ctx);
         result
     }
 
@@ -770,7 +712,7 @@ impl Socket {
         for (irp, status, information) in out.completions {
             match ctx {
                 Ctx::Reactor => complete_irp(&self.client, Some(self), irp, status, information),
-                Ctx::Caller => self.client.reactor.post(Job::Complete {
+                Ctx::Caller | Ctx::Inline => self.client.reactor.post(Job::Complete {
                     client: Arc::clone(&self.client),
                     socket: Some(Arc::clone(self)),
                     irp,
@@ -780,7 +722,7 @@ impl Socket {
             }
         }
         for callback in out.callbacks {
-            self.run_callback(callback);
+            self.run_callback(callback, ctx);
         }
         for socket in out.internal_closes {
             socket.close_internal();
@@ -1016,30 +958,14 @@ pub(crate) enum Decision {
 
 impl SockState {
     /// A receive completed: indications resume (also after a refusal the
-    /// running callback has yet to return).
+    /// running callback has yet to return: see `note_rearm`).
     fn unsuppress(&mut self) {
         self.suppressed = false;
-        if self.running_events & WSK_EVENT_RECEIVE != 0 {
-            self.rearmed_during_callback = true;
-        }
-    }
-
-    /// The receive callback refused (part of) its data: no indication until
-    /// a receive completes, unless one already completed while it ran.
-    fn suppress(&mut self) {
-        if !core::mem::take(&mut self.rearmed_during_callback) {
-            self.suppressed = true;
-        }
-    }
-
-    /// Whether the chain of the callback that just returned was already
-    /// released (and so is not retained).
-    fn take_released_early(&mut self) -> bool {
-        core::mem::take(&mut self.released_early)
+        self.note_rearm(WSK_EVENT_RECEIVE);
     }
 
     fn ready_to_finish(&self) -> bool {
-        self.irps == 0 && self.callbacks_running == 0
+        self.irps == 0 && self.running.is_empty()
     }
 
     /// If closing and nothing is left in flight, marks the socket finished
@@ -1129,7 +1055,6 @@ impl SockState {
         for (irp, _) in std::mem::take(&mut self.disables) {
             out.push((irp, STATUS_SUCCESS, 0));
         }
-        self.running_events = 0;
     }
 
     /// Queues a request: marks it pending, arms its cancel routine. If it
@@ -1195,7 +1120,7 @@ impl SockState {
                     loop {
                         let read = self.fill_inbound(&mut budget);
                         self.deliver_receives(out);
-                        if ctx == Ctx::Reactor {
+                        if ctx != Ctx::Caller {
                             self.stream_callbacks(out);
                         }
                         if read == 0 {
@@ -1206,14 +1131,14 @@ impl SockState {
             }
             Kind::Listen => {
                 self.deliver_accepts(socket, out);
-                if ctx == Ctx::Reactor {
+                if ctx != Ctx::Caller {
                     self.accept_callbacks(socket, out);
                 }
             }
             Kind::Datagram => {
                 self.deliver_datagrams(out);
                 self.flush_send_tos(out);
-                if ctx == Ctx::Reactor {
+                if ctx != Ctx::Caller {
                     self.datagram_callbacks(out);
                 }
             }
