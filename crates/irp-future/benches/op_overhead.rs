@@ -38,7 +38,7 @@ use std::thread::{self, Thread};
 use std::time::Duration;
 
 use criterion::Criterion;
-use irp_future::{IrpOp, ReusableIrp};
+use irp_future::{IrpOp, ReusableIrp, Submission};
 use nt::access::{irp_information, irp_status};
 use nt::sim::{LowerAction, LowerDevice, Profile, Session, SimConfig};
 use nt::*;
@@ -255,11 +255,11 @@ fn run<F: Future>(future: F, waker: &Waker) -> F::Output {
     }
 }
 
-fn submit_to(device: PDEVICE_OBJECT) -> impl FnOnce(PIRP, &mut ()) -> NTSTATUS {
+fn submit_to(device: PDEVICE_OBJECT) -> impl FnOnce(PIRP, &mut ()) -> Submission {
     let device = device as usize;
     move |irp, _| {
         // SAFETY: a live device; the IRP is handed over.
-        unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) }
+        Submission::Submitted(unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) })
     }
 }
 

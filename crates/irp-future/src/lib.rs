@@ -2,8 +2,8 @@
 //!
 //! One in-flight operation is one node in non-paged pool, shared by the
 //! future and the completion routine: an atomic state word
-//! ([`raw::OpCore`]: submitted / waiting with a waker / completed with the
-//! IoStatus / abandoned), the IRP, and everything the callee may touch
+//! (submitted / waiting with a waker / completed with the IoStatus /
+//! abandoned), the IRP, and everything the callee may touch
 //! until completion (owned buffers, MDLs, out-parameters). The completion
 //! routine only records the status, flips the state and wakes: it never
 //! allocates or blocks, runs at DISPATCH_LEVEL on any thread, and is
@@ -34,11 +34,19 @@ extern crate alloc;
 mod buf;
 mod node;
 mod op;
+// The op node's state machine: its protocol methods have contracts only the
+// crate keeps (one poller, calls in a given order), so it is not public API;
+// the loom models reach it under `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
 pub mod raw;
+#[cfg(not(loom))]
+mod raw;
 mod sync;
 
 pub use buf::{IoBuf, IoBufMut, MdlBuf};
 pub use node::NODE_TAG;
 pub use op::{
     Allocated, Completed, IrpOp, IrpSource, Observe, Reclaim, ReclaimedIrp, ReusableIrp, Reused,
+    Submission,
 };

@@ -13,6 +13,7 @@
 
 use core::mem::MaybeUninit;
 use core::ptr::NonNull;
+use core::task::Waker;
 
 use nt::access::{irp_information, irp_pending_returned, irp_status, set_irp_status};
 use nt::*;
@@ -80,16 +81,26 @@ impl<R: Send + 'static> Node<R> {
         Some(node)
     }
 
-    /// Frees the node's block (not the IRP, not the resources).
+    /// Frees the node's block (not the IRP, not the resources) and hands
+    /// back the waker it still held: the caller drops it last, after
+    /// everything else it frees (a task's waker can be what lets Unload
+    /// finish).
     ///
     /// # Safety
     /// The caller owns the node exclusively, its resources were taken or
     /// never stored, and nobody uses it afterwards.
-    pub(crate) unsafe fn free(node: NonNull<Self>) {
-        // SAFETY: exclusive ownership: drops the core (and its waker).
+    #[must_use = "drop the waker after everything else is released"]
+    pub(crate) unsafe fn free(node: NonNull<Self>) -> Option<Waker> {
+        // SAFETY: exclusive ownership: the node is live.
+        let this = unsafe { node.as_ref() };
+        // SAFETY: exclusive ownership: nobody else touches the slot.
+        let waker = unsafe { this.core.take_waker() };
+        // SAFETY: exclusive ownership: drops the (now waker-less) core.
         unsafe { node.as_ptr().drop_in_place() };
-        // SAFETY: the block came from ExAllocatePool2 in `allocate`.
-        unsafe { ExFreePool(node.as_ptr().cast()) };
+        // SAFETY: the block came from ExAllocatePool2 in `allocate` with
+        // this tag.
+        unsafe { ExFreePoolWithTag(node.as_ptr().cast(), NODE_TAG) };
+        waker
     }
 
     /// Stores the resources before submission and returns a pointer to
@@ -121,13 +132,15 @@ impl<R: Send + 'static> Node<R> {
 
     /// The last owner's cleanup of an operation whose future is gone:
     /// drops the resources, then for our own IRPs frees the IRP, then frees
-    /// the node. A passed-down IRP is left to the caller, who continues its
+    /// the node, and returns the waker the node held for the caller to drop
+    /// last. A passed-down IRP is left to the caller, who continues its
     /// completion. IRQL <= DISPATCH_LEVEL.
     ///
     /// # Safety
     /// The caller is the last owner (an [`AfterComplete::Release`] or
     /// [`AfterCancel::Release`]) and does not touch the node afterwards.
-    pub(crate) unsafe fn release(node: NonNull<Self>) {
+    #[must_use = "drop the waker after everything else is released"]
+    pub(crate) unsafe fn release(node: NonNull<Self>) -> Option<Waker> {
         // SAFETY: last owner: exclusive.
         let this = unsafe { node.as_ref() };
         let irp = this.irp;
@@ -142,7 +155,7 @@ impl<R: Send + 'static> Node<R> {
             unsafe { IoFreeIrp(irp) };
         }
         // SAFETY: last owner; resources taken above.
-        unsafe { Self::free(node) };
+        unsafe { Self::free(node) }
     }
 }
 
@@ -159,15 +172,20 @@ pub(crate) unsafe fn propagate_pending(irp: PIRP) {
     }
 }
 
-/// Continues the completion of a passed-down IRP that our routine stopped
-/// with STATUS_MORE_PROCESSING_REQUIRED, with the status it already holds.
+/// Completes a passed-down IRP that our routine stopped with
+/// STATUS_MORE_PROCESSING_REQUIRED (a reclaimed IRP), with the status it
+/// holds. It does not call `IoMarkIrpPending`: PendingReturned here is the
+/// *lower* driver's, and whether our location is marked is the dispatch
+/// routine's decision (marked with STATUS_PENDING returned, or not marked
+/// and the final status returned after waiting: "a driver that passes down
+/// the IRP and then waits on an event should not mark the IRP pending",
+/// IoMarkIrpPending). Marking it here made the second pattern a
+/// pending/return mismatch (0xC9/0x23E).
 ///
 /// # Safety
 /// `irp` is a live passed-down IRP we hold (reclaimed), current location
 /// ours; it must not be touched afterwards.
 pub(crate) unsafe fn complete_upward(irp: PIRP) {
-    // SAFETY: caller's contract.
-    unsafe { propagate_pending(irp) };
     // SAFETY: caller's contract: we hold it and complete it once.
     unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
 }
@@ -239,12 +257,12 @@ pub(crate) unsafe extern "C" fn completion_routine<R: Send + 'static>(
             }
             STATUS_MORE_PROCESSING_REQUIRED
         }
-        AfterComplete::Release => {
+        AfterComplete::Release(stale) => {
             // SAFETY: the context is a non-null node pointer.
             let node = unsafe { NonNull::new_unchecked(node) };
             // SAFETY: Release makes us the last owner.
-            unsafe { Node::<R>::release(node) };
-            if kind.owns_irp() {
+            let held = unsafe { Node::<R>::release(node) };
+            let result = if kind.owns_irp() {
                 STATUS_MORE_PROCESSING_REQUIRED
             } else {
                 // The future is gone: its obligation is met by letting
@@ -252,7 +270,15 @@ pub(crate) unsafe extern "C" fn completion_routine<R: Send + 'static>(
                 // SAFETY: live passed-down IRP, current location ours.
                 unsafe { propagate_pending(irp) };
                 STATUS_SUCCESS
-            }
+            };
+            // The last acts: a task's waker may be what lets an executor's
+            // shutdown, and the driver's Unload, finish. Only the return
+            // follows, which the image must survive: register the routine
+            // with `IrpOp::unload_guard` (IoSetCompletionRoutineEx) where
+            // nothing else keeps the image (WskDeregister does for WSK).
+            drop(held);
+            drop(stale);
+            result
         }
     }
 }
@@ -291,14 +317,11 @@ pub(crate) unsafe fn abandon<R: Send + 'static>(node: NonNull<Node<R>>) -> bool 
             match this.core.finish_cancel() {
                 AfterCancel::StillInFlight => {}
                 AfterCancel::Release | AfterCancel::CompletedDuringCancel => {
-                    let kind = this.kind;
                     // SAFETY: Release: last owner (the future is gone, so
-                    // CompletedDuringCancel cannot occur).
-                    unsafe { Node::release(node) };
-                    if !kind.owns_irp() {
-                        // SAFETY: the routine held it for us; we finish it.
-                        unsafe { complete_upward(irp) };
-                    }
+                    // CompletedDuringCancel cannot occur). Only our own
+                    // IRPs are cancelled, so nothing continues upward.
+                    let waker = unsafe { Node::release(node) };
+                    drop(waker);
                 }
             }
             false

@@ -32,6 +32,7 @@ use nt::access::{irp_status, set_irp_information, set_irp_status};
 use nt::*;
 
 use crate::node::{self, IrpKind, Node};
+pub use crate::raw::Submission;
 use crate::raw::{AfterCancel, AfterSubmit, IoStatus};
 
 /// The result of an operation.
@@ -101,6 +102,11 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
     type Irp = ();
 
     fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ())> {
+        if self.stack_size < 1 {
+            // No location for the callee: IoAllocateIrp would hand out an
+            // IRP whose first stack write corrupts its header.
+            return Err((STATUS_INVALID_PARAMETER, ()));
+        }
         // SAFETY: IRQL <= DISPATCH_LEVEL (poll contract).
         let irp = unsafe { IoAllocateIrp(self.stack_size, FALSE) };
         if irp.is_null() {
@@ -122,8 +128,9 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
         // SAFETY: our IRP; its routine returned (or is returning)
         // STATUS_MORE_PROCESSING_REQUIRED; no cancel is running.
         unsafe { IoFreeIrp(irp) };
-        // SAFETY: exclusive owner; resources taken.
-        unsafe { Node::free(node) };
+        // SAFETY: exclusive owner; resources taken. The future is alive:
+        // its waker may go in any order.
+        drop(unsafe { Node::free(node) });
     }
 
     unsafe fn unhanded(node: NonNull<Node<R>>, _status: NTSTATUS) {
@@ -159,14 +166,15 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
 /// # let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
 /// #     status: nt::STATUS_SUCCESS, information: 100 });
 /// # let device = lower.device();
-/// use irp_future::{MdlBuf, ReusableIrp};
+/// use irp_future::{MdlBuf, ReusableIrp, Submission};
 /// use nt::{IoCallDriver, NTSTATUS};
 ///
 /// async fn receive_loop(
 ///     device: nt::PDEVICE_OBJECT,
 ///     rounds: usize,
 /// ) -> Result<usize, NTSTATUS> {
-///     let mut irp = ReusableIrp::<MdlBuf<Vec<u8>>>::new()?;
+///     // SAFETY: a live device: the IRP gets the locations its stack needs.
+///     let mut irp = unsafe { ReusableIrp::<MdlBuf<Vec<u8>>>::for_device(device) }?;
 ///     let mut buf = MdlBuf::new(vec![0u8; 2048]).map_err(|(status, _)| status)?;
 ///     let mut total = 0;
 ///     for _ in 0..rounds {
@@ -174,7 +182,7 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
 ///             // SAFETY: our IRP; the MDL stays alive until completion.
 ///             unsafe { nt::access::set_irp_mdl_address(irp, b.mdl()) };
 ///             // SAFETY: a live device; the IRP is handed over.
-///             unsafe { IoCallDriver(device, irp) }
+///             Submission::Submitted(unsafe { IoCallDriver(device, irp) })
 ///         };
 ///         // SAFETY: the closure hands the IRP to exactly one callee.
 ///         let done = unsafe { irp.submit(buf, submit) }.await;
@@ -199,15 +207,20 @@ pub struct ReusableIrp<R: Send + 'static> {
 unsafe impl<R: Send + 'static> Send for ReusableIrp<R> {}
 
 impl<R: Send + 'static> ReusableIrp<R> {
-    /// Allocates the IRP (`IoAllocateIrp(1, FALSE)`) and the node.
-    /// IRQL <= DISPATCH_LEVEL.
+    /// Allocates the IRP (`IoAllocateIrp(1, FALSE)`: one location, enough
+    /// for a WSK call, not for `IoCallDriver` to a device stack, see
+    /// [`Self::for_device`]) and the node. IRQL <= DISPATCH_LEVEL.
     pub fn new() -> Result<Self, NTSTATUS> {
         Self::with_stack_size(1)
     }
 
-    /// As [`Self::new`] with `stack_size` stack locations (for callees
-    /// that forward the IRP further down).
+    /// As [`Self::new`] with `stack_size` stack locations (a callee reached
+    /// by `IoCallDriver` needs its device's `StackSize`, see
+    /// [`Self::for_device`]). A size below 1 is STATUS_INVALID_PARAMETER.
     pub fn with_stack_size(stack_size: CCHAR) -> Result<Self, NTSTATUS> {
+        if stack_size < 1 {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
         // SAFETY: IRQL <= DISPATCH_LEVEL (documented).
         let irp = unsafe { IoAllocateIrp(stack_size, FALSE) };
         if irp.is_null() {
@@ -221,6 +234,16 @@ impl<R: Send + 'static> ReusableIrp<R> {
                 Err(STATUS_INSUFFICIENT_RESOURCES)
             }
         }
+    }
+
+    /// As [`Self::new`] with as many stack locations as `device`'s stack
+    /// needs for `IoCallDriver(device, ..)` (its `StackSize`).
+    ///
+    /// # Safety
+    /// `device` is a live device object.
+    pub unsafe fn for_device(device: PDEVICE_OBJECT) -> Result<Self, NTSTATUS> {
+        // SAFETY: a live device (caller contract).
+        Self::with_stack_size(unsafe { nt::access::device_stack_size(device) })
     }
 
     /// The IRP (for inspection between operations; it is idle).
@@ -237,7 +260,7 @@ impl<R: Send + 'static> ReusableIrp<R> {
     /// As [`IrpOp::allocated`].
     pub unsafe fn submit<F>(self, resources: R, submit: F) -> IrpOp<R, Reused<R>, F>
     where
-        F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+        F: FnOnce(PIRP, &mut R) -> Submission,
     {
         IrpOp::new(resources, Reused(self), submit)
     }
@@ -250,7 +273,7 @@ impl<R: Send + 'static> Drop for ReusableIrp<R> {
         // SAFETY: our IRP, not in flight, no cancel running.
         unsafe { IoFreeIrp(irp) };
         // SAFETY: exclusive owner; the resource slot is empty when idle.
-        unsafe { Node::free(self.node) };
+        drop(unsafe { Node::free(self.node) });
     }
 }
 
@@ -300,12 +323,22 @@ unsafe impl Send for Observe {}
 
 impl<R: Send + 'static> IrpSource<R> for Observe {}
 
-fn prepare_passed_down<R: Send + 'static>(irp: PIRP, kind: IrpKind) -> Option<NonNull<Node<R>>> {
-    let node = Node::allocate(irp, kind)?;
-    // SAFETY: the IRP was passed to us with a current location and a next
-    // one for the callee (the constructor's contract).
+fn prepare_passed_down<R: Send + 'static>(
+    irp: PIRP,
+    kind: IrpKind,
+) -> Result<NonNull<Node<R>>, NTSTATUS> {
+    // SAFETY: a live IRP passed to us (the constructor's contract).
+    let location = unsafe { nt::access::irp_current_location(irp) };
+    if location <= 1 {
+        // No location below ours for the callee: copying to it would write
+        // before the stack array. The sender allocated too few.
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let node = Node::allocate(irp, kind).ok_or(STATUS_INSUFFICIENT_RESOURCES)?;
+    // SAFETY: the IRP was passed to us with a current location (ours) and,
+    // checked above, a next one for the callee.
     unsafe { IoCopyCurrentIrpStackLocationToNext(irp) };
-    Some(node)
+    Ok(node)
 }
 
 impl<R: Send + 'static> sealed::Source<R> for Observe {
@@ -313,11 +346,11 @@ impl<R: Send + 'static> sealed::Source<R> for Observe {
 
     fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ())> {
         match prepare_passed_down(self.irp, IrpKind::Observe) {
-            Some(node) => Ok(node),
-            None => {
+            Ok(node) => Ok(node),
+            Err(status) => {
                 // SAFETY: we hold the IRP and never sent it.
-                unsafe { node::complete_unsent(self.irp, STATUS_INSUFFICIENT_RESOURCES) };
-                Err((STATUS_INSUFFICIENT_RESOURCES, ()))
+                unsafe { node::complete_unsent(self.irp, status) };
+                Err((status, ()))
             }
         }
     }
@@ -325,14 +358,14 @@ impl<R: Send + 'static> sealed::Source<R> for Observe {
     unsafe fn finish(node: NonNull<Node<R>>) {
         // SAFETY: exclusive owner; resources taken. Completion of the IRP
         // already continued upward: it is not touched.
-        unsafe { Node::free(node) };
+        drop(unsafe { Node::free(node) });
     }
 
     unsafe fn unhanded(node: NonNull<Node<R>>, status: NTSTATUS) {
         // SAFETY: exclusive owner.
         let irp = unsafe { node.as_ref() }.irp;
         // SAFETY: exclusive owner; resources taken.
-        unsafe { Node::free(node) };
+        drop(unsafe { Node::free(node) });
         // SAFETY: never handed over: we still hold it.
         unsafe { node::complete_unsent(irp, status) };
     }
@@ -361,11 +394,8 @@ impl<R: Send + 'static> sealed::Source<R> for Reclaim {
 
     fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ReclaimedIrp)> {
         match prepare_passed_down(self.irp, IrpKind::Reclaim) {
-            Some(node) => Ok(node),
-            None => Err((
-                STATUS_INSUFFICIENT_RESOURCES,
-                ReclaimedIrp::unsent(self.irp, STATUS_INSUFFICIENT_RESOURCES),
-            )),
+            Ok(node) => Ok(node),
+            Err(status) => Err((status, ReclaimedIrp::unsent(self.irp, status))),
         }
     }
 
@@ -373,7 +403,7 @@ impl<R: Send + 'static> sealed::Source<R> for Reclaim {
         // SAFETY: exclusive owner.
         let irp = unsafe { node.as_ref() }.irp;
         // SAFETY: exclusive owner; resources taken.
-        unsafe { Node::free(node) };
+        drop(unsafe { Node::free(node) });
         ReclaimedIrp { irp }
     }
 
@@ -381,7 +411,7 @@ impl<R: Send + 'static> sealed::Source<R> for Reclaim {
         // SAFETY: exclusive owner.
         let irp = unsafe { node.as_ref() }.irp;
         // SAFETY: exclusive owner; resources taken.
-        unsafe { Node::free(node) };
+        drop(unsafe { Node::free(node) });
         ReclaimedIrp::unsent(irp, status)
     }
 
@@ -425,8 +455,19 @@ impl ReclaimedIrp {
         unsafe { irp_status(self.irp) }
     }
 
-    /// Completes it upward with `status` and `information`.
+    /// Completes it upward with `status` and `information`. STATUS_PENDING
+    /// is not a completion status (`IoCompleteRequest` with it is
+    /// 0xC9/0x06): it is replaced by STATUS_UNSUCCESSFUL.
+    ///
+    /// Whether the caller's location is marked pending stays the dispatch
+    /// routine's business (see [`IrpOp::reclaim`]): this never calls
+    /// `IoMarkIrpPending`.
     pub fn complete(self, status: NTSTATUS, information: ULONG_PTR) {
+        let status = if status == STATUS_PENDING {
+            STATUS_UNSUCCESSFUL
+        } else {
+            status
+        };
         // SAFETY: we hold the live IRP.
         unsafe { set_irp_status(self.irp, status) };
         // SAFETY: as above.
@@ -472,10 +513,12 @@ enum Stage<R, S, F> {
 ///   completion routine (InvokeOnSuccess/Error/Cancel all TRUE), and calls
 ///   the submit closure. Inline completion is recognised without
 ///   registering a waker; STATUS_PENDING is tested before `NT_SUCCESS`.
-/// - Dropped in flight: `IoCancelIrp`, and the completion routine frees
-///   what is left when it runs (the callee may still use the resources
-///   until then). Dropped before the first poll: nothing was sent; a
-///   passed-down IRP is completed with STATUS_CANCELLED.
+/// - Dropped in flight: `IoCancelIrp` on our own IRPs (allocated, reused),
+///   and the completion routine frees what is left when it runs (the
+///   callee may still use the resources until then); a passed-down IRP is
+///   not cancelled (not ours), the operation is detached. Dropped before
+///   the first poll: nothing was sent; a passed-down IRP is completed with
+///   STATUS_CANCELLED.
 /// - [`IrpOp::cancel`] requests cancellation and still yields the result,
 ///   with the resources.
 ///
@@ -485,10 +528,14 @@ enum Stage<R, S, F> {
 pub struct IrpOp<R: Send + 'static, S: IrpSource<R>, F> {
     stage: Stage<R, S, F>,
     cancel_requested: bool,
+    /// The device `IoSetCompletionRoutineEx` references (null: plain
+    /// `IoSetCompletionRoutine`).
+    guard: PDEVICE_OBJECT,
 }
 
 // SAFETY: the node is shared only with the completion routine through the
-// atomic protocol; everything the future holds (R, S, F) is `Send`.
+// atomic protocol; everything the future holds (R, S, F) is `Send`; the
+// guard device is a kernel object usable from any thread.
 unsafe impl<R: Send + 'static, S: IrpSource<R> + Send, F: Send> Send for IrpOp<R, S, F> {}
 
 // The submit closure is never pinned (it is moved out and called by value)
@@ -497,24 +544,31 @@ impl<R: Send + 'static, S: IrpSource<R>, F> Unpin for IrpOp<R, S, F> {}
 
 impl<R: Send + 'static, F> IrpOp<R, Allocated, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
-    /// An operation on a fresh IRP from `IoAllocateIrp(1, FALSE)` (enough
-    /// for a WSK call), freed when the operation ends.
+    /// An operation on a fresh IRP from `IoAllocateIrp(1, FALSE)`, freed
+    /// when the operation ends. One location is enough for a WSK call; a
+    /// callee reached with `IoCallDriver` needs its device's `StackSize`:
+    /// use [`Self::allocated_for`].
     ///
     /// # Safety
     /// `submit(irp, resources)` is called once, at IRQL <= DISPATCH_LEVEL,
     /// with the completion routine already set in the IRP's next stack
     /// location. It must either hand `irp` to exactly one callee that will
     /// complete it exactly once (`IoCallDriver`, a WSK function: "the IRP
-    /// will be completed" whatever they return) and return that callee's
-    /// status unchanged, or not hand it over at all and return a failure
-    /// status other than STATUS_PENDING. It may write the next stack
-    /// location's function and parameters (through `nt::access`), but not
-    /// its completion fields. The callee may use `resources` (their memory
-    /// through pointers derived from the `&mut R`, and what they own) until
-    /// it completes the IRP, and nothing after; the closure must not touch
-    /// `resources` after handing the IRP over.
+    /// will be completed" whatever they return) and return
+    /// [`Submission::Submitted`] with that callee's status, or not hand it
+    /// over at all and return [`Submission::NotSubmitted`] with a failure
+    /// status. It may write the next stack location's function and
+    /// parameters (through `nt::access`), but not its completion fields.
+    /// The callee may use `resources` (their memory through pointers
+    /// derived from the `&mut R`, and what they own) until it completes the
+    /// IRP, and nothing after; the closure must not touch `resources` after
+    /// handing the IRP over.
+    ///
+    /// An operation that may still be in flight when the driver unloads
+    /// needs [`Self::unload_guard`] unless something else waits for its
+    /// completion routine to return (for WSK requests, `WskDeregister`).
     ///
     /// # Example
     /// A request to a lower device on a fresh IRP; the buffer comes back
@@ -534,13 +588,18 @@ where
     /// # let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
     /// #     status: nt::STATUS_SUCCESS, information: 512 });
     /// # let device = lower.device();
-    /// use irp_future::IrpOp;
+    /// use irp_future::{IrpOp, Submission};
     /// use nt::IoCallDriver;
     ///
     /// let buffer = vec![0u8; 512];
+    /// let submit = move |irp, _buf: &mut Vec<u8>| {
+    ///     // SAFETY: a live device; the IRP is handed over.
+    ///     Submission::Submitted(unsafe { IoCallDriver(device, irp) })
+    /// };
     /// // SAFETY: the closure hands the IRP to exactly one callee and
-    /// // returns its status; the callee uses the buffer until completion.
-    /// let op = unsafe { IrpOp::allocated(buffer, move |irp, _buf| IoCallDriver(device, irp)) };
+    /// // returns its status; the callee uses the buffer until completion;
+    /// // `device`'s stack has room (the IRP gets its StackSize).
+    /// let op = unsafe { IrpOp::allocated_for(device, buffer, submit) };
     /// let done = block_on(op);
     /// assert_eq!((done.status, done.information), (nt::STATUS_SUCCESS, 512));
     /// let buffer: Vec<u8> = done.resources;
@@ -550,36 +609,65 @@ where
         Self::new(resources, Allocated { stack_size: 1 }, submit)
     }
 
-    /// As [`Self::allocated`] with `stack_size` stack locations (a callee
-    /// reached by `IoCallDriver` needs its device's `StackSize`).
+    /// As [`Self::allocated`] with `stack_size` stack locations. A size
+    /// below 1 fails the operation with STATUS_INVALID_PARAMETER (nothing
+    /// is allocated or sent).
     ///
     /// # Safety
     /// As [`Self::allocated`].
     pub unsafe fn allocated_with_stack(stack_size: CCHAR, resources: R, submit: F) -> Self {
         Self::new(resources, Allocated { stack_size }, submit)
     }
+
+    /// As [`Self::allocated`] with as many stack locations as `device`'s
+    /// stack needs for `IoCallDriver(device, ..)` (its `StackSize`).
+    ///
+    /// # Safety
+    /// As [`Self::allocated`]; `device` is a live device object.
+    pub unsafe fn allocated_for(device: PDEVICE_OBJECT, resources: R, submit: F) -> Self {
+        // SAFETY: a live device (caller contract).
+        let stack_size = unsafe { nt::access::device_stack_size(device) };
+        Self::new(resources, Allocated { stack_size }, submit)
+    }
 }
 
 impl<R: Send + 'static, F> IrpOp<R, Observe, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
     /// Forwards an IRP passed down to us, observing its completion: the
     /// current stack location is copied to the next, our routine records
     /// the status, calls `IoMarkIrpPending` when PendingReturned is set,
     /// and returns STATUS_SUCCESS so completion continues upward. The IRP
     /// is never freed by us and must not be touched once this operation
-    /// finishes; if it is never sent (cancelled or dropped before, or the
-    /// closure fails without sending), it is completed upward with that
-    /// status.
+    /// finishes; if it is never sent (cancelled or dropped before, the
+    /// closure fails without sending, or it has no stack location left for
+    /// the callee: STATUS_INVALID_PARAMETER), it is completed upward with
+    /// that status.
+    ///
+    /// The IRP is not ours: it is never cancelled by us ("an intermediate
+    /// driver should not arbitrarily call IoCancelIrp unless that driver
+    /// created the IRP", `IoCancelIrp`). Dropping the operation in flight
+    /// detaches it (the routine lets completion continue when the lower
+    /// driver completes it); [`IrpOp::cancel`] does nothing in flight. Its
+    /// creator cancels it if it wants to.
     ///
     /// # Safety
     /// `irp` is an IRP passed to the caller's dispatch routine (its current
-    /// stack location is the caller's) that the caller has not completed,
-    /// with a next stack location for the callee; the caller gives up all
-    /// access to it. If the caller's dispatch routine returns before the
-    /// operation completes, it must have marked the IRP pending and
-    /// returned STATUS_PENDING. `submit` as in [`IrpOp::allocated`].
+    /// stack location is the caller's) that the caller has not completed;
+    /// the caller gives up all access to it. The caller's dispatch routine
+    /// returns one of:
+    /// - STATUS_PENDING, having called `IoMarkIrpPending` before the
+    ///   operation can complete (the example below);
+    /// - the status the callee returned to the submit closure, from a first
+    ///   poll made inside the dispatch routine (the WDK's
+    ///   `return IoCallDriver(...)` style: our routine marks the location
+    ///   pending when the callee pended).
+    ///
+    /// It must never wait for the operation and return its final status:
+    /// our routine marks the location pending when the callee pended, which
+    /// contradicts a final status returned (0xC9/0x23E); use
+    /// [`IrpOp::reclaim`] for that. `submit` as in [`IrpOp::allocated`].
     ///
     /// # Example
     /// A dispatch routine that forwards its IOCTL to a lower device and
@@ -597,7 +685,11 @@ where
     ///     unsafe { IoMarkIrpPending(irp) };
     ///     // SAFETY: the IRP was passed to us, we give it up and return
     ///     // STATUS_PENDING; the closure hands it to IoCallDriver.
-    ///     let op = unsafe { IrpOp::observe(irp, (), move |irp, _| IoCallDriver(lower, irp)) };
+    ///     let op = unsafe {
+    ///         IrpOp::observe(irp, (), move |irp, _| {
+    ///             irp_future::Submission::Submitted(IoCallDriver(lower, irp))
+    ///         })
+    ///     };
     ///     spawn(async move {
     ///         let done = op.await;
     ///         // Completion has already continued upward with this status.
@@ -613,15 +705,29 @@ where
 
 impl<R: Send + 'static, F> IrpOp<R, Reclaim, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
     /// Forwards an IRP passed down to us and reclaims it when the callee
     /// completes it: our routine returns STATUS_MORE_PROCESSING_REQUIRED,
     /// and [`Completed::irp`] is a [`ReclaimedIrp`], the obligation to
-    /// complete it (dropping it completes it with its status).
+    /// complete it (dropping it completes it with its status). Never
+    /// cancelled by us, as for [`IrpOp::observe`].
     ///
     /// # Safety
-    /// As [`IrpOp::observe`].
+    /// `irp` as for [`IrpOp::observe`]. The caller's dispatch routine takes
+    /// one of the two WDK patterns, and no other:
+    /// - asynchronous: it calls `IoMarkIrpPending` and returns
+    ///   STATUS_PENDING (the example below), and the IRP is completed later
+    ///   through the [`ReclaimedIrp`];
+    /// - synchronous ("forward, wait, complete"): it does *not* mark the IRP
+    ///   pending, waits for the operation (at PASSIVE_LEVEL, e.g.
+    ///   `kernel_executor::block_on`), completes the [`ReclaimedIrp`] and
+    ///   returns the very status it completed it with.
+    ///
+    /// Returning the closure's (the lower driver's) status, the
+    /// `return IoCallDriver(...)` style, is not allowed: the IRP is not
+    /// complete when the dispatch routine returns. `submit` as in
+    /// [`IrpOp::allocated`].
     ///
     /// # Example
     /// Forward, then complete the caller's IRP with our own result.
@@ -637,7 +743,11 @@ where
     ///     // SAFETY: our stack location is current.
     ///     unsafe { IoMarkIrpPending(irp) };
     ///     // SAFETY: as for `observe`.
-    ///     let op = unsafe { IrpOp::reclaim(irp, (), move |irp, _| IoCallDriver(lower, irp)) };
+    ///     let op = unsafe {
+    ///         IrpOp::reclaim(irp, (), move |irp, _| {
+    ///             irp_future::Submission::Submitted(IoCallDriver(lower, irp))
+    ///         })
+    ///     };
     ///     spawn(async move {
     ///         let done = op.await;
     ///         // The IRP is ours again: complete it (dropping it would
@@ -655,7 +765,7 @@ where
 
 impl<R: Send + 'static, S: IrpSource<R>, F> IrpOp<R, S, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
     fn new(resources: R, source: S, submit: F) -> Self {
         Self {
@@ -665,7 +775,30 @@ where
                 submit,
             },
             cancel_requested: false,
+            guard: core::ptr::null_mut(),
         }
+    }
+
+    /// Registers the completion routine with `IoSetCompletionRoutineEx` on
+    /// `device`, the caller's own device object, instead of
+    /// `IoSetCompletionRoutine`: the I/O manager then keeps the device, and
+    /// so the driver's image, until the routine has *returned*. A non-PnP
+    /// driver that can be unloaded needs this for every IRP it sends where
+    /// nothing else waits for the routines to return (`IoCallDriver` to
+    /// another driver; `WskDeregister` is that rundown for WSK requests),
+    /// because the routine's last act (waking or releasing the task) is
+    /// what lets Unload finish, and its return still runs driver code (SDV
+    /// rule IoSetCompletionRoutineNonPnpDriver). Costs one kernel
+    /// allocation per operation, which can fail: the operation then ends
+    /// with STATUS_INSUFFICIENT_RESOURCES without sending the IRP. Set it
+    /// before the first poll; it has no effect afterwards.
+    ///
+    /// # Safety
+    /// `device` is a live device object of the caller's driver, and stays
+    /// so until the operation is polled (the I/O manager references it).
+    pub unsafe fn unload_guard(mut self, device: PDEVICE_OBJECT) -> Self {
+        self.guard = device;
+        self
     }
 
     /// Requests cancellation and returns the operation, to be awaited for
@@ -696,14 +829,9 @@ where
                 }
                 // SAFETY: CANCELLING keeps the IRP alive and ours.
                 unsafe { IoCancelIrp(this.irp) };
-                if this.core.finish_cancel() == AfterCancel::CompletedDuringCancel
-                    && this.kind == IrpKind::Observe
-                {
-                    // The routine held the IRP for us: continue its
-                    // completion now (the result stays in the node).
-                    // SAFETY: held by our routine's MORE_PROCESSING_REQUIRED.
-                    unsafe { node::complete_upward(this.irp) };
-                }
+                // The future is alive: whatever happened during the cancel,
+                // it reads the result when it polls.
+                let _: AfterCancel = this.core.finish_cancel();
             }
             Stage::Done => {}
         }
@@ -721,6 +849,11 @@ where
         let this = unsafe { node.as_ref() };
         // SAFETY: exclusive owner; resources stored at submission.
         let resources = unsafe { this.take() };
+        // A waker registered while the routine completed stays in the slot:
+        // a reused IRP kept outside the task must not keep the task's
+        // waker (an executor's shutdown waits for every waker).
+        // SAFETY: exclusive owner.
+        drop(unsafe { this.core.take_waker() });
         Completed {
             status: io.status,
             information: io.information,
@@ -765,24 +898,37 @@ where
         let this = unsafe { node.as_ref() };
         // SAFETY: exclusive, empty slot.
         let lent = unsafe { this.store(resources) };
-        // SAFETY: the IRP is ours (or passed down to us) and has a next
-        // location; the context outlives the completion (node protocol).
-        unsafe {
-            IoSetCompletionRoutine(
-                this.irp,
-                Some(node::completion_routine::<R>),
-                node.as_ptr().cast(),
-                TRUE,
-                TRUE,
-                TRUE,
-            )
-        };
+        let routine: PIO_COMPLETION_ROUTINE = Some(node::completion_routine::<R>);
+        let context: PVOID = node.as_ptr().cast();
+        if self.guard.is_null() {
+            // SAFETY: the IRP is ours (or passed down to us) and has a next
+            // location; the context outlives the completion (node protocol).
+            unsafe { IoSetCompletionRoutine(this.irp, routine, context, TRUE, TRUE, TRUE) };
+        } else {
+            // SAFETY: as above; the guard is the caller's live device
+            // (unload_guard's contract).
+            let status = unsafe {
+                IoSetCompletionRoutineEx(self.guard, this.irp, routine, context, TRUE, TRUE, TRUE)
+            };
+            if !NT_SUCCESS(status) {
+                // Nothing registered, nothing sent: give everything back.
+                // SAFETY: never handed over: exclusive owner.
+                let resources = unsafe { this.take() };
+                return Poll::Ready(Completed {
+                    status,
+                    information: 0,
+                    resources,
+                    // SAFETY: exclusive owner, resources taken.
+                    irp: unsafe { S::unhanded(node, status) },
+                });
+            }
+        }
         this.core.start();
         // SAFETY: `lent` points into the node (stable until completion);
         // nobody else accesses the resources before the IRP is handed
         // over, and after that only the callee (submit's contract).
-        let returned = submit(this.irp, unsafe { &mut *lent });
-        match this.core.after_submit(returned) {
+        let submission = submit(this.irp, unsafe { &mut *lent });
+        match this.core.after_submit(submission) {
             AfterSubmit::Completed => {
                 // SAFETY: completion observed; the future owns the node.
                 let io = unsafe { this.core.io_status() };
@@ -796,15 +942,15 @@ where
                 }
                 self.poll_in_flight(cx)
             }
-            AfterSubmit::NotHandedOver => {
+            AfterSubmit::NotHandedOver(status) => {
                 // SAFETY: never handed over: exclusive owner.
                 let resources = unsafe { this.take() };
                 Poll::Ready(Completed {
-                    status: returned,
+                    status,
                     information: 0,
                     resources,
                     // SAFETY: exclusive owner, resources taken.
-                    irp: unsafe { S::unhanded(node, returned) },
+                    irp: unsafe { S::unhanded(node, status) },
                 })
             }
         }
@@ -831,7 +977,7 @@ where
 
 impl<R: Send + 'static, S: IrpSource<R>, F> Future for IrpOp<R, S, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
     type Output = Completed<R, <S as sealed::Source<R>>::Irp>;
 
@@ -847,7 +993,7 @@ where
 
 impl<R: Send + 'static, S: IrpSource<R>, F> futures_core::FusedFuture for IrpOp<R, S, F>
 where
-    F: FnOnce(PIRP, &mut R) -> NTSTATUS,
+    F: FnOnce(PIRP, &mut R) -> Submission,
 {
     fn is_terminated(&self) -> bool {
         matches!(self.stage, Stage::Done)

@@ -8,8 +8,12 @@
 //! visible call site in the crate's `node` module. It never allocates, never blocks
 //! and is callable at any IRQL <= DISPATCH_LEVEL; the completion side is
 //! wait-free (a bounded CAS loop that only retries when the future changed
-//! the word), the future side never spins: when it finds the completion
-//! routine holding the waker slot it wakes itself and returns `Pending`.
+//! the word). The future side does not spin in `poll`: when it finds the
+//! completion routine holding the waker slot (`NOTIFYING`) it wakes itself
+//! and returns `Pending`, which re-polls soon (a routine preempted inside
+//! that window at PASSIVE_LEVEL makes the task re-poll until it resumes).
+//! Dropping an operation in flight (`abandon`, `detach`) waits out that
+//! window, a handful of instructions on the routine's side.
 //!
 //! # The state word
 //!
@@ -66,6 +70,23 @@ pub struct IoStatus {
     pub information: ULONG_PTR,
 }
 
+/// What the submit closure did with the IRP: the one fact the operation
+/// cannot infer from a status (a callee that returned a non-pending status
+/// without completing the IRP would otherwise make irp-future free or reuse
+/// an IRP still in flight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "the operation needs to know whether the IRP was handed over"]
+pub enum Submission {
+    /// The IRP was handed to exactly one callee (`IoCallDriver`, a WSK
+    /// function), which returned this status. The completion routine runs
+    /// exactly once, already if the status is not STATUS_PENDING.
+    Submitted(NTSTATUS),
+    /// The IRP was not handed to anyone; the operation fails with this
+    /// status (STATUS_PENDING is not a failure: it becomes
+    /// STATUS_UNSUCCESSFUL).
+    NotSubmitted(NTSTATUS),
+}
+
 /// What the completion routine must do after [`OpCore::complete`].
 #[derive(Debug)]
 #[must_use]
@@ -78,8 +99,11 @@ pub enum AfterComplete {
     /// IRP returns STATUS_MORE_PROCESSING_REQUIRED.
     CancellerFinishes(Option<Waker>),
     /// The future was dropped and nobody else holds the node: the routine
-    /// is the last owner and releases everything.
-    Release,
+    /// is the last owner and releases everything, then drops the waker it
+    /// may have taken, as its very last act (a task's waker can be what
+    /// lets an executor's shutdown, and with it the driver's Unload,
+    /// finish).
+    Release(Option<Waker>),
 }
 
 /// What the future's drop must do after [`OpCore::abandon`].
@@ -120,10 +144,11 @@ pub enum AfterSubmit {
     Completed,
     /// The completion routine will run later.
     InFlight,
-    /// The callee returned a status other than STATUS_PENDING and the
-    /// routine did not run: the IRP was never handed over. The submitter
-    /// reclaimed the node ([`OpCore::reclaim_unsent`] was applied).
-    NotHandedOver,
+    /// The submit closure did not hand the IRP over
+    /// ([`Submission::NotSubmitted`]); the submitter reclaimed the node
+    /// ([`OpCore::reclaim_unsent`] was applied). The operation fails with
+    /// this status.
+    NotHandedOver(NTSTATUS),
 }
 
 /// The shared core of one operation node.
@@ -185,36 +210,39 @@ impl OpCore {
         self.state.store(0, Ordering::Relaxed);
     }
 
-    /// Classifies the submission once the callee returned `returned`.
-    /// STATUS_PENDING is tested before anything else (it passes
-    /// `NT_SUCCESS`). A non-pending return means the completion routine has
-    /// already run (every documented WSK function and `IoCallDriver`
-    /// guarantee it), unless the IRP was never handed over: then the node
-    /// is reclaimed here and [`AfterSubmit::NotHandedOver`] returned.
-    pub fn after_submit(&self, returned: NTSTATUS) -> AfterSubmit {
-        let state = self.state.load(Ordering::Acquire);
-        if state & COMPLETE != 0 {
-            AfterSubmit::Completed
-        } else if returned == nt::STATUS_PENDING {
-            AfterSubmit::InFlight
-        } else {
-            self.reclaim_unsent();
-            AfterSubmit::NotHandedOver
+    /// Classifies the submission once the closure returned. A submitted IRP
+    /// is complete if its routine already ran (inline completion); otherwise
+    /// it is in flight, whatever the callee returned: a callee that returns
+    /// a non-pending status without having completed the IRP breaks its
+    /// contract, and waiting for the routine is the only safe answer (the
+    /// IRP may still be in use). An IRP that was not submitted is reclaimed
+    /// here ([`AfterSubmit::NotHandedOver`]).
+    pub fn after_submit(&self, submission: Submission) -> AfterSubmit {
+        // Whatever the closure claims, a routine that ran had the IRP.
+        if self.state.load(Ordering::Acquire) & COMPLETE != 0 {
+            return AfterSubmit::Completed;
         }
-    }
-
-    /// Whether the completion routine has run (acquire: its `IoStatus` is
-    /// then readable).
-    pub fn is_complete(&self) -> bool {
-        self.state.load(Ordering::Acquire) & COMPLETE != 0
+        match submission {
+            Submission::Submitted(_) => AfterSubmit::InFlight,
+            Submission::NotSubmitted(status) => {
+                self.reclaim_unsent();
+                let status = if status == nt::STATUS_PENDING {
+                    nt::STATUS_UNSUCCESSFUL
+                } else {
+                    status
+                };
+                AfterSubmit::NotHandedOver(status)
+            }
+        }
     }
 
     /// The recorded `IoStatus`.
     ///
     /// # Safety
-    /// The caller must have observed completion ([`Self::is_complete`],
-    /// [`Self::poll_complete`], [`AfterCancel`] other than `StillInFlight`)
-    /// and must own the node (future alive, or last owner).
+    /// The caller must have observed completion ([`Self::poll_complete`],
+    /// [`AfterSubmit::Completed`], [`AfterCancel`] other than
+    /// `StillInFlight`) and must own the node (future alive, or last
+    /// owner).
     pub unsafe fn io_status(&self) -> IoStatus {
         // SAFETY: after COMPLETE the routine no longer writes `io_status`
         // (caller's contract); the acquire that observed COMPLETE orders
@@ -282,10 +310,9 @@ impl OpCore {
         if previous & CANCELLING != 0 {
             AfterComplete::CancellerFinishes(waker)
         } else if previous & ABANDONED != 0 {
-            // A waker taken before the future left is stale: dropping it is
-            // all it needs.
-            drop(waker);
-            AfterComplete::Release
+            // A waker taken before the future left is stale: the caller
+            // drops it after releasing everything.
+            AfterComplete::Release(waker)
         } else {
             AfterComplete::Wake(waker)
         }
@@ -343,11 +370,23 @@ impl OpCore {
     }
 
     /// The future is being dropped while the operation is submitted.
+    ///
+    /// While the completion routine holds the waker slot (`NOTIFYING`, the
+    /// few instructions between taking the waker and publishing COMPLETE)
+    /// this waits for it: once ABANDONED is set the routine takes no waker,
+    /// so the one in the slot is dropped by whoever releases the node, after
+    /// everything else (a waker must never be dropped while the routine
+    /// still has work to do on the node).
     pub fn abandon(&self) -> AfterAbandon {
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & COMPLETE != 0 {
                 return AfterAbandon::Owned;
+            }
+            if state & NOTIFYING != 0 {
+                spin_hint();
+                state = self.state.load(Ordering::Acquire);
+                continue;
             }
             match self.state.compare_exchange_weak(
                 state,
@@ -371,6 +410,12 @@ impl OpCore {
         loop {
             if state & COMPLETE != 0 {
                 return AfterAbandon::Owned;
+            }
+            if state & NOTIFYING != 0 {
+                // As in `abandon`.
+                spin_hint();
+                state = self.state.load(Ordering::Acquire);
+                continue;
             }
             match self.state.compare_exchange_weak(
                 state,

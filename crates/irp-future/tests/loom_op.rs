@@ -77,7 +77,10 @@ impl Node {
                     w.wake();
                 }
             }
-            AfterComplete::Release => self.release(),
+            AfterComplete::Release(w) => {
+                self.release();
+                drop(w);
+            }
         }
     }
 

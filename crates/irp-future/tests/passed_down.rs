@@ -5,6 +5,7 @@
 //! as 0xC9/0x228) or reclaim mode (the future yields a `ReclaimedIrp` that
 //! must be completed, and completes itself if dropped). Unload checks that
 //! nothing is pending and nothing leaked.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod common;
 
@@ -16,7 +17,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use common::*;
-use irp_future::{Completed, IrpOp, ReclaimedIrp};
+use irp_future::{Completed, IrpOp, ReclaimedIrp, Submission};
 use nt::access::*;
 use nt::sim::{LowerAction, LowerDevice, Session, WideString};
 use nt::*;
@@ -34,6 +35,10 @@ enum Mode {
     ObserveAsync,
     /// Reclaim; async style.
     ReclaimAsync,
+    /// Reclaim; the WDK's synchronous style: forward, wait for the
+    /// operation inside the dispatch routine, complete the IRP and return
+    /// that status, without marking it pending.
+    ReclaimSync,
 }
 
 type ObserveFuture = Pin<Box<dyn Future<Output = Completed<Vec<u8>>>>>;
@@ -99,7 +104,7 @@ unsafe extern "C" fn complete_success(_device: PDEVICE_OBJECT, irp: PIRP) -> NTS
     STATUS_SUCCESS
 }
 
-unsafe extern "C" fn forward(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
+unsafe extern "C" fn forward(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     let lower = LOWER.with(|l| *l.borrow());
     let returned = Arc::new(AtomicI32::new(STATUS_PENDING));
     let seen = Arc::clone(&returned);
@@ -107,13 +112,13 @@ unsafe extern "C" fn forward(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
         // SAFETY: a live lower device; the IRP is handed over.
         let status = unsafe { IoCallDriver(lower as PDEVICE_OBJECT, irp) };
         seen.store(status, Ordering::SeqCst);
-        status
+        Submission::Submitted(status)
     };
     match MODE.with(|m| *m.borrow()) {
         Mode::ObserveForward => {
             // SAFETY: the IRP was passed to our dispatch routine; we give it
             // up; the closure hands it to IoCallDriver.
-            let mut op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit) };
+            let mut op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit).unload_guard(device) };
             match poll_once(&mut op) {
                 std::task::Poll::Ready(done) => FINISHED.with(|f| f.borrow_mut().push(done)),
                 std::task::Poll::Pending => {
@@ -127,7 +132,7 @@ unsafe extern "C" fn forward(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
             unsafe { IoMarkIrpPending(irp) };
             // SAFETY: as above; we marked the IRP pending and return
             // STATUS_PENDING.
-            let op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit) };
+            let op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit).unload_guard(device) };
             OBSERVED.with(|o| o.borrow_mut().push(Box::pin(op)));
             STATUS_PENDING
         }
@@ -135,9 +140,19 @@ unsafe extern "C" fn forward(_device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
             // SAFETY: our location is current.
             unsafe { IoMarkIrpPending(irp) };
             // SAFETY: as above.
-            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit) };
+            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit).unload_guard(device) };
             RECLAIMED.with(|o| o.borrow_mut().push(Box::pin(op)));
             STATUS_PENDING
+        }
+        Mode::ReclaimSync => {
+            // SAFETY: as above; this dispatch routine waits for the
+            // operation, completes the IRP and returns that status, and
+            // does not mark it pending (the synchronous pattern).
+            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit).unload_guard(device) };
+            let done = block_on(op);
+            let status = done.status;
+            done.irp.complete(status, done.information);
+            status
         }
     }
 }
@@ -151,11 +166,30 @@ struct Rig {
 
 impl Rig {
     fn new(mode: Mode, behaviour: impl Fn(PIRP) -> LowerAction + Send + Sync + 'static) -> Rig {
+        Self::with_stack(mode, behaviour, true)
+    }
+
+    /// As `new`, with the upper device's stack as `LOWER_STACK` + 1 set by
+    /// the test (0: the upper device has no location for the lower).
+    fn new_keeping_stack(
+        mode: Mode,
+        behaviour: impl Fn(PIRP) -> LowerAction + Send + Sync + 'static,
+    ) -> Rig {
+        Self::with_stack(mode, behaviour, false)
+    }
+
+    fn with_stack(
+        mode: Mode,
+        behaviour: impl Fn(PIRP) -> LowerAction + Send + Sync + 'static,
+        lower_stack: bool,
+    ) -> Rig {
         let session = Session::boot();
         let lower = LowerDevice::new(&session, behaviour);
         LOWER.with(|l| *l.borrow_mut() = lower.device() as usize);
-        // SAFETY: a live device.
-        LOWER_STACK.with(|s| *s.borrow_mut() = unsafe { device_stack_size(lower.device()) });
+        if lower_stack {
+            // SAFETY: a live device.
+            LOWER_STACK.with(|s| *s.borrow_mut() = unsafe { device_stack_size(lower.device()) });
+        }
         MODE.with(|m| *m.borrow_mut() = mode);
         let driver = session.load_driver("IrpFutureUpper", driver_entry).unwrap();
         let handle = session.open("\\Device\\IrpFutureUpper").unwrap();
@@ -188,19 +222,6 @@ impl Rig {
         drop(self.lower.take());
         let report = self.session.finish();
         assert!(report.is_clean(), "{report:?}");
-    }
-}
-
-/// Waits until the sim has ended the completion walk that reclaimed an
-/// IRP. On NT the owner may complete a reclaimed IRP as soon as the
-/// routine has published (the routine returns STATUS_MORE_PROCESSING_REQUIRED
-/// and the I/O manager no longer touches the IRP); the sim still holds the
-/// IRP in its walk until the routine returns and raises a false 0x44
-/// meanwhile (see tests/sim_findings.rs), so these tests let it finish.
-fn settle(session: &Session) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !session.pending_operations().is_empty() && std::time::Instant::now() < deadline {
-        std::thread::yield_now();
     }
 }
 
@@ -345,7 +366,6 @@ fn reclaim_then_complete_with_own_status() {
     });
     let pending = rig.ioctl();
     let done = block_on(take_reclaimed());
-    settle(&rig.session);
     assert_eq!((done.status, done.information), (STATUS_SUCCESS, 4));
     assert_eq!(done.irp.status(), STATUS_SUCCESS);
     assert!(!pending.is_complete(), "a reclaimed IRP must wait for us");
@@ -389,7 +409,6 @@ fn reclaim_obligation_is_never_leaked() {
     });
     let pending = rig.ioctl();
     let done = block_on(take_reclaimed());
-    settle(&rig.session);
     drop(done);
     let result = pending.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(result.status, STATUS_CONNECTION_ABORTED);
@@ -411,5 +430,48 @@ fn reclaim_obligation_is_never_leaked() {
     let result = pending.wait(Duration::from_secs(5)).unwrap();
     assert_eq!(result.status, STATUS_CANCELLED);
     assert_eq!(rig.lower().dispatched(), 1);
+    rig.finish();
+}
+
+/// Reclaim in the synchronous WDK pattern (forward, wait, complete, return
+/// the status): the reclaimed IRP is completed without `IoMarkIrpPending`,
+/// whatever the lower driver's PendingReturned. Marking it (taken from the
+/// lower driver) made the dispatch routine's final status a pending/return
+/// mismatch: 0xC9/0x23E.
+#[test]
+fn reclaim_in_the_synchronous_pattern_completes_without_a_mark() {
+    for lower in [
+        LowerAction::CompleteLater {
+            status: STATUS_SUCCESS,
+            information: 6,
+            delay: Duration::from_millis(2),
+        },
+        LowerAction::Complete {
+            status: STATUS_SUCCESS,
+            information: 6,
+        },
+    ] {
+        let rig = Rig::new(Mode::ReclaimSync, move |_| lower);
+        let pending = rig.ioctl();
+        assert_eq!(pending.returned_status(), STATUS_SUCCESS);
+        let result = pending.wait(Duration::from_secs(5)).unwrap();
+        assert_eq!((result.status, result.information), (STATUS_SUCCESS, 6));
+        rig.finish();
+    }
+}
+
+/// An IRP with no stack location below the caller's cannot be forwarded:
+/// observe completes it upward with STATUS_INVALID_PARAMETER instead of
+/// copying its location into the IRP header (0xC9/0x208 in the sim).
+#[test]
+fn a_passed_down_irp_without_a_next_location_is_an_error() {
+    LOWER_STACK.with(|s| *s.borrow_mut() = 0);
+    let rig = Rig::new_keeping_stack(Mode::ObserveAsync, |_| LowerAction::Hold);
+    let pending = rig.ioctl();
+    let done = block_on(take_observed());
+    assert_eq!(done.status, STATUS_INVALID_PARAMETER);
+    let result = pending.wait(Duration::from_secs(5)).unwrap();
+    assert_eq!(result.status, STATUS_INVALID_PARAMETER);
+    assert_eq!(rig.lower().dispatched(), 0);
     rig.finish();
 }

@@ -11,7 +11,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use common::*;
-use irp_future::{IoBuf, MdlBuf, ReusableIrp};
+use irp_future::{IoBuf, MdlBuf, ReusableIrp, Submission};
 use nt::sim::{LowerAction, LowerDevice, Session};
 use nt::*;
 
@@ -72,7 +72,7 @@ async fn one(
         // completion.
         unsafe { nt::access::set_irp_mdl_address(irp, b.mdl()) };
         // SAFETY: a live device; the IRP is handed over.
-        unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) }
+        Submission::Submitted(unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) })
     };
     // SAFETY: the closure hands the IRP to IoCallDriver and returns its
     // status.
@@ -136,7 +136,7 @@ fn reuse_10000_operations_without_allocating() {
     for _ in 0..100 {
         let submit = move |irp, _: &mut u8| {
             // SAFETY: a live device; the IRP is handed over.
-            unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) }
+            Submission::Submitted(unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) })
         };
         // SAFETY: as in `one`.
         let op = unsafe { irp_future::IrpOp::allocated(0u8, submit) };
@@ -150,6 +150,112 @@ fn reuse_10000_operations_without_allocating() {
 
     drop(buf);
     drop(irp);
+    drop(lower);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// The pending path of a reused IRP: the lower device pends and completes
+/// from its own thread at DISPATCH_LEVEL; the future registers its waker,
+/// is woken from there, and the IRP is reused for the next operation. Over
+/// 500 operations no kernel pool is allocated, and the submitting thread
+/// (submit, poll, wake registration, reuse) allocates no heap.
+#[test]
+fn reuse_on_the_pending_path_allocates_nothing_per_operation() {
+    let session = Session::boot();
+    let lower = LowerDevice::new(&session, |_| LowerAction::CompleteLater {
+        status: STATUS_SUCCESS,
+        information: 2048,
+        delay: std::time::Duration::from_micros(200),
+    });
+    let device = lower.device() as usize;
+    let mut irp = ReusableIrp::<Buf>::new().unwrap();
+    let mut buf = MdlBuf::new(Vec::with_capacity(2048)).unwrap();
+    let recorder = recorder();
+    // Warm up (lazily grown sim tables on this thread).
+    ((_, _, buf, irp), _) = block_on_with(one(irp, buf, device), &recorder);
+    let pool_before = session.pool_stats();
+    let heap_before = allocations();
+    let wakes_before = recorder.wakes.load(std::sync::atomic::Ordering::SeqCst);
+    const PENDING_OPERATIONS: usize = 500;
+    let mut polls = 0;
+    for _ in 0..PENDING_OPERATIONS {
+        let ((status, information, b, i), p) = block_on_with(one(irp, buf, device), &recorder);
+        assert_eq!((status, information), (STATUS_SUCCESS, 2048));
+        (buf, irp) = (b, i);
+        polls += p;
+    }
+    let heap = allocations() - heap_before;
+    let pool = session.pool_stats();
+    // Nearly every operation pends (a completion racing the first poll
+    // may still beat it now and then).
+    assert!(
+        polls >= PENDING_OPERATIONS * 3 / 2,
+        "{polls} polls: not the pending path"
+    );
+    assert!(
+        recorder.wakes.load(std::sync::atomic::Ordering::SeqCst) - wakes_before
+            >= PENDING_OPERATIONS / 2
+    );
+    assert_eq!(heap, 0, "heap allocations on the submitting thread");
+    assert_eq!(pool.allocations - pool_before.allocations, 0);
+    assert_eq!(pool.live_blocks, pool_before.live_blocks);
+    drop(buf);
+    drop(irp);
+    drop(lower);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// A reused IRP cancelled in flight comes back (with the cancel status)
+/// and serves the next operation; dropped in flight, it is freed, with its
+/// node, by the completion routine once the lower driver completes it.
+#[test]
+fn reused_irp_cancel_and_drop_in_flight() {
+    let session = Session::boot();
+    let lower = LowerDevice::new(&session, |_| LowerAction::Hold);
+    let baseline = session.pool_stats().live_blocks;
+    let device = lower.device() as usize;
+    let irp = ReusableIrp::<Buf>::new().unwrap();
+    let buf = MdlBuf::new(Vec::with_capacity(64)).unwrap();
+    let submit = move |irp, b: &mut Buf| {
+        // SAFETY: our idle IRP; the MDL lives in the resources.
+        unsafe { nt::access::set_irp_mdl_address(irp, b.mdl()) };
+        // SAFETY: a live device; the IRP is handed over.
+        Submission::Submitted(unsafe { IoCallDriver(device as PDEVICE_OBJECT, irp) })
+    };
+    // SAFETY: the closure hands the IRP over.
+    let mut op = unsafe { irp.submit(buf, submit) };
+    assert!(poll_once(&mut op).is_pending());
+    let done = block_on(op.cancel());
+    assert_eq!(done.status, STATUS_CANCELLED);
+    assert_eq!(lower.cancelled(), 1);
+    let (irp, buf) = (done.irp, done.resources);
+    // Reused after the cancel: the next operation works.
+    // SAFETY: as above.
+    let mut op = unsafe { irp.submit(buf, submit) };
+    assert!(poll_once(&mut op).is_pending());
+    assert_eq!(
+        lower.complete_held_from_another_thread(STATUS_SUCCESS, 9),
+        1
+    );
+    let done = block_on(op);
+    assert_eq!((done.status, done.information), (STATUS_SUCCESS, 9));
+    let (irp, buf) = (done.irp, done.resources);
+    // Dropped in flight: IoCancelIrp; the lower device ignores it here.
+    lower.set_deferred_cancel(Some(std::time::Duration::from_millis(2)));
+    // SAFETY: as above.
+    let mut op = unsafe { irp.submit(buf, submit) };
+    assert!(poll_once(&mut op).is_pending());
+    drop(op);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while session.pool_stats().live_blocks != baseline {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the IRP was never freed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     drop(lower);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");

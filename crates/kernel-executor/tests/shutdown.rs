@@ -3,6 +3,7 @@
 //! including tasks whose IRPs are still in flight, stop the thread. The
 //! driver-shaped tests unload through the sim's harness, whose verifier
 //! checks that nothing is pending (0xCE) and nothing leaked (0xC4/0x62).
+#![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod common;
 
@@ -26,6 +27,13 @@ struct TestDriver {
     on_drop: Option<OnDrop>,
     /// Use irp-future's IrpOp instead of the hand-written operation.
     irp_future: bool,
+    /// Register irp-future's routines with IoSetCompletionRoutineEx on a
+    /// device of the driver's own (`IrpOp::unload_guard`).
+    guard: bool,
+    /// The driver's own device (with `guard`).
+    device: usize,
+    /// Operations to start (0: IRPS).
+    op_count: usize,
     executor: Option<Executor>,
     ops: Vec<Arc<IrpOp>>,
     drops: Vec<Arc<Mutex<Vec<DropSite>>>>,
@@ -46,19 +54,46 @@ unsafe extern "C" fn driver_entry(
             Ok(executor) => executor,
             Err(error) => return error.status(),
         };
+        if d.guard {
+            let mut own: nt::PDEVICE_OBJECT = std::ptr::null_mut();
+            // SAFETY: our driver object, PASSIVE_LEVEL.
+            let status = unsafe {
+                nt::IoCreateDevice(
+                    driver,
+                    0,
+                    std::ptr::null_mut(),
+                    nt::FILE_DEVICE_UNKNOWN,
+                    0,
+                    nt::FALSE,
+                    &mut own,
+                )
+            };
+            if !nt::NT_SUCCESS(status) {
+                return status;
+            }
+            d.device = own as usize;
+        }
+        let own = d.device;
         let device = d.lower.as_ref().unwrap().device();
         let on_drop = d.on_drop.unwrap();
-        for _ in 0..IRPS {
+        let count = if d.op_count == 0 { IRPS } else { d.op_count };
+        for _ in 0..count {
             let (probe, sites) = DropProbe::new();
             let spawned = if d.irp_future {
                 let device = device as usize;
                 let submit = move |irp, _buf: &mut Vec<u8>| {
                     // SAFETY: a live device; the IRP is handed over.
-                    unsafe { nt::IoCallDriver(device as nt::PDEVICE_OBJECT, irp) }
+                    let status = unsafe { nt::IoCallDriver(device as nt::PDEVICE_OBJECT, irp) };
+                    irp_future::Submission::Submitted(status)
                 };
                 // SAFETY: `submit` hands the IRP to IoCallDriver and returns
                 // its status.
-                let op = unsafe { irp_future::IrpOp::allocated(Vec::<u8>::new(), submit) };
+                let mut op = unsafe { irp_future::IrpOp::allocated(Vec::<u8>::new(), submit) };
+                if own != 0 {
+                    // SAFETY: our own device, deleted only in Unload after
+                    // the executor shut down.
+                    op = unsafe { op.unload_guard(own as nt::PDEVICE_OBJECT) };
+                }
                 executor
                     .spawn(async move {
                         let _probe = probe;
@@ -67,7 +102,10 @@ unsafe extern "C" fn driver_entry(
                     .map(|handle| handle.detach())
                     .map_err(|error| error.status())
             } else {
-                let (future, op) = IrpFuture::with(device, on_drop);
+                let (mut future, op) = IrpFuture::with(device, on_drop);
+                if own != 0 {
+                    future = future.guarded(own as nt::PDEVICE_OBJECT);
+                }
                 d.ops.push(op);
                 executor
                     .spawn(async move {
@@ -94,13 +132,27 @@ unsafe extern "C" fn driver_unload(_driver: nt::PDRIVER_OBJECT) {
         let mut d = d.borrow_mut();
         let executor = d.executor.take().unwrap();
         let counters = executor.shutdown();
+        if d.device != 0 {
+            // SAFETY: our device, deleted once (still referenced by routines
+            // that have not returned: the image waits for them).
+            unsafe { nt::IoDeleteDevice(d.device as nt::PDEVICE_OBJECT) };
+        }
         let completed = d.ops.iter().filter(|op| op.completion().is_some()).count();
         d.unloaded = Some((Instant::now(), counters, completed));
     });
 }
 
+/// Loads the test driver; its operations hold its image until their
+/// routines returned (IoSetCompletionRoutineEx on a device of its own),
+/// except for the control that leaves an IRP in flight (its routine never
+/// runs before unload, so a held image would never go).
 fn load(session: &Session, on_drop: OnDrop) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
-    load_with(session, on_drop, false)
+    load_guarded(
+        session,
+        on_drop,
+        false,
+        on_drop != OnDrop::ReleaseWakerEarly,
+    )
 }
 
 fn load_with(
@@ -108,19 +160,44 @@ fn load_with(
     on_drop: OnDrop,
     irp_future: bool,
 ) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
+    load_guarded(session, on_drop, irp_future, true)
+}
+
+fn load_guarded(
+    session: &Session,
+    on_drop: OnDrop,
+    irp_future: bool,
+    guard: bool,
+) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
+    load_ops(session, on_drop, irp_future, guard, IRPS)
+}
+
+fn load_ops(
+    session: &Session,
+    on_drop: OnDrop,
+    irp_future: bool,
+    guard: bool,
+    ops: usize,
+) -> (nt::sim::LoadedDriver, Arc<LowerDevice>) {
     let lower = Arc::new(LowerDevice::new(session, |_| LowerAction::Hold));
     DRIVER.with(|d| {
         *d.borrow_mut() = TestDriver {
             lower: Some(Arc::clone(&lower)),
             on_drop: Some(on_drop),
             irp_future,
+            guard,
+            op_count: ops,
             ..TestDriver::default()
         }
     });
     let driver = session.load_driver("ExecShutdown", driver_entry).unwrap();
-    assert!(wait_until(Duration::from_secs(5), || lower.pending() == IRPS));
+    assert!(wait_until(Duration::from_secs(5), || lower.pending() == ops));
     (driver, lower)
 }
+
+/// Operations of the unload-race tests: each held routine waits up to
+/// 200 ms for the image decision, in turn on the lower device's thread.
+const RACE_OPS: usize = 2;
 
 #[test]
 fn shutdown_with_tasks_blocked_on_pending_irps_returns_only_after_they_complete() {
@@ -220,6 +297,63 @@ fn shutdown_with_irp_future_operations_in_flight() {
     drop(lower);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");
+}
+
+fn boot_with_unload_race() -> Session {
+    Session::boot_config(nt::sim::SimConfig {
+        unload_race: true,
+        ..nt::sim::SimConfig::from_env()
+    })
+}
+
+/// Shutdown with irp-future operations whose lower driver completes the
+/// cancelled IRPs later, from its own DPC, after IoCancelIrp returned: each
+/// completion routine is its operation's last owner, and dropping the
+/// task's waker (its last act) is what lets shutdown, and Unload, finish.
+/// With `unload_guard` (IoSetCompletionRoutineEx on the driver's device)
+/// the image waits until every routine has returned: clean, even when each
+/// routine is held at its return until the image decision
+/// (`unload_race`).
+#[test]
+fn irp_future_routines_return_before_the_image_goes_with_an_unload_guard() {
+    let session = boot_with_unload_race();
+    let (driver, lower) = load_ops(&session, OnDrop::Cancel, true, true, RACE_OPS);
+    lower.set_deferred_cancel(Some(Duration::from_millis(2)));
+    session
+        .unload_driver(driver)
+        .expect("unload: no routine running in a vanished image");
+    let (_, counters, _) = DRIVER.with(|d| d.borrow_mut().unloaded.take()).unwrap();
+    assert_eq!(counters.cancelled, RACE_OPS as u64);
+    assert_eq!(lower.cancelled(), RACE_OPS as u64);
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report}");
+}
+
+/// The same without the guard: the routine still returns through driver
+/// code after its last act let Unload finish, and the verifier reports it
+/// (0xCE naming the routine). This is what a WDM non-PnP driver risks with
+/// plain IoSetCompletionRoutine.
+#[test]
+fn without_an_unload_guard_the_routines_return_is_0xce() {
+    let session = boot_with_unload_race();
+    let (driver, lower) = load_ops(&session, OnDrop::Cancel, true, false, RACE_OPS);
+    lower.set_deferred_cancel(Some(Duration::from_millis(2)));
+    match session.unload_driver(driver) {
+        Err(HarnessError::BugCheck(bugcheck)) => {
+            assert_eq!(bugcheck.code, 0xCE, "{bugcheck}");
+            assert!(
+                bugcheck.description.contains("completion routine"),
+                "{bugcheck}"
+            );
+        }
+        other => panic!("expected 0xCE, got {other:?}"),
+    }
+    DRIVER.with(|d| *d.borrow_mut() = TestDriver::default());
+    drop(lower);
+    let report = session.finish();
+    assert_eq!(report.codes()[0], 0xCE);
 }
 
 /// The control: an operation that lets go of its task's waker while its IRP

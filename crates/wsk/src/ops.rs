@@ -2,19 +2,20 @@
 //! that must stay valid until its IRP completes (owned buffers with their
 //! MDL and `WSK_BUF`, address and control out-parameters, the new socket's
 //! block) and a submit function that hands the IRP to exactly one provider
-//! function and returns its status.
+//! function and returns `Submission::Submitted` with its status.
 //!
 //! Submit functions are plain `fn` pointers (the socket and everything else
 //! they need is in the resources), so operations are `Send` and their types
 //! can be named by the receive queues. Each one calls the provider function
 //! of the socket's category; when the provider has none it returns
-//! STATUS_NOT_SUPPORTED without handing the IRP over.
+//! `Submission::NotSubmitted(STATUS_NOT_SUPPORTED)` without handing the IRP
+//! over.
 //!
 //! IRQL: submitted and polled at <= DISPATCH_LEVEL; the resources of an
 //! operation dropped in flight are dropped by its completion routine at
 //! DISPATCH_LEVEL (buffers, MDLs and pool blocks, all legal there).
 
-use irp_future::{Completed, IoBuf, IoBufMut, IrpOp, MdlBuf};
+use irp_future::{Completed, IoBuf, IoBufMut, IrpOp, MdlBuf, Submission};
 use nt::access::{irp_information, irp_status};
 use nt::wsk::*;
 use nt::*;
@@ -25,14 +26,14 @@ use crate::pool::PoolBox;
 use crate::shared::{Kind, SocketHandle, SocketShared, table};
 
 /// A submit function for resources `R`.
-pub(crate) type Submit<R> = fn(PIRP, &mut R) -> NTSTATUS;
+pub(crate) type Submit<R> = fn(PIRP, &mut R) -> Submission;
 
 /// Runs one WSK call on an IRP of its own (`IoAllocateIrp(1, FALSE)`).
 pub(crate) async fn call<R: Send + 'static>(resources: R, submit: Submit<R>) -> Completed<R> {
     // SAFETY: every `Submit` of this module hands the IRP to exactly one
     // WSK provider function (which completes it exactly once, whatever it
-    // returns) and returns that function's status unchanged, or returns
-    // STATUS_NOT_SUPPORTED without handing it over; the provider uses the
+    // returns) and returns `Submitted` with that function's status, or
+    // `NotSubmitted` without handing it over; the provider uses the
     // resources (through the pointers the submit function derives from
     // them) only until it completes the IRP.
     unsafe { IrpOp::allocated(resources, submit) }.await
@@ -90,15 +91,17 @@ pub(crate) struct SendRes<B: IoBuf> {
 // SAFETY: the socket pointer is only passed to the thread-safe provider.
 unsafe impl<B: IoBuf> Send for SendRes<B> {}
 
-pub(crate) fn submit_send<B: IoBuf>(irp: PIRP, r: &mut SendRes<B>) -> NTSTATUS {
+pub(crate) fn submit_send<B: IoBuf>(irp: PIRP, r: &mut SendRes<B>) -> Submission {
     // SAFETY: a live connection socket (its handle is borrowed by the
     // caller for the whole call).
     let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskSend {
-        // SAFETY: WskSend with our IRP; the WSK_BUF and its MDL live in the
-        // resources until completion.
-        Some(send) => unsafe { send(r.socket, &mut r.lent.wsk, r.flags, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(send) => {
+            // SAFETY: WskSend with our IRP; the WSK_BUF and its MDL live in the
+            // resources until completion.
+            Submission::Submitted(unsafe { send(r.socket, &mut r.lent.wsk, r.flags, irp) })
+        }
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -111,14 +114,16 @@ pub(crate) struct RecvRes<B: IoBufMut> {
 // SAFETY: as SendRes.
 unsafe impl<B: IoBufMut> Send for RecvRes<B> {}
 
-pub(crate) fn submit_receive<B: IoBufMut>(irp: PIRP, r: &mut RecvRes<B>) -> NTSTATUS {
+pub(crate) fn submit_receive<B: IoBufMut>(irp: PIRP, r: &mut RecvRes<B>) -> Submission {
     // SAFETY: a live connection socket.
     let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskReceive {
-        // SAFETY: WskReceive with our IRP; the buffer lives in the
-        // resources until completion.
-        Some(receive) => unsafe { receive(r.socket, &mut r.lent.wsk, r.flags, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(receive) => {
+            // SAFETY: WskReceive with our IRP; the buffer lives in the
+            // resources until completion.
+            Submission::Submitted(unsafe { receive(r.socket, &mut r.lent.wsk, r.flags, irp) })
+        }
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -176,13 +181,13 @@ impl RearmRes {
     }
 }
 
-pub(crate) fn submit_rearm(irp: PIRP, r: &mut RearmRes) -> NTSTATUS {
+pub(crate) fn submit_rearm(irp: PIRP, r: &mut RearmRes) -> Submission {
     // SAFETY: a live connection socket.
     let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskReceive {
         // SAFETY: WskReceive of 0 bytes (a NULL MDL is allowed for 0).
-        Some(receive) => unsafe { receive(r.socket, &mut r.wsk, 0, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(receive) => Submission::Submitted(unsafe { receive(r.socket, &mut r.wsk, 0, irp) }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -194,13 +199,15 @@ pub(crate) struct DisconnectRes {
 // SAFETY: as SendRes.
 unsafe impl Send for DisconnectRes {}
 
-pub(crate) fn submit_disconnect(irp: PIRP, r: &mut DisconnectRes) -> NTSTATUS {
+pub(crate) fn submit_disconnect(irp: PIRP, r: &mut DisconnectRes) -> Submission {
     // SAFETY: a live connection socket.
     let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskDisconnect {
         // SAFETY: WskDisconnect without a buffer.
-        Some(disconnect) => unsafe { disconnect(r.socket, core::ptr::null_mut(), r.flags, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(disconnect) => Submission::Submitted(unsafe {
+            disconnect(r.socket, core::ptr::null_mut(), r.flags, irp)
+        }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -215,13 +222,13 @@ pub(crate) struct SendToRes<B: IoBuf> {
 // SAFETY: as SendRes.
 unsafe impl<B: IoBuf> Send for SendToRes<B> {}
 
-pub(crate) fn submit_send_to<B: IoBuf>(irp: PIRP, r: &mut SendToRes<B>) -> NTSTATUS {
+pub(crate) fn submit_send_to<B: IoBuf>(irp: PIRP, r: &mut SendToRes<B>) -> Submission {
     // SAFETY: a live datagram socket.
     let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskSendTo {
         // SAFETY: WskSendTo with our IRP; buffer and address live in the
         // resources until completion.
-        Some(send_to) => unsafe {
+        Some(send_to) => Submission::Submitted(unsafe {
             send_to(
                 r.socket,
                 &mut r.lent.wsk,
@@ -231,8 +238,8 @@ pub(crate) fn submit_send_to<B: IoBuf>(irp: PIRP, r: &mut SendToRes<B>) -> NTSTA
                 core::ptr::null_mut(),
                 irp,
             )
-        },
-        None => STATUS_NOT_SUPPORTED,
+        }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -260,14 +267,14 @@ impl<B: IoBufMut> RecvFromRes<B> {
     }
 }
 
-pub(crate) fn submit_receive_from<B: IoBufMut>(irp: PIRP, r: &mut RecvFromRes<B>) -> NTSTATUS {
+pub(crate) fn submit_receive_from<B: IoBufMut>(irp: PIRP, r: &mut RecvFromRes<B>) -> Submission {
     // SAFETY: a live datagram socket.
     let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(r.socket) };
     match dispatch.WskReceiveFrom {
         // SAFETY: WskReceiveFrom with our IRP; the buffer and every
         // out-parameter live in the resources until completion (no control
         // buffer is passed, so ControlLength in is 0).
-        Some(receive_from) => unsafe {
+        Some(receive_from) => Submission::Submitted(unsafe {
             receive_from(
                 r.socket,
                 &mut r.lent.wsk,
@@ -278,8 +285,8 @@ pub(crate) fn submit_receive_from<B: IoBufMut>(irp: PIRP, r: &mut RecvFromRes<B>
                 &mut r.control_flags,
                 irp,
             )
-        },
-        None => STATUS_NOT_SUPPORTED,
+        }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -294,7 +301,7 @@ pub(crate) struct BindRes {
 // SAFETY: as SendRes.
 unsafe impl Send for BindRes {}
 
-pub(crate) fn submit_bind(irp: PIRP, r: &mut BindRes) -> NTSTATUS {
+pub(crate) fn submit_bind(irp: PIRP, r: &mut BindRes) -> Submission {
     // WskBind is at the same place in each table, but each table is read
     // as its own type.
     let bind = match r.kind {
@@ -306,9 +313,11 @@ pub(crate) fn submit_bind(irp: PIRP, r: &mut BindRes) -> NTSTATUS {
         Kind::Datagram => unsafe { table::<WSK_PROVIDER_DATAGRAM_DISPATCH>(r.socket) }.WskBind,
     };
     match bind {
-        // SAFETY: WskBind with our IRP and an address in the resources.
-        Some(bind) => unsafe { bind(r.socket, r.address.as_mut_ptr(), 0, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(bind) => {
+            // SAFETY: WskBind with our IRP and an address in the resources.
+            Submission::Submitted(unsafe { bind(r.socket, r.address.as_mut_ptr(), 0, irp) })
+        }
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -322,7 +331,7 @@ pub(crate) struct AddressRes {
 // SAFETY: as SendRes.
 unsafe impl Send for AddressRes {}
 
-pub(crate) fn submit_address(irp: PIRP, r: &mut AddressRes) -> NTSTATUS {
+pub(crate) fn submit_address(irp: PIRP, r: &mut AddressRes) -> Submission {
     // WskGetLocalAddress sits at a different place in each table.
     let get = match (r.kind, r.remote) {
         (Kind::Connection, true) => {
@@ -346,8 +355,8 @@ pub(crate) fn submit_address(irp: PIRP, r: &mut AddressRes) -> NTSTATUS {
     match get {
         // SAFETY: the address query with our IRP; the out-parameter lives
         // in the resources.
-        Some(get) => unsafe { get(r.socket, r.address.as_mut_ptr(), irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(get) => Submission::Submitted(unsafe { get(r.socket, r.address.as_mut_ptr(), irp) }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -362,7 +371,7 @@ pub(crate) struct OptionRes {
 // SAFETY: as SendRes.
 unsafe impl Send for OptionRes {}
 
-pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> NTSTATUS {
+pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> Submission {
     // SAFETY: a live socket (every table starts with the basic one).
     let basic: WSK_PROVIDER_BASIC_DISPATCH = unsafe { table(r.socket) };
     let size = core::mem::size_of::<ULONG>() as SIZE_T;
@@ -375,7 +384,7 @@ pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> NTSTATUS {
     match basic.WskControlSocket {
         // SAFETY: WskControlSocket with our IRP; value and size live in the
         // resources.
-        Some(control) => unsafe {
+        Some(control) => Submission::Submitted(unsafe {
             control(
                 r.socket,
                 r.request,
@@ -390,8 +399,8 @@ pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> NTSTATUS {
                 core::ptr::null_mut(),
                 irp,
             )
-        },
-        None => STATUS_NOT_SUPPORTED,
+        }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -523,9 +532,9 @@ pub(crate) struct SocketRes {
 // SAFETY: the client handle is usable from any thread.
 unsafe impl Send for SocketRes {}
 
-pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> NTSTATUS {
+pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> Submission {
     let Some(socket) = r.dispatch else {
-        return STATUS_NOT_SUPPORTED;
+        return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
     };
     // The documented combinations: SOCK_STREAM + IPPROTO_TCP for listening
     // and connection sockets, SOCK_DGRAM + IPPROTO_UDP for datagram ones.
@@ -537,7 +546,7 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> NTSTATUS {
     r.new.submitting(irp);
     // SAFETY: WskSocket with our IRP; the context (the new block) stays
     // valid until the socket is closed; the event table is static.
-    unsafe {
+    Submission::Submitted(unsafe {
         socket(
             r.client,
             r.family,
@@ -551,7 +560,7 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> NTSTATUS {
             core::ptr::null_mut(),
             irp,
         )
-    }
+    })
 }
 
 pub(crate) struct SocketConnectRes {
@@ -565,14 +574,14 @@ pub(crate) struct SocketConnectRes {
 // SAFETY: as SocketRes.
 unsafe impl Send for SocketConnectRes {}
 
-pub(crate) fn submit_socket_connect(irp: PIRP, r: &mut SocketConnectRes) -> NTSTATUS {
+pub(crate) fn submit_socket_connect(irp: PIRP, r: &mut SocketConnectRes) -> Submission {
     let Some(socket_connect) = r.dispatch else {
-        return STATUS_NOT_SUPPORTED;
+        return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
     };
     r.new.submitting(irp);
     // SAFETY: WskSocketConnect with our IRP; addresses and context live in
     // the resources / the new block.
-    unsafe {
+    Submission::Submitted(unsafe {
         socket_connect(
             r.client,
             SOCK_STREAM,
@@ -587,7 +596,7 @@ pub(crate) fn submit_socket_connect(irp: PIRP, r: &mut SocketConnectRes) -> NTST
             core::ptr::null_mut(),
             irp,
         )
-    }
+    })
 }
 
 pub(crate) struct AcceptRes {
@@ -600,16 +609,16 @@ pub(crate) struct AcceptRes {
 // SAFETY: as SendRes.
 unsafe impl Send for AcceptRes {}
 
-pub(crate) fn submit_accept(irp: PIRP, r: &mut AcceptRes) -> NTSTATUS {
+pub(crate) fn submit_accept(irp: PIRP, r: &mut AcceptRes) -> Submission {
     // SAFETY: a live listening socket.
     let dispatch: WSK_PROVIDER_LISTEN_DISPATCH = unsafe { table(r.listen) };
     let Some(accept) = dispatch.WskAccept else {
-        return STATUS_NOT_SUPPORTED;
+        return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
     };
     r.new.submitting(irp);
     // SAFETY: WskAccept with our IRP; the address out-parameters and the
     // new block live in the resources until completion.
-    unsafe {
+    Submission::Submitted(unsafe {
         accept(
             r.listen,
             0,
@@ -619,5 +628,5 @@ pub(crate) fn submit_accept(irp: PIRP, r: &mut AcceptRes) -> NTSTATUS {
             r.remote.as_mut_ptr(),
             irp,
         )
-    }
+    })
 }

@@ -32,7 +32,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
-use irp_future::{Completed, IoBuf, IoBufMut, IrpOp, MdlBuf, ReusableIrp, Reused};
+use irp_future::{Completed, IoBuf, IoBufMut, IrpOp, MdlBuf, ReusableIrp, Reused, Submission};
 use nt::wsk::*;
 use nt::*;
 
@@ -51,7 +51,7 @@ pub(crate) trait ReceiveKind<B: IoBufMut> {
     fn handle(socket: &Self::Socket) -> &SocketHandle;
     fn into_handle(socket: Self::Socket) -> SocketHandle;
     fn resources(socket: PWSK_SOCKET, buf: MdlBuf<B>) -> Self::Res;
-    fn submit(irp: PIRP, res: &mut Self::Res) -> NTSTATUS;
+    fn submit(irp: PIRP, res: &mut Self::Res) -> Submission;
     fn finish(status: NTSTATUS, information: usize, res: Self::Res) -> (Outcome, MdlBuf<B>);
 }
 
@@ -101,7 +101,7 @@ impl<B: IoBufMut> ReceiveKind<B> for StreamReceive {
         }
     }
 
-    fn submit(irp: PIRP, res: &mut RecvRes<B>) -> NTSTATUS {
+    fn submit(irp: PIRP, res: &mut RecvRes<B>) -> Submission {
         ops::submit_receive(irp, res)
     }
 
@@ -137,7 +137,7 @@ impl<B: IoBufMut> ReceiveKind<B> for DatagramReceive {
         RecvFromRes::new(socket, buf)
     }
 
-    fn submit(irp: PIRP, res: &mut RecvFromRes<B>) -> NTSTATUS {
+    fn submit(irp: PIRP, res: &mut RecvFromRes<B>) -> Submission {
         ops::submit_receive_from(irp, res)
     }
 

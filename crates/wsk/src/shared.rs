@@ -36,7 +36,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use core::task::{Context, Poll, Waker};
 
-use irp_future::{Completed, IrpOp, ReusableIrp, Reused};
+use irp_future::{Completed, IrpOp, ReusableIrp, Reused, Submission};
 use nt::wsk::*;
 use nt::*;
 
@@ -563,15 +563,15 @@ impl Drop for CloseRes {
     }
 }
 
-type CloseOp = IrpOp<CloseRes, Reused<CloseRes>, fn(PIRP, &mut CloseRes) -> NTSTATUS>;
+type CloseOp = IrpOp<CloseRes, Reused<CloseRes>, fn(PIRP, &mut CloseRes) -> Submission>;
 
-fn submit_close(irp: PIRP, res: &mut CloseRes) -> NTSTATUS {
+fn submit_close(irp: PIRP, res: &mut CloseRes) -> Submission {
     // SAFETY: a live socket nobody else calls any more.
     let basic: WSK_PROVIDER_BASIC_DISPATCH = unsafe { table(res.socket) };
     match basic.WskCloseSocket {
         // SAFETY: WskCloseSocket with our IRP; it completes it once.
-        Some(close) => unsafe { close(res.socket, irp) },
-        None => STATUS_NOT_SUPPORTED,
+        Some(close) => Submission::Submitted(unsafe { close(res.socket, irp) }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
@@ -600,7 +600,7 @@ unsafe fn start_close(shared: NonNull<SocketShared>) -> Option<CloseOp> {
     // SAFETY: submit_close hands the IRP to WskCloseSocket (which completes
     // it exactly once) or returns a failure without handing it over; the
     // block stays in the resources until completion.
-    Some(unsafe { irp.submit(res, submit_close as fn(PIRP, &mut CloseRes) -> NTSTATUS) })
+    Some(unsafe { irp.submit(res, submit_close as fn(PIRP, &mut CloseRes) -> Submission) })
 }
 
 /// Closes with nobody waiting: submit, poll once, and if the provider pends

@@ -47,19 +47,34 @@ pub fn recorder() -> Arc<Recorder> {
     })
 }
 
-/// Polls `future` to completion on this thread, parking between polls.
-/// Returns the output and how many polls it took.
+/// How long `block_on` waits for a wake before it calls the wake lost.
+const WAKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Polls `future` to completion on this thread, parking between polls
+/// until woken. Returns the output and how many polls it took. A future
+/// that stays pending without being woken for 20 s fails the test (a lost
+/// wake-up is a failure, not a delay).
 pub fn block_on_with<F: Future>(future: F, recorder: &Arc<Recorder>) -> (F::Output, usize) {
     let waker = Waker::from(Arc::clone(recorder));
     let mut cx = Context::from_waker(&waker);
     let mut future = pin!(future);
     let mut polls = 0;
     loop {
+        let wakes = recorder.wakes.load(Ordering::SeqCst);
         polls += 1;
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return (output, polls);
         }
-        thread::park_timeout(std::time::Duration::from_secs(10));
+        let deadline = std::time::Instant::now() + WAKE_DEADLINE;
+        // Spurious unparks happen: wait for an actual wake.
+        while recorder.wakes.load(Ordering::SeqCst) == wakes {
+            let now = std::time::Instant::now();
+            assert!(
+                now < deadline,
+                "the future stayed pending and was not woken for {WAKE_DEADLINE:?}: a lost wake-up"
+            );
+            thread::park_timeout(deadline - now);
+        }
     }
 }
 

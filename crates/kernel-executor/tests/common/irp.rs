@@ -78,6 +78,9 @@ pub struct IrpFuture {
     device: Device,
     on_drop: OnDrop,
     submitted: bool,
+    /// The driver's own device for IoSetCompletionRoutineEx (null: plain
+    /// IoSetCompletionRoutine).
+    guard: Device,
 }
 
 impl IrpFuture {
@@ -97,8 +100,18 @@ impl IrpFuture {
             device: Device(device),
             on_drop,
             submitted: false,
+            guard: Device(std::ptr::null_mut()),
         };
         (future, op)
+    }
+
+    /// Registers the routine with IoSetCompletionRoutineEx on `own`, the
+    /// driver's device, so its image stays until the routine returned (the
+    /// routine wakes the task as its last act, which can let Unload
+    /// finish).
+    pub fn guarded(mut self, own: PDEVICE_OBJECT) -> Self {
+        self.guard = Device(own);
+        self
     }
 
     fn submit(&mut self, cx: &Context<'_>) -> Result<(), i32> {
@@ -117,10 +130,33 @@ impl IrpFuture {
         self.op.irp.store(irp, Ordering::Release);
         *self.op.waker.lock().unwrap() = Some(cx.waker().clone());
         let context = Arc::into_raw(Arc::clone(&self.op)) as PVOID;
-        // SAFETY: our IRP; the routine takes the context's reference.
-        unsafe {
-            nt::IoSetCompletionRoutine(irp, Some(completion), context, nt::TRUE, nt::TRUE, nt::TRUE)
-        };
+        if self.guard.0.is_null() {
+            // SAFETY: our IRP; the routine takes the context's reference.
+            unsafe {
+                nt::IoSetCompletionRoutine(
+                    irp,
+                    Some(completion),
+                    context,
+                    nt::TRUE,
+                    nt::TRUE,
+                    nt::TRUE,
+                )
+            };
+        } else {
+            // SAFETY: as above; the guard is the driver's live device.
+            let status = unsafe {
+                nt::IoSetCompletionRoutineEx(
+                    self.guard.0,
+                    irp,
+                    Some(completion),
+                    context,
+                    nt::TRUE,
+                    nt::TRUE,
+                    nt::TRUE,
+                )
+            };
+            assert_eq!(status, nt::STATUS_SUCCESS);
+        }
         self.submitted = true;
         // SAFETY: our IRP, sent once.
         let _ = unsafe { nt::IoCallDriver(device, irp) };

@@ -119,7 +119,7 @@ pub(crate) struct Callouts {
 /// The longest a routine is held back by the `unload_race` policy (a safety
 /// valve against a DriverUnload that waits for something only the held
 /// routine's return provides).
-const UNLOAD_RACE_LIMIT: Duration = Duration::from_secs(2);
+const UNLOAD_RACE_LIMIT: Duration = Duration::from_millis(200);
 
 impl Callouts {
     /// Sets the `unload_race` policy.

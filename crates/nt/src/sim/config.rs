@@ -309,7 +309,7 @@ pub struct SimConfig {
     /// harness decided whether the image unloads (the schedule that exposes
     /// "code after the last signal"). Off in every profile: a DriverUnload
     /// that waits for routines to *return* (WskDeregister's rundown) would
-    /// be delayed by up to two seconds per routine.
+    /// be delayed by up to 200 ms per routine.
     pub unload_race: bool,
 }
 
