@@ -142,9 +142,11 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
         &[
             "--noplot",
             "--warm-up-time",
-            "0.2",
+            "0.1",
             "--measurement-time",
-            "0.5",
+            "0.3",
+            "--sample-size",
+            "10",
         ]
     } else {
         &["--noplot"]

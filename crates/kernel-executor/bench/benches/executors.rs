@@ -422,11 +422,10 @@ fn group(c: &mut Criterion) -> BenchmarkGroup<'_, WallTime> {
     // sampling's 1+2+...+20 iterations would take minutes for the slowest
     // row (embassy's spawn_many, whose static pool is searched slot by
     // slot on every spawn).
-    group
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
-        .sample_size(20)
-        .sampling_mode(criterion::SamplingMode::Flat);
+    // Times and sample count are set on the Criterion value (below), where
+    // the command line can still override them (`--quick` runs); a group's
+    // own settings would win over the command line.
+    group.sampling_mode(criterion::SamplingMode::Flat);
     group
 }
 
@@ -620,5 +619,12 @@ fn wake_to_poll(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, workloads, wake_to_poll);
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(20);
+    targets = workloads, wake_to_poll
+}
 criterion_main!(benches);
