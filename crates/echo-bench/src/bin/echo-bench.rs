@@ -9,6 +9,9 @@
 //!            [--driver-host PATH] [--peer-bin PATH]
 //! ```
 //!
+//! `echo-bench load ADDRESS CONNECTIONS SIZE SECONDS` measures one
+//! throughput point against a server already running (for profiling).
+//!
 //! The peers are `echo-peer` (beside this binary unless `--peer-bin`);
 //! the sample driver runs on the simulated kernel as `cargo xtask run`
 //! loads it: `--driver-host` is the (release-built) xtask binary, run as
@@ -30,7 +33,8 @@ use echo_bench::tcp::{self, LatencyConfig, Mark, ThroughputConfig};
 use echo_bench::udp::{self, BurstConfig};
 
 const USAGE: &str = "usage: echo-bench --out FILE [--quick] [--only tcp|latency|rss|udp]... \
-[--driver-host PATH] [--peer-bin PATH]";
+[--driver-host PATH] [--peer-bin PATH]
+       echo-bench load ADDRESS CONNECTIONS SIZE SECONDS";
 
 /// What one run measures and for how long.
 #[derive(Debug, Clone)]
@@ -624,7 +628,48 @@ fn udp_phase(options: &Options, plan: &Plan, sink: &mut Sink) -> io::Result<()> 
     Ok(())
 }
 
+/// `echo-bench load ADDRESS CONNECTIONS SIZE SECONDS`: one throughput
+/// point against a server that is already running (profiling a server,
+/// trying an endpoint); prints the figure.
+fn load(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let parsed = (|| -> Option<ThroughputConfig> {
+        Some(ThroughputConfig {
+            address: args.next()?.parse().ok()?,
+            connections: args.next()?.parse().ok()?,
+            size: args.next()?.parse().ok()?,
+            duration: Duration::from_secs_f64(args.next()?.parse().ok()?),
+            stall_timeout: Duration::from_secs(30),
+        })
+    })();
+    let Some(config) = parsed
+        .filter(|c| c.connections > 0 && (1..=echo_bench::pattern::MAX_MESSAGE).contains(&c.size))
+    else {
+        eprintln!("usage: echo-bench load ADDRESS CONNECTIONS SIZE SECONDS");
+        return ExitCode::from(2);
+    };
+    match tcp::throughput(&config, |_| {}) {
+        Ok(t) => {
+            println!(
+                "{} connections x {} B: {:.2} MiB/s, {:.0} round trips/s over {:.2} s",
+                config.connections,
+                config.size,
+                t.mib_per_second(),
+                t.messages_per_second(),
+                t.elapsed.as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("echo-bench load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("load") {
+        return load(std::env::args().skip(2));
+    }
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {
