@@ -365,3 +365,54 @@ fn faults_outside_the_pool_still_reach_rusts_handler() {
     assert!(stderr.contains("has overflowed its stack"), "{stderr}");
     assert!(!stderr.contains("*** STOP"), "{stderr}");
 }
+
+// === Review finding 24: locks and events in freed memory ===
+
+#[test]
+fn an_event_in_a_freed_block_set_later_is_cc() {
+    if in_child() {
+        let _session = boot(PoolPolicy::Special);
+        let p = allocate(core::mem::size_of::<KEVENT>()).cast::<KEVENT>();
+        eprintln!("block={:#x}", p as usize);
+        // SAFETY: a resident block of ours.
+        unsafe { KeInitializeEvent(p, NotificationEvent, FALSE) };
+        // SAFETY: ours.
+        unsafe { ExFreePool(p.cast()) };
+        // The bug: the event's memory is gone (say, a context freed while a
+        // completion routine still signals it).
+        // SAFETY: deliberately wrong.
+        unsafe { KeSetEvent(p, 0, FALSE) };
+        unreachable!("the freed event did not fault");
+    }
+    let (aborted, stderr) = run_in_child("an_event_in_a_freed_block_set_later_is_cc");
+    assert!(aborted, "{stderr}");
+    let block = child_block(&stderr);
+    assert!(
+        stderr.contains("(PAGE_FAULT_IN_FREED_SPECIAL_POOL)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("bytes at {block}")), "{stderr}");
+}
+
+#[test]
+fn a_spin_lock_in_a_freed_block_acquired_later_is_cc() {
+    if in_child() {
+        let _session = boot(PoolPolicy::Special);
+        let lock = allocate(core::mem::size_of::<KSPIN_LOCK>()).cast::<KSPIN_LOCK>();
+        eprintln!("block={:#x}", lock as usize);
+        // SAFETY: a resident block of ours.
+        unsafe { KeInitializeSpinLock(lock) };
+        // SAFETY: ours.
+        unsafe { ExFreePool(lock.cast()) };
+        let mut old = 0;
+        // SAFETY: deliberately wrong: the lock's memory is freed.
+        unsafe { KeAcquireSpinLock(lock, &mut old) };
+        unreachable!("the freed lock did not fault");
+    }
+    let (aborted, stderr) = run_in_child("a_spin_lock_in_a_freed_block_acquired_later_is_cc");
+    assert!(aborted, "{stderr}");
+    assert!(
+        stderr.contains("(PAGE_FAULT_IN_FREED_SPECIAL_POOL)"),
+        "{stderr}"
+    );
+}
