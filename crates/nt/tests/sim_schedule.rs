@@ -104,15 +104,18 @@ fn deep_call(bytes: usize) {
 
 unsafe extern "C" fn big_frame_thread(context: PVOID) {
     deep_call(64 * 1024);
-    // SAFETY: the context is the test's sender, alive until it receives.
-    let done = unsafe { &*context.cast::<mpsc::Sender<()>>() };
+    // SAFETY: the context is the boxed sender `run_thread` handed over.
+    let done = unsafe { Box::from_raw(context.cast::<mpsc::Sender<()>>()) };
     let _ = done.send(());
 }
 
 fn run_thread(routine: unsafe extern "C" fn(PVOID)) {
     let (done, finished) = mpsc::channel::<()>();
+    // The thread owns its sender: one on this stack could be gone while
+    // `send` still runs (this function returns once it has received).
+    let done = Box::into_raw(Box::new(done));
     let mut handle: HANDLE = core::ptr::null_mut();
-    // SAFETY: PASSIVE_LEVEL; the sender outlives its use (awaited below).
+    // SAFETY: PASSIVE_LEVEL; the thread takes the boxed sender over.
     let status = unsafe {
         PsCreateSystemThread(
             &mut handle,
@@ -121,11 +124,33 @@ fn run_thread(routine: unsafe extern "C" fn(PVOID)) {
             core::ptr::null_mut(),
             core::ptr::null_mut(),
             Some(routine),
-            (&raw const done).cast_mut().cast(),
+            done.cast(),
         )
     };
     assert_eq!(status, STATUS_SUCCESS);
     finished.recv_timeout(Duration::from_secs(10)).unwrap();
+    // Wait for the thread to end: its callout (and the stack mark it
+    // records) finishes after the routine sent its message.
+    let mut object = core::ptr::null_mut();
+    // SAFETY: PASSIVE_LEVEL; our handle.
+    let status = unsafe {
+        ObReferenceObjectByHandle(
+            handle,
+            SYNCHRONIZE,
+            core::ptr::null_mut(),
+            KernelMode,
+            &mut object,
+            core::ptr::null_mut(),
+        )
+    };
+    assert_eq!(status, STATUS_SUCCESS);
+    // SAFETY: a referenced thread object; PASSIVE_LEVEL.
+    let waited = unsafe {
+        KeWaitForSingleObject(object, Executive, KernelMode, FALSE, core::ptr::null_mut())
+    };
+    assert_eq!(waited, STATUS_SUCCESS);
+    // SAFETY: the reference taken above.
+    unsafe { ObDereferenceObject(object) };
     // SAFETY: ours.
     assert_eq!(unsafe { ZwClose(handle) }, STATUS_SUCCESS);
 }
@@ -173,7 +198,7 @@ fn each_entry_point_has_a_stack_high_water_mark() {
 unsafe extern "C" fn small_frame_thread(context: PVOID) {
     set_events(1);
     // SAFETY: as in `big_frame_thread`.
-    let done = unsafe { &*context.cast::<mpsc::Sender<()>>() };
+    let done = unsafe { Box::from_raw(context.cast::<mpsc::Sender<()>>()) };
     let _ = done.send(());
 }
 
