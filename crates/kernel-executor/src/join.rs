@@ -180,6 +180,11 @@ impl<T> Drop for JoinHandle<T> {
         // SAFETY: HANDLE keeps the memory alive until `release_handle`
         // succeeds; everything the handle owns is settled before that.
         let h = unsafe { header.as_ref() };
+        // Read before the release: once HANDLE is cleared the executor may
+        // free the task at once (it completes on its own thread), so
+        // nothing of it may be read after `release_handle` succeeded (the
+        // sim's special pool caught `h.core` read from a freed task, 0xCC).
+        let (core, block, block_size) = (h.core, h.block, h.block_size);
         let mut slot_emptied = false;
         let mut current = h.state.load();
         let previous = loop {
@@ -201,7 +206,6 @@ impl<T> Drop for JoinHandle<T> {
                 Err(actual) => current = actual,
             }
         };
-        let core = h.core;
         if state::refs(previous) == 0 {
             // SAFETY: no reference and no handle left: the task is ours to
             // free (its future and output are gone, its slot is empty); the
@@ -209,7 +213,7 @@ impl<T> Drop for JoinHandle<T> {
             // lookaside only on the core's own run loop (never on a later
             // thread that carries a dead run loop's identity: the identity
             // is cleared when the loop ends).
-            unsafe { task::free(header, core, h.block, h.block_size) };
+            unsafe { task::free(header, core, block, block_size) };
         }
         // SAFETY: the handle's core reference, given up once, last.
         unsafe { crate::executor::release_handle(core) };
