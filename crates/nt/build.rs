@@ -95,6 +95,8 @@ mod typecheck {
         "ZwOpenKey",
         "ZwQueryValueKey",
         "RtlInitUnicodeString",
+        // Debugger output
+        "DbgPrintEx",
     ];
 
     /// Types the kernel face re-exports or checks against `types.rs`.
@@ -182,6 +184,7 @@ mod typecheck {
         "PWCH",
         "PWSTR",
         "PCWSTR",
+        "PCSTR",
         "PVOID",
         "HANDLE",
         "PHANDLE",

@@ -190,3 +190,17 @@ pub type LOCK_OPERATION = i32;
 pub const IoReadAccess: LOCK_OPERATION = 0;
 pub const IoWriteAccess: LOCK_OPERATION = 1;
 pub const IoModifyAccess: LOCK_OPERATION = 2;
+
+// Kernel debugger output (dpfilter.h): the component of the sample's
+// network driver and the levels of DbgPrintEx.
+
+/// `DPFLTR_IHVNETWORK_ID`: the component id of network drivers.
+pub const DPFLTR_IHVNETWORK_ID: ULONG = 80;
+/// `DPFLTR_ERROR_LEVEL`.
+pub const DPFLTR_ERROR_LEVEL: ULONG = 0;
+/// `DPFLTR_WARNING_LEVEL`.
+pub const DPFLTR_WARNING_LEVEL: ULONG = 1;
+/// `DPFLTR_TRACE_LEVEL`.
+pub const DPFLTR_TRACE_LEVEL: ULONG = 2;
+/// `DPFLTR_INFO_LEVEL`.
+pub const DPFLTR_INFO_LEVEL: ULONG = 3;

@@ -42,11 +42,13 @@ pub(crate) mod sys;
 pub mod access;
 mod agreement;
 mod contract;
+mod debug;
 mod io;
 mod ke;
 mod mm;
 mod ob;
 
+pub use debug::*;
 pub use io::*;
 pub use ke::*;
 pub use mm::*;

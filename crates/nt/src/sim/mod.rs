@@ -11,6 +11,7 @@
 pub mod access;
 pub mod callout;
 pub mod config;
+pub mod debug;
 pub mod driver;
 pub mod event;
 pub mod fault;
@@ -52,6 +53,7 @@ pub use verifier::{BugCheck, Leak, LeakKind, VerifierReport};
 
 /// Every WDK function of the sim, re-exported flat at the crate root.
 pub mod api {
+    pub use super::debug::debug_print;
     pub use super::driver::{
         IoCreateDevice, IoCreateSymbolicLink, IoDeleteDevice, IoDeleteSymbolicLink,
     };
