@@ -1,0 +1,167 @@
+//! UDP echo: each datagram goes back to its sender, in the style the
+//! registry picks (`UdpMode`):
+//!
+//! - **queue** (functions style): `UdpQueueDepth` `WskReceiveFrom` IRPs
+//!   kept outstanding ([`wsk::ReceiveFromQueue`]), each with its own
+//!   buffer of a full datagram;
+//! - **callbacks**: `WskReceiveFromEvent` indications queued up to
+//!   `UdpQueueDepth` chains; past that the callback refuses them
+//!   (STATUS_DATA_NOT_ACCEPTED) and the datagrams are counted as dropped.
+//!
+//! One task per socket (IPv4 and IPv6). The task publishes its socket in
+//! [`Shared::udp`](crate::driver::Shared) while it owns it, for the
+//! receive IOCTL, and withdraws it before the socket is closed; both run
+//! on the executor thread, so a published socket is open for the whole of
+//! a poll.
+
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use ::wsk::DatagramSocket;
+use echo_ioctl::MAX_DATAGRAM;
+use nt::wsk::{PWSK_SOCKET, WSK_SOCKET};
+
+use crate::driver::SharedRef;
+use crate::future::{next, yield_now};
+use crate::log;
+use crate::params::UdpMode;
+use crate::pool::PoolBuf;
+
+/// Withdraws a published socket when dropped (the task ends or is
+/// cancelled).
+struct Published<'a>(&'a AtomicPtr<WSK_SOCKET>);
+
+impl<'a> Published<'a> {
+    fn new(slot: &'a AtomicPtr<WSK_SOCKET>, socket: PWSK_SOCKET) -> Self {
+        slot.store(socket, Ordering::Release);
+        Self(slot)
+    }
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        self.0.store(core::ptr::null_mut(), Ordering::Release);
+    }
+}
+
+/// Echoes datagrams on `socket` until it is closed (the task is cancelled
+/// at unload, which closes it). `slot` is 0 for IPv4, 1 for IPv6.
+pub async fn echo_loop(shared: SharedRef, socket: DatagramSocket, slot: usize) {
+    let Some(reply) = PoolBuf::with_capacity(MAX_DATAGRAM) else {
+        log::error(format_args!("no memory for the UDP reply buffer"));
+        return;
+    };
+    match shared.config.udp_mode {
+        UdpMode::Queue => queue_style(shared, socket, slot, reply).await,
+        UdpMode::Callbacks => callback_style(shared, socket, slot, reply).await,
+    }
+}
+
+async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut reply: PoolBuf) {
+    let stats = &shared.stats;
+    let depth = shared.config.udp_queue_depth as usize;
+    let mut buffers = [const { None::<PoolBuf> }; 64];
+    let mut made = 0;
+    for buffer in buffers.iter_mut().take(depth) {
+        *buffer = PoolBuf::with_capacity(MAX_DATAGRAM);
+        if buffer.is_some() {
+            made += 1;
+        }
+    }
+    if made < depth {
+        log::warning(format_args!(
+            "UDP: memory for {made} of {depth} receive buffers"
+        ));
+    }
+    let mut queue = match socket.into_receive_queue(buffers.into_iter().flatten()) {
+        Ok(queue) => queue,
+        Err(error) => {
+            log::error(format_args!(
+                "UDP receive queue failed: {:#010x}",
+                error.status() as u32
+            ));
+            return;
+        }
+    };
+    let _published = Published::new(&shared.udp[slot], queue.socket().as_raw());
+    while let Some(item) = next(&mut queue).await {
+        let received = match item {
+            Ok(received) => received,
+            Err(_) => {
+                stats.datagrams_dropped.bump();
+                continue;
+            }
+        };
+        stats.datagrams_received.bump();
+        let (Some(from), false) = (received.from(), received.truncated()) else {
+            stats.datagrams_dropped.bump();
+            queue.recycle(received);
+            continue;
+        };
+        reply.fill_from(received.data());
+        // The buffer goes back to the queue at once: the receive is
+        // outstanding again while the reply is sent.
+        queue.recycle(received);
+        let (sent, back) = queue.socket().send_to(reply, from).await;
+        reply = back;
+        match sent {
+            Ok(_) => stats.datagrams_sent.bump(),
+            Err(_) => stats.datagrams_dropped.bump(),
+        }
+    }
+}
+
+async fn callback_style(
+    shared: SharedRef,
+    socket: DatagramSocket,
+    slot: usize,
+    mut reply: PoolBuf,
+) {
+    let stats = &shared.stats;
+    let depth = shared.config.udp_queue_depth as usize;
+    let _published = Published::new(&shared.udp[slot], socket.as_raw());
+    let mut events = match socket.receive_from_events(depth) {
+        Ok(events) => events,
+        Err(error) => {
+            log::error(format_args!(
+                "UDP receive events failed: {:#010x}",
+                error.status() as u32
+            ));
+            return;
+        }
+    };
+    let mut refused = 0;
+    while let Some(item) = next(&mut events).await {
+        let now_refused = events.refused();
+        stats.datagrams_dropped.add(now_refused - refused);
+        refused = now_refused;
+        let indication = match item {
+            Ok(indication) => indication,
+            Err(_) => {
+                yield_now().await;
+                continue;
+            }
+        };
+        for index in 0..indication.count() {
+            stats.datagrams_received.bump();
+            // Copied out before the send: a `Datagram` borrows the chain
+            // and is not kept across the await.
+            let from = indication.iter().nth(index).and_then(|datagram| {
+                let n = datagram.copy_to(reply.spare_mut());
+                reply.set_len(n);
+                datagram.remote()
+            });
+            let Some(from) = from else {
+                stats.datagrams_dropped.bump();
+                continue;
+            };
+            let (sent, back) = socket.send_to(reply, from).await;
+            reply = back;
+            match sent {
+                Ok(_) => stats.datagrams_sent.bump(),
+                Err(_) => stats.datagrams_dropped.bump(),
+            }
+        }
+        // Dropping the indication releases the provider's buffers.
+        drop(indication);
+    }
+}
