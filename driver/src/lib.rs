@@ -1,33 +1,16 @@
-//! wdk-async-echo: the sample driver.
+//! wdk-async-echo: the sample driver's binary crate.
 //!
-//! A WDM, non-PnP driver in the spirit of Microsoft's WSK echosrv sample,
-//! written with async/await on irp-future, kernel-executor and wsk:
-//!
-//! - **TCP echo** ([`tcp`]) on the registry's `TcpPort` (40007), IPv4 and
-//!   IPv6: an accept loop task, one task per connection echoing exactly
-//!   the bytes received through one bounded buffer, at most
-//!   `MaxConnections` at once (the rest refused and counted), graceful
-//!   close after the peer's, abortive close on errors.
-//! - **UDP echo** ([`udp`]) on `UdpPort` (40008): each datagram back to
-//!   its sender, with queued `WskReceiveFrom` IRPs or with
-//!   `WskReceiveFromEvent` callbacks (`UdpMode`).
-//! - **A control device** `\Device\WskAsyncEcho` (`\DosDevices\WskAsyncEcho`)
-//!   with METHOD_BUFFERED IOCTLs ([`dispatch`]): statistics, reset, and a
-//!   datagram receive served by forwarding the caller's own IRP to WSK
-//!   ([`receive`]). The codes and records are in the `echo-ioctl` crate.
-//! - **Unload** ([`driver`]) bounded whatever the peers do: listeners and
-//!   sockets closed abortively, the executor shut down, WSK deregistered,
-//!   nothing left running and nothing leaked (the simulated kernel's
-//!   verifier checks it).
-//!
-//! Two faces, one source: with `--features kernel` for a Windows target
-//! it is a `#![no_std]` cdylib that wdk-build links into
-//! `wdk_async_echo.sys` (wdk-alloc as the global allocator, wdk-panic as
-//! the panic handler); everywhere else it is a library that `nt::sim`
-//! loads ([`DriverEntry`]), which is how the tests and `cargo xtask run`
-//! use it. The driver itself never uses the global allocator: its memory
-//! is non-paged pool it allocates explicitly ([`pool`]).
+//! On a Windows kernel build (`--features kernel`, target
+//! `x86_64-pc-windows-msvc`) this cdylib is what wdk-build links into
+//! `wdk_async_echo.sys` (`/DRIVER`, `/ENTRY:DriverEntry`): the driver's
+//! code is the `echo-driver` library, whose `DriverEntry` it exports, with
+//! wdk-alloc as the global allocator (irp-future and wsk use `alloc`; the
+//! driver's own memory is explicit non-paged pool) and wdk-panic as the
+//! panic handler. Everywhere else it is an empty shell: the simulated
+//! kernel loads `echo_driver::DriverEntry` directly.
 #![no_std]
+
+pub use echo_driver::{DriverEntry, DriverUnload};
 
 #[cfg(all(feature = "kernel", windows))]
 extern crate wdk_panic;
@@ -66,16 +49,3 @@ mod typecheck_stand_ins {
     #[global_allocator]
     static NO_ALLOCATOR: NoAllocator = NoAllocator;
 }
-
-pub mod dispatch;
-pub mod driver;
-mod future;
-mod log;
-pub mod params;
-pub mod pool;
-pub mod receive;
-pub mod stats;
-pub mod tcp;
-pub mod udp;
-
-pub use driver::{DriverEntry, DriverUnload};

@@ -199,7 +199,10 @@ fn serve(args: &Args) -> ExitCode {
         "wdk-async echo driver on the simulated NT kernel, Driver Verifier on ({})",
         config.replay_line()
     );
-    let driver = match session.load_driver(SERVICE_NAME, wdk_async_echo::DriverEntry) {
+    let driver = match session.load_driver(
+        SERVICE_NAME,
+        echo_driver::DriverEntry as nt::sim::DriverEntry,
+    ) {
         Ok(driver) => driver,
         Err(error) => {
             print_driver_output(&session);

@@ -110,7 +110,10 @@ impl Rig {
             for (name, value) in values {
                 session.set_registry_value(&key, name, RegistryValue::Dword(value));
             }
-            match session.load_driver(SERVICE_NAME, wdk_async_echo::DriverEntry) {
+            match session.load_driver(
+                SERVICE_NAME,
+                echo_driver::DriverEntry as nt::sim::DriverEntry,
+            ) {
                 Ok(driver) => {
                     let handle = session
                         .open(DOS_DEVICE_NAME)

@@ -158,7 +158,11 @@ async fn receive(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usi
     })
     .await;
     stats.receives_pending.drop_one();
-    if !NT_SUCCESS(done.status) {
+    // A datagram longer than the room completes with STATUS_BUFFER_OVERFLOW
+    // (a warning): the bytes that fit are there, the rest is cut; the
+    // IOCTL reports that with the TRUNCATED flag and succeeds.
+    let truncated = done.status == STATUS_BUFFER_OVERFLOW;
+    if !NT_SUCCESS(done.status) && !truncated {
         done.irp.complete(done.status, 0);
         return;
     }
@@ -172,7 +176,7 @@ async fn receive(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usi
         return;
     };
     drop(r.mdl);
-    let flags = if r.control_flags & MSG_TRUNC != 0 {
+    let flags = if truncated || r.control_flags & MSG_TRUNC != 0 {
         DatagramHeader::TRUNCATED
     } else {
         0

@@ -88,7 +88,10 @@ fn load(session: &Session, tcp: u16, udp: u16) -> nt::sim::LoadedDriver {
         session.set_registry_value(&key, name, RegistryValue::Dword(value));
     }
     session
-        .load_driver(SERVICE_NAME, wdk_async_echo::DriverEntry)
+        .load_driver(
+            SERVICE_NAME,
+            echo_driver::DriverEntry as nt::sim::DriverEntry,
+        )
         .expect("DriverEntry")
 }
 
