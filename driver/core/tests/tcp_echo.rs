@@ -243,7 +243,9 @@ fn a_client_that_never_reads_stalls_only_itself_and_memory_stays_bounded() {
         // simulated provider does not complete a send waiting for an
         // acknowledgment when the peer resets (reported to the wsk stream).
         // Unload closes it abortively either way.
-        rig.wait_stats("the other connections closed", |s| s.connections_current <= 1);
+        rig.wait_stats("the other connections closed", |s| {
+            s.connections_current <= 1
+        });
         rig.unload();
     }
 }
