@@ -119,7 +119,7 @@ pub unsafe extern "C" fn device_control(device: PDEVICE_OBJECT, irp: PIRP) -> NT
             // system buffer, our location current, our device's stack
             // size leaves WSK a location (DriverEntry); we give the IRP up
             // and return start's status.
-            unsafe { receive::start(shared, irp, output, slot) }
+            unsafe { receive::start(shared, device, irp, output, slot) }
         }
         // SAFETY: ours, completed once.
         _ => unsafe { finish(irp, STATUS_INVALID_DEVICE_REQUEST, 0) },

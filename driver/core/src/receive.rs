@@ -18,7 +18,7 @@ use core::sync::atomic::Ordering;
 
 use ::wsk::SockAddrBuf;
 use echo_ioctl::DatagramHeader;
-use irp_future::IrpOp;
+use irp_future::{IrpOp, Submission};
 use nt::access::*;
 use nt::wsk::*;
 use nt::*;
@@ -27,6 +27,14 @@ use crate::driver::SharedRef;
 
 /// The IRP, moved into the task.
 struct IrpPtr(PIRP);
+
+/// Our control device, moved into the task.
+#[derive(Clone, Copy)]
+struct DevicePtr(PDEVICE_OBJECT);
+
+// SAFETY: a device object may be referenced from any thread; ours lives
+// until Unload, after every task is gone.
+unsafe impl Send for DevicePtr {}
 
 // SAFETY: an IRP passed to us may be completed from any thread; only the
 // task touches it from now on.
@@ -57,13 +65,22 @@ unsafe fn complete(irp: PIRP, status: NTSTATUS, information: usize) {
 /// system buffer of at least `output_length` bytes, our stack location is
 /// current, the device's stack size leaves a location for WSK, and the
 /// caller gives the IRP up and returns this function's status.
-pub unsafe fn start(shared: SharedRef, irp: PIRP, output_length: usize, slot: usize) -> NTSTATUS {
+pub unsafe fn start(
+    shared: SharedRef,
+    device: PDEVICE_OBJECT,
+    irp: PIRP,
+    output_length: usize,
+    slot: usize,
+) -> NTSTATUS {
     // SAFETY: our stack location is current (the caller's contract).
     unsafe { IoMarkIrpPending(irp) };
-    match shared
-        .spawner
-        .spawn(receive(shared, IrpPtr(irp), output_length, slot))
-    {
+    match shared.spawner.spawn(receive(
+        shared,
+        DevicePtr(device),
+        IrpPtr(irp),
+        output_length,
+        slot,
+    )) {
         Ok(task) => task.detach(),
         Err(error) => {
             let status = error.status();
@@ -108,7 +125,7 @@ impl Drop for Mdl {
     }
 }
 
-fn submit(irp: PIRP, r: &mut ReceiveRes) -> NTSTATUS {
+fn submit(irp: PIRP, r: &mut ReceiveRes) -> Submission {
     // SAFETY: the socket was published by its task, which owns it and runs
     // on the executor thread like this submit call: it is open for the
     // whole call. The first field of every provider socket is its dispatch
@@ -124,7 +141,7 @@ fn submit(irp: PIRP, r: &mut ReceiveRes) -> NTSTATUS {
         // SAFETY: WskReceiveFrom with the passed-down IRP; the WSK_BUF, its
         // MDL and every out-parameter live in the resources until the IRP
         // completes (irp-future keeps them); no control buffer.
-        Some(receive_from) => unsafe {
+        Some(receive_from) => Submission::Submitted(unsafe {
             receive_from(
                 r.socket,
                 &mut r.wsk,
@@ -135,13 +152,19 @@ fn submit(irp: PIRP, r: &mut ReceiveRes) -> NTSTATUS {
                 &mut r.control_flags,
                 irp,
             )
-        },
-        None => STATUS_NOT_SUPPORTED,
+        }),
+        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
-async fn receive(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usize) {
-    let Some(mut op) = prepare(shared, irp, output_length, slot) else {
+async fn receive(
+    shared: SharedRef,
+    device: DevicePtr,
+    irp: IrpPtr,
+    output_length: usize,
+    slot: usize,
+) {
+    let Some(mut op) = prepare(shared, device, irp, output_length, slot) else {
         return;
     };
     let stats = &shared.stats;
@@ -195,10 +218,16 @@ async fn receive(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usi
         .complete(STATUS_SUCCESS, (DatagramHeader::SIZE + copied) as ULONG_PTR);
 }
 
-type ReceiveOp = IrpOp<ReceiveRes, irp_future::Reclaim, fn(PIRP, &mut ReceiveRes) -> NTSTATUS>;
+type ReceiveOp = IrpOp<ReceiveRes, irp_future::Reclaim, fn(PIRP, &mut ReceiveRes) -> Submission>;
 
 /// Builds the forwarded receive, or completes the IRP if it cannot.
-fn prepare(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usize) -> Option<ReceiveOp> {
+fn prepare(
+    shared: SharedRef,
+    device: DevicePtr,
+    irp: IrpPtr,
+    output_length: usize,
+    slot: usize,
+) -> Option<ReceiveOp> {
     let irp = irp.0;
     let socket = shared.udp[slot].load(Ordering::Acquire);
     if socket.is_null() {
@@ -249,12 +278,17 @@ fn prepare(shared: SharedRef, irp: IrpPtr, output_length: usize, slot: usize) ->
         control_length: 0,
         control_flags: 0,
     };
-    let submit: fn(PIRP, &mut ReceiveRes) -> NTSTATUS = submit;
+    let submit: fn(PIRP, &mut ReceiveRes) -> Submission = submit;
     // SAFETY: the IRP was passed to our dispatch routine, which marked it
     // pending, returned STATUS_PENDING and gave it to this task; our
     // device's stack size leaves the next location for WSK. `submit` hands
-    // the IRP to exactly one provider function and returns its status, or
-    // returns STATUS_NOT_SUPPORTED without handing it over; WSK uses the
-    // resources only until it completes the IRP.
-    Some(unsafe { IrpOp::reclaim(irp, resources, submit) })
+    // the IRP to exactly one provider function and says so with its status
+    // (Submitted), or says NotSubmitted without handing it over; WSK uses
+    // the resources only until it completes the IRP.
+    let op = unsafe { IrpOp::reclaim(irp, resources, submit) };
+    // The routine is registered with IoSetCompletionRoutineEx: the device
+    // (and so the image) stays referenced until the routine has returned.
+    // SAFETY: our control device, live until Unload deletes it, which
+    // happens only after the executor shut down (this task included).
+    Some(unsafe { op.unload_guard(device.0) })
 }
