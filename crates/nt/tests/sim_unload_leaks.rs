@@ -541,6 +541,12 @@ fn finding22_a_user_process_handle_is_not_open_in_a_system_thread() {
     // Still open in its own process's context.
     let r = session.ioctl(&device, IOCTL_CLOSE_KEY, &[], 0).unwrap();
     assert_eq!(r.status, STATUS_SUCCESS);
+    // The querying threads end right after they reported.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !session.pending_operations().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a thread never ended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     session.close(device).unwrap();
     session.unload_driver(driver).unwrap();
     assert!(session.finish().is_clean());
