@@ -165,6 +165,16 @@ pub type EVENT_TYPE = i32;
 pub const NotificationEvent: EVENT_TYPE = 0;
 pub const SynchronizationEvent: EVENT_TYPE = 1;
 
+/// `TIMER_TYPE` (`KeInitializeTimerEx`).
+pub type TIMER_TYPE = i32;
+/// `NotificationTimer`: expiry satisfies every waiter; stays signalled.
+pub const NotificationTimer: TIMER_TYPE = 0;
+/// `SynchronizationTimer`: expiry satisfies one waiter and resets.
+pub const SynchronizationTimer: TIMER_TYPE = 1;
+
+/// `PULONG64`.
+pub type PULONG64 = *mut ULONG64;
+
 pub type KWAIT_REASON = i32;
 pub const Executive: KWAIT_REASON = 0;
 pub const UserRequest: KWAIT_REASON = 6;

@@ -65,6 +65,7 @@ pub use sys::{
     PLIST_ENTRY, PMDL, POBJECT_ATTRIBUTES, POBJECT_HANDLE_INFORMATION, POBJECT_TYPE, PRKEVENT,
     PUNICODE_STRING, UNICODE_STRING,
 };
+pub use sys::{KDPC, KTIMER, PKDEFERRED_ROUTINE, PKDPC, PKTIMER, PRKDPC};
 pub use sys::{
     KEY_VALUE_BASIC_INFORMATION, KEY_VALUE_FULL_INFORMATION, PKEY_VALUE_BASIC_INFORMATION,
     PKEY_VALUE_FULL_INFORMATION,
@@ -132,17 +133,28 @@ pub use sys::ntddk::{
     // Ke
     KeAcquireSpinLockAtDpcLevel,
     KeAcquireSpinLockRaiseToDpc,
+    KeCancelTimer,
     KeClearEvent,
     KeDelayExecutionThread,
     KeEnterCriticalRegion,
+    KeFlushQueuedDpcs,
+    KeInitializeDpc,
     KeInitializeEvent,
+    KeInitializeTimer,
+    KeInitializeTimerEx,
+    KeInsertQueueDpc,
     KeLeaveCriticalRegion,
+    KeQueryInterruptTimePrecise,
     KeQuerySystemTimePrecise,
     KeReadStateEvent,
+    KeReadStateTimer,
     KeReleaseSpinLock,
     KeReleaseSpinLockFromDpcLevel,
+    KeRemoveQueueDpc,
     KeResetEvent,
     KeSetEvent,
+    KeSetTimer,
+    KeSetTimerEx,
     KeWaitForSingleObject,
     // Mm (MmMapLockedPagesSpecifyCache stays inside: the sim face has no
     // counterpart, MmGetSystemAddressForMdlSafe is the way to map an MDL)

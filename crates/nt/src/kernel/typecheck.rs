@@ -90,6 +90,9 @@ pub mod ntddk {
         /// wdm.h (Windows 8.1); absent from MinGW-w64.
         pub fn KeQuerySystemTimePrecise(CurrentTime: PLARGE_INTEGER);
 
+        /// wdm.h (Windows 8.1); absent from MinGW-w64.
+        pub fn KeQueryInterruptTimePrecise(QpcTimeStamp: PULONG64) -> ULONG64;
+
         /// ntifs.h, which wdk-sys includes first (the stand-in is generated
         /// from MinGW-w64's ntddk.h, which lacks it).
         pub fn ZwWaitForSingleObject(

@@ -139,7 +139,8 @@ unsafe fn signal_state<'a>(header: *mut DISPATCHER_HEADER) -> &'a AtomicI32 {
 unsafe fn is_synchronization(header: *mut DISPATCHER_HEADER) -> bool {
     // SAFETY: the caller guarantees `header` is live; `Type` is written only
     // when the object is initialised.
-    unsafe { (*header).Type == EventSynchronizationObject }
+    let kind = unsafe { (*header).Type };
+    kind == EventSynchronizationObject || kind == TIMER_SYNCHRONIZATION_OBJECT
 }
 
 /// Consumes the signal if the object is signalled. Called with the object's

@@ -95,6 +95,47 @@ pub struct KEVENT {
 pub type PKEVENT = *mut KEVENT;
 pub type PRKEVENT = *mut KEVENT;
 
+/// `KDEFERRED_ROUTINE`: a DPC routine (runs at DISPATCH_LEVEL).
+pub type PKDEFERRED_ROUTINE = Option<
+    unsafe extern "C" fn(
+        Dpc: PKDPC,
+        DeferredContext: PVOID,
+        SystemArgument1: PVOID,
+        SystemArgument2: PVOID,
+    ),
+>;
+
+/// `KDPC` (x64 layout, 64 bytes). Drivers only pass its address.
+#[repr(C)]
+#[derive(Debug)]
+pub struct KDPC {
+    /// `Type`, `Importance`, `Number` packed (`Type` in the low byte).
+    pub TargetInfoAsUlong: ULONG,
+    pub DpcListEntry: PVOID,
+    pub ProcessorHistory: ULONG_PTR,
+    pub DeferredRoutine: PKDEFERRED_ROUTINE,
+    pub DeferredContext: PVOID,
+    pub SystemArgument1: PVOID,
+    pub SystemArgument2: PVOID,
+    pub DpcData: PVOID,
+}
+pub type PKDPC = *mut KDPC;
+pub type PRKDPC = *mut KDPC;
+
+/// `KTIMER` (x64 layout, 64 bytes): a dispatcher object.
+#[repr(C)]
+#[derive(Debug)]
+pub struct KTIMER {
+    pub Header: DISPATCHER_HEADER,
+    pub DueTime: ULONGLONG,
+    pub TimerListEntry: LIST_ENTRY,
+    pub Dpc: PKDPC,
+    pub Processor: ULONG,
+    pub Period: ULONG,
+}
+pub type PKTIMER = *mut KTIMER;
+pub type PRKTIMER = *mut KTIMER;
+
 pub type PIO_COMPLETION_ROUTINE = Option<
     unsafe extern "C" fn(DeviceObject: PDEVICE_OBJECT, Irp: PIRP, Context: PVOID) -> NTSTATUS,
 >;

@@ -409,6 +409,8 @@ impl Session {
         // A work routine still returning keeps the driver loaded on NT (the
         // work item references the device object): let it finish first.
         super::workitem::wait_for_running_work_items(kernel, generation, Duration::from_secs(5));
+        // Timers still in the timer queue and DPCs still queued: 0xC7.
+        super::timer::check_unload(kernel, generation, &driver.name);
         let pending = kernel.pending_operations(Some(generation));
         if let Some(first) = pending.first() {
             let list: Vec<String> = pending

@@ -30,6 +30,7 @@ pub mod schedule;
 pub mod session;
 mod special;
 pub mod thread;
+pub mod timer;
 pub mod verifier;
 pub mod workitem;
 pub mod wsk;
@@ -89,6 +90,11 @@ pub mod api {
     pub use super::thread::{
         KeEnterCriticalRegion, KeLeaveCriticalRegion, PsCreateSystemThread, PsGetCurrentThread,
         PsTerminateSystemThread,
+    };
+    pub use super::timer::{
+        KeCancelTimer, KeFlushQueuedDpcs, KeInitializeDpc, KeInitializeTimer, KeInitializeTimerEx,
+        KeInsertQueueDpc, KeQueryInterruptTimePrecise, KeReadStateTimer, KeRemoveQueueDpc,
+        KeSetTimer, KeSetTimerEx,
     };
     pub use super::workitem::{IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem};
 }

@@ -898,6 +898,13 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
         let address = P as usize;
         let irql = irql::current();
         let verifying = k.verifying();
+        // A timer still in the timer queue or a DPC still queued in the
+        // block: 0xC7 (and they leave their queues).
+        if super::timer::anything_queued()
+            && let Some((_, _, _, size)) = k.pool.describe(address)
+        {
+            super::timer::check_free(k, address, size);
+        }
         // Spin locks in the block: still held is 0xC4/0x100B; forgotten by
         // Deadlock Detection either way.
         if irql::tracks_locks(k)

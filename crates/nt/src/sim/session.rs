@@ -555,6 +555,13 @@ impl Kernel {
         open
     }
 
+    /// The session's instance of a subsystem's state, if it was created.
+    pub(crate) fn try_extension<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        let map = lock(&self.extensions);
+        let entry = map.get(&TypeId::of::<T>())?;
+        Arc::clone(entry).downcast::<T>().ok()
+    }
+
     /// The session's instance of a subsystem's state (created on first use).
     pub(crate) fn extension<T: Any + Send + Sync + Default>(&self) -> Arc<T> {
         let mut map = lock(&self.extensions);
