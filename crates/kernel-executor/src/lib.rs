@@ -33,6 +33,8 @@
 //! - [`Counters`] (spawns, polls, wakes, completions, cancellations, parks,
 //!   live tasks) are cheap enough to leave on.
 //! - [`block_on`] runs a future on a PASSIVE_LEVEL caller's thread.
+//! - [`time`]: sleeps and timeouts on one KTIMER + KDPC per timer queue,
+//!   no allocation per sleep, woken from the timer's DPC.
 //!
 //! Kernel primitives come only from `nt`, with their WDK names, so the same
 //! code runs in a driver and on `nt`'s simulated kernel. The global allocator
@@ -65,6 +67,8 @@ mod state;
 mod sync;
 mod sys;
 mod task;
+#[cfg(not(loom))]
+pub mod time;
 
 pub use block_on::block_on;
 pub use error::{BlockOnError, SpawnError, SpawnErrorKind, StartError};

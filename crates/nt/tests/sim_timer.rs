@@ -64,6 +64,41 @@ fn relative(ms: i64) -> LARGE_INTEGER {
     }
 }
 
+// Each wrapper is one WDK call on objects the tests keep alive (boxed or
+// leaked) until the timers are cancelled and the DPCs flushed.
+
+fn insert(dpc: &mut KDPC) -> BOOLEAN {
+    let null = core::ptr::null_mut();
+    // SAFETY: an initialised DPC that outlives its queuing (see above).
+    unsafe { KeInsertQueueDpc(dpc, null, null) }
+}
+
+fn remove(dpc: &mut KDPC) -> BOOLEAN {
+    // SAFETY: an initialised DPC.
+    unsafe { KeRemoveQueueDpc(dpc) }
+}
+
+fn flush() {
+    // SAFETY: PASSIVE_LEVEL.
+    unsafe { KeFlushQueuedDpcs() }
+}
+
+fn set(timer: *mut KTIMER, ms: i64, period: LONG, dpc: *mut KDPC) -> BOOLEAN {
+    // SAFETY: an initialised timer and DPC (or null) that outlive their
+    // queuing (see above).
+    unsafe { KeSetTimerEx(timer, relative(ms), period, dpc) }
+}
+
+fn cancel(timer: *mut KTIMER) -> BOOLEAN {
+    // SAFETY: an initialised timer.
+    unsafe { KeCancelTimer(timer) }
+}
+
+fn signalled(timer: &mut KTIMER) -> BOOLEAN {
+    // SAFETY: an initialised timer.
+    unsafe { KeReadStateTimer(timer) }
+}
+
 fn eventually(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !condition() {
@@ -77,32 +112,24 @@ fn a_dpc_runs_once_per_queuing_at_dispatch_in_a_dpc_callout() {
     let session = Session::boot();
     let seen = Seen::default();
     let mut dpc = new_dpc(&seen);
-    let null = core::ptr::null_mut();
-    // SAFETY: an initialised DPC.
-    assert_eq!(unsafe { KeInsertQueueDpc(&mut *dpc, null, null) }, TRUE);
-    // SAFETY: PASSIVE_LEVEL.
-    unsafe { KeFlushQueuedDpcs() };
+    assert_eq!(insert(&mut dpc), TRUE);
+    flush();
     assert_eq!(seen.runs.load(Ordering::SeqCst), 1, "flush waited for it");
     assert!(seen.wrong.lock().unwrap().is_empty(), "{:?}", seen.wrong);
-    // Removed before it ran: it never runs.
+    // Queued twice: the second is refused. Removed before it ran, it does
+    // not run (it may have run already: the return says which).
     let blocker = Seen::default();
     let mut slow = new_dpc(&blocker);
-    // SAFETY: as above (queued twice: the second is refused).
-    unsafe {
-        assert_eq!(KeInsertQueueDpc(&mut *slow, null, null), TRUE);
-        assert_eq!(KeInsertQueueDpc(&mut *dpc, null, null), TRUE);
-        assert_eq!(
-            KeInsertQueueDpc(&mut *dpc, null, null),
-            FALSE,
-            "already queued"
-        );
-    }
-    // SAFETY: as above. It may already have run; the return says which.
-    let removed = unsafe { KeRemoveQueueDpc(&mut *dpc) } == TRUE;
-    // SAFETY: PASSIVE_LEVEL.
-    unsafe { KeFlushQueuedDpcs() };
+    assert_eq!(insert(&mut slow), TRUE);
+    assert_eq!(insert(&mut dpc), TRUE);
+    let again = insert(&mut dpc);
+    let removed = remove(&mut dpc) == TRUE;
+    flush();
     let expected = if removed { 1 } else { 2 };
     assert_eq!(seen.runs.load(Ordering::SeqCst), expected);
+    if removed {
+        assert_eq!(again, FALSE, "already queued");
+    }
     assert!(session.finish().is_clean());
 }
 
@@ -113,13 +140,8 @@ fn a_timer_expires_not_early_signals_and_queues_its_dpc() {
     let mut dpc = new_dpc(&seen);
     let mut timer = new_timer();
     let started = Instant::now();
-    // SAFETY: initialised timer and DPC, live until the flush below.
-    assert_eq!(
-        unsafe { KeSetTimer(&mut *timer, relative(30), &mut *dpc) },
-        FALSE
-    );
-    // SAFETY: as above.
-    assert_eq!(unsafe { KeReadStateTimer(&mut *timer) }, FALSE);
+    assert_eq!(set(&mut *timer, 30, 0, &mut *dpc), FALSE);
+    assert_eq!(signalled(&mut timer), FALSE);
     // A wait on the timer object returns when it expires.
     let mut timeout = relative(5_000);
     // SAFETY: a live timer object (a dispatcher object), PASSIVE_LEVEL.
@@ -135,11 +157,9 @@ fn a_timer_expires_not_early_signals_and_queues_its_dpc() {
     assert_eq!(status, STATUS_SUCCESS);
     assert!(started.elapsed() >= Duration::from_millis(30), "not early");
     eventually("the timer's DPC", || seen.runs.load(Ordering::SeqCst) == 1);
-    // SAFETY: as above.
-    assert_eq!(unsafe { KeReadStateTimer(&mut *timer) }, TRUE);
+    assert_eq!(signalled(&mut timer), TRUE);
     assert!(seen.wrong.lock().unwrap().is_empty(), "{:?}", seen.wrong);
-    // SAFETY: expired: no longer in the queue.
-    assert_eq!(unsafe { KeCancelTimer(&mut *timer) }, FALSE);
+    assert_eq!(cancel(&mut *timer), FALSE, "expired: no longer queued");
     assert!(session.finish().is_clean());
 }
 
@@ -149,29 +169,18 @@ fn a_cancelled_or_reset_timer_does_not_fire_early_and_periodic_ones_repeat() {
     let seen = Seen::default();
     let mut dpc = new_dpc(&seen);
     let mut timer = new_timer();
-    // SAFETY: initialised objects, live until cancelled and flushed.
-    unsafe {
-        assert_eq!(KeSetTimer(&mut *timer, relative(10_000), &mut *dpc), FALSE);
-        assert_eq!(
-            KeSetTimer(&mut *timer, relative(10_000), &mut *dpc),
-            TRUE,
-            "re-set"
-        );
-        assert_eq!(KeCancelTimer(&mut *timer), TRUE);
-        KeFlushQueuedDpcs();
-    }
+    assert_eq!(set(&mut *timer, 10_000, 0, &mut *dpc), FALSE);
+    assert_eq!(set(&mut *timer, 10_000, 0, &mut *dpc), TRUE, "re-set");
+    assert_eq!(cancel(&mut *timer), TRUE);
+    flush();
     assert_eq!(seen.runs.load(Ordering::SeqCst), 0);
     // Periodic: 5 ms, several expiries.
-    // SAFETY: as above.
-    unsafe { KeSetTimerEx(&mut *timer, relative(5), 5, &mut *dpc) };
+    set(&mut *timer, 5, 5, &mut *dpc);
     eventually("three periodic expiries", || {
         seen.runs.load(Ordering::SeqCst) >= 3
     });
-    // SAFETY: as above; a periodic timer is always in the queue.
-    unsafe {
-        assert_eq!(KeCancelTimer(&mut *timer), TRUE);
-        KeFlushQueuedDpcs();
-    }
+    assert_eq!(cancel(&mut *timer), TRUE, "a periodic timer stays queued");
+    flush();
     let after = seen.runs.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(30));
     assert_eq!(
@@ -204,11 +213,10 @@ unsafe extern "C" fn entry(driver: PDRIVER_OBJECT, _path: PCUNICODE_STRING) -> N
     }));
     let context = (&raw const objects.seen).cast_mut().cast();
     // SAFETY: writable, 'static (the driver's "image" memory).
-    unsafe {
-        KeInitializeTimer(&mut objects.timer);
-        KeInitializeDpc(&mut objects.dpc, Some(record), context);
-        KeSetTimer(&mut objects.timer, relative(60_000), &mut objects.dpc);
-    }
+    unsafe { KeInitializeTimer(&mut objects.timer) };
+    // SAFETY: as above.
+    unsafe { KeInitializeDpc(&mut objects.dpc, Some(record), context) };
+    set(&mut objects.timer, 60_000, 0, &mut objects.dpc);
     *OBJECTS.lock().unwrap() = objects as *mut Objects as usize;
     // SAFETY: our driver object.
     unsafe { nt::access::driver_set_unload(driver, Some(unload)) };
@@ -219,10 +227,8 @@ unsafe extern "C" fn unload(_driver: PDRIVER_OBJECT) {
     if CANCEL_AT_UNLOAD.load(Ordering::SeqCst) == 1 {
         let objects = *OBJECTS.lock().unwrap() as *mut Objects;
         // SAFETY: the objects the entry set up, 'static.
-        unsafe {
-            KeCancelTimer(&raw mut (*objects).timer);
-            KeFlushQueuedDpcs();
-        }
+        cancel(unsafe { &raw mut (*objects).timer });
+        flush();
     }
 }
 
@@ -258,11 +264,10 @@ fn freeing_pool_that_holds_a_set_timer_is_0xc7() {
     let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size, u32::from_le_bytes(*b"Tmr ")) };
     let timer = block.cast::<KTIMER>();
     // SAFETY: our block, big enough for a KTIMER.
-    unsafe {
-        KeInitializeTimer(timer);
-        KeSetTimer(timer, relative(60_000), core::ptr::null_mut());
-        ExFreePool(block);
-    }
+    unsafe { KeInitializeTimer(timer) };
+    set(timer, 60_000, 0, core::ptr::null_mut());
+    // SAFETY: our block, freed once (with the timer still queued).
+    unsafe { ExFreePool(block) };
     let report = session.report();
     assert_eq!(report.codes(), vec![0xC7], "{report}");
     assert_eq!(report.bugchecks[0].parameters[0], 0);

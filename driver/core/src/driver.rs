@@ -31,6 +31,7 @@ use ::wsk::{
     Registration, SocketAddr,
 };
 use echo_ioctl::{DEVICE_NAME, DOS_DEVICE_NAME, FILE_DEVICE_WSK_ECHO};
+use kernel_executor::time::{TimerHandle, Timers};
 use kernel_executor::{Executor, JoinHandle, Spawner, block_on};
 use nt::access::*;
 use nt::wsk::WSK_SOCKET;
@@ -56,6 +57,8 @@ pub struct Shared {
     /// Spawns tasks on the driver's executor (connections, receive
     /// IOCTLs).
     pub spawner: Spawner,
+    /// The driver's timer queue (idle timeouts, retry delays).
+    pub timers: TimerHandle,
     /// The UDP sockets (0: IPv4, 1: IPv6) while their tasks own them, for
     /// the receive IOCTL; NULL otherwise.
     pub udp: [AtomicPtr<WSK_SOCKET>; 2],
@@ -84,6 +87,7 @@ impl Deref for SharedRef {
 /// What only DriverEntry and Unload touch.
 struct Owner {
     executor: Option<Executor>,
+    timers: Option<Timers>,
     registration: Option<Registration>,
     /// The accept loops and the UDP loops.
     tasks: [Option<JoinHandle<()>>; 4],
@@ -201,6 +205,12 @@ fn start(driver: PDRIVER_OBJECT, config: Config) -> Result<(), NTSTATUS> {
         log::error(format_args!("the executor did not start: {e:?}"));
         e.status()
     })?;
+    let Some(timers) = Timers::new() else {
+        log::error(format_args!("no memory for the timer queue"));
+        executor.shutdown();
+        drop(registration);
+        return Err(STATUS_INSUFFICIENT_RESOURCES);
+    };
     let sockets = match block_on(bind(&provider, &config)) {
         Ok(Ok(sockets)) => sockets,
         Ok(Err(status)) => {
@@ -258,10 +268,12 @@ fn start(driver: PDRIVER_OBJECT, config: Config) -> Result<(), NTSTATUS> {
                 config,
                 stats: Stats::default(),
                 spawner,
+                timers: timers.handle(),
                 udp: [const { AtomicPtr::new(core::ptr::null_mut()) }; 2],
             },
             owner: UnsafeCell::new(Owner {
                 executor: Some(executor),
+                timers: Some(timers),
                 registration: Some(registration),
                 tasks: [const { None }; 4],
             }),
@@ -457,7 +469,12 @@ unsafe fn teardown(device: PDEVICE_OBJECT, link: bool) {
     if let Some(executor) = owner.executor.take() {
         executor.shutdown();
     }
-    // 3. WskDeregister: waits until every socket is closed and every
+    // 3. The timer queue: no task sleeps any more; its KTIMER is
+    //    cancelled and its DPC flushed (nothing left queued: 0xC7).
+    if let Some(timers) = owner.timers.take() {
+        timers.shutdown();
+    }
+    // 4. WskDeregister: waits until every socket is closed and every
     //    request completed (the closes above, none waiting for a peer).
     drop(owner.registration.take());
     if link {

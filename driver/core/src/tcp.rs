@@ -11,19 +11,36 @@
 //! and closes, so both directions are finished before `WskCloseSocket` and
 //! the peer sees a clean close. Any error closes the socket abortively.
 //!
+//! With `IdleTimeoutSeconds` set, a receive or a send that makes no
+//! progress for that long ends the connection (counted as idle-closed):
+//! the operation is cancelled, a graceful disconnect is tried for
+//! [`CLOSE_GRACE`], then the socket is closed (abortively if the
+//! disconnect did not complete). A peer that neither sends nor reads is
+//! idle in both senses.
+//!
 //! Every task runs on the executor's thread at PASSIVE_LEVEL; WSK wakes it
 //! from completion routines at DISPATCH_LEVEL.
+
+use core::future::Future;
+use core::time::Duration;
 
 use ::wsk::{Connection, Disconnect, Error, ListenSocket};
 use nt::*;
 
 use crate::driver::SharedRef;
-use crate::future::yield_now;
 use crate::log;
 use crate::pool::PoolBuf;
 
 /// Bytes of the one buffer each connection echoes through.
 pub const ECHO_BUFFER: usize = 16 * 1024;
+
+/// How long an idle-closed connection's graceful disconnect may take
+/// before the close turns abortive.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// How long the accept loop waits before retrying after an error that
+/// leaves the listener alive (out of resources, ...).
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 
 /// Whether a listener error means the listener is gone (closed, cancelled
 /// at unload): the loop ends instead of retrying.
@@ -61,7 +78,7 @@ pub async fn accept_loop(shared: SharedRef, listener: ListenSocket) {
                         error.status() as u32
                     ));
                 }
-                yield_now().await;
+                shared.timers.sleep(ACCEPT_RETRY).await;
             }
         }
     }
@@ -105,6 +122,8 @@ enum End {
     PeerClosed,
     /// An error: the connection is closed abortively.
     Failed,
+    /// No progress for the idle timeout.
+    Idle,
 }
 
 /// One connection, from accept to close.
@@ -127,12 +146,36 @@ async fn serve(shared: SharedRef, connection: Connection) {
             stats.connections_aborted.bump();
             drop(connection);
         }
+        End::Idle => {
+            stats.connections_idle_closed.bump();
+            let disconnect = connection.disconnect(Disconnect::Graceful);
+            match shared.timers.timeout(CLOSE_GRACE, disconnect).await {
+                Ok(Ok(())) => {
+                    let _ = connection.close().await;
+                }
+                // Not acknowledged in time (a peer that does not read):
+                // abortive.
+                _ => drop(connection),
+            }
+        }
     }
     stats.connections_current.drop_one();
 }
 
+/// `operation`, or `None` if it made no progress for the idle timeout
+/// (then it is dropped, which cancels it).
+async fn within_idle<F: Future>(shared: SharedRef, operation: F) -> Option<F::Output> {
+    match shared.config.idle_timeout_seconds {
+        0 => Some(operation.await),
+        seconds => {
+            let idle = Duration::from_secs(u64::from(seconds));
+            shared.timers.timeout(idle, operation).await.ok()
+        }
+    }
+}
+
 /// Receives and sends back exactly what was received, one buffer at a
-/// time, until the peer closes or an error.
+/// time, until the peer closes, an error, or the idle timeout.
 async fn echo(shared: SharedRef, connection: &Connection) -> End {
     let stats = &shared.stats;
     let Some(mut buf) = PoolBuf::with_capacity(ECHO_BUFFER) else {
@@ -140,14 +183,18 @@ async fn echo(shared: SharedRef, connection: &Connection) -> End {
     };
     loop {
         buf.clear();
-        let (received, back) = connection.receive(buf).await;
+        let Some((received, back)) = within_idle(shared, connection.receive(buf)).await else {
+            return End::Idle;
+        };
         buf = back;
         match received {
             Ok(0) => return End::PeerClosed,
             Ok(n) => stats.bytes_received.add(n as u64),
             Err(_) => return End::Failed,
         }
-        let (sent, back) = connection.send(buf).await;
+        let Some((sent, back)) = within_idle(shared, connection.send(buf)).await else {
+            return End::Idle;
+        };
         buf = back;
         match sent {
             Ok(n) if n == buf.len() => stats.bytes_sent.add(n as u64),

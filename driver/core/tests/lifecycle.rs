@@ -20,7 +20,10 @@ use nt::sim::{RegistryValue, Session, service_registry_path};
 fn unload_with_live_non_reading_and_never_closing_peers_is_prompt_and_clean() {
     const LIVE: usize = 200;
     for config in policies() {
-        let rig = Rig::load(config, &[]);
+        // An idle timeout far away: every connection's receive has a sleep
+        // queued on the driver's timer when Unload runs (none may stay
+        // queued: 0xC7).
+        let rig = Rig::load(config, &[("IdleTimeoutSeconds", 3600)]);
         // 200 connections, each served once and left open.
         let mut peers: Vec<TcpStream> = (0..LIVE)
             .map(|i| {
@@ -100,6 +103,9 @@ fn twenty_load_traffic_unload_cycles_in_one_session() {
     let config = policies()[4];
     let session = Session::boot_config(config);
     let (tcp, udp) = free_ports();
+    // Idle timers queued at every unload.
+    let key = format!("{}\\Parameters", service_registry_path(SERVICE_NAME));
+    session.set_registry_value(&key, "IdleTimeoutSeconds", RegistryValue::Dword(600));
     let tcp_address = SocketAddr::from(([127, 0, 0, 1], tcp));
     let udp_address = SocketAddr::from(([127, 0, 0, 1], udp));
     let mut unloads = Vec::new();

@@ -249,3 +249,42 @@ fn a_client_that_never_reads_stalls_only_itself_and_memory_stays_bounded() {
         rig.unload();
     }
 }
+
+/// With `IdleTimeoutSeconds` = 1, a client that stops sending is closed
+/// after about a second (gracefully: it reads EOF after its echo), while
+/// an active one is not. Every policy, the sessions side by side.
+#[test]
+fn an_idle_client_is_closed_after_the_timeout() {
+    thread::scope(|scope| {
+        for config in policies() {
+            scope.spawn(move || {
+                let rig = Rig::load(config, &[("IdleTimeoutSeconds", 1)]);
+                let mut idle = TcpStream::connect(rig.tcp()).unwrap();
+                idle.set_read_timeout(Some(DEADLINE)).unwrap();
+                idle.write_all(b"ping").unwrap();
+                let mut back = [0u8; 4];
+                idle.read_exact(&mut back).unwrap();
+                let quiet = Instant::now();
+                let mut rest = Vec::new();
+                let end = idle.read_to_end(&mut rest);
+                let waited = quiet.elapsed();
+                assert!(
+                    matches!(end, Ok(0)) || end.is_err(),
+                    "the idle connection ended ({config})"
+                );
+                assert!(
+                    waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+                    "closed after {waited:?} ({config})"
+                );
+                let stats = rig.wait_stats("the idle close counted", |s| {
+                    s.connections_idle_closed == 1 && s.connections_current == 0
+                });
+                assert_eq!(stats.connections_aborted, 0);
+                // An active client under the same timeout is served in full.
+                let data = pattern(200_000, 9);
+                assert!(echo_round_trip(rig.tcp(), &data) == data);
+                rig.unload();
+            });
+        }
+    });
+}

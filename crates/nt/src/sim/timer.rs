@@ -173,7 +173,8 @@ impl Timers {
             return false;
         }
         // SAFETY: the caller checked `dpc` is an initialised KDPC.
-        let (routine, context) = unsafe { ((*dpc).DeferredRoutine, (*dpc).DeferredContext) };
+        let object = unsafe { &*dpc };
+        let (routine, context) = (object.DeferredRoutine, object.DeferredContext);
         let Some(routine) = routine else {
             return false;
         };
