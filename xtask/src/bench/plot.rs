@@ -39,7 +39,15 @@ impl Axis {
     fn label(&self, v: f64) -> String {
         match self {
             Axis::Linear => format_number(v),
-            Axis::Log => format_number(10f64.powf(v)),
+            // Only at 1, 2 and 5 times a power of ten: the ticks plotters
+            // picks on the log10 scale fall anywhere (10^2.5 = 316).
+            Axis::Log => {
+                let decade = v.floor();
+                [1.0f64, 2.0, 5.0]
+                    .iter()
+                    .find(|m| (v - decade - m.log10()).abs() < 0.02)
+                    .map_or_else(String::new, |m| format_number(m * 10f64.powf(decade)))
+            }
             Axis::Categories(names) => {
                 let i = v.round();
                 if (v - i).abs() < 1e-6 && i >= 0.0 {
@@ -146,11 +154,17 @@ fn draw_panel(
         .build_cartesian_2d(x0..x1, y0..y1)?;
     let x_labels = match x_axis {
         Axis::Categories(names) => names.len() * 4,
-        _ => 8,
+        // Enough ticks that 1, 2 and 5 times each power of ten get one.
+        Axis::Log => ((x1 - x0) * 20.0).ceil().clamp(8.0, 200.0) as usize,
+        Axis::Linear => 8,
     };
-    chart
-        .configure_mesh()
-        .x_desc(x_name.as_str())
+    let mut mesh = chart.configure_mesh();
+    if matches!(x_axis, Axis::Log) {
+        // One tick per 1/20 decade carries a label only at 1-2-5: no grid
+        // line for each.
+        mesh.disable_x_mesh();
+    }
+    mesh.x_desc(x_name.as_str())
         .y_desc(y_name.as_str())
         .x_labels(x_labels)
         .y_labels(8)
@@ -234,6 +248,8 @@ mod tests {
     fn log_axis_labels_are_values() {
         assert_eq!(Axis::Log.label(2.0), "100");
         assert_eq!(Axis::Log.label(0.0), "1.0");
+        assert_eq!(Axis::Log.label(2.0f64.log10() + 1.0), "20");
+        assert_eq!(Axis::Log.label(2.5), "");
         assert_eq!(Axis::Categories(vec!["a".into()]).label(0.0), "a");
         assert_eq!(Axis::Categories(vec!["a".into()]).label(0.5), "");
         assert_eq!(format_number(123_456.0), "123k");
