@@ -216,6 +216,10 @@ pub const TCP_NODELAY: ULONG = 0x0001;
 pub const MSG_TRUNC: ULONG = 0x0100;
 /// Receive flag: the control data was truncated.
 pub const MSG_CTRUNC: ULONG = 0x0200;
+/// `MSG_BCAST`: received as a broadcast (receive-from flags).
+pub const MSG_BCAST: ULONG = 0x0400;
+/// `MSG_MCAST`: received on a multicast address (receive-from flags).
+pub const MSG_MCAST: ULONG = 0x0800;
 
 /// `SOCKADDR`: a generic socket address.
 #[repr(C)]

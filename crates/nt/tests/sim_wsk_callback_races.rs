@@ -7,6 +7,8 @@
 //!   retained forever); a zero-length receive, or a re-enable, made right
 //!   after a STATUS_DATA_NOT_ACCEPTED re-arms the indications. Each
 //!   scenario runs many times so both orders of the race happen.
+//! - A receive made while a receive callback runs waits for it (the
+//!   bytes the callback is offered come first, also before the end).
 //! - From inside the callback (its own thread, before it returned): a
 //!   verifier finding, `violation::OWNERSHIP_IN_CALLBACK`, and a re-arm made
 //!   there does not count (the refusal that follows it stands).
@@ -28,6 +30,8 @@ use wsk_client::*;
 /// What the callbacks do.
 const RELEASE: u32 = 0;
 const REFUSE_ONCE_THEN_REARM: u32 = 1;
+/// The first callback waits for `go`, then refuses.
+const HOLD_THEN_REFUSE: u32 = 2;
 
 #[derive(Default)]
 struct Race {
@@ -42,6 +46,9 @@ struct Race {
     handed: AtomicUsize,
     refused: AtomicBool,
     consumed: AtomicUsize,
+    /// HOLD_THEN_REFUSE: the callback runs; it may return.
+    entered: AtomicBool,
+    go: AtomicBool,
 }
 
 fn race(context: PVOID) -> &'static Race {
@@ -74,6 +81,13 @@ unsafe extern "C" fn on_receive(
                 r.handed.store(indication as usize, Ordering::SeqCst);
             }
             STATUS_PENDING
+        }
+        HOLD_THEN_REFUSE if call == 0 => {
+            r.entered.store(true, Ordering::SeqCst);
+            while !r.go.load(Ordering::SeqCst) {
+                std::hint::spin_loop();
+            }
+            STATUS_DATA_NOT_ACCEPTED
         }
         _ if call == 0 => {
             if inside {
@@ -279,6 +293,49 @@ fn a_re_arm_inside_the_refusing_callback_is_a_finding_and_re_arms_nothing() {
     assert_eq!(close(listener), STATUS_SUCCESS);
     client.deregister();
     ownership_finding(&session.finish());
+}
+
+/// A receive made (from another thread) while a receive callback runs
+/// waits for that callback to return: the bytes it is being offered come
+/// before anything still buffered, and before the end; refused, they are
+/// what the receive gets first.
+#[test]
+fn a_receive_made_while_a_receive_callback_runs_waits_for_it() {
+    let session = session();
+    let client = Client::register();
+    let r: &'static Race = Box::leak(Box::default());
+    r.mode.store(HOLD_THEN_REFUSE, Ordering::SeqCst);
+    let (listener, socket, mut peer) = connection(&client, r);
+    peer.write_all(b"first").unwrap();
+    eventually("the callback holding the first bytes", || {
+        r.entered.load(Ordering::SeqCst)
+    });
+    peer.write_all(b"second").unwrap();
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let pending = start_receive(socket, 64, 0);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(
+        !pending.request.completed(),
+        "the receive completed while the callback offered earlier bytes: {:?}",
+        pending.request.result()
+    );
+    r.go.store(true, Ordering::SeqCst);
+    let (status, data) = pending.finish();
+    assert_eq!(status, STATUS_SUCCESS);
+    let mut all = data;
+    loop {
+        let more = receive(socket, 64, 0).expect("receive");
+        if more.is_empty() {
+            break;
+        }
+        all.extend(more);
+    }
+    assert_eq!(all, b"firstsecond", "in order, then the end");
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    assert_eq!(close(listener), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
 }
 
 fn datagram_socket(client: &Client, r: &'static Race) -> (PWSK_SOCKET, std::net::SocketAddr) {

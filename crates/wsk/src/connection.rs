@@ -4,14 +4,41 @@
 //!
 //! Buffers are owned: `send(buf)` and `receive(buf)` take the buffer by
 //! value and give it back with the byte count ([`BufResult`]), so the
-//! kernel can never outlive a borrow. A future dropped while its IRP is in
-//! flight cancels the IRP (`IoCancelIrp`); the buffer is freed when the IRP
-//! completes.
+//! kernel can never outlive a borrow. A receive appends after the bytes the
+//! buffer already holds (into its spare capacity).
+//!
+//! # Cancellation (dropping a future in flight)
+//!
+//! Dropping a future whose IRP is in flight requests `IoCancelIrp` and
+//! gives the buffer up: it is freed when the IRP completes. What that means
+//! for the data and the connection, per operation:
+//!
+//! - **send**: a send whose bytes started to go out is not cancelled by WSK
+//!   (on Windows cancelling a started TCP send is the transport's business;
+//!   the simulator never cancels one): its bytes may still be sent, in
+//!   full. Dropping a send is *not* "this was not sent": do not retry the
+//!   same bytes after a timeout, the stream would hold them twice; close the
+//!   connection (abortively) instead. A send that fails reports how many of
+//!   its bytes went out ([`Error::transferred`]).
+//! - **receive**: a cancelled receive completes with STATUS_CANCELLED and
+//!   the bytes it already holds (with `WSK_FLAG_WAITALL`); they are lost
+//!   with the dropped buffer, so drop a receive only to stop receiving. A
+//!   receive that fails reports the bytes it had ([`Error::transferred`],
+//!   already in the returned buffer).
+//! - **connect** / **accept**: the socket WSK created anyway is closed (an
+//!   accepted connection is reset).
+//! - **disconnect**: a graceful disconnect that was dropped may still
+//!   complete (FIN); an abortive one is immediate.
+//! - **close** ([`Connection::close`]): dropping it lets the close go on by
+//!   itself.
+//!
+//! Dropping a `Connection` closes it without waiting (`WskCloseSocket` is
+//! abortive unless the connection is already disconnected in both
+//! directions: our graceful disconnect completed and the peer's arrived);
+//! [`Connection::close`] waits.
 //!
 //! IRQL: every method may be called, and every future polled or dropped,
-//! at IRQL <= DISPATCH_LEVEL; nothing blocks. Dropping a `Connection`
-//! closes it without waiting (abortively unless a graceful disconnect
-//! completed, as `WskCloseSocket` does); [`Connection::close`] waits.
+//! at IRQL <= DISPATCH_LEVEL; nothing blocks.
 
 use core::net::SocketAddr;
 
@@ -20,10 +47,10 @@ use nt::wsk::*;
 use nt::*;
 
 use crate::addr::{SockAddrBuf, unspecified_like};
-use crate::error::{BufResult, Error, Result, check};
+use crate::error::{BufResult, Error, Result, check, check_transferred};
 use crate::events::ReceiveEvents;
 use crate::ops::{self, DisconnectRes, Lent, NewSocket, RecvRes, SendRes, SocketConnectRes};
-use crate::queue::ReceiveQueue;
+use crate::queue::{QueueFailed, ReceiveQueue};
 use crate::registration::Provider;
 use crate::shared::{Kind, SocketHandle};
 use crate::socket;
@@ -80,7 +107,7 @@ impl Connection {
         remote: SocketAddr,
     ) -> Result<Self> {
         let resources = SocketConnectRes {
-            new: NewSocket::new(Kind::Connection)?,
+            new: NewSocket::new(Kind::Connection, provider.registration_ref())?,
             client: provider.client(),
             dispatch: provider.dispatch().WskSocketConnect,
             local: SockAddrBuf::new(&local),
@@ -98,7 +125,11 @@ impl Connection {
     }
 
     /// Sends the initialised bytes of `buf` (`WskSend`); completes when
-    /// all of them were sent. Returns the bytes sent and the buffer.
+    /// all of them were sent (WSK does no send buffering: when the peer has
+    /// acknowledged them). Returns the bytes sent and the buffer; on error
+    /// [`Error::transferred`] says how many went out. One send at a time is
+    /// bound by round trips: to keep the connection busy, keep the ideal
+    /// send backlog outstanding (see [`Connection::sender`]).
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.send_with_flags(buf, 0).await
     }
@@ -115,19 +146,24 @@ impl Connection {
             Err((error, buf)) => return (Err(error), buf),
         };
         let resources = SendRes {
-            socket: self.handle.socket(),
+            shared: self.handle.ptr(),
             lent,
             flags,
         };
         let done = ops::call(resources, ops::submit_send::<B>).await;
         let buf = done.resources.lent.buf.into_inner();
-        (check(done.status).map(|()| done.information as usize), buf)
+        (
+            check_transferred(done.status, done.information as usize),
+            buf,
+        )
     }
 
-    /// Receives into `buf`'s capacity (`WskReceive`): completes as soon as
-    /// some bytes arrived. `Ok(0)` means the peer closed gracefully. The
-    /// buffer comes back with its initialised length set to the bytes
-    /// received. A buffer without capacity is STATUS_INVALID_PARAMETER.
+    /// Receives into `buf`'s spare capacity, after the bytes it holds
+    /// (`WskReceive`): completes as soon as some bytes arrived. `Ok(0)`
+    /// means the peer closed gracefully. The buffer comes back with the
+    /// received bytes appended. A buffer without spare capacity is
+    /// STATUS_INVALID_PARAMETER. On error [`Error::transferred`] bytes were
+    /// received (and are in the buffer).
     pub async fn receive<B: IoBufMut>(&self, buf: B) -> BufResult<usize, B> {
         self.receive_with_flags(buf, 0).await
     }
@@ -139,24 +175,30 @@ impl Connection {
     }
 
     async fn receive_with_flags<B: IoBufMut>(&self, buf: B, flags: ULONG) -> BufResult<usize, B> {
-        if buf.bytes_total() == 0 {
+        let (init, total) = (buf.bytes_init(), buf.bytes_total());
+        if init >= total {
             // A zero-length WskReceive completes at once with 0 bytes, which
             // reads as the peer's graceful close: refuse it.
             return (Err(Error::from_status(STATUS_INVALID_PARAMETER)), buf);
         }
-        let lent = match Lent::build(buf, IoBuf::bytes_total) {
-            Ok(lent) => lent,
-            Err((error, buf)) => return (Err(error), buf),
+        let buf = match irp_future::MdlBuf::new(buf) {
+            Ok(buf) => buf,
+            Err((status, buf)) => return (Err(Error::from_status(status)), buf),
         };
         let resources = RecvRes {
-            socket: self.handle.socket(),
-            lent,
+            shared: self.handle.ptr(),
+            lent: Lent::at(buf, init, total - init),
             flags,
         };
         let done = ops::call(resources, ops::submit_receive::<B>).await;
         let mut mdl_buf = done.resources.lent.buf;
         let n = ops::received(&mut mdl_buf, done.status, done.information as usize);
-        (check(done.status).map(|()| n), mdl_buf.into_inner())
+        (
+            check(done.status)
+                .map(|()| n)
+                .map_err(|e| e.with_transferred(n)),
+            mdl_buf.into_inner(),
+        )
     }
 
     /// `WskDisconnect`, graceful or abortive.
@@ -166,7 +208,7 @@ impl Connection {
             Disconnect::Abortive => WSK_FLAG_ABORTIVE,
         };
         let resources = DisconnectRes {
-            socket: self.handle.socket(),
+            shared: self.handle.ptr(),
             flags,
         };
         check(ops::call(resources, ops::submit_disconnect).await.status)
@@ -197,8 +239,8 @@ impl Connection {
         socket::get_option(&self.handle, level, code).await
     }
 
-    /// Closes the connection (`WskCloseSocket`: abortive unless a graceful
-    /// disconnect completed) and waits until WSK completed the close, after
+    /// Closes the connection (`WskCloseSocket`: abortive unless already
+    /// disconnected both ways) and waits until WSK completed the close, after
     /// which no request or callback of the socket is left. Indications still
     /// queued are released first; indications a consumer holds are waited
     /// for (drop them before awaiting this, or from another task).
@@ -207,13 +249,14 @@ impl Connection {
     }
 
     /// Callbacks style: enables `WskReceiveEvent` and `WskDisconnectEvent`
-    /// and returns the stream of received data as indications (zero-copy,
-    /// released with `WskRelease` when dropped). At most `depth` chains are
-    /// queued; past that the callback answers STATUS_DATA_NOT_ACCEPTED and
-    /// the provider holds the data (TCP backpressure) until the stream
-    /// makes room. The queue is allocated on the first call (with that
-    /// call's depth) and lives as long as the connection.
-    /// IRQL <= DISPATCH_LEVEL.
+    /// (unless they are static or inherited from the listener that accepted
+    /// this connection) and returns the stream of received data as
+    /// indications (zero-copy, released with `WskRelease` when dropped). At
+    /// most `depth` chains are queued; past that the callback answers
+    /// STATUS_DATA_NOT_ACCEPTED and the provider holds the data (TCP
+    /// backpressure) until the stream makes room. One stream at a time
+    /// (STATUS_INVALID_DEVICE_STATE for a second); a later stream may ask
+    /// for another depth once the queue is empty. IRQL <= DISPATCH_LEVEL.
     pub fn receive_events(&self, depth: usize) -> Result<ReceiveEvents<'_>> {
         ReceiveEvents::new(self, depth)
     }
@@ -223,7 +266,10 @@ impl Connection {
     /// the data in order as a `Stream`. It owns the connection
     /// ([`ReceiveQueue::socket`] lends it back for sends).
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn into_receive_queue<B, I>(self, buffers: I) -> Result<ReceiveQueue<B>>
+    pub fn into_receive_queue<B, I>(
+        self,
+        buffers: I,
+    ) -> core::result::Result<ReceiveQueue<B>, QueueFailed<Self, B>>
     where
         B: IoBufMut,
         I: IntoIterator<Item = B>,
@@ -231,11 +277,33 @@ impl Connection {
         ReceiveQueue::new(self, buffers)
     }
 
-    pub(crate) fn enable_receive_events(&self, depth: usize) -> Result<()> {
-        socket::enable_events(
+    /// The ideal send backlog WSK reported for this connection
+    /// (`WskSendBacklogEvent`; 0 before the first report): the bytes to
+    /// keep outstanding. [`Self::query_ideal_send_backlog`] asks for it.
+    pub fn ideal_send_backlog(&self) -> usize {
+        self.handle.shared().ideal_backlog()
+    }
+
+    /// Queries the ideal send backlog (`SIO_WSK_QUERY_IDEAL_SEND_BACKLOG`)
+    /// and records it.
+    pub async fn query_ideal_send_backlog(&self) -> Result<usize> {
+        let out = socket::control(
             &self.handle,
-            WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT,
-            depth,
+            WskIoctl,
+            0,
+            SIO_WSK_QUERY_IDEAL_SEND_BACKLOG,
+            &[],
+            core::mem::size_of::<SIZE_T>(),
         )
+        .await?;
+        let bytes = out.as_slice();
+        let mut raw = [0u8; core::mem::size_of::<SIZE_T>()];
+        if bytes.len() != raw.len() {
+            return Err(Error::from_status(STATUS_INVALID_BUFFER_SIZE));
+        }
+        raw.copy_from_slice(bytes);
+        let size = SIZE_T::from_ne_bytes(raw) as usize;
+        self.handle.shared().set_ideal_backlog(size);
+        Ok(size)
     }
 }

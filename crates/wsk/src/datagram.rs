@@ -12,10 +12,10 @@ use nt::wsk::*;
 use nt::*;
 
 use crate::addr::SockAddrBuf;
-use crate::error::{BufResult, Error, Result, check};
+use crate::error::{BufResult, Error, Result, check_transferred};
 use crate::events::ReceiveFromEvents;
 use crate::ops::{self, Lent, RecvFromRes, SendToRes};
-use crate::queue::ReceiveFromQueue;
+use crate::queue::{QueueFailed, ReceiveFromQueue};
 use crate::registration::Provider;
 use crate::shared::{Kind, SocketHandle};
 use crate::socket;
@@ -85,13 +85,16 @@ impl DatagramSocket {
             Err((error, buf)) => return (Err(error), buf),
         };
         let resources = SendToRes {
-            socket: self.handle.socket(),
+            shared: self.handle.ptr(),
             lent,
             remote: SockAddrBuf::new(&to),
         };
         let done = ops::call(resources, ops::submit_send_to::<B>).await;
         let buf = done.resources.lent.buf.into_inner();
-        (check(done.status).map(|()| done.information as usize), buf)
+        (
+            check_transferred(done.status, done.information as usize),
+            buf,
+        )
     }
 
     /// Receives one datagram into `buf`'s capacity (`WskReceiveFrom`).
@@ -100,7 +103,7 @@ impl DatagramSocket {
             Ok(mdl_buf) => mdl_buf,
             Err((status, buf)) => return (Err(Error::from_status(status)), buf),
         };
-        let resources = RecvFromRes::new(self.handle.socket(), mdl_buf);
+        let resources = RecvFromRes::new(self.handle.ptr(), mdl_buf);
         let done = ops::call(resources, ops::submit_receive_from::<B>).await;
         let RecvFromRes {
             lent,
@@ -152,15 +155,17 @@ impl DatagramSocket {
     /// it once it has room), or, for a static callback, drops them.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn receive_from_events(&self, depth: usize) -> Result<ReceiveFromEvents<'_>> {
-        socket::enable_events(&self.handle, WSK_EVENT_RECEIVE_FROM, depth)?;
-        Ok(ReceiveFromEvents::new(&self.handle))
+        ReceiveFromEvents::new(&self.handle, depth)
     }
 
     /// Functions style: a receive queue that keeps one `WskReceiveFrom`
     /// outstanding per buffer (depth = the number of buffers) and yields
     /// the datagrams in order as a `Stream`.
     /// IRQL <= DISPATCH_LEVEL.
-    pub fn into_receive_queue<B, I>(self, buffers: I) -> Result<ReceiveFromQueue<B>>
+    pub fn into_receive_queue<B, I>(
+        self,
+        buffers: I,
+    ) -> core::result::Result<ReceiveFromQueue<B>, QueueFailed<Self, B>>
     where
         B: IoBufMut,
         I: IntoIterator<Item = B>,

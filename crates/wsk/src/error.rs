@@ -11,10 +11,13 @@ use core::fmt;
 use nt::*;
 
 /// A failed WSK operation: the NTSTATUS it failed with (never a success
-/// code).
+/// code), and how many bytes it moved before it failed
+/// ([`Self::transferred`]: a send or receive that ends with an error may
+/// have sent or received part of its buffer).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Error {
     status: NTSTATUS,
+    transferred: usize,
 }
 
 impl Error {
@@ -25,15 +28,36 @@ impl Error {
         if NT_SUCCESS(status) {
             Self {
                 status: STATUS_UNSUCCESSFUL,
+                transferred: 0,
             }
         } else {
-            Self { status }
+            Self {
+                status,
+                transferred: 0,
+            }
+        }
+    }
+
+    /// The same error, with `bytes` moved before it.
+    pub const fn with_transferred(self, bytes: usize) -> Self {
+        Self {
+            status: self.status,
+            transferred: bytes,
         }
     }
 
     /// The NTSTATUS.
     pub const fn status(self) -> NTSTATUS {
         self.status
+    }
+
+    /// Bytes the operation had sent or received when it failed (its IRP's
+    /// `IoStatus.Information`): for a send, how much of the buffer the
+    /// peer got (or, for a cancelled one, was acknowledged); for a
+    /// receive, how much of the data is in the buffer. 0 for other
+    /// operations.
+    pub const fn transferred(self) -> usize {
+        self.transferred
     }
 
     /// Whether the operation was cancelled (STATUS_CANCELLED).
@@ -75,6 +99,8 @@ impl Error {
             STATUS_INVALID_ADDRESS => "STATUS_INVALID_ADDRESS",
             STATUS_INVALID_BUFFER_SIZE => "STATUS_INVALID_BUFFER_SIZE",
             STATUS_INVALID_HANDLE => "STATUS_INVALID_HANDLE",
+            STATUS_BUFFER_OVERFLOW => "STATUS_BUFFER_OVERFLOW",
+            STATUS_ACCESS_DENIED => "STATUS_ACCESS_DENIED",
             _ => return None,
         })
     }
@@ -89,9 +115,13 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.name() {
-            Some(name) => write!(f, "{name} ({:#010x})", self.status as u32),
-            None => write!(f, "NTSTATUS {:#010x}", self.status as u32),
+            Some(name) => write!(f, "{name} ({:#010x})", self.status as u32)?,
+            None => write!(f, "NTSTATUS {:#010x}", self.status as u32)?,
         }
+        if self.transferred > 0 {
+            write!(f, " after {} bytes", self.transferred)?;
+        }
+        Ok(())
     }
 }
 
@@ -109,6 +139,14 @@ pub type Result<T> = core::result::Result<T, Error>;
 /// The result of an operation that borrowed an owned buffer: the buffer
 /// comes back whatever happened (as tokio-uring and compio return theirs).
 pub type BufResult<T, B> = (Result<T>, B);
+
+/// `Ok(())` for a success status (STATUS_PENDING excluded: it is never a
+/// final status), the error otherwise.
+pub(crate) fn check_transferred(status: NTSTATUS, information: usize) -> Result<usize> {
+    check(status)
+        .map(|()| information)
+        .map_err(|e| e.with_transferred(information))
+}
 
 /// `Ok(())` for a success status (STATUS_PENDING excluded: it is never a
 /// final status), the error otherwise.

@@ -3,20 +3,34 @@
 //!
 //! An indication ([`DataIndication`], [`DatagramIndication`]) is the
 //! provider's own buffer chain, retained by the callback (STATUS_PENDING)
-//! and handed out without a copy; dropping it gives it back with
-//! `WskRelease` (the exact head the callback got). While indications are
-//! out the socket stays open: closing waits for them (see
-//! [`crate::Connection::close`]).
+//! and handed out without a copy once that callback returned; dropping it
+//! gives it back with `WskRelease` (the exact head the callback got). While
+//! indications are out the socket stays open: closing waits for them (see
+//! [`crate::Connection::close`]). Data the provider asked back at once
+//! (`WSK_FLAG_RELEASE_ASAP`) comes as a copy, as does what a final receive
+//! gets after the peer's disconnect: the same type, nothing to release.
 //!
 //! The streams re-arm the provider after backpressure: a connection whose
 //! callback answered STATUS_DATA_NOT_ACCEPTED gets a zero-length
 //! `WskReceive` (WSK indicates again once a receive completed); a datagram
 //! socket gets its callback re-enabled (WSK disables a per-socket callback
-//! that refused data).
+//! that refused data). A re-arm that fails is yielded as an error and tried
+//! again at the next poll: a stream never stalls silently.
+//!
+//! A connection's stream ends (`None`) only after the peer's graceful
+//! disconnect *and* a final `WskReceive` completed with 0 bytes: data the
+//! provider still held when it indicated the disconnect (refused earlier,
+//! or not indicated yet: WSK may indicate a disconnect before buffered
+//! data) comes first, in order (see [`ReceiveEvents`]).
+//!
+//! One stream per socket at a time (a second one is
+//! STATUS_INVALID_DEVICE_STATE until the first is dropped).
 //!
 //! IRQL: streams are polled and dropped, indications read and dropped, at
 //! IRQL <= DISPATCH_LEVEL.
 
+use alloc::vec::Vec;
+use core::future::Future;
 use core::marker::PhantomData;
 use core::net::SocketAddr;
 use core::pin::Pin;
@@ -24,7 +38,7 @@ use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
 use futures_core::Stream;
-use irp_future::{Allocated, IrpOp};
+use irp_future::{Allocated, Completed, IrpOp, MdlBuf};
 use nt::access::mdl_next;
 use nt::wsk::*;
 use nt::*;
@@ -32,9 +46,10 @@ use nt::*;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::listen::Accepted;
-use crate::ops::{self, RearmRes, Submit};
+use crate::ops::{self, EventMaskRes, Lent, RearmRes, RecvRes, Submit};
 use crate::shared::{
-    self, Event, Polled, SocketHandle, SocketShared, forget_consumer, poll_event, suppress_again,
+    self, Event, Polled, SocketHandle, SocketShared, Taken, end_stream, poll_event, start_stream,
+    suppress_again,
 };
 
 // === Reading provider buffers ===
@@ -44,7 +59,7 @@ use crate::shared::{
 /// # Safety
 /// The MDL chain is live and mapped in system space (a provider
 /// indication, or a locked / non-paged buffer) for `'a`.
-unsafe fn wsk_buf_chunks<'a>(buf: &WSK_BUF) -> WskBufChunks<'a> {
+pub(crate) unsafe fn wsk_buf_chunks<'a>(buf: &WSK_BUF) -> WskBufChunks<'a> {
     WskBufChunks {
         mdl: buf.Mdl,
         skip: buf.Offset as usize,
@@ -54,7 +69,7 @@ unsafe fn wsk_buf_chunks<'a>(buf: &WSK_BUF) -> WskBufChunks<'a> {
 }
 
 /// Iterator over the byte slices of a `WSK_BUF`.
-struct WskBufChunks<'a> {
+pub(crate) struct WskBufChunks<'a> {
     mdl: PMDL,
     skip: usize,
     left: usize,
@@ -111,46 +126,71 @@ fn copy_chunks<'a>(chunks: impl Iterator<Item = &'a [u8]>, out: &mut [u8]) -> us
 
 // === Data indications ===
 
-/// Received connection data still in the provider's buffers (a retained
-/// `WSK_DATA_INDICATION` chain). Read it with [`Self::chunks`] or
-/// [`Self::copy_to`]; dropping it releases it (`WskRelease`).
+/// Received connection data: still in the provider's buffers (a retained
+/// `WSK_DATA_INDICATION` chain, zero-copy; dropping it releases it with
+/// `WskRelease`), or a copy (see the module docs). Read it with
+/// [`Self::chunks`] or [`Self::copy_to`].
 pub struct DataIndication {
-    shared: NonNull<SocketShared>,
-    head: PWSK_DATA_INDICATION,
-    bytes: usize,
-    callback: u64,
+    inner: DataInner,
+}
+
+enum DataInner {
+    Retained {
+        shared: NonNull<SocketShared>,
+        head: PWSK_DATA_INDICATION,
+        bytes: usize,
+    },
+    Copied(Vec<u8>),
 }
 
 // SAFETY: the chain is provider memory readable from any thread; release
-// goes through the thread-safe provider.
+// goes through the thread-safe provider; a copy is owned data.
 unsafe impl Send for DataIndication {}
-// SAFETY: shared access only reads the chain.
+// SAFETY: shared access only reads the chain or the copy.
 unsafe impl Sync for DataIndication {}
 
 impl core::fmt::Debug for DataIndication {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DataIndication")
-            .field("head", &self.head)
-            .field("bytes", &self.bytes)
+            .field("bytes", &self.len())
+            .field("retained", &self.is_retained())
             .finish()
     }
 }
 
 impl DataIndication {
+    fn copied(data: Vec<u8>) -> Self {
+        Self {
+            inner: DataInner::Copied(data),
+        }
+    }
+
     /// The bytes indicated.
     pub fn len(&self) -> usize {
-        self.bytes
+        match &self.inner {
+            DataInner::Retained { bytes, .. } => *bytes,
+            DataInner::Copied(data) => data.len(),
+        }
     }
 
     /// Whether no byte was indicated.
     pub fn is_empty(&self) -> bool {
-        self.bytes == 0
+        self.len() == 0
+    }
+
+    /// Whether this is the provider's own chain (released when dropped)
+    /// rather than a copy.
+    pub fn is_retained(&self) -> bool {
+        matches!(self.inner, DataInner::Retained { .. })
     }
 
     /// The data as byte slices, in order (zero-copy).
     pub fn chunks(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let mut element = self.head;
-        core::iter::from_fn(move || {
+        let (mut element, copied) = match &self.inner {
+            DataInner::Retained { head, .. } => (*head, None),
+            DataInner::Copied(data) => (core::ptr::null_mut(), Some(data.as_slice())),
+        };
+        let retained = core::iter::from_fn(move || {
             if element.is_null() {
                 return None;
             }
@@ -160,7 +200,8 @@ impl DataIndication {
             // SAFETY: provider memory, live until we release the chain.
             Some(unsafe { wsk_buf_chunks(&this.Buffer) })
         })
-        .flatten()
+        .flatten();
+        copied.into_iter().filter(|c| !c.is_empty()).chain(retained)
     }
 
     /// Copies the data into `out`; returns the bytes copied.
@@ -168,22 +209,27 @@ impl DataIndication {
         copy_chunks(self.chunks(), out)
     }
 
-    /// The raw chain head (still owned by this value).
+    /// The raw chain head (still owned by this value; null for a copy).
     pub fn as_raw(&self) -> PWSK_DATA_INDICATION {
-        self.head
+        match &self.inner {
+            DataInner::Retained { head, .. } => *head,
+            DataInner::Copied(_) => core::ptr::null_mut(),
+        }
     }
 }
 
 impl Drop for DataIndication {
     fn drop(&mut self) {
-        let event = Event::Data {
-            head: self.head,
-            bytes: self.bytes,
-            callback: self.callback,
-        };
-        // SAFETY: the indication holds one reference of its socket and the
-        // retained chain, given back once.
-        unsafe { shared::give_back(self.shared, event) };
+        if let DataInner::Retained {
+            shared,
+            head,
+            bytes,
+        } = self.inner
+        {
+            // SAFETY: the indication holds its socket and the retained
+            // chain, given back once.
+            unsafe { shared::give_back(shared, Event::Data { head, bytes }) };
+        }
     }
 }
 
@@ -195,7 +241,7 @@ impl Drop for DataIndication {
 pub struct DatagramIndication {
     shared: NonNull<SocketShared>,
     head: PWSK_DATAGRAM_INDICATION,
-    callback: u64,
+    flags: ULONG,
 }
 
 // SAFETY: as DataIndication.
@@ -244,6 +290,18 @@ impl<'a> Datagram<'a> {
         unsafe { read_sockaddr(self.element.RemoteAddress) }
     }
 
+    /// Its control information (`CMSGHDR` objects, e.g. `IP_PKTINFO`), as
+    /// the provider handed it (empty if none).
+    pub fn control(&self) -> &'a [u8] {
+        let length = self.element.ControlInfoLength as usize;
+        if self.element.ControlInfo.is_null() || length == 0 {
+            return &[];
+        }
+        // SAFETY: the provider's control buffer of that length, live with
+        // the chain.
+        unsafe { core::slice::from_raw_parts(self.element.ControlInfo.cast::<u8>(), length) }
+    }
+
     /// Its bytes as slices (zero-copy).
     pub fn chunks(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
         // SAFETY: provider memory, live until the chain is released (the
@@ -274,6 +332,17 @@ impl DatagramIndication {
         self.iter().count()
     }
 
+    /// The datagrams came as a link-layer broadcast or to a broadcast
+    /// address (`MSG_BCAST`).
+    pub fn broadcast(&self) -> bool {
+        self.flags & MSG_BCAST != 0
+    }
+
+    /// The datagrams came to a multicast address (`MSG_MCAST`).
+    pub fn multicast(&self) -> bool {
+        self.flags & MSG_MCAST != 0
+    }
+
     /// The raw chain head (still owned by this value).
     pub fn as_raw(&self) -> PWSK_DATAGRAM_INDICATION {
         self.head
@@ -284,7 +353,7 @@ impl Drop for DatagramIndication {
     fn drop(&mut self) {
         let event = Event::Datagrams {
             head: self.head,
-            callback: self.callback,
+            flags: self.flags,
         };
         // SAFETY: as DataIndication's drop.
         unsafe { shared::give_back(self.shared, event) };
@@ -293,21 +362,49 @@ impl Drop for DatagramIndication {
 
 // === Streams ===
 
-/// How many polls a stream retries enabling events on a connection that
-/// the accept callback just handed out (WSK records its event table only
-/// once the callback has returned).
-const ENABLE_RETRIES: u32 = 100_000;
-
 type RearmOp = IrpOp<RearmRes, Allocated, Submit<RearmRes>>;
+type TailOp = IrpOp<RecvRes<Vec<u8>>, Allocated, Submit<RecvRes<Vec<u8>>>>;
+type DisableOp = IrpOp<EventMaskRes, Allocated, Submit<EventMaskRes>>;
+
+/// The bytes a final receive asks for at a time.
+const TAIL_CHUNK: usize = 16 * 1024;
+
+/// How a connection's stream ends after the peer's graceful disconnect.
+enum Ending {
+    /// Not closed yet.
+    Open,
+    /// Disabling the receive event, with an IRP: it completes once every
+    /// receive callback in progress returned.
+    Disabling(DisableOp),
+    /// Handing out what the callbacks queued before the disable (older
+    /// than anything a receive gets now).
+    Draining,
+    /// Receiving what the provider still holds (a receive in flight, or
+    /// none between two).
+    Receiving(Option<TailOp>),
+    /// The end was yielded.
+    Ended,
+}
 
 /// Received data of a connection, as indications
-/// ([`Connection::receive_events`]). Yields `Err` once if the connection
-/// is reset or dies, and ends (`None`) after the peer's graceful close.
+/// ([`Connection::receive_events`]). Yields `Err` for a reset or dead
+/// connection (then ends), and for a failed re-arm (tried again at the
+/// next poll); ends (`None`) after the peer's graceful close once the
+/// provider holds no more data.
+///
+/// The end: once the peer's disconnect was indicated and every queued
+/// indication was handed out, the stream disables the receive event (with
+/// an IRP, which WSK completes once the receive callbacks in progress
+/// returned), hands out what those queued, then receives (`WskReceive`
+/// into pool copies) what the provider still holds until a receive
+/// completes with 0 bytes. The receive event stays disabled; a later
+/// stream enables it again. With a static receive event (never disabled)
+/// a callback still in progress at that point could be handed out after
+/// the copies that follow it.
 pub struct ReceiveEvents<'a> {
     connection: &'a Connection,
-    depth: usize,
-    enable: Option<(Error, u32)>,
     rearm: Option<RearmOp>,
+    ending: Ending,
 }
 
 impl core::fmt::Debug for ReceiveEvents<'_> {
@@ -320,25 +417,29 @@ impl core::fmt::Debug for ReceiveEvents<'_> {
 
 impl<'a> ReceiveEvents<'a> {
     pub(crate) fn new(connection: &'a Connection, depth: usize) -> Result<Self> {
-        let enable = match connection.enable_receive_events(depth) {
-            Ok(()) => None,
-            Err(error)
-                if connection.handle().shared().accepted_by_event()
-                    && matches!(
-                        error.status(),
-                        STATUS_INVALID_PARAMETER | STATUS_INVALID_DEVICE_STATE
-                    ) =>
-            {
-                Some((error, 0))
-            }
-            Err(error) => return Err(error),
-        };
-        Ok(Self {
+        if depth == 0 {
+            return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+        }
+        let handle = connection.handle();
+        let shared = handle.shared();
+        start_stream(shared)?;
+        let started = Self {
             connection,
-            depth,
-            enable,
             rearm: None,
-        })
+            ending: Ending::Open,
+        };
+        shared.ensure_ring(depth)?;
+        // Enable what is neither static nor inherited from the listener
+        // (enabling those again is refused: they are on already).
+        let wanted = WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT;
+        let on = shared.registration().static_events() | shared.inherited_events();
+        let mask = wanted & !on;
+        if mask != 0 {
+            crate::error::check(ops::set_event_mask(shared, mask))?;
+        }
+        // Data refused before the queue existed waits in the provider: the
+        // first poll re-arms it.
+        Ok(started)
     }
 
     fn shared(&self) -> &SocketShared {
@@ -351,83 +452,217 @@ impl<'a> ReceiveEvents<'a> {
         self.shared().state().refused
     }
 
-    fn poll_rearm(&mut self, cx: &mut Context<'_>) {
-        let Some(op) = &mut self.rearm else {
-            return;
+    /// Polls the re-arm in flight: `Some(error)` if it failed (the provider
+    /// stays suppressed: the next poll re-arms again).
+    fn poll_rearm(&mut self, cx: &mut Context<'_>) -> Option<Error> {
+        let op = self.rearm.as_mut()?;
+        let Poll::Ready(done) = Pin::new(op).poll(cx) else {
+            return None;
         };
-        if let Poll::Ready(done) = Pin::new(op).poll(cx) {
-            self.rearm = None;
-            if !NT_SUCCESS(done.status) {
-                suppress_again(self.shared());
-            }
+        self.rearm = None;
+        if NT_SUCCESS(done.status) {
+            return None;
         }
+        suppress_again(self.shared());
+        Some(Error::from_status(done.status))
     }
 
-    fn start_rearm(&mut self, cx: &mut Context<'_>) {
+    fn start_rearm(&mut self, cx: &mut Context<'_>) -> Option<Error> {
         if self.rearm.is_some() {
             // The receive in flight was submitted before this refusal and
             // re-armed nothing of it: re-arm again once it completes (its
             // completion wakes this stream).
             suppress_again(self.shared());
-            return;
+            return None;
         }
-        let resources = RearmRes::new(self.connection.handle().socket());
-        // SAFETY: submit_rearm hands the IRP to WskReceive or returns a
-        // failure without handing it over (see ops::call).
+        let resources = RearmRes::new(self.connection.handle().ptr());
+        // SAFETY: submit_rearm hands the IRP to WskReceive or returns
+        // `NotSubmitted` without handing it over (see ops::call).
         let op = unsafe { IrpOp::allocated(resources, ops::submit_rearm as Submit<RearmRes>) };
         self.rearm = Some(op);
-        self.poll_rearm(cx);
+        self.poll_rearm(cx)
+    }
+
+    /// The peer closed and everything queued was handed out: disable the
+    /// receive event (unless it is static: then straight to the copies).
+    fn start_ending(&mut self) {
+        let shared = self.shared();
+        // A later stream enables it again.
+        shared.set_inherited_events(shared.inherited_events() & !WSK_EVENT_RECEIVE);
+        if shared.registration().static_events() & WSK_EVENT_RECEIVE != 0 {
+            self.ending = Ending::Receiving(None);
+            return;
+        }
+        let resources = EventMaskRes::new(
+            self.connection.handle().ptr(),
+            WSK_EVENT_RECEIVE | WSK_EVENT_DISABLE,
+        );
+        // SAFETY: submit_event_mask hands the IRP to WskControlSocket or
+        // returns `NotSubmitted` without handing it over.
+        let op =
+            unsafe { IrpOp::allocated(resources, ops::submit_event_mask as Submit<EventMaskRes>) };
+        self.ending = Ending::Disabling(op);
+    }
+
+    /// The stream after the peer's disconnect (see the type's docs).
+    fn poll_ending(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<DataIndication>>> {
+        loop {
+            match &mut self.ending {
+                Ending::Open => return Poll::Pending,
+                Ending::Ended => return Poll::Ready(None),
+                Ending::Disabling(op) => {
+                    let Poll::Ready(_done) = Pin::new(op).poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    // Whatever the outcome (a failure leaves the event on:
+                    // the copies may then overtake a callback in progress,
+                    // as with a static event).
+                    self.ending = Ending::Draining;
+                }
+                Ending::Draining => match shared::take_owned(self.shared(), cx) {
+                    Taken::Event(event) => {
+                        if let Some(item) = self.indication(event, cx) {
+                            return Poll::Ready(Some(Ok(item)));
+                        }
+                    }
+                    Taken::Waiting => return Poll::Pending,
+                    Taken::Empty => self.ending = Ending::Receiving(None),
+                },
+                Ending::Receiving(tail) => {
+                    if tail.is_none() {
+                        match self.start_tail() {
+                            Ok(op) => self.ending = Ending::Receiving(Some(op)),
+                            Err(error) => {
+                                self.ending = Ending::Ended;
+                                return Poll::Ready(Some(Err(error)));
+                            }
+                        }
+                        continue;
+                    }
+                    let Some(op) = tail.as_mut() else {
+                        continue;
+                    };
+                    let Poll::Ready(done) = Pin::new(op).poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    return match tail_item(done) {
+                        None => {
+                            self.ending = Ending::Ended;
+                            Poll::Ready(None)
+                        }
+                        Some(Ok(data)) => {
+                            self.ending = Ending::Receiving(None);
+                            Poll::Ready(Some(Ok(data)))
+                        }
+                        Some(Err(error)) => {
+                            self.ending = Ending::Ended;
+                            Poll::Ready(Some(Err(error)))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
+    /// A receive for a pool copy of what the provider holds.
+    fn start_tail(&self) -> Result<TailOp> {
+        let mut buf = Vec::new();
+        if buf.try_reserve_exact(TAIL_CHUNK).is_err() {
+            return Err(Error::from_status(STATUS_INSUFFICIENT_RESOURCES));
+        }
+        let lent = Lent::build(buf, |b: &Vec<u8>| b.capacity()).map_err(|(error, _)| error)?;
+        let resources = RecvRes {
+            shared: self.connection.handle().ptr(),
+            lent,
+            flags: 0,
+        };
+        // SAFETY: submit_receive hands the IRP to WskReceive or returns
+        // `NotSubmitted` without handing it over.
+        Ok(unsafe {
+            IrpOp::allocated(
+                resources,
+                ops::submit_receive::<Vec<u8>> as Submit<RecvRes<Vec<u8>>>,
+            )
+        })
+    }
+
+    /// An event taken from the queue as the indication handed out (`None`
+    /// for one that is not a connection's: given back, the consumer
+    /// woken).
+    fn indication(&self, event: Event, cx: &mut Context<'_>) -> Option<DataIndication> {
+        let shared = self.connection.handle().ptr();
+        match event {
+            Event::Data { head, bytes } => Some(DataIndication {
+                inner: DataInner::Retained {
+                    shared,
+                    head,
+                    bytes,
+                },
+            }),
+            Event::Copied(data) => {
+                // A copy holds nothing of the provider's.
+                // SAFETY: the event's hold, given up once.
+                unsafe { shared::release_held(shared) };
+                Some(DataIndication::copied(data))
+            }
+            other => {
+                // Not an event of a connection: give it back.
+                // SAFETY: the event holds one reference.
+                unsafe { shared::give_back(shared, other) };
+                cx.waker().wake_by_ref();
+                None
+            }
+        }
     }
 }
 
-use core::future::Future;
+/// What a final receive gives: data, the end, or an error (which ends the
+/// stream too).
+fn tail_item(done: Completed<RecvRes<Vec<u8>>>) -> Option<Result<DataIndication>> {
+    let mut buf: MdlBuf<Vec<u8>> = done.resources.lent.buf;
+    let n = ops::received(&mut buf, done.status, done.information as usize);
+    match crate::error::check(done.status) {
+        Ok(()) if n == 0 => None,
+        Ok(()) => Some(Ok(DataIndication::copied(buf.into_inner()))),
+        Err(error) => Some(Err(error.with_transferred(n))),
+    }
+}
 
 impl Stream for ReceiveEvents<'_> {
     type Item = Result<DataIndication>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if let Some((error, tries)) = this.enable {
-            match this.connection.enable_receive_events(this.depth) {
-                Ok(()) => this.enable = None,
-                Err(_) if tries < ENABLE_RETRIES => {
-                    this.enable = Some((error, tries + 1));
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Err(error) => {
-                    this.enable = None;
-                    return Poll::Ready(Some(Err(error)));
-                }
-            }
+        if !matches!(this.ending, Ending::Open) {
+            return this.poll_ending(cx);
         }
-        this.poll_rearm(cx);
+        if let Some(error) = this.poll_rearm(cx) {
+            return Poll::Ready(Some(Err(error)));
+        }
         let (polled, rearm) = poll_event(this.shared(), cx);
-        if let Some(refusing) = rearm {
-            this.shared().wait_callback_returned(refusing);
-            this.start_rearm(cx);
+        if rearm
+            && let Some(error) = this.start_rearm(cx)
+            && !matches!(polled, Polled::Event(_))
+        {
+            // (With an event to hand out, that comes first; the re-arm is
+            // tried again at the next poll.)
+            return Poll::Ready(Some(Err(error)));
         }
-        let shared = this.connection.handle().ptr();
         match polled {
-            Polled::Event(Event::Data {
-                head,
-                bytes,
-                callback,
-            }) => Poll::Ready(Some(Ok(DataIndication {
-                shared,
-                head,
-                bytes,
-                callback,
-            }))),
-            Polled::Event(other) => {
-                // Not an event of a connection: give it back.
-                // SAFETY: the event holds one reference.
-                unsafe { shared::give_back(shared, other) };
-                cx.waker().wake_by_ref();
-                Poll::Pending
+            Polled::Event(event) => match this.indication(event, cx) {
+                Some(item) => Poll::Ready(Some(Ok(item))),
+                None => Poll::Pending,
+            },
+            Polled::Closed => {
+                // The peer closed: what the provider still holds, then the
+                // end.
+                this.start_ending();
+                this.poll_ending(cx)
             }
-            Polled::Closed => Poll::Ready(None),
-            Polled::Failed(status) => Poll::Ready(Some(Err(Error::from_status(status)))),
+            Polled::Failed(status) => {
+                this.ending = Ending::Ended;
+                Poll::Ready(Some(Err(Error::from_status(status))))
+            }
             Polled::Pending => Poll::Pending,
         }
     }
@@ -440,14 +675,17 @@ impl Drop for ReceiveEvents<'_> {
             // extra zero-length receive is harmless).
             suppress_again(self.shared());
         }
-        forget_consumer(self.shared());
+        end_stream(self.shared());
     }
 }
 
 /// Received datagrams of a datagram socket, as indication chains
-/// ([`crate::DatagramSocket::receive_from_events`]).
+/// ([`crate::DatagramSocket::receive_from_events`]). Yields `Err` for a
+/// dead socket (then ends) and for a failed re-enable (tried again at the
+/// next poll).
 pub struct ReceiveFromEvents<'a> {
     handle: &'a SocketHandle,
+    ended: bool,
 }
 
 impl core::fmt::Debug for ReceiveFromEvents<'_> {
@@ -459,8 +697,21 @@ impl core::fmt::Debug for ReceiveFromEvents<'_> {
 }
 
 impl<'a> ReceiveFromEvents<'a> {
-    pub(crate) fn new(handle: &'a SocketHandle) -> Self {
-        Self { handle }
+    pub(crate) fn new(handle: &'a SocketHandle, depth: usize) -> Result<Self> {
+        if depth == 0 {
+            return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+        }
+        let shared = handle.shared();
+        start_stream(shared)?;
+        let started = Self {
+            handle,
+            ended: false,
+        };
+        shared.ensure_ring(depth)?;
+        if shared.registration().static_events() & WSK_EVENT_RECEIVE_FROM == 0 {
+            crate::error::check(ops::set_event_mask(shared, WSK_EVENT_RECEIVE_FROM))?;
+        }
+        Ok(started)
     }
 
     /// Indications refused so far because the queue was full.
@@ -474,21 +725,31 @@ impl Stream for ReceiveFromEvents<'_> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let (polled, rearm) = poll_event(this.handle.shared(), cx);
-        if let Some(refusing) = rearm {
-            this.handle.shared().wait_callback_returned(refusing);
-            let status = ops::set_event_mask(this.handle.socket(), WSK_EVENT_RECEIVE_FROM);
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let shared = this.handle.shared();
+        let (polled, rearm) = poll_event(shared, cx);
+        // A per-socket callback that refused was disabled by WSK: enable it
+        // again (a static one stays on; WSK dropped what it refused).
+        if rearm && shared.registration().static_events() & WSK_EVENT_RECEIVE_FROM == 0 {
+            let status = ops::set_event_mask(shared, WSK_EVENT_RECEIVE_FROM);
             if !NT_SUCCESS(status) {
-                suppress_again(this.handle.shared());
+                // Tried again at the next poll; an event to hand out comes
+                // first.
+                suppress_again(shared);
+                if !matches!(polled, Polled::Event(_)) {
+                    return Poll::Ready(Some(Err(Error::from_status(status))));
+                }
             }
         }
         let shared = this.handle.ptr();
         match polled {
-            Polled::Event(Event::Datagrams { head, callback }) => {
+            Polled::Event(Event::Datagrams { head, flags }) => {
                 Poll::Ready(Some(Ok(DatagramIndication {
                     shared,
                     head,
-                    callback,
+                    flags,
                 })))
             }
             Polled::Event(other) => {
@@ -497,8 +758,14 @@ impl Stream for ReceiveFromEvents<'_> {
                 cx.waker().wake_by_ref();
                 Poll::Pending
             }
-            Polled::Closed => Poll::Ready(None),
-            Polled::Failed(status) => Poll::Ready(Some(Err(Error::from_status(status)))),
+            Polled::Closed => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Polled::Failed(status) => {
+                this.ended = true;
+                Poll::Ready(Some(Err(Error::from_status(status))))
+            }
             Polled::Pending => Poll::Pending,
         }
     }
@@ -506,12 +773,13 @@ impl Stream for ReceiveFromEvents<'_> {
 
 impl Drop for ReceiveFromEvents<'_> {
     fn drop(&mut self) {
-        forget_consumer(self.handle.shared());
+        end_stream(self.handle.shared());
     }
 }
 
 /// Connections accepted by the accept callback
-/// ([`crate::ListenSocket::accept_events`]).
+/// ([`crate::ListenSocket::accept_events`]), handed out once the callback
+/// returned.
 pub struct AcceptEvents<'a> {
     handle: &'a SocketHandle,
 }
@@ -525,8 +793,21 @@ impl core::fmt::Debug for AcceptEvents<'_> {
 }
 
 impl<'a> AcceptEvents<'a> {
-    pub(crate) fn new(handle: &'a SocketHandle) -> Self {
-        Self { handle }
+    pub(crate) fn new(handle: &'a SocketHandle, depth: usize, inherit: ULONG) -> Result<Self> {
+        if depth == 0 {
+            return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+        }
+        let shared = handle.shared();
+        start_stream(shared)?;
+        let started = Self { handle };
+        shared.ensure_ring(depth)?;
+        let on = shared.registration().static_events();
+        let mask = (WSK_EVENT_ACCEPT | inherit) & !on;
+        if mask != 0 {
+            crate::error::check(ops::set_event_mask(shared, mask))?;
+        }
+        shared.set_inherited_events((inherit | on) & (WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT));
+        Ok(started)
     }
 
     /// Connections refused so far because the queue was full (WSK reset
@@ -549,12 +830,12 @@ impl Stream for AcceptEvents<'_> {
                 local,
                 remote,
             }) => {
-                // The queue's reference to the accepted block becomes the
-                // connection's handle; the listener's event reference goes.
-                // SAFETY: the accepted block's handle reference, taken once.
+                // The queue's handle of the accepted block becomes the
+                // connection's; the listener's hold of the event goes.
+                // SAFETY: the accepted block's handle, taken once.
                 let connection = Connection::from_handle(unsafe { SocketHandle::from_raw(socket) });
-                // SAFETY: the event's reference on the listener.
-                unsafe { shared::release_ref(shared) };
+                // SAFETY: the event's hold on the listener.
+                unsafe { shared::release_held(shared) };
                 Poll::Ready(Some(Ok(Accepted {
                     connection,
                     local,
@@ -576,6 +857,6 @@ impl Stream for AcceptEvents<'_> {
 
 impl Drop for AcceptEvents<'_> {
     fn drop(&mut self) {
-        forget_consumer(self.handle.shared());
+        end_stream(self.handle.shared());
     }
 }

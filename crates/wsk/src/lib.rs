@@ -76,5 +76,5 @@ pub use events::{
 pub use irp_future::{IoBuf, IoBufMut, MdlBuf};
 pub use listen::{Accepted, ListenOptions, ListenSocket};
 pub use pool::POOL_TAG;
-pub use queue::{Closed, ReceiveFromQueue, ReceiveQueue, Received};
+pub use queue::{Closed, QueueFailed, ReceiveFromQueue, ReceiveQueue, Received};
 pub use registration::{CaptureWait, Provider, Registration};

@@ -90,8 +90,11 @@ impl ListenSocket {
     /// Accepts the next connection (`WskAccept`).
     pub async fn accept(&self) -> Result<Accepted> {
         let resources = AcceptRes {
-            new: NewSocket::new(Kind::Connection)?,
-            listen: self.handle.socket(),
+            new: NewSocket::new(
+                Kind::Connection,
+                self.handle.shared().registration().clone_ref(),
+            )?,
+            listen: self.handle.ptr(),
             local: SockAddrBuf::empty(),
             remote: SockAddrBuf::empty(),
         };
@@ -113,14 +116,25 @@ impl ListenSocket {
     }
 
     /// Callbacks style: enables `WskAcceptEvent` and returns the stream of
-    /// accepted connections. At most `depth` wait in the queue; past that
-    /// the callback answers STATUS_REQUEST_NOT_ACCEPTED and WSK resets the
-    /// connection (documented backpressure). The queue lives as long as the
-    /// listener; connections still queued at close are closed.
-    /// IRQL <= DISPATCH_LEVEL.
+    /// accepted connections, handed out once the accept callback returned.
+    /// It also enables `WskReceiveEvent` and `WskDisconnectEvent` on the
+    /// listener, so every connection the callback accepts has them from the
+    /// start ("automatically enabled on an accepted connection-oriented
+    /// socket", SO_WSK_EVENT_CALLBACK): no enable call after the accept,
+    /// and no race with data that arrives first. Such a connection's
+    /// [`Connection::receive_events`] only sets up its queue; data that
+    /// arrives before it is refused and held by the provider until then.
+    /// At most `depth` connections wait in the queue; past that the
+    /// callback answers STATUS_REQUEST_NOT_ACCEPTED and WSK resets the
+    /// connection (use [`Self::accept`], or an accept queue, to leave
+    /// connections waiting in the backlog instead). Connections still queued
+    /// at close are closed. One stream at a time. IRQL <= DISPATCH_LEVEL.
     pub fn accept_events(&self, depth: usize) -> Result<AcceptEvents<'_>> {
-        socket::enable_events(&self.handle, WSK_EVENT_ACCEPT, depth)?;
-        Ok(AcceptEvents::new(&self.handle))
+        AcceptEvents::new(
+            &self.handle,
+            depth,
+            WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT,
+        )
     }
 
     /// Closes the listener and waits for WSK to complete the close

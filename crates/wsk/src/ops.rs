@@ -6,14 +6,18 @@
 //!
 //! Submit functions are plain `fn` pointers (the socket and everything else
 //! they need is in the resources), so operations are `Send` and their types
-//! can be named by the receive queues. Each one calls the provider function
-//! of the socket's category; when the provider has none it returns
-//! `Submission::NotSubmitted(STATUS_NOT_SUPPORTED)` without handing the IRP
-//! over.
+//! can be named by the receive queues. Each one enters the socket's call
+//! count ([`SocketShared::enter_call`]) for the duration of the WSK call,
+//! reads only the dispatch entry it calls ([`dispatch_entry!`]), and calls
+//! it; on an aborted socket, or when the provider has no such entry, it
+//! returns `Submission::NotSubmitted` with STATUS_FILE_FORCED_CLOSED /
+//! STATUS_NOT_SUPPORTED without handing the IRP over.
 //!
 //! IRQL: submitted and polled at <= DISPATCH_LEVEL; the resources of an
 //! operation dropped in flight are dropped by its completion routine at
 //! DISPATCH_LEVEL (buffers, MDLs and pool blocks, all legal there).
+
+use core::ptr::NonNull;
 
 use irp_future::{Completed, IoBuf, IoBufMut, IrpOp, MdlBuf, Submission};
 use nt::access::{irp_information, irp_status};
@@ -23,7 +27,8 @@ use nt::*;
 use crate::addr::SockAddrBuf;
 use crate::error::{Error, Result};
 use crate::pool::PoolBox;
-use crate::shared::{Kind, SocketHandle, SocketShared, table};
+use crate::registration::RegRef;
+use crate::shared::{Kind, SocketHandle, SocketShared, dispatch_entry};
 
 /// A submit function for resources `R`.
 pub(crate) type Submit<R> = fn(PIRP, &mut R) -> Submission;
@@ -33,10 +38,26 @@ pub(crate) async fn call<R: Send + 'static>(resources: R, submit: Submit<R>) -> 
     // SAFETY: every `Submit` of this module hands the IRP to exactly one
     // WSK provider function (which completes it exactly once, whatever it
     // returns) and returns `Submitted` with that function's status, or
-    // `NotSubmitted` without handing it over; the provider uses the
-    // resources (through the pointers the submit function derives from
-    // them) only until it completes the IRP.
+    // `NotSubmitted` without handing it over; the provider uses the resources
+    // (through the pointers the submit function derives from them) only
+    // until it completes the IRP.
     unsafe { IrpOp::allocated(resources, submit) }.await
+}
+
+/// Runs `call` with the socket of `shared` entered for one WSK call (see
+/// [`SocketShared::enter_call`]); STATUS_FILE_FORCED_CLOSED without calling
+/// once the socket is aborted.
+fn on_socket(
+    shared: NonNull<SocketShared>,
+    call: impl FnOnce(PWSK_SOCKET) -> Submission,
+) -> Submission {
+    // SAFETY: operations are submitted by a holder of the socket (its
+    // handle, borrowed by the caller for the whole submission).
+    let shared = unsafe { shared.as_ref() };
+    let Some(_call) = shared.enter_call() else {
+        return Submission::NotSubmitted(STATUS_FILE_FORCED_CLOSED);
+    };
+    call(shared.socket())
 }
 
 // === Buffers ===
@@ -52,18 +73,23 @@ pub(crate) struct Lent<B: IoBuf> {
 unsafe impl<B: IoBuf> Send for Lent<B> {}
 
 impl<B: IoBuf> Lent<B> {
-    /// Describes the first `len` bytes of `buf`.
-    pub(crate) fn new(buf: MdlBuf<B>, len: usize) -> Self {
+    /// Describes `len` bytes of `buf` from byte `offset`.
+    pub(crate) fn at(buf: MdlBuf<B>, offset: usize, len: usize) -> Self {
         let mdl = buf.mdl();
-        let len = if mdl.is_null() { 0 } else { len };
+        let (offset, len) = if mdl.is_null() { (0, 0) } else { (offset, len) };
         Self {
             wsk: WSK_BUF {
                 Mdl: mdl,
-                Offset: 0,
+                Offset: offset as ULONG,
                 Length: len as SIZE_T,
             },
             buf,
         }
+    }
+
+    /// Describes the first `len` bytes of `buf`.
+    pub(crate) fn new(buf: MdlBuf<B>, len: usize) -> Self {
+        Self::at(buf, 0, len)
     }
 
     /// Builds the MDL (IRQL <= DISPATCH_LEVEL); on failure the buffer
@@ -83,30 +109,30 @@ impl<B: IoBuf> Lent<B> {
 // === Connection data ===
 
 pub(crate) struct SendRes<B: IoBuf> {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) lent: Lent<B>,
     pub(crate) flags: ULONG,
 }
 
-// SAFETY: the socket pointer is only passed to the thread-safe provider.
+// SAFETY: the block is shared through atomics and locks; the buffer is
+// Send.
 unsafe impl<B: IoBuf> Send for SendRes<B> {}
 
 pub(crate) fn submit_send<B: IoBuf>(irp: PIRP, r: &mut SendRes<B>) -> Submission {
-    // SAFETY: a live connection socket (its handle is borrowed by the
-    // caller for the whole call).
-    let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskSend {
-        Some(send) => {
-            // SAFETY: WskSend with our IRP; the WSK_BUF and its MDL live in the
-            // resources until completion.
-            Submission::Submitted(unsafe { send(r.socket, &mut r.lent.wsk, r.flags, irp) })
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let flags = r.flags;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskSend) {
+            // SAFETY: WskSend with our IRP; the WSK_BUF and its MDL live in
+            // the resources until completion.
+            Some(send) => Submission::Submitted(unsafe { send(socket, wsk, flags, irp) }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
         }
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    })
 }
 
 pub(crate) struct RecvRes<B: IoBufMut> {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) lent: Lent<B>,
     pub(crate) flags: ULONG,
 }
@@ -115,34 +141,35 @@ pub(crate) struct RecvRes<B: IoBufMut> {
 unsafe impl<B: IoBufMut> Send for RecvRes<B> {}
 
 pub(crate) fn submit_receive<B: IoBufMut>(irp: PIRP, r: &mut RecvRes<B>) -> Submission {
-    // SAFETY: a live connection socket.
-    let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskReceive {
-        Some(receive) => {
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let flags = r.flags;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskReceive) {
             // SAFETY: WskReceive with our IRP; the buffer lives in the
             // resources until completion.
-            Submission::Submitted(unsafe { receive(r.socket, &mut r.lent.wsk, r.flags, irp) })
+            Some(receive) => Submission::Submitted(unsafe { receive(socket, wsk, flags, irp) }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
         }
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    })
 }
 
-/// Records the bytes a completed receive wrote into its buffer: on
-/// success, and also on STATUS_BUFFER_OVERFLOW (a truncated datagram: the
-/// bytes that fit) and STATUS_CANCELLED (bytes a cancelled receive had
-/// already copied).
+/// Records the bytes a completed receive wrote into its buffer, after the
+/// bytes that were initialised already (a receive appends): on success,
+/// and also on STATUS_BUFFER_OVERFLOW (a truncated datagram: the bytes
+/// that fit) and STATUS_CANCELLED or another error (bytes a receive had
+/// already copied before it ended: `Information`). Returns the bytes
+/// received.
 pub(crate) fn received<B: IoBufMut>(
     buf: &mut MdlBuf<B>,
     status: NTSTATUS,
     information: usize,
 ) -> usize {
-    if !NT_SUCCESS(status) && status != STATUS_CANCELLED && status != STATUS_BUFFER_OVERFLOW {
-        return 0;
-    }
-    let n = information.min(buf.bytes_total());
-    // SAFETY: the provider wrote `information` bytes at the buffer's start
-    // (a cancelled receive may carry bytes it had already copied).
-    unsafe { buf.set_init(n) };
+    let _ = status;
+    let before = buf.bytes_init();
+    let n = information.min(buf.bytes_total().saturating_sub(before));
+    // SAFETY: the provider wrote `information` bytes right after the
+    // initialised ones (the WSK_BUF's offset).
+    unsafe { buf.set_init(before + n) };
     n
 }
 
@@ -161,7 +188,7 @@ pub(crate) fn datagram_status(status: NTSTATUS) -> Result<bool> {
 /// A zero-length receive: re-arms the receive event after
 /// STATUS_DATA_NOT_ACCEPTED.
 pub(crate) struct RearmRes {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) wsk: WSK_BUF,
 }
 
@@ -169,9 +196,9 @@ pub(crate) struct RearmRes {
 unsafe impl Send for RearmRes {}
 
 impl RearmRes {
-    pub(crate) fn new(socket: PWSK_SOCKET) -> Self {
+    pub(crate) fn new(shared: NonNull<SocketShared>) -> Self {
         Self {
-            socket,
+            shared,
             wsk: WSK_BUF {
                 Mdl: core::ptr::null_mut(),
                 Offset: 0,
@@ -182,17 +209,18 @@ impl RearmRes {
 }
 
 pub(crate) fn submit_rearm(irp: PIRP, r: &mut RearmRes) -> Submission {
-    // SAFETY: a live connection socket.
-    let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskReceive {
-        // SAFETY: WskReceive of 0 bytes (a NULL MDL is allowed for 0).
-        Some(receive) => Submission::Submitted(unsafe { receive(r.socket, &mut r.wsk, 0, irp) }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    let wsk: *mut WSK_BUF = &mut r.wsk;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskReceive) {
+            // SAFETY: WskReceive of 0 bytes (a NULL MDL is allowed for 0).
+            Some(receive) => Submission::Submitted(unsafe { receive(socket, wsk, 0, irp) }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
 }
 
 pub(crate) struct DisconnectRes {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) flags: ULONG,
 }
 
@@ -200,21 +228,22 @@ pub(crate) struct DisconnectRes {
 unsafe impl Send for DisconnectRes {}
 
 pub(crate) fn submit_disconnect(irp: PIRP, r: &mut DisconnectRes) -> Submission {
-    // SAFETY: a live connection socket.
-    let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskDisconnect {
-        // SAFETY: WskDisconnect without a buffer.
-        Some(disconnect) => Submission::Submitted(unsafe {
-            disconnect(r.socket, core::ptr::null_mut(), r.flags, irp)
-        }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    let flags = r.flags;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskDisconnect) {
+            // SAFETY: WskDisconnect without a buffer.
+            Some(disconnect) => Submission::Submitted(unsafe {
+                disconnect(socket, core::ptr::null_mut(), flags, irp)
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
 }
 
 // === Datagrams ===
 
 pub(crate) struct SendToRes<B: IoBuf> {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) lent: Lent<B>,
     pub(crate) remote: SockAddrBuf,
 }
@@ -223,28 +252,22 @@ pub(crate) struct SendToRes<B: IoBuf> {
 unsafe impl<B: IoBuf> Send for SendToRes<B> {}
 
 pub(crate) fn submit_send_to<B: IoBuf>(irp: PIRP, r: &mut SendToRes<B>) -> Submission {
-    // SAFETY: a live datagram socket.
-    let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskSendTo {
-        // SAFETY: WskSendTo with our IRP; buffer and address live in the
-        // resources until completion.
-        Some(send_to) => Submission::Submitted(unsafe {
-            send_to(
-                r.socket,
-                &mut r.lent.wsk,
-                0,
-                r.remote.as_mut_ptr(),
-                0,
-                core::ptr::null_mut(),
-                irp,
-            )
-        }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let remote = r.remote.as_mut_ptr();
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskSendTo) {
+            // SAFETY: WskSendTo with our IRP; buffer and address live in the
+            // resources until completion.
+            Some(send_to) => Submission::Submitted(unsafe {
+                send_to(socket, wsk, 0, remote, 0, core::ptr::null_mut(), irp)
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
 }
 
 pub(crate) struct RecvFromRes<B: IoBufMut> {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) lent: Lent<B>,
     pub(crate) remote: SockAddrBuf,
     pub(crate) control_length: ULONG,
@@ -255,10 +278,10 @@ pub(crate) struct RecvFromRes<B: IoBufMut> {
 unsafe impl<B: IoBufMut> Send for RecvFromRes<B> {}
 
 impl<B: IoBufMut> RecvFromRes<B> {
-    pub(crate) fn new(socket: PWSK_SOCKET, buf: MdlBuf<B>) -> Self {
+    pub(crate) fn new(shared: NonNull<SocketShared>, buf: MdlBuf<B>) -> Self {
         let len = buf.bytes_total();
         Self {
-            socket,
+            shared,
             lent: Lent::new(buf, len),
             remote: SockAddrBuf::empty(),
             control_length: 0,
@@ -268,32 +291,36 @@ impl<B: IoBufMut> RecvFromRes<B> {
 }
 
 pub(crate) fn submit_receive_from<B: IoBufMut>(irp: PIRP, r: &mut RecvFromRes<B>) -> Submission {
-    // SAFETY: a live datagram socket.
-    let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(r.socket) };
-    match dispatch.WskReceiveFrom {
-        // SAFETY: WskReceiveFrom with our IRP; the buffer and every
-        // out-parameter live in the resources until completion (no control
-        // buffer is passed, so ControlLength in is 0).
-        Some(receive_from) => Submission::Submitted(unsafe {
-            receive_from(
-                r.socket,
-                &mut r.lent.wsk,
-                0,
-                r.remote.as_mut_ptr(),
-                &mut r.control_length,
-                core::ptr::null_mut(),
-                &mut r.control_flags,
-                irp,
-            )
-        }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let remote = r.remote.as_mut_ptr();
+    let control_length: *mut ULONG = &mut r.control_length;
+    let control_flags: *mut ULONG = &mut r.control_flags;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskReceiveFrom) {
+            // SAFETY: WskReceiveFrom with our IRP; the buffer and every
+            // out-parameter live in the resources until completion (no
+            // control buffer is passed, so ControlLength in is 0).
+            Some(receive_from) => Submission::Submitted(unsafe {
+                receive_from(
+                    socket,
+                    wsk,
+                    0,
+                    remote,
+                    control_length,
+                    core::ptr::null_mut(),
+                    control_flags,
+                    irp,
+                )
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
 }
 
 // === Socket-level calls ===
 
 pub(crate) struct BindRes {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) kind: Kind,
     pub(crate) address: SockAddrBuf,
 }
@@ -302,27 +329,28 @@ pub(crate) struct BindRes {
 unsafe impl Send for BindRes {}
 
 pub(crate) fn submit_bind(irp: PIRP, r: &mut BindRes) -> Submission {
-    // WskBind is at the same place in each table, but each table is read
-    // as its own type.
-    let bind = match r.kind {
-        // SAFETY: a live listening socket.
-        Kind::Listen => unsafe { table::<WSK_PROVIDER_LISTEN_DISPATCH>(r.socket) }.WskBind,
-        // SAFETY: a live connection socket.
-        Kind::Connection => unsafe { table::<WSK_PROVIDER_CONNECTION_DISPATCH>(r.socket) }.WskBind,
-        // SAFETY: a live datagram socket.
-        Kind::Datagram => unsafe { table::<WSK_PROVIDER_DATAGRAM_DISPATCH>(r.socket) }.WskBind,
-    };
-    match bind {
-        Some(bind) => {
+    let kind = r.kind;
+    let address = r.address.as_mut_ptr();
+    on_socket(r.shared, |socket| {
+        // WskBind is at the same place in each table, but each table is
+        // read as its own type.
+        let bind = match kind {
+            Kind::Listen => dispatch_entry!(socket, WSK_PROVIDER_LISTEN_DISPATCH, WskBind),
+            Kind::Connection => {
+                dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskBind)
+            }
+            Kind::Datagram => dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskBind),
+        };
+        match bind {
             // SAFETY: WskBind with our IRP and an address in the resources.
-            Submission::Submitted(unsafe { bind(r.socket, r.address.as_mut_ptr(), 0, irp) })
+            Some(bind) => Submission::Submitted(unsafe { bind(socket, address, 0, irp) }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
         }
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    })
 }
 
 pub(crate) struct AddressRes {
-    pub(crate) socket: PWSK_SOCKET,
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) kind: Kind,
     pub(crate) remote: bool,
     pub(crate) address: SockAddrBuf,
@@ -332,84 +360,182 @@ pub(crate) struct AddressRes {
 unsafe impl Send for AddressRes {}
 
 pub(crate) fn submit_address(irp: PIRP, r: &mut AddressRes) -> Submission {
-    // WskGetLocalAddress sits at a different place in each table.
-    let get = match (r.kind, r.remote) {
-        (Kind::Connection, true) => {
-            // SAFETY: a live connection socket.
-            unsafe { table::<WSK_PROVIDER_CONNECTION_DISPATCH>(r.socket) }.WskGetRemoteAddress
+    let (kind, remote) = (r.kind, r.remote);
+    let address = r.address.as_mut_ptr();
+    on_socket(r.shared, |socket| {
+        // WskGetLocalAddress sits at a different place in each table.
+        let get = match (kind, remote) {
+            (Kind::Connection, true) => {
+                dispatch_entry!(
+                    socket,
+                    WSK_PROVIDER_CONNECTION_DISPATCH,
+                    WskGetRemoteAddress
+                )
+            }
+            (_, true) => None,
+            (Kind::Listen, false) => {
+                dispatch_entry!(socket, WSK_PROVIDER_LISTEN_DISPATCH, WskGetLocalAddress)
+            }
+            (Kind::Connection, false) => {
+                dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskGetLocalAddress)
+            }
+            (Kind::Datagram, false) => {
+                dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskGetLocalAddress)
+            }
+        };
+        match get {
+            // SAFETY: the address query with our IRP; the out-parameter
+            // lives in the resources.
+            Some(get) => Submission::Submitted(unsafe { get(socket, address, irp) }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
         }
-        (_, true) => None,
-        (Kind::Listen, false) => {
-            // SAFETY: a live listening socket.
-            unsafe { table::<WSK_PROVIDER_LISTEN_DISPATCH>(r.socket) }.WskGetLocalAddress
-        }
-        (Kind::Connection, false) => {
-            // SAFETY: a live connection socket.
-            unsafe { table::<WSK_PROVIDER_CONNECTION_DISPATCH>(r.socket) }.WskGetLocalAddress
-        }
-        (Kind::Datagram, false) => {
-            // SAFETY: a live datagram socket.
-            unsafe { table::<WSK_PROVIDER_DATAGRAM_DISPATCH>(r.socket) }.WskGetLocalAddress
-        }
-    };
-    match get {
-        // SAFETY: the address query with our IRP; the out-parameter lives
-        // in the resources.
-        Some(get) => Submission::Submitted(unsafe { get(r.socket, r.address.as_mut_ptr(), irp) }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    })
 }
 
-pub(crate) struct OptionRes {
-    pub(crate) socket: PWSK_SOCKET,
+/// `WskControlSocket` with an IRP: an option set or get, or an ioctl, with
+/// input and output bytes that live in the resources.
+pub(crate) struct ControlRes {
+    pub(crate) shared: NonNull<SocketShared>,
     pub(crate) request: WSK_CONTROL_SOCKET_TYPE,
     pub(crate) level: ULONG,
     pub(crate) code: ULONG,
-    pub(crate) value: ULONG,
+    pub(crate) input: ControlBytes,
+    pub(crate) output: ControlBytes,
+}
+
+/// The bytes of a control call's input or output (the largest the crate
+/// passes is a `SOCKADDR_STORAGE`), aligned for the structures they hold.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct ControlBytes {
+    pub(crate) bytes: [u8; 128],
+    pub(crate) len: usize,
+}
+
+impl ControlBytes {
+    pub(crate) const EMPTY: Self = Self {
+        bytes: [0; 128],
+        len: 0,
+    };
+
+    /// `data` (at most 128 bytes).
+    pub(crate) fn of(data: &[u8]) -> Self {
+        let mut this = Self::EMPTY;
+        let len = data.len().min(this.bytes.len());
+        this.bytes[..len].copy_from_slice(&data[..len]);
+        this.len = len;
+        this
+    }
+
+    /// Room for `len` bytes of output (at most 128).
+    pub(crate) fn room(len: usize) -> Self {
+        Self {
+            bytes: [0; 128],
+            len: len.min(128),
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 // SAFETY: as SendRes.
-unsafe impl Send for OptionRes {}
+unsafe impl Send for ControlRes {}
 
-pub(crate) fn submit_option(irp: PIRP, r: &mut OptionRes) -> Submission {
-    // SAFETY: a live socket (every table starts with the basic one).
-    let basic: WSK_PROVIDER_BASIC_DISPATCH = unsafe { table(r.socket) };
-    let size = core::mem::size_of::<ULONG>() as SIZE_T;
-    let value: *mut ULONG = &mut r.value;
-    let (input_size, input, output_size, output) = if r.request == WskGetOption {
-        (0, core::ptr::null_mut(), size, value.cast())
+pub(crate) fn submit_control(irp: PIRP, r: &mut ControlRes) -> Submission {
+    let (request, code, level) = (r.request, r.code, r.level);
+    let (input_size, input) = if r.input.len == 0 {
+        (0, core::ptr::null_mut())
     } else {
-        (size, value.cast(), 0, core::ptr::null_mut())
+        (r.input.len, r.input.bytes.as_mut_ptr())
     };
-    match basic.WskControlSocket {
-        // SAFETY: WskControlSocket with our IRP; value and size live in the
-        // resources.
-        Some(control) => Submission::Submitted(unsafe {
-            control(
-                r.socket,
-                r.request,
-                r.code,
-                r.level,
-                input_size,
-                input,
-                output_size,
-                output,
-                // With an IRP the size comes back in IoStatus.Information;
-                // "OutputSizeReturned ... should be NULL" then.
-                core::ptr::null_mut(),
-                irp,
-            )
-        }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+    let (output_size, output) = if r.output.len == 0 {
+        (0, core::ptr::null_mut())
+    } else {
+        (r.output.len, r.output.bytes.as_mut_ptr())
+    };
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_BASIC_DISPATCH, WskControlSocket) {
+            // SAFETY: WskControlSocket with our IRP; input and output live
+            // in the resources; with an IRP the size comes back in
+            // IoStatus.Information ("OutputSizeReturned ... should be NULL").
+            Some(control) => Submission::Submitted(unsafe {
+                control(
+                    socket,
+                    request,
+                    code,
+                    level,
+                    input_size as SIZE_T,
+                    input.cast(),
+                    output_size as SIZE_T,
+                    output.cast(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
+}
+
+/// `SO_WSK_EVENT_CALLBACK` with an IRP: disabling an event (WSK completes
+/// it once the callbacks of that event in progress returned; enabling
+/// takes no IRP).
+pub(crate) struct EventMaskRes {
+    pub(crate) shared: NonNull<SocketShared>,
+    pub(crate) control: WSK_EVENT_CALLBACK_CONTROL,
+}
+
+// SAFETY: as SendRes (the NPI id is a static).
+unsafe impl Send for EventMaskRes {}
+
+impl EventMaskRes {
+    pub(crate) fn new(shared: NonNull<SocketShared>, mask: ULONG) -> Self {
+        Self {
+            shared,
+            control: WSK_EVENT_CALLBACK_CONTROL {
+                NpiId: (&raw const NPI_WSK_INTERFACE_ID).cast_mut(),
+                EventMask: mask,
+            },
+        }
     }
+}
+
+pub(crate) fn submit_event_mask(irp: PIRP, r: &mut EventMaskRes) -> Submission {
+    let input: *mut WSK_EVENT_CALLBACK_CONTROL = &mut r.control;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_BASIC_DISPATCH, WskControlSocket) {
+            // SAFETY: WskControlSocket with our IRP; the input lives in the
+            // resources until completion.
+            Some(control) => Submission::Submitted(unsafe {
+                control(
+                    socket,
+                    WskSetOption,
+                    SO_WSK_EVENT_CALLBACK,
+                    SOL_SOCKET,
+                    core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() as SIZE_T,
+                    input.cast(),
+                    0,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
 }
 
 /// `SO_WSK_EVENT_CALLBACK` without an IRP (completes inline, as WSK
 /// documents for enabling). IRQL <= DISPATCH_LEVEL.
-pub(crate) fn set_event_mask(socket: PWSK_SOCKET, mask: ULONG) -> NTSTATUS {
-    // SAFETY: a live socket (the caller holds its handle).
-    let basic: WSK_PROVIDER_BASIC_DISPATCH = unsafe { table(socket) };
-    let Some(control) = basic.WskControlSocket else {
+pub(crate) fn set_event_mask(shared: &SocketShared, mask: ULONG) -> NTSTATUS {
+    let Some(_call) = shared.enter_call() else {
+        return STATUS_FILE_FORCED_CLOSED;
+    };
+    let socket = shared.socket();
+    let Some(control) = dispatch_entry!(socket, WSK_PROVIDER_BASIC_DISPATCH, WskControlSocket)
+    else {
         return STATUS_NOT_SUPPORTED;
     };
     let mut input = WSK_EVENT_CALLBACK_CONTROL {
@@ -453,9 +579,9 @@ pub(crate) struct NewSocket {
 unsafe impl Send for NewSocket {}
 
 impl NewSocket {
-    pub(crate) fn new(kind: Kind) -> Result<Self> {
+    pub(crate) fn new(kind: Kind, registration: RegRef) -> Result<Self> {
         Ok(Self {
-            block: Some(SocketShared::try_new(kind, false)?),
+            block: Some(SocketShared::try_new(kind, registration)?),
             irp: core::ptr::null_mut(),
         })
     }
@@ -471,10 +597,25 @@ impl NewSocket {
         }
     }
 
+    /// The registration of the new socket.
+    fn registration(&self) -> Option<&RegRef> {
+        self.block.as_ref().map(|b| b.registration())
+    }
+
     /// Records the IRP about to be handed over (inside the submit
     /// function).
     pub(crate) fn submitting(&mut self, irp: PIRP) {
         self.irp = irp;
+    }
+
+    /// Makes the socket WSK created the block's and returns its handle.
+    fn adopt(block: PoolBox<SocketShared>, socket: PWSK_SOCKET) -> SocketHandle {
+        let shared = block.into_raw();
+        // SAFETY: our block, its socket just created; it stays put until
+        // the closing protocol frees it (the handle starts it).
+        unsafe { SocketShared::set_socket(shared, socket) };
+        // SAFETY: the block's handle, taken once.
+        unsafe { SocketHandle::from_raw(shared) }
     }
 
     /// The operation completed normally with `status` and `information`
@@ -490,10 +631,7 @@ impl NewSocket {
         crate::error::check(status)?;
         let socket = information as PWSK_SOCKET;
         match block {
-            Some(block) if !socket.is_null() => {
-                block.set_socket(socket);
-                Ok(SocketHandle::new(block))
-            }
+            Some(block) if !socket.is_null() => Ok(Self::adopt(block, socket)),
             _ => Err(Error::from_status(STATUS_UNSUCCESSFUL)),
         }
     }
@@ -514,9 +652,8 @@ impl Drop for NewSocket {
         // SAFETY: as above.
         let information = unsafe { irp_information(self.irp) };
         if NT_SUCCESS(status) && status != STATUS_PENDING && information != 0 {
-            block.set_socket(information as PWSK_SOCKET);
             // Closes the socket nobody will use.
-            drop(SocketHandle::new(block));
+            drop(Self::adopt(block, information as PWSK_SOCKET));
         }
     }
 }
@@ -536,6 +673,12 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> Submission {
     let Some(socket) = r.dispatch else {
         return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
     };
+    let Some(registration) = r.new.registration().map(RegRef::clone_ref) else {
+        return Submission::NotSubmitted(STATUS_INVALID_PARAMETER);
+    };
+    let Some(_call) = registration.enter_provider() else {
+        return Submission::NotSubmitted(STATUS_DEVICE_NOT_READY);
+    };
     // The documented combinations: SOCK_STREAM + IPPROTO_TCP for listening
     // and connection sockets, SOCK_DGRAM + IPPROTO_UDP for datagram ones.
     let (socket_type, protocol) = if r.kind == Kind::Datagram {
@@ -543,17 +686,19 @@ pub(crate) fn submit_socket(irp: PIRP, r: &mut SocketRes) -> Submission {
     } else {
         (SOCK_STREAM, IPPROTO_TCP)
     };
+    let (client, family, flags, context) = (r.client, r.family, r.kind.flags(), r.new.context());
     r.new.submitting(irp);
-    // SAFETY: WskSocket with our IRP; the context (the new block) stays
-    // valid until the socket is closed; the event table is static.
+    // SAFETY: WskSocket with our IRP, under a live capture; the context
+    // (the new block) stays valid until the socket is closed; the event
+    // table is static.
     Submission::Submitted(unsafe {
         socket(
-            r.client,
-            r.family,
+            client,
+            family,
             socket_type,
             protocol,
-            r.kind.flags(),
-            r.new.context(),
+            flags,
+            context,
             r.kind.client_dispatch(),
             core::ptr::null_mut(),
             core::ptr::null_mut(),
@@ -578,18 +723,26 @@ pub(crate) fn submit_socket_connect(irp: PIRP, r: &mut SocketConnectRes) -> Subm
     let Some(socket_connect) = r.dispatch else {
         return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
     };
+    let Some(registration) = r.new.registration().map(RegRef::clone_ref) else {
+        return Submission::NotSubmitted(STATUS_INVALID_PARAMETER);
+    };
+    let Some(_call) = registration.enter_provider() else {
+        return Submission::NotSubmitted(STATUS_DEVICE_NOT_READY);
+    };
+    let (local, remote, context) = (r.local.as_mut_ptr(), r.remote.as_mut_ptr(), r.new.context());
+    let client = r.client;
     r.new.submitting(irp);
-    // SAFETY: WskSocketConnect with our IRP; addresses and context live in
-    // the resources / the new block.
+    // SAFETY: WskSocketConnect with our IRP, under a live capture;
+    // addresses and context live in the resources / the new block.
     Submission::Submitted(unsafe {
         socket_connect(
-            r.client,
+            client,
             SOCK_STREAM,
             IPPROTO_TCP,
-            r.local.as_mut_ptr(),
-            r.remote.as_mut_ptr(),
+            local,
+            remote,
             0,
-            r.new.context(),
+            context,
             &crate::callbacks::CONNECTION_EVENTS,
             core::ptr::null_mut(),
             core::ptr::null_mut(),
@@ -601,7 +754,7 @@ pub(crate) fn submit_socket_connect(irp: PIRP, r: &mut SocketConnectRes) -> Subm
 
 pub(crate) struct AcceptRes {
     pub(crate) new: NewSocket,
-    pub(crate) listen: PWSK_SOCKET,
+    pub(crate) listen: NonNull<SocketShared>,
     pub(crate) local: SockAddrBuf,
     pub(crate) remote: SockAddrBuf,
 }
@@ -610,23 +763,25 @@ pub(crate) struct AcceptRes {
 unsafe impl Send for AcceptRes {}
 
 pub(crate) fn submit_accept(irp: PIRP, r: &mut AcceptRes) -> Submission {
-    // SAFETY: a live listening socket.
-    let dispatch: WSK_PROVIDER_LISTEN_DISPATCH = unsafe { table(r.listen) };
-    let Some(accept) = dispatch.WskAccept else {
-        return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
-    };
-    r.new.submitting(irp);
-    // SAFETY: WskAccept with our IRP; the address out-parameters and the
-    // new block live in the resources until completion.
-    Submission::Submitted(unsafe {
-        accept(
-            r.listen,
-            0,
-            r.new.context(),
-            &crate::callbacks::CONNECTION_EVENTS,
-            r.local.as_mut_ptr(),
-            r.remote.as_mut_ptr(),
-            irp,
-        )
+    let (local, remote, context) = (r.local.as_mut_ptr(), r.remote.as_mut_ptr(), r.new.context());
+    let new = &mut r.new;
+    on_socket(r.listen, |listen| {
+        let Some(accept) = dispatch_entry!(listen, WSK_PROVIDER_LISTEN_DISPATCH, WskAccept) else {
+            return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
+        };
+        new.submitting(irp);
+        // SAFETY: WskAccept with our IRP; the address out-parameters and
+        // the new block live in the resources until completion.
+        Submission::Submitted(unsafe {
+            accept(
+                listen,
+                0,
+                context,
+                &crate::callbacks::CONNECTION_EVENTS,
+                local,
+                remote,
+                irp,
+            )
+        })
     })
 }

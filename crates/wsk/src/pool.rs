@@ -149,3 +149,67 @@ impl<T> Drop for PoolSlots<T> {
         unsafe { ExFreePoolWithTag(self.ptr.as_ptr().cast(), POOL_TAG) };
     }
 }
+
+/// A reference-counted `T` in a non-paged pool block (what `Arc` is, with
+/// a fallible allocation): clones share the value, the last one frees it.
+pub(crate) struct PoolArc<T> {
+    inner: NonNull<ArcInner<T>>,
+}
+
+struct ArcInner<T> {
+    refs: core::sync::atomic::AtomicUsize,
+    value: T,
+}
+
+// SAFETY: shared like Arc: the value is reached only through `&T`.
+unsafe impl<T: Send + Sync> Send for PoolArc<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for PoolArc<T> {}
+
+impl<T> PoolArc<T> {
+    /// Moves `value` into a new block (STATUS_INSUFFICIENT_RESOURCES when
+    /// out of pool). IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn try_new(value: T) -> Result<Self, Error> {
+        let block = PoolBox::try_new(ArcInner {
+            refs: core::sync::atomic::AtomicUsize::new(1),
+            value,
+        })?;
+        Ok(Self {
+            inner: block.into_raw(),
+        })
+    }
+}
+
+impl<T> Clone for PoolArc<T> {
+    fn clone(&self) -> Self {
+        // SAFETY: a live reference keeps the block alive.
+        unsafe { self.inner.as_ref() }
+            .refs
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        Self { inner: self.inner }
+    }
+}
+
+impl<T> Deref for PoolArc<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a live reference keeps the block alive.
+        unsafe { &self.inner.as_ref().value }
+    }
+}
+
+impl<T> Drop for PoolArc<T> {
+    fn drop(&mut self) {
+        // SAFETY: a live reference keeps the block alive.
+        let inner = unsafe { self.inner.as_ref() };
+        if inner
+            .refs
+            .fetch_sub(1, core::sync::atomic::Ordering::AcqRel)
+            == 1
+        {
+            // SAFETY: the last reference: the block came from PoolBox and
+            // nobody uses it any more.
+            drop(unsafe { PoolBox::from_raw(self.inner) });
+        }
+    }
+}

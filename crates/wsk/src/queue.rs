@@ -10,11 +10,15 @@
 //!   ends after a fatal one (cancelled, invalid handle, forced close).
 //!
 //! Each slot owns a [`ReusableIrp`] and the buffer of its receive carries
-//! its MDL ([`MdlBuf`]), built once: in a steady loop where the consumer
-//! hands each [`Received`] buffer back with [`Queue::recycle`], a receive
-//! costs no allocation. A yielded slot is re-queued as soon as a buffer is
-//! available (a recycled one); a consumer that keeps the buffers lowers the
-//! depth until it recycles them.
+//! its MDL ([`MdlBuf`]), built once: in a steady loop a receive costs no
+//! allocation. A yielded [`Received`] goes back to its queue when it is
+//! dropped (or at once with `recycle`), and its slot is queued again; only
+//! [`Received::into_buf`] takes a buffer away for good, lowering the depth.
+//! While every buffer is with the consumer (held `Received` values, or
+//! taken away), nothing can be received: the stream then yields
+//! STATUS_INSUFFICIENT_RESOURCES (not an end; nothing is lost, the
+//! provider keeps the data) instead of waiting for a buffer nobody will
+//! return. [`ReceiveQueue::add_buffer`] restores the depth.
 //!
 //! The queue owns its socket ([`Queue::socket`] lends it, e.g. for sends).
 //! [`Queue::close`] closes the socket with the receives still pending: WSK
@@ -40,7 +44,14 @@ use crate::connection::Connection;
 use crate::datagram::DatagramSocket;
 use crate::error::{Error, Result, check};
 use crate::ops::{self, Lent, RecvFromRes, RecvRes, Submit};
-use crate::shared::SocketHandle;
+use crate::shared::{SocketHandle, SocketShared};
+use core::mem::ManuallyDrop;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::pool::PoolArc as Arc;
+
+use crate::sync::SpinLock;
 
 /// What a receive queue receives with: [`StreamReceive`] or
 /// [`DatagramReceive`].
@@ -50,7 +61,7 @@ pub(crate) trait ReceiveKind<B: IoBufMut> {
     type Res: Send + 'static;
     fn handle(socket: &Self::Socket) -> &SocketHandle;
     fn into_handle(socket: Self::Socket) -> SocketHandle;
-    fn resources(socket: PWSK_SOCKET, buf: MdlBuf<B>) -> Self::Res;
+    fn resources(socket: NonNull<SocketShared>, buf: MdlBuf<B>) -> Self::Res;
     fn submit(irp: PIRP, res: &mut Self::Res) -> Submission;
     fn finish(status: NTSTATUS, information: usize, res: Self::Res) -> (Outcome, MdlBuf<B>);
 }
@@ -92,10 +103,10 @@ impl<B: IoBufMut> ReceiveKind<B> for StreamReceive {
         socket.into_handle()
     }
 
-    fn resources(socket: PWSK_SOCKET, buf: MdlBuf<B>) -> RecvRes<B> {
+    fn resources(shared: NonNull<SocketShared>, buf: MdlBuf<B>) -> RecvRes<B> {
         let len = buf.bytes_total();
         RecvRes {
-            socket,
+            shared,
             lent: Lent::new(buf, len),
             flags: 0,
         }
@@ -133,8 +144,8 @@ impl<B: IoBufMut> ReceiveKind<B> for DatagramReceive {
         socket.into_handle()
     }
 
-    fn resources(socket: PWSK_SOCKET, buf: MdlBuf<B>) -> RecvFromRes<B> {
-        RecvFromRes::new(socket, buf)
+    fn resources(shared: NonNull<SocketShared>, buf: MdlBuf<B>) -> RecvFromRes<B> {
+        RecvFromRes::new(shared, buf)
     }
 
     fn submit(irp: PIRP, res: &mut RecvFromRes<B>) -> Submission {
@@ -173,16 +184,94 @@ impl<B: IoBufMut> ReceiveKind<B> for DatagramReceive {
     }
 }
 
+/// Buffers yielded by a queue and given back (by dropping the
+/// `Received`), and the queue's consumer to wake then.
+pub(crate) struct Returns<B: IoBufMut> {
+    state: SpinLock<ReturnsState<B>>,
+    /// Buffers taken away with `into_buf`.
+    taken: AtomicUsize,
+}
+
+struct ReturnsState<B: IoBufMut> {
+    buffers: Vec<MdlBuf<B>>,
+    waker: Option<Waker>,
+}
+
+impl<B: IoBufMut> Returns<B> {
+    /// Takes `buf` back (IRQL <= DISPATCH_LEVEL); wakes the queue.
+    fn give(&self, buf: MdlBuf<B>) {
+        let mut state = self.state.lock();
+        // Room was reserved for every buffer of the queue.
+        if state.buffers.len() < state.buffers.capacity() {
+            state.buffers.push(buf);
+        }
+        let waker = state.waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// A queue that could not be set up: the error, and the socket and the
+/// buffers it was given, back.
+pub struct QueueFailed<S, B> {
+    /// Why.
+    pub error: Error,
+    /// The socket, unchanged.
+    pub socket: S,
+    /// The buffers, unchanged (in no particular order).
+    pub buffers: Vec<B>,
+}
+
+impl<S, B> QueueFailed<S, B> {
+    fn new(error: Error, socket: S, buffers: Vec<B>) -> Self {
+        Self {
+            error,
+            socket,
+            buffers,
+        }
+    }
+}
+
+impl<S, B> core::fmt::Debug for QueueFailed<S, B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("QueueFailed")
+            .field("error", &self.error)
+            .field("buffers", &self.buffers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a receive queue yields: the buffer (with its MDL, kept for reuse)
-/// and what was received into it.
-pub struct Received<B: IoBuf> {
-    buf: MdlBuf<B>,
+/// and what was received into it. Dropping it gives the buffer back to its
+/// queue.
+pub struct Received<B: IoBufMut> {
+    /// Taken out exactly once: by `drop` or by `into_buf`.
+    buf: ManuallyDrop<MdlBuf<B>>,
     len: usize,
     from: Option<SocketAddr>,
     truncated: bool,
+    returns: Option<Arc<Returns<B>>>,
 }
 
-impl<B: IoBuf> core::fmt::Debug for Received<B> {
+impl<B: IoBufMut> Drop for Received<B> {
+    fn drop(&mut self) {
+        // SAFETY: `buf` is taken once here, and `self` is never used again
+        // (into_buf forgets `self` after taking it).
+        let mut buf = unsafe { ManuallyDrop::take(&mut self.buf) };
+        match self.returns.take() {
+            Some(returns) => {
+                // SAFETY: zero bytes are claimed initialised.
+                unsafe { buf.set_init(0) };
+                returns.give(buf);
+            }
+            None => drop(buf),
+        }
+    }
+}
+
+impl<B: IoBufMut> core::fmt::Debug for Received<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Received")
             .field("len", &self.len)
@@ -192,7 +281,7 @@ impl<B: IoBuf> core::fmt::Debug for Received<B> {
     }
 }
 
-impl<B: IoBuf> Received<B> {
+impl<B: IoBufMut> Received<B> {
     /// Bytes received.
     pub fn len(&self) -> usize {
         self.len
@@ -205,10 +294,11 @@ impl<B: IoBuf> Received<B> {
 
     /// The bytes received.
     pub fn data(&self) -> &[u8] {
-        let len = self.len.min(self.buf.bytes_init());
+        let buf: &MdlBuf<B> = &self.buf;
+        let len = self.len.min(buf.bytes_init());
         // SAFETY: the buffer's first `bytes_init()` bytes are initialised
         // (the receive recorded them) and stay put while `self` lives.
-        unsafe { core::slice::from_raw_parts(self.buf.stable_ptr(), len) }
+        unsafe { core::slice::from_raw_parts(buf.stable_ptr(), len) }
     }
 
     /// The sender (datagram queues).
@@ -221,9 +311,19 @@ impl<B: IoBuf> Received<B> {
         self.truncated
     }
 
-    /// The buffer (its MDL is freed).
+    /// Takes the buffer away from the queue for good (its MDL is freed;
+    /// the queue's depth drops by one, see [`ReceiveQueue::add_buffer`]).
     pub fn into_buf(self) -> B {
-        self.buf.into_inner()
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: taken once; `this` is never dropped (ManuallyDrop), so
+        // Drop does not take it again.
+        let buf = unsafe { ManuallyDrop::take(&mut this.buf) };
+        // SAFETY: the field is dropped once, here; `this` is forgotten.
+        let returns = unsafe { core::ptr::read(&this.returns) };
+        if let Some(returns) = returns {
+            returns.taken.fetch_add(1, Ordering::AcqRel);
+        }
+        buf.into_inner()
     }
 }
 
@@ -247,6 +347,10 @@ pub(crate) struct Queue<K: ReceiveKind<B>, B: IoBufMut> {
     fifo_head: usize,
     fifo_len: usize,
     spare: Vec<MdlBuf<B>>,
+    /// Buffers the consumer gave back (dropped `Received` values).
+    returns: Arc<Returns<B>>,
+    /// Buffers the queue owns (queued, spare, or with the consumer).
+    buffers: usize,
     ended: bool,
     socket: K::Socket,
 }
@@ -276,36 +380,122 @@ fn try_vec<T>(capacity: usize) -> Result<Vec<T>> {
 impl<K: ReceiveKind<B>, B: IoBufMut> Queue<K, B> {
     /// A queue of depth `buffers.len()` on `socket`: builds an MDL per
     /// buffer and reserves an IRP per slot, then queues every receive.
-    /// Out of resources, the socket is dropped (closed) with the error.
-    pub(crate) fn new<I: IntoIterator<Item = B>>(socket: K::Socket, buffers: I) -> Result<Self> {
-        let mut spare: Vec<MdlBuf<B>> = Vec::new();
+    /// Out of resources, the socket and the buffers come back with the
+    /// error.
+    pub(crate) fn new<I: IntoIterator<Item = B>>(
+        socket: K::Socket,
+        buffers: I,
+    ) -> core::result::Result<Self, QueueFailed<K::Socket, B>> {
+        let mut taken: Vec<B> = Vec::new();
         for buf in buffers {
-            spare
-                .try_reserve(1)
-                .map_err(|_| Error::from_status(STATUS_INSUFFICIENT_RESOURCES))?;
-            spare.push(MdlBuf::new(buf).map_err(|(status, _)| Error::from_status(status))?);
+            if taken.try_reserve(1).is_err() {
+                return Err(QueueFailed::new(
+                    Error::from_status(STATUS_INSUFFICIENT_RESOURCES),
+                    socket,
+                    taken,
+                ));
+            }
+            taken.push(buf);
         }
-        let depth = spare.len();
+        let depth = taken.len();
         if depth == 0 {
-            return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+            return Err(QueueFailed::new(
+                Error::from_status(STATUS_INVALID_PARAMETER),
+                socket,
+                taken,
+            ));
         }
-        let mut slots = try_vec(depth)?;
-        for _ in 0..depth {
-            slots.push(Slot::Idle(ReusableIrp::new().map_err(Error::from_status)?));
+        let built = Self::build(depth);
+        let (slots, fifo, returns, mut spare) = match built {
+            Ok(parts) => parts,
+            Err(error) => return Err(QueueFailed::new(error, socket, taken)),
+        };
+        while let Some(buf) = taken.pop() {
+            match MdlBuf::new(buf) {
+                Ok(buf) => spare.push(buf),
+                Err((status, buf)) => {
+                    taken.push(buf);
+                    taken.extend(spare.drain(..).map(MdlBuf::into_inner));
+                    return Err(QueueFailed::new(Error::from_status(status), socket, taken));
+                }
+            }
         }
-        let mut fifo = try_vec(depth)?;
-        fifo.resize(depth, 0);
         let mut queue = Self {
             slots,
             fifo,
             fifo_head: 0,
             fifo_len: 0,
             spare,
+            returns,
+            buffers: depth,
             ended: false,
             socket,
         };
         queue.refill(&mut Context::from_waker(Waker::noop()));
         Ok(queue)
+    }
+
+    /// The parts of a queue of `depth`: slots with their IRPs, the FIFO,
+    /// the return box and room for the spare buffers.
+    #[allow(clippy::type_complexity)]
+    fn build(
+        depth: usize,
+    ) -> Result<(
+        Vec<Slot<K::Res>>,
+        Vec<usize>,
+        Arc<Returns<B>>,
+        Vec<MdlBuf<B>>,
+    )> {
+        let mut slots = try_vec(depth)?;
+        for _ in 0..depth {
+            slots.push(Slot::Idle(ReusableIrp::new().map_err(Error::from_status)?));
+        }
+        let mut fifo = try_vec(depth)?;
+        fifo.resize(depth, 0);
+        let spare = try_vec(depth)?;
+        let returns = Arc::try_new(Returns {
+            state: SpinLock::new(ReturnsState {
+                buffers: try_vec(depth)?,
+                waker: None,
+            }),
+            taken: AtomicUsize::new(0),
+        })?;
+        Ok((slots, fifo, returns, spare))
+    }
+
+    /// Adds a buffer (after [`Received::into_buf`] took one away): the
+    /// depth goes back up. Fails with STATUS_INVALID_DEVICE_STATE when the
+    /// queue already has as many buffers as slots.
+    fn add_buffer(&mut self, buf: B) -> core::result::Result<(), (Error, B)> {
+        let taken = self.returns.taken.load(Ordering::Acquire);
+        if self.buffers.saturating_sub(taken) >= self.slots.len() {
+            return Err((Error::from_status(STATUS_INVALID_DEVICE_STATE), buf));
+        }
+        let buf = MdlBuf::new(buf).map_err(|(status, buf)| (Error::from_status(status), buf))?;
+        self.spare.push(buf);
+        self.buffers += 1;
+        self.refill(&mut Context::from_waker(Waker::noop()));
+        Ok(())
+    }
+
+    /// Takes the buffers the consumer gave back; registers `cx` to hear of
+    /// the next one.
+    fn take_returns(&mut self, cx: Option<&mut Context<'_>>) {
+        let mut state = self.returns.state.lock();
+        while let Some(buf) = state.buffers.pop() {
+            self.spare.push(buf);
+        }
+        if let Some(cx) = cx {
+            let stale = state
+                .waker
+                .as_ref()
+                .is_none_or(|w| !w.will_wake(cx.waker()));
+            if stale {
+                let old = state.waker.replace(cx.waker().clone());
+                drop(state);
+                drop(old);
+            }
+        }
     }
 
     /// The socket (for sends, addresses, options).
@@ -324,15 +514,11 @@ impl<K: ReceiveKind<B>, B: IoBufMut> Queue<K, B> {
         self.fifo_len
     }
 
-    /// Gives a yielded buffer back (with its MDL) to be queued again: a
-    /// steady loop that recycles allocates nothing per receive.
+    /// Gives a yielded buffer back (with its MDL) to be queued again at
+    /// once (dropping it does the same at the next poll).
     fn recycle(&mut self, received: Received<B>) {
-        let Received { mut buf, .. } = received;
-        // SAFETY: zero bytes are claimed initialised.
-        unsafe { buf.set_init(0) };
-        if self.spare.len() < self.slots.len() {
-            self.spare.push(buf);
-        }
+        drop(received);
+        self.take_returns(None);
         self.refill(&mut Context::from_waker(Waker::noop()));
     }
 
@@ -341,7 +527,7 @@ impl<K: ReceiveKind<B>, B: IoBufMut> Queue<K, B> {
         if self.ended {
             return;
         }
-        let socket = K::handle(&self.socket).socket();
+        let socket = K::handle(&self.socket).ptr();
         for index in 0..self.slots.len() {
             if !matches!(self.slots[index], Slot::Idle(_)) {
                 continue;
@@ -475,9 +661,17 @@ impl<K: ReceiveKind<B>, B: IoBufMut> Stream for Queue<K, B> {
             if this.ended {
                 return Poll::Ready(None);
             }
+            this.take_returns(Some(cx));
             this.refill(cx);
             this.poll_all(cx);
             let Some((outcome, buf)) = this.take_head() else {
+                if this.fifo_len == 0 && this.spare.is_empty() {
+                    // Every buffer is with the consumer: nothing can be
+                    // received until one comes back (not an end).
+                    return Poll::Ready(Some(Err(Error::from_status(
+                        STATUS_INSUFFICIENT_RESOURCES,
+                    ))));
+                }
                 return Poll::Pending;
             };
             let item = match outcome {
@@ -486,10 +680,11 @@ impl<K: ReceiveKind<B>, B: IoBufMut> Stream for Queue<K, B> {
                     from,
                     truncated,
                 } => Ok(Received {
-                    buf,
+                    buf: ManuallyDrop::new(buf),
                     len,
                     from,
                     truncated,
+                    returns: Some(this.returns.clone()),
                 }),
                 Outcome::End => {
                     this.ended = true;
@@ -527,10 +722,21 @@ macro_rules! public_queue {
         }
 
         impl<B: IoBufMut> $name<B> {
-            pub(crate) fn new<I: IntoIterator<Item = B>>(socket: $socket, buffers: I) -> Result<Self> {
+            pub(crate) fn new<I: IntoIterator<Item = B>>(
+                socket: $socket,
+                buffers: I,
+            ) -> core::result::Result<Self, QueueFailed<$socket, B>> {
                 Ok(Self {
                     inner: Queue::new(socket, buffers)?,
                 })
+            }
+
+            /// Adds a buffer, after [`Received::into_buf`] took one away:
+            /// the depth goes back up (at most to the number of slots,
+            /// STATUS_INVALID_DEVICE_STATE past that; the buffer comes back
+            /// on failure).
+            pub fn add_buffer(&mut self, buf: B) -> core::result::Result<(), (Error, B)> {
+                self.inner.add_buffer(buf)
             }
 
             /// The socket (for sends, addresses, options).
@@ -550,8 +756,8 @@ macro_rules! public_queue {
             }
 
             /// Gives a yielded buffer back (with its MDL) to be queued
-            /// again: a steady loop that recycles allocates nothing per
-            /// receive.
+            /// again at once; dropping a [`Received`] gives it back too (at
+            /// the next poll). A steady loop allocates nothing per receive.
             pub fn recycle(&mut self, received: Received<B>) {
                 self.inner.recycle(received)
             }

@@ -1,25 +1,38 @@
 //! The per-socket block the provider points to (the `SocketContext` of
 //! every socket this crate creates or accepts): the socket pointer and its
-//! category, the bounded event queue the callbacks fill, the reference
-//! count that decides who closes the socket, and the IRP reserved for the
-//! close.
+//! category, the bounded event queue the callbacks fill, who holds the
+//! socket, the closing protocol, and the IRP reserved for the close.
 //!
-//! # Ownership and closing
+//! # Holders and closing
 //!
-//! The block is non-paged pool ([`PoolBox`]); it is freed only after the
-//! provider completed `WskCloseSocket`, which WSK completes only once every
-//! request of the socket completed and no event callback of it runs, so the
-//! callbacks (which get the block as their context) never see it freed.
+//! The block is non-paged pool ([`PoolBox`]). It is held by the socket's
+//! handle ([`SocketHandle`], the owner), by every indication a consumer
+//! holds (each one calls `WskRelease` when dropped), and, for the time it
+//! aborts the socket, by [`crate::Registration::abort_all`]. `WskCloseSocket`
+//! starts once no indication is held (WSK: release them before the close)
+//! and either the handle is gone (dropped or [`SocketHandle::close`]) or
+//! the registration aborts the socket. The block is freed once the close
+//! completed and nobody holds it: WSK completes the close only after every
+//! request of the socket completed and no event callback of it runs, so
+//! neither a callback (which gets the block as its context) nor a request
+//! ever sees it freed. So `WskRelease` never races `WskCloseSocket`, no
+//! call on the socket follows it, and the close starts exactly once.
 //!
-//! `EventState::refs` counts who still needs the socket open: the socket
-//! handle ([`SocketHandle`], one) and every indication a consumer holds
-//! (one each; an indication calls `WskRelease` when dropped). Closing
-//! first marks the state `closing` (callbacks then refuse new data),
-//! releases the indications still queued, then waits for `refs` to reach
-//! the closer's own; whoever drops the last reference without a closer
-//! waiting (a handle dropped while indications were out) performs the
-//! close itself. So `WskRelease` never races `WskCloseSocket`, and no call
-//! on the socket follows it, as WSK requires.
+//! Every call this crate makes into WSK on the socket goes through
+//! [`SocketShared::enter_call`] (counted; refused once the socket is
+//! aborted), so an abort waits for the calls in progress before it closes:
+//! WSK forbids a close that overlaps another call on the socket.
+//!
+//! # Ownership at the callback's return
+//!
+//! An indication (or an accepted socket, or a refusal) becomes this crate's
+//! when the callback that was handed it *returns*. Each callback has a
+//! number; what it queues is marked with it and handed to a consumer only
+//! once the callback's [`CallbackGuard`] is dropped, its last act; a refusal
+//! is acted on (the provider re-armed) only after the refusing callback's
+//! guard is dropped. Nothing waits or spins for that: the guard's drop wakes
+//! the consumer. This holds with any number of callbacks running at once
+//! (WSK does not promise to call a datagram socket's callback serially).
 //!
 //! The close IRP is allocated with the socket (a [`ReusableIrp`]), so a
 //! socket can always be closed, even when pool is exhausted.
@@ -28,20 +41,22 @@
 //!
 //! Everything here runs at IRQL <= DISPATCH_LEVEL: the queue is guarded by
 //! a spin lock; wakers are taken out under it and woken after it. Nothing
-//! here blocks.
+//! here blocks; an abort spins only while calls already in WSK return.
 
 use core::future::Future;
 use core::net::SocketAddr;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use core::task::{Context, Poll, Waker};
 
+use alloc::vec::Vec;
 use irp_future::{Completed, IrpOp, ReusableIrp, Reused, Submission};
 use nt::wsk::*;
 use nt::*;
 
 use crate::error::{Error, Result};
 use crate::pool::{PoolBox, PoolSlots};
+use crate::registration::{RegLinks, RegRef};
 use crate::sync::{SpinGuard, SpinLock};
 
 /// The category of a socket (which provider dispatch table it has).
@@ -75,35 +90,43 @@ impl Kind {
     }
 }
 
-/// Reads the provider dispatch table of `socket` as `T` (the table of the
-/// socket's category, or the basic table every category starts with).
+/// Reads one entry of `socket`'s provider dispatch table, without reading
+/// the rest of the table (a provider may hand a version 1.0 client a table
+/// no longer than version 1.0's).
 ///
-/// # Safety
-/// `socket` is a live socket whose category's table starts with `T`'s
-/// layout.
-pub(crate) unsafe fn table<T: Copy>(socket: PWSK_SOCKET) -> T {
-    // SAFETY: the caller guarantees a live socket.
-    let dispatch = unsafe { (*socket).Dispatch };
-    // SAFETY: the provider's table for this category (caller's contract);
-    // the tables are plain function pointers, copied out.
-    unsafe { core::ptr::read(dispatch.cast::<T>()) }
+/// ```ignore
+/// let send = dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskSend);
+/// ```
+macro_rules! dispatch_entry {
+    ($socket:expr, $table:ty, $($field:tt).+) => {{
+        let socket: PWSK_SOCKET = $socket;
+        // SAFETY: a live socket whose category's table is `$table` (the
+        // caller's contract, by the socket's kind); only this field is read.
+        let table = unsafe { (*socket).Dispatch }.cast::<$table>();
+        // SAFETY: as above; the field lies inside the table the provider
+        // gave for this category (every version has it).
+        unsafe { core::ptr::addr_of!((*table).$($field).+).read() }
+    }};
 }
+pub(crate) use dispatch_entry;
 
 // === Events ===
 
 /// One queued event of a socket.
 pub(crate) enum Event {
-    /// A retained data indication chain (connection sockets), from the
-    /// callback numbered `callback`.
+    /// A retained data indication chain (connection sockets).
     Data {
         head: PWSK_DATA_INDICATION,
         bytes: usize,
-        callback: u64,
     },
+    /// Data copied out of the provider's buffers: an indication the
+    /// provider asked back at once (`WSK_FLAG_RELEASE_ASAP`), or the tail a
+    /// final receive got after the peer's disconnect.
+    Copied(Vec<u8>),
     /// A retained datagram indication chain (datagram sockets).
     Datagrams {
         head: PWSK_DATAGRAM_INDICATION,
-        callback: u64,
+        flags: ULONG,
     },
     /// A connection accepted by the accept callback (listening sockets).
     Accepted {
@@ -118,7 +141,7 @@ pub(crate) enum Event {
 pub(crate) enum Peer {
     /// Nothing yet.
     Open,
-    /// Graceful disconnect (after all data was indicated).
+    /// Graceful disconnect.
     Closed,
     /// Abortive disconnect or a dead socket: the status to report.
     Failed(NTSTATUS),
@@ -126,9 +149,16 @@ pub(crate) enum Peer {
     Reported,
 }
 
+/// A queued event and the callback that queued it (0 once it returned: the
+/// event is ours).
+struct Slot {
+    event: Event,
+    callback: u64,
+}
+
 /// A bounded FIFO in one pool block.
 pub(crate) struct Ring {
-    slots: PoolSlots<Event>,
+    slots: PoolSlots<Slot>,
     head: usize,
     len: usize,
 }
@@ -150,48 +180,95 @@ impl Ring {
         self.len == self.capacity()
     }
 
-    fn push(&mut self, event: Event) -> core::result::Result<(), Event> {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push(&mut self, slot: Slot) -> core::result::Result<(), Slot> {
         if self.is_full() {
-            return Err(event);
+            return Err(slot);
         }
         let index = (self.head + self.len) % self.capacity();
-        self.slots.slot(index).write(event);
+        self.slots.slot(index).write(slot);
         self.len += 1;
         Ok(())
     }
 
-    fn pop(&mut self) -> Option<Event> {
+    /// The oldest slot, if its callback has returned.
+    fn pop_owned(&mut self) -> Option<Event> {
+        if self.len == 0 {
+            return None;
+        }
+        let index = self.head;
+        // SAFETY: slots head..head+len are initialised.
+        if unsafe { self.slots.slot(index).assume_init_ref() }.callback != 0 {
+            return None;
+        }
+        self.head = (self.head + 1) % self.capacity();
+        self.len -= 1;
+        // SAFETY: initialised (above); read once and no longer counted.
+        Some(unsafe { self.slots.slot(index).assume_init_read() }.event)
+    }
+
+    /// The oldest slot whatever its owner (closing: everything goes back).
+    fn pop_any(&mut self) -> Option<Event> {
         if self.len == 0 {
             return None;
         }
         let index = self.head;
         self.head = (self.head + 1) % self.capacity();
         self.len -= 1;
-        // SAFETY: slots head..head+len are initialised; this one is read
-        // once and no longer counted.
-        Some(unsafe { self.slots.slot(index).assume_init_read() })
+        // SAFETY: initialised; read once and no longer counted.
+        Some(unsafe { self.slots.slot(index).assume_init_read() }.event)
     }
+
+    /// Marks what callback `number` queued as ours.
+    fn returned(&mut self, number: u64) {
+        for i in 0..self.len {
+            let index = (self.head + i) % self.capacity();
+            // SAFETY: slots head..head+len are initialised.
+            let slot = unsafe { self.slots.slot(index).assume_init_mut() };
+            if slot.callback == number {
+                slot.callback = 0;
+            }
+        }
+    }
+}
+
+/// Where the socket's `WskCloseSocket` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseStage {
+    NotStarted,
+    InFlight,
+    Done,
 }
 
 /// Everything the callbacks and the consumers share, under the spin lock.
 pub(crate) struct EventState {
-    /// The queue (allocated when events are first enabled).
+    /// The queue (allocated when events are first wanted).
     pub(crate) ring: Option<Ring>,
     /// Close started: callbacks refuse everything.
     pub(crate) closing: bool,
-    /// A callback refused data because the queue was full: the consumer
-    /// re-arms the provider once there is room (and once the refusing
-    /// callback, numbered `refused_by`, has returned).
+    /// A callback refused data: the consumer re-arms the provider once
+    /// there is room and the refusing callback (`refused_by`) returned.
     pub(crate) suppressed: bool,
-    pub(crate) refused_by: u64,
+    refused_by: u64,
+    refusal_returned: bool,
     /// The peer's end (connection and listening sockets).
     pub(crate) peer: Peer,
-    /// The consumer waiting for an event.
+    /// The consumer waiting for an event, and whether a stream is alive
+    /// (one per socket).
     pub(crate) consumer: Option<Waker>,
-    /// Handle + indications out (see the module docs).
-    pub(crate) refs: usize,
-    /// An async close waiting for `refs` to drop to its own.
-    pub(crate) closer: Option<Waker>,
+    pub(crate) stream_alive: bool,
+    /// Whether the handle still exists, and how many indications
+    /// consumers hold.
+    handle: bool,
+    held: usize,
+    /// `abort_all` holds the block meanwhile (count of its references).
+    aborting: usize,
+    close: CloseStage,
+    /// Woken when `held` drops to 0 or the close completes.
+    closer: Option<Waker>,
     /// Events refused because the queue was full or closing.
     pub(crate) refused: u64,
     /// Events queued so far.
@@ -214,42 +291,70 @@ pub(crate) enum Offer {
 pub(crate) struct SocketShared {
     socket: AtomicPtr<WSK_SOCKET>,
     kind: Kind,
-    /// Accepted by the accept callback: the provider records the client
-    /// dispatch only after the callback returned.
-    from_accept_event: bool,
-    /// Receive callbacks entered / returned (they run one at a time per
-    /// socket): a chain is released only once the callback that retained
-    /// it has returned STATUS_PENDING, as WSK's contract has it.
-    callbacks_entered: AtomicU64,
-    callbacks_returned: AtomicU64,
+    /// The registration (a counted reference) and this block's links in
+    /// its list of sockets.
+    registration: RegRef,
+    reg_links: RegLinks,
+    /// Calls of this crate into WSK on the socket in progress.
+    calls: AtomicU32,
+    /// `abort_all` took the socket over: no new calls.
+    aborted: AtomicBool,
+    /// Callbacks entered so far (their numbers).
+    callbacks: AtomicU64,
+    /// The ideal send backlog WSK reported (connections; 0 unknown).
+    ideal_backlog: AtomicUsize,
+    /// See [`SocketShared::inherited_events`].
+    inherited: AtomicU32,
     state: SpinLock<EventState>,
 }
 
 // SAFETY: the socket pointer is published once with release/acquire; the
-// rest is under the spin lock.
+// registration links are touched only under the registration's list lock;
+// the rest is atomics or under the spin lock.
 unsafe impl Send for SocketShared {}
 // SAFETY: as above.
 unsafe impl Sync for SocketShared {}
 
+/// A call of this crate into WSK on a socket (see
+/// [`SocketShared::enter_call`]).
+pub(crate) struct CallGuard<'a> {
+    shared: &'a SocketShared,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.calls.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl SocketShared {
-    /// A block for a socket of `kind` (not created yet), with its close
-    /// IRP. IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn try_new(kind: Kind, from_accept_event: bool) -> Result<PoolBox<Self>> {
+    /// A block for a socket of `kind` of `registration` (not created yet),
+    /// with its close IRP. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn try_new(kind: Kind, registration: RegRef) -> Result<PoolBox<Self>> {
         let close_irp = ReusableIrp::new().map_err(Error::from_status)?;
         PoolBox::try_new(Self {
             socket: AtomicPtr::new(core::ptr::null_mut()),
             kind,
-            from_accept_event,
-            callbacks_entered: AtomicU64::new(0),
-            callbacks_returned: AtomicU64::new(0),
+            registration,
+            reg_links: RegLinks::new(),
+            calls: AtomicU32::new(0),
+            aborted: AtomicBool::new(false),
+            callbacks: AtomicU64::new(0),
+            ideal_backlog: AtomicUsize::new(0),
+            inherited: AtomicU32::new(0),
             state: SpinLock::new(EventState {
                 ring: None,
                 closing: false,
                 suppressed: false,
                 refused_by: 0,
+                refusal_returned: false,
                 peer: Peer::Open,
                 consumer: None,
-                refs: 1,
+                stream_alive: false,
+                handle: true,
+                held: 0,
+                aborting: 0,
+                close: CloseStage::NotStarted,
                 closer: None,
                 refused: 0,
                 queued: 0,
@@ -263,35 +368,65 @@ impl SocketShared {
         self.socket.load(Ordering::Acquire)
     }
 
-    /// Records the socket WSK created for this block.
-    pub(crate) fn set_socket(&self, socket: PWSK_SOCKET) {
-        self.socket.store(socket, Ordering::Release);
+    /// Records the socket WSK created for this block and links the block
+    /// in its registration's list.
+    ///
+    /// # Safety
+    /// `this` is a live block, its socket not recorded yet; the block stays
+    /// put until freed by the closing protocol.
+    pub(crate) unsafe fn set_socket(this: NonNull<Self>, socket: PWSK_SOCKET) {
+        // SAFETY: live (caller's contract).
+        let shared = unsafe { this.as_ref() };
+        shared.socket.store(socket, Ordering::Release);
+        // SAFETY: live and not linked; unlinked when its close completes,
+        // before it is freed.
+        unsafe { shared.registration.link(this) };
     }
 
     pub(crate) fn kind(&self) -> Kind {
         self.kind
     }
 
-    pub(crate) fn accepted_by_event(&self) -> bool {
-        self.from_accept_event
+    pub(crate) fn registration(&self) -> &RegRef {
+        &self.registration
     }
 
-    /// A receive callback starts: its number (see [`CallbackGuard`]).
+    pub(crate) fn reg_links(&self) -> &RegLinks {
+        &self.reg_links
+    }
+
+    /// Enters a call into WSK on this socket: `None` once the socket is
+    /// aborted (the caller fails with STATUS_FILE_FORCED_CLOSED without
+    /// calling). The guard keeps an abort from closing the socket under the
+    /// call.
+    pub(crate) fn enter_call(&self) -> Option<CallGuard<'_>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let guard = CallGuard { shared: self };
+        if self.aborted.load(Ordering::SeqCst) {
+            return None;
+        }
+        Some(guard)
+    }
+
+    /// Marks the socket aborted and takes a reference for the aborter;
+    /// `false` if it was already aborted (or is closed already). Called
+    /// under the registration's list lock (lock order: list, then state).
+    pub(crate) fn mark_aborted(&self) -> bool {
+        let mut state = self.state();
+        if self.aborted.load(Ordering::SeqCst) || state.close == CloseStage::Done {
+            return false;
+        }
+        self.aborted.store(true, Ordering::SeqCst);
+        state.aborting += 1;
+        true
+    }
+
+    /// A callback starts: its number (see [`CallbackGuard`]).
     pub(crate) fn callback_entered(&self) -> CallbackGuard<'_> {
-        let number = self.callbacks_entered.fetch_add(1, Ordering::Relaxed) + 1;
+        let number = self.callbacks.fetch_add(1, Ordering::Relaxed) + 1;
         CallbackGuard {
             shared: self,
             number,
-        }
-    }
-
-    /// Waits until the callback numbered `number` has returned. The wait is
-    /// a short spin: the callback runs at DISPATCH_LEVEL from the moment it
-    /// queued the event (it cannot be preempted), so it is finishing on
-    /// another processor; on this one it has already returned.
-    pub(crate) fn wait_callback_returned(&self, number: u64) {
-        while self.callbacks_returned.load(Ordering::Acquire) < number {
-            core::hint::spin_loop();
         }
     }
 
@@ -300,51 +435,88 @@ impl SocketShared {
         self.state.lock()
     }
 
-    /// Makes sure the queue exists (allocating `capacity` slots the first
-    /// time; later calls keep the first capacity). IRQL <= DISPATCH_LEVEL.
+    /// Makes sure the queue exists with `capacity` slots: allocated the
+    /// first time; replaced when empty and no stream uses it; refused with
+    /// STATUS_INVALID_DEVICE_STATE when another capacity is asked while it
+    /// holds events. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn ensure_ring(&self, capacity: usize) -> Result<()> {
-        if self.state().ring.is_some() {
-            return Ok(());
+        {
+            let state = self.state();
+            match &state.ring {
+                Some(ring) if ring.capacity() == capacity.max(1) => return Ok(()),
+                Some(ring) if !ring.is_empty() => {
+                    return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
+                }
+                _ => {}
+            }
         }
         let ring = Ring::try_new(capacity)?;
-        let mut state = self.state();
-        if state.ring.is_none() {
-            state.ring = Some(ring);
-            return Ok(());
-        }
-        drop(state);
-        drop(ring);
+        let old = {
+            let mut state = self.state();
+            match &state.ring {
+                Some(old) if !old.is_empty() => {
+                    return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
+                }
+                _ => state.ring.replace(ring),
+            }
+        };
+        drop(old);
         Ok(())
     }
 
-    /// A callback offers an event (IRQL <= DISPATCH_LEVEL, provider
-    /// thread). Queued events wake the consumer.
-    pub(crate) fn offer(&self, event: Event) -> Offer {
+    /// A callback (number `callback`) offers an event (IRQL <=
+    /// DISPATCH_LEVEL, a provider thread or the consumer's own call). It
+    /// is handed out once the callback returned.
+    pub(crate) fn offer(&self, event: Event, callback: u64) -> Offer {
         let mut state = self.state();
         let closing = state.closing;
         let offered = match (&mut state.ring, closing) {
-            (Some(ring), false) => ring.push(event),
-            _ => Err(event),
+            (Some(ring), false) => ring.push(Slot { event, callback }),
+            _ => Err(Slot { event, callback }),
         };
         match offered {
             Ok(()) => {
                 state.queued += 1;
-                let waker = state.consumer.take();
-                drop(state);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
                 Offer::Queued
             }
-            Err(event) => {
+            Err(_) => {
                 state.refused += 1;
                 state.suppressed = true;
-                if let Event::Data { callback, .. } | Event::Datagrams { callback, .. } = event {
-                    state.refused_by = callback;
-                }
+                state.refused_by = callback;
+                state.refusal_returned = false;
                 Offer::Refused
             }
         }
+    }
+
+    /// A callback (number `callback`) refuses data without offering it.
+    pub(crate) fn refuse(&self, callback: u64) {
+        let mut state = self.state();
+        state.refused += 1;
+        state.suppressed = true;
+        state.refused_by = callback;
+        state.refusal_returned = false;
+    }
+
+    /// The ideal send backlog WSK last reported (0: not known yet).
+    pub(crate) fn ideal_backlog(&self) -> usize {
+        self.ideal_backlog.load(Ordering::Acquire)
+    }
+
+    /// `WskSendBacklogEvent` reported a new ideal send backlog.
+    pub(crate) fn set_ideal_backlog(&self, bytes: usize) {
+        self.ideal_backlog.store(bytes, Ordering::Release);
+    }
+
+    /// The connection events this socket's accept callback lets accepted
+    /// sockets inherit (listeners), or that it inherited (accepted ones).
+    pub(crate) fn inherited_events(&self) -> ULONG {
+        self.inherited.load(Ordering::Acquire)
+    }
+
+    /// Records [`Self::inherited_events`].
+    pub(crate) fn set_inherited_events(&self, events: ULONG) {
+        self.inherited.store(events, Ordering::Release);
     }
 
     /// A callback reports the peer's end.
@@ -361,7 +533,8 @@ impl SocketShared {
     }
 }
 
-/// Marks a receive callback as returned when dropped (its last act).
+/// Marks what a callback queued as ours, and its refusal as made, when
+/// dropped: the callback's last act. IRQL <= DISPATCH_LEVEL.
 pub(crate) struct CallbackGuard<'a> {
     shared: &'a SocketShared,
     number: u64,
@@ -376,9 +549,21 @@ impl CallbackGuard<'_> {
 
 impl Drop for CallbackGuard<'_> {
     fn drop(&mut self) {
-        self.shared
-            .callbacks_returned
-            .store(self.number, Ordering::Release);
+        let mut state = self.shared.state();
+        if let Some(ring) = &mut state.ring {
+            ring.returned(self.number);
+        }
+        if state.refused_by == self.number {
+            state.refusal_returned = true;
+        }
+        let waker = state.consumer.take();
+        drop(state);
+        // The consumer may now take what this callback queued. Only the
+        // return itself follows; the socket cannot be closed before it (WSK
+        // waits for running callbacks before it completes a close).
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 }
 
@@ -386,9 +571,10 @@ impl Drop for CallbackGuard<'_> {
 
 /// What a consumer's poll found.
 pub(crate) enum Polled {
-    /// An event, now counted in `refs` (the consumer owns a reference).
+    /// An event, now counted as held (the consumer owns it).
     Event(Event),
-    /// The peer closed gracefully and every event was taken.
+    /// The peer closed gracefully and every event was taken (and nothing
+    /// is suppressed: the provider holds no refused data).
     Closed,
     /// The socket failed (reported once).
     Failed(NTSTATUS),
@@ -397,215 +583,360 @@ pub(crate) enum Polled {
 }
 
 /// Takes the next event for a consumer, registering `cx`'s waker if there
-/// is none. Returns whether the provider must be re-armed (it was refused
-/// data and there is room now; the flag is cleared: the caller re-arms,
-/// after the refusing callback returned, or calls [`suppress_again`]) and
-/// the number of the refusing callback. IRQL <= DISPATCH_LEVEL.
-pub(crate) fn poll_event(shared: &SocketShared, cx: &mut Context<'_>) -> (Polled, Option<u64>) {
+/// is none. Also returns whether the provider must be re-armed now (it was
+/// refused data, the refusing callback returned and there is room; the
+/// flag is cleared: the caller re-arms or calls [`suppress_again`]).
+/// IRQL <= DISPATCH_LEVEL.
+pub(crate) fn poll_event(shared: &SocketShared, cx: &mut Context<'_>) -> (Polled, bool) {
     let mut state = shared.state();
-    let popped = state.ring.as_mut().and_then(Ring::pop);
+    let popped = state.ring.as_mut().and_then(Ring::pop_owned);
     let room = state.ring.as_ref().is_some_and(|r| !r.is_full());
-    let rearm = (state.suppressed && room && !state.closing).then_some(state.refused_by);
-    if rearm.is_some() {
+    let rearm = state.suppressed && state.refusal_returned && room && !state.closing;
+    if rearm {
         state.suppressed = false;
     }
+    let queue_empty = state.ring.as_ref().is_none_or(Ring::is_empty);
     let polled = match popped {
         Some(event) => {
-            state.refs += 1;
+            state.held += 1;
             Polled::Event(event)
         }
-        None => match state.peer {
+        // The end only once nothing is queued (not even what a callback
+        // still running queued) and no refused data waits in the provider.
+        None if queue_empty && !state.suppressed && !rearm => match state.peer {
             Peer::Closed => Polled::Closed,
             Peer::Failed(status) => {
                 state.peer = Peer::Reported;
                 Polled::Failed(status)
             }
             Peer::Reported => Polled::Closed,
-            Peer::Open => {
-                let stale = state
-                    .consumer
-                    .as_ref()
-                    .is_none_or(|w| !w.will_wake(cx.waker()));
-                let old = if stale {
-                    state.consumer.replace(cx.waker().clone())
-                } else {
-                    None
-                };
-                drop(state);
-                drop(old);
-                return (Polled::Pending, rearm);
-            }
+            Peer::Open => Polled::Pending,
         },
+        None => Polled::Pending,
     };
+    if matches!(polled, Polled::Pending) {
+        let stale = state
+            .consumer
+            .as_ref()
+            .is_none_or(|w| !w.will_wake(cx.waker()));
+        let old = if stale {
+            state.consumer.replace(cx.waker().clone())
+        } else {
+            None
+        };
+        drop(state);
+        drop(old);
+    }
     (polled, rearm)
 }
 
-/// A re-arm failed or was abandoned: the next poll tries again.
-pub(crate) fn suppress_again(shared: &SocketShared) {
-    shared.state().suppressed = true;
+/// What [`take_owned`] found.
+pub(crate) enum Taken {
+    /// The oldest queued event, now counted as held.
+    Event(Event),
+    /// The queue holds events whose callbacks have not returned yet; the
+    /// waker is registered (their return wakes it).
+    Waiting,
+    /// Nothing is queued.
+    Empty,
 }
 
-/// Forgets a consumer's waker (its stream is gone).
-pub(crate) fn forget_consumer(shared: &SocketShared) {
-    let old = shared.state().consumer.take();
-    drop(old);
-}
-
-// === References and closing ===
-
-/// Drops one reference (an indication given back, or a handle after its
-/// drain). The last reference closes the socket; the one before the last
-/// wakes a waiting async close. IRQL <= DISPATCH_LEVEL.
-///
-/// # Safety
-/// `shared` is a live block and the caller owns one of its references,
-/// which it gives up here.
-pub(crate) unsafe fn release_ref(shared: NonNull<SocketShared>) {
-    // SAFETY: live while the caller's reference exists.
-    let this = unsafe { shared.as_ref() };
-    let mut state = this.state();
-    state.refs = state.refs.saturating_sub(1);
-    let last = state.refs == 0;
-    let closer = if state.refs == 1 {
-        state.closer.take()
+/// Takes the oldest queued event whatever the peer did (the end of a
+/// connection's stream drains the queue this way). IRQL <= DISPATCH_LEVEL.
+pub(crate) fn take_owned(shared: &SocketShared, cx: &mut Context<'_>) -> Taken {
+    let mut state = shared.state();
+    if let Some(event) = state.ring.as_mut().and_then(Ring::pop_owned) {
+        state.held += 1;
+        return Taken::Event(event);
+    }
+    if state.ring.as_ref().is_none_or(Ring::is_empty) {
+        return Taken::Empty;
+    }
+    let stale = state
+        .consumer
+        .as_ref()
+        .is_none_or(|w| !w.will_wake(cx.waker()));
+    let old = if stale {
+        state.consumer.replace(cx.waker().clone())
     } else {
         None
     };
     drop(state);
+    drop(old);
+    Taken::Waiting
+}
+
+/// A re-arm failed or was abandoned: the next poll tries again.
+pub(crate) fn suppress_again(shared: &SocketShared) {
+    let mut state = shared.state();
+    state.suppressed = true;
+    state.refusal_returned = true;
+}
+
+/// Starts a stream on the socket: `Err(STATUS_INVALID_DEVICE_STATE)` if
+/// one is alive already (one consumer per socket).
+pub(crate) fn start_stream(shared: &SocketShared) -> Result<()> {
+    let mut state = shared.state();
+    if state.stream_alive {
+        return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
+    }
+    state.stream_alive = true;
+    Ok(())
+}
+
+/// A stream ends: forgets its waker.
+pub(crate) fn end_stream(shared: &SocketShared) {
+    let old = {
+        let mut state = shared.state();
+        state.stream_alive = false;
+        state.consumer.take()
+    };
+    drop(old);
+}
+
+// === Closing ===
+
+/// What the closing protocol decided under the lock.
+enum Settled {
+    Nothing,
+    /// Start `WskCloseSocket` (detached: nobody awaits it).
+    Close,
+    /// Nobody holds the block and its close completed: free it.
+    Free,
+}
+
+/// Decides what follows a change of the holders (see the module docs).
+fn settle_locked(state: &mut EventState, socket: PWSK_SOCKET, aborted: bool) -> Settled {
+    if state.close == CloseStage::NotStarted
+        && state.held == 0
+        && (!state.handle || aborted)
+        && !socket.is_null()
+    {
+        state.close = CloseStage::InFlight;
+        state.closing = true;
+        return Settled::Close;
+    }
+    let closed = state.close == CloseStage::Done || socket.is_null();
+    if closed && !state.handle && state.held == 0 && state.aborting == 0 {
+        return Settled::Free;
+    }
+    Settled::Nothing
+}
+
+/// Acts on a change of the holders: starts the close or frees the block.
+///
+/// # Safety
+/// `shared` is a live block; after this call the caller must not use it
+/// unless it still holds it (as handle, indication or aborter).
+unsafe fn settle(shared: NonNull<SocketShared>) {
+    // SAFETY: live (caller's contract).
+    let this = unsafe { shared.as_ref() };
+    let (settled, closer) = {
+        let mut state = this.state();
+        let settled = settle_locked(
+            &mut state,
+            this.socket(),
+            this.aborted.load(Ordering::SeqCst),
+        );
+        let closer = if state.held == 0 || state.close == CloseStage::Done {
+            state.closer.take()
+        } else {
+            None
+        };
+        (settled, closer)
+    };
     if let Some(closer) = closer {
         closer.wake();
     }
-    if last {
-        // SAFETY: the last reference: nobody else uses the socket.
-        unsafe { close_detached(shared) };
+    match settled {
+        Settled::Nothing => {}
+        // SAFETY: the protocol chose us to close it, once.
+        Settled::Close => unsafe { close_detached(shared) },
+        // SAFETY: nobody holds the block and WSK is done with it.
+        Settled::Free => drop(unsafe { PoolBox::from_raw(shared) }),
     }
 }
 
-/// Marks the socket closing and gives back every queued event (indications
-/// released with `WskRelease`, accepted connections closed). Each is taken
-/// as a reference first, so a concurrent last release cannot close the
-/// socket under it. IRQL <= DISPATCH_LEVEL.
+/// Gives back one held indication's hold.
 ///
 /// # Safety
-/// `shared` is a live block and the caller owns a reference.
+/// `shared` is live and the caller held one indication, given back here.
+pub(crate) unsafe fn release_held(shared: NonNull<SocketShared>) {
+    {
+        // SAFETY: live while the hold exists.
+        let mut state = unsafe { shared.as_ref() }.state();
+        state.held = state.held.saturating_sub(1);
+    }
+    // SAFETY: forwarded.
+    unsafe { settle(shared) };
+}
+
+/// Marks the socket closing and gives back every queued event (indications
+/// released with `WskRelease`, accepted connections closed). Each is held
+/// first, so the close cannot start under it. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `shared` is a live block and the caller holds it.
 pub(crate) unsafe fn drain(shared: NonNull<SocketShared>) {
     loop {
-        // SAFETY: live while the caller's reference exists.
+        // SAFETY: live while the caller holds it.
         let this = unsafe { shared.as_ref() };
         let event = {
             let mut state = this.state();
             state.closing = true;
-            match state.ring.as_mut().and_then(Ring::pop) {
+            match state.ring.as_mut().and_then(Ring::pop_any) {
                 Some(event) => {
-                    state.refs += 1;
+                    state.held += 1;
                     event
                 }
                 None => return,
             }
         };
-        // SAFETY: the event was just counted as a reference of ours.
+        // SAFETY: the event was just counted as held.
         unsafe { give_back(shared, event) };
     }
 }
 
-/// Gives an event back to the provider and drops its reference.
+/// Gives an event back to the provider and drops its hold.
 ///
 /// # Safety
-/// `event` came from `shared`'s queue and holds one reference.
+/// `event` came from `shared`'s queue and is held once.
 pub(crate) unsafe fn give_back(shared: NonNull<SocketShared>, event: Event) {
-    // SAFETY: live while the event's reference exists.
+    // SAFETY: live while the event is held.
     let this = unsafe { shared.as_ref() };
     let socket = this.socket();
     match event {
-        Event::Data { head, callback, .. } => {
-            this.wait_callback_returned(callback);
-            // SAFETY: a live connection socket (a reference is held).
-            let dispatch: WSK_PROVIDER_CONNECTION_DISPATCH = unsafe { table(socket) };
-            if let Some(release) = dispatch.WskRelease {
+        // Held indications are released even on an aborted socket: the
+        // close waits for them, so this call cannot overlap it.
+        Event::Data { head, .. } => {
+            let release = dispatch_entry!(socket, WSK_PROVIDER_CONNECTION_DISPATCH, WskRelease);
+            if let Some(release) = release {
                 // SAFETY: the exact head the callback retained, once.
                 let _ = unsafe { release(socket, head) };
             }
         }
-        Event::Datagrams { head, callback } => {
-            this.wait_callback_returned(callback);
-            // SAFETY: a live datagram socket (a reference is held).
-            let dispatch: WSK_PROVIDER_DATAGRAM_DISPATCH = unsafe { table(socket) };
-            if let Some(release) = dispatch.WskRelease {
+        Event::Datagrams { head, .. } => {
+            let release = dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskRelease);
+            if let Some(release) = release {
                 // SAFETY: the exact head the callback retained, once.
                 let _ = unsafe { release(socket, head) };
             }
         }
+        Event::Copied(data) => drop(data),
         Event::Accepted { socket, .. } => {
             // The accepted connection is a socket of its own: close it.
-            // SAFETY: the queue owned the accepted block's handle reference.
+            // SAFETY: the queue owned the accepted block's handle.
             drop(unsafe { SocketHandle::from_raw(socket) });
         }
     }
-    // SAFETY: the event's reference, given up once.
-    unsafe { release_ref(shared) };
+    // SAFETY: the event's hold, given up once.
+    unsafe { release_held(shared) };
 }
 
-/// The resources of a `WskCloseSocket`: the block itself, freed when the
-/// close completes (or when its abandoned operation finishes).
+/// Aborts a socket for `Registration::abort_all`: no new calls, the calls
+/// in progress finish, queued events go back, and the close starts once no
+/// indication is held. IRQL <= DISPATCH_LEVEL.
+///
+/// # Safety
+/// `shared` is live and `mark_aborted` took a reference for the caller,
+/// given up here.
+pub(crate) unsafe fn abort_socket(shared: NonNull<SocketShared>) {
+    // SAFETY: live while the aborter's reference exists.
+    let this = unsafe { shared.as_ref() };
+    // New calls fail (aborted is set); the ones in WSK now return soon
+    // (WSK calls do not block).
+    while this.calls.load(Ordering::SeqCst) != 0 {
+        core::hint::spin_loop();
+    }
+    // SAFETY: held by the aborter.
+    unsafe { drain(shared) };
+    {
+        let mut state = this.state();
+        state.aborting -= 1;
+    }
+    // SAFETY: the aborter's reference, given up; settle starts the close
+    // (aborted) once nothing is held.
+    unsafe { settle(shared) };
+}
+
+/// Forgets an accepted socket the accept callback refused after all (WSK
+/// closes such a socket itself): unlinks and frees its block.
+///
+/// # Safety
+/// `shared` is a block of the running accept callback, not handed out, on
+/// which WSK will not call back.
+pub(crate) unsafe fn forget_unaccepted(shared: NonNull<SocketShared>) {
+    // SAFETY: live (caller's contract).
+    let this = unsafe { shared.as_ref() };
+    // SAFETY: linked by set_socket.
+    unsafe { this.registration.unlink(shared) };
+    // SAFETY: ours alone (caller's contract).
+    drop(unsafe { PoolBox::from_raw(shared) });
+}
+
+/// The resources of a `WskCloseSocket`: when dropped (the close completed,
+/// or its abandoned operation finished) the socket is closed.
 pub(crate) struct CloseRes {
     shared: NonNull<SocketShared>,
     socket: PWSK_SOCKET,
 }
 
-// SAFETY: owns the block; freeing it is legal on any thread.
+// SAFETY: refers to the block; its drop is legal on any thread.
 unsafe impl Send for CloseRes {}
 
 impl Drop for CloseRes {
     fn drop(&mut self) {
-        // SAFETY: the block is ours alone once its close completed (WSK
-        // runs no callback of a closed socket); it came from PoolBox.
-        drop(unsafe { PoolBox::from_raw(self.shared) });
+        // SAFETY: the block lives until its close completed and nobody
+        // holds it; this is the completion.
+        let this = unsafe { self.shared.as_ref() };
+        // SAFETY: live; linked since its socket was created.
+        unsafe { this.registration.unlink(self.shared) };
+        this.state().close = CloseStage::Done;
+        // SAFETY: the close's part is over; settle frees the block if
+        // nobody holds it any more.
+        unsafe { settle(self.shared) };
     }
 }
 
 type CloseOp = IrpOp<CloseRes, Reused<CloseRes>, fn(PIRP, &mut CloseRes) -> Submission>;
 
 fn submit_close(irp: PIRP, res: &mut CloseRes) -> Submission {
-    // SAFETY: a live socket nobody else calls any more.
-    let basic: WSK_PROVIDER_BASIC_DISPATCH = unsafe { table(res.socket) };
-    match basic.WskCloseSocket {
-        // SAFETY: WskCloseSocket with our IRP; it completes it once.
+    let close = dispatch_entry!(res.socket, WSK_PROVIDER_BASIC_DISPATCH, WskCloseSocket);
+    match close {
+        // SAFETY: WskCloseSocket with our IRP, on a socket no call of ours
+        // overlaps (the protocol starts the close once); it completes the
+        // IRP once.
         Some(close) => Submission::Submitted(unsafe { close(res.socket, irp) }),
         None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
     }
 }
 
-/// Starts `WskCloseSocket` on the reserved IRP. `None` if the socket never
-/// existed (freed at once) or the close IRP is gone (a second close).
+/// Starts `WskCloseSocket` on the reserved IRP.
 ///
 /// # Safety
-/// `shared` is live and the caller owns its last reference.
+/// `shared` is live, its socket exists and the protocol chose the caller
+/// to close it (the stage is `InFlight`).
 unsafe fn start_close(shared: NonNull<SocketShared>) -> Option<CloseOp> {
-    // SAFETY: the caller's last reference.
+    // SAFETY: live (caller's contract).
     let this = unsafe { shared.as_ref() };
     let socket = this.socket();
     let irp = this.state().close_irp.take();
     let res = CloseRes { shared, socket };
-    if socket.is_null() {
-        drop(irp);
-        drop(res);
-        return None;
-    }
     let Some(irp) = irp else {
-        // Unreachable by the reference protocol; leak rather than free a
+        // Unreachable by the protocol (one close); leak rather than free a
         // block the provider may still use.
         core::mem::forget(res);
         return None;
     };
     // SAFETY: submit_close hands the IRP to WskCloseSocket (which completes
     // it exactly once) or returns a failure without handing it over; the
-    // block stays in the resources until completion.
+    // socket stays alive until completion.
     Some(unsafe { irp.submit(res, submit_close as fn(PIRP, &mut CloseRes) -> Submission) })
 }
 
 /// Closes with nobody waiting: submit, poll once, and if the provider pends
-/// the close, let the operation finish by itself (its completion frees the
-/// block and the IRP). IRQL <= DISPATCH_LEVEL.
+/// the close, let the operation finish by itself (its completion drops the
+/// resources, which settle the block). IRQL <= DISPATCH_LEVEL.
 ///
 /// # Safety
 /// As [`start_close`].
@@ -619,7 +950,7 @@ unsafe fn close_detached(shared: NonNull<SocketShared>) {
         drop(done);
     }
     // In flight: dropping it requests IoCancelIrp (WSK does not cancel a
-    // close) and leaves the block to the completion routine.
+    // close) and leaves the resources to the completion routine.
     drop(op);
 }
 
@@ -637,24 +968,12 @@ unsafe impl Send for SocketHandle {}
 unsafe impl Sync for SocketHandle {}
 
 impl SocketHandle {
-    /// Takes ownership of a block whose socket exists.
-    pub(crate) fn new(block: PoolBox<SocketShared>) -> Self {
-        Self {
-            shared: block.into_raw(),
-        }
-    }
-
     /// Rebuilds a handle from [`Self::into_raw`].
     ///
     /// # Safety
     /// `shared` carries the handle reference, taken back once.
     pub(crate) unsafe fn from_raw(shared: NonNull<SocketShared>) -> Self {
         Self { shared }
-    }
-
-    /// Gives up the handle without closing.
-    pub(crate) fn into_raw(self) -> NonNull<SocketShared> {
-        core::mem::ManuallyDrop::new(self).shared
     }
 
     pub(crate) fn ptr(&self) -> NonNull<SocketShared> {
@@ -674,37 +993,39 @@ impl SocketHandle {
     /// [`Close`]).
     pub(crate) fn close(self) -> Close {
         Close {
-            stage: CloseStage::Draining(self),
+            stage: CloseStage2::Draining(self),
         }
     }
 }
 
 impl Drop for SocketHandle {
-    /// Releases the queued indications and closes the socket without
+    /// Releases the queued indications and lets the socket close without
     /// waiting (once every indication a consumer holds is back).
     /// IRQL <= DISPATCH_LEVEL.
     fn drop(&mut self) {
-        // SAFETY: the handle's reference.
+        // SAFETY: the handle's hold.
         unsafe { drain(self.shared) };
-        // SAFETY: the handle's reference, given up once.
-        unsafe { release_ref(self.shared) };
+        self.shared().state().handle = false;
+        // SAFETY: the handle's hold, given up once.
+        unsafe { settle(self.shared) };
     }
 }
 
-enum CloseStage {
+enum CloseStage2 {
     Draining(SocketHandle),
     Waiting(SocketHandle),
-    InFlight(CloseOp),
+    InFlight(SocketHandle, CloseOp),
     Done,
 }
 
 /// An async close: releases the queued indications, waits until every
 /// indication a consumer holds is back, then `WskCloseSocket` (which
 /// cancels the socket's pending IRPs, waits for running callbacks, and
-/// completes once the provider completed everything). Dropped before it
-/// finishes, the close goes on by itself.
+/// completes once the provider completed everything), or waits for the
+/// close an abort started. Dropped before it finishes, the close goes on
+/// by itself.
 pub(crate) struct Close {
-    stage: CloseStage,
+    stage: CloseStage2,
 }
 
 impl Future for Close {
@@ -713,36 +1034,67 @@ impl Future for Close {
     fn poll(self: core::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
         let this = self.get_mut();
         loop {
-            match core::mem::replace(&mut this.stage, CloseStage::Done) {
-                CloseStage::Draining(handle) => {
-                    // SAFETY: the handle's reference.
+            match core::mem::replace(&mut this.stage, CloseStage2::Done) {
+                CloseStage2::Draining(handle) => {
+                    // SAFETY: the handle's hold.
                     unsafe { drain(handle.ptr()) };
-                    this.stage = CloseStage::Waiting(handle);
+                    this.stage = CloseStage2::Waiting(handle);
                 }
-                CloseStage::Waiting(handle) => {
-                    let mut state = handle.shared().state();
-                    if state.refs > 1 {
-                        let old = state.closer.replace(cx.waker().clone());
-                        drop(state);
-                        drop(old);
-                        this.stage = CloseStage::Waiting(handle);
-                        return Poll::Pending;
-                    }
-                    drop(state);
-                    // SAFETY: the handle's reference is the last one.
-                    match unsafe { start_close(handle.into_raw()) } {
-                        Some(op) => this.stage = CloseStage::InFlight(op),
-                        None => return Poll::Ready(Ok(())),
+                CloseStage2::Waiting(handle) => {
+                    let shared = handle.shared();
+                    let mut state = shared.state();
+                    match state.close {
+                        CloseStage::Done => {
+                            drop(state);
+                            drop(handle);
+                            return Poll::Ready(Ok(()));
+                        }
+                        CloseStage::InFlight => {
+                            // An abort closes it: wait for that.
+                            let old = state.closer.replace(cx.waker().clone());
+                            drop(state);
+                            drop(old);
+                            this.stage = CloseStage2::Waiting(handle);
+                            return Poll::Pending;
+                        }
+                        CloseStage::NotStarted if state.held > 0 => {
+                            let old = state.closer.replace(cx.waker().clone());
+                            drop(state);
+                            drop(old);
+                            this.stage = CloseStage2::Waiting(handle);
+                            return Poll::Pending;
+                        }
+                        CloseStage::NotStarted if shared.socket().is_null() => {
+                            drop(state);
+                            drop(handle);
+                            return Poll::Ready(Ok(()));
+                        }
+                        CloseStage::NotStarted => {
+                            state.close = CloseStage::InFlight;
+                            state.closing = true;
+                            drop(state);
+                            // SAFETY: the protocol chose us (stage set above).
+                            match unsafe { start_close(handle.ptr()) } {
+                                Some(op) => this.stage = CloseStage2::InFlight(handle, op),
+                                None => return Poll::Ready(Ok(())),
+                            }
+                        }
                     }
                 }
-                CloseStage::InFlight(mut op) => match core::pin::Pin::new(&mut op).poll(cx) {
-                    Poll::Ready(done) => return Poll::Ready(finish_close(done)),
-                    Poll::Pending => {
-                        this.stage = CloseStage::InFlight(op);
-                        return Poll::Pending;
+                CloseStage2::InFlight(handle, mut op) => {
+                    match core::pin::Pin::new(&mut op).poll(cx) {
+                        Poll::Ready(done) => {
+                            let result = finish_close(done);
+                            drop(handle);
+                            return Poll::Ready(result);
+                        }
+                        Poll::Pending => {
+                            this.stage = CloseStage2::InFlight(handle, op);
+                            return Poll::Pending;
+                        }
                     }
-                },
-                CloseStage::Done => return Poll::Pending,
+                }
+                CloseStage2::Done => return Poll::Pending,
             }
         }
     }
@@ -752,7 +1104,7 @@ fn finish_close(done: Completed<CloseRes, ReusableIrp<CloseRes>>) -> Result<()> 
     let status = done.status;
     // Whatever the status, the provider has completed the close IRP and is
     // done with the socket (a failed close means the socket was already
-    // gone): the block and the IRP are ours to free.
+    // gone): the IRP is ours to free, the resources settle the block.
     drop(done.resources);
     drop(done.irp);
     crate::error::check(status)

@@ -1,5 +1,5 @@
 //! What every socket category shares: creation (`WskSocket`), bind, the
-//! local address, socket options, enabling event callbacks.
+//! local address, socket options and ioctls, enabling event callbacks.
 //!
 //! IRQL: every function here may be called at IRQL <= DISPATCH_LEVEL
 //! (the futures are polled there too); they never block.
@@ -11,7 +11,7 @@ use nt::*;
 
 use crate::addr::{SockAddrBuf, family_of};
 use crate::error::{Error, Result, check};
-use crate::ops::{self, AddressRes, BindRes, NewSocket, OptionRes, SocketRes};
+use crate::ops::{self, AddressRes, BindRes, ControlBytes, ControlRes, NewSocket, SocketRes};
 use crate::registration::Provider;
 use crate::shared::{Kind, SocketHandle};
 
@@ -22,7 +22,7 @@ pub(crate) async fn create(
     kind: Kind,
 ) -> Result<SocketHandle> {
     let resources = SocketRes {
-        new: NewSocket::new(kind)?,
+        new: NewSocket::new(kind, provider.registration_ref())?,
         client: provider.client(),
         dispatch: provider.dispatch().WskSocket,
         family,
@@ -32,13 +32,16 @@ pub(crate) async fn create(
     done.resources.new.finish(done.status, done.information)
 }
 
+/// An option set before bind: (level, code, value).
+pub(crate) type PreBind = (ULONG, ULONG, ULONG);
+
 /// Creates a socket of `kind` for `local`'s family, applies `options` and
 /// binds it to `local`.
 pub(crate) async fn create_bound(
     provider: &Provider,
     local: SocketAddr,
     kind: Kind,
-    options: &[(ULONG, ULONG, ULONG)],
+    options: &[PreBind],
 ) -> Result<SocketHandle> {
     let handle = create(provider, family_of(&local), kind).await?;
     for &(level, code, value) in options {
@@ -51,7 +54,7 @@ pub(crate) async fn create_bound(
 /// `WskBind`.
 pub(crate) async fn bind(handle: &SocketHandle, local: SocketAddr) -> Result<()> {
     let resources = BindRes {
-        socket: handle.socket(),
+        shared: handle.ptr(),
         kind: handle.shared().kind(),
         address: SockAddrBuf::new(&local),
     };
@@ -61,7 +64,7 @@ pub(crate) async fn bind(handle: &SocketHandle, local: SocketAddr) -> Result<()>
 /// `WskGetLocalAddress` (`remote` = false) or `WskGetRemoteAddress`.
 pub(crate) async fn address(handle: &SocketHandle, remote: bool) -> Result<SocketAddr> {
     let resources = AddressRes {
-        socket: handle.socket(),
+        shared: handle.ptr(),
         kind: handle.shared().kind(),
         remote,
         address: SockAddrBuf::empty(),
@@ -74,6 +77,34 @@ pub(crate) async fn address(handle: &SocketHandle, remote: bool) -> Result<Socke
         .ok_or(Error::from_status(STATUS_INVALID_ADDRESS))
 }
 
+/// `WskControlSocket` with an IRP: `input` in, up to `output` bytes out;
+/// returns the output bytes (`IoStatus.Information` of them).
+pub(crate) async fn control(
+    handle: &SocketHandle,
+    request: WSK_CONTROL_SOCKET_TYPE,
+    level: ULONG,
+    code: ULONG,
+    input: &[u8],
+    output: usize,
+) -> Result<ControlBytes> {
+    if input.len() > 128 || output > 128 {
+        return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+    }
+    let resources = ControlRes {
+        shared: handle.ptr(),
+        request,
+        level,
+        code,
+        input: ControlBytes::of(input),
+        output: ControlBytes::room(output),
+    };
+    let done = ops::call(resources, ops::submit_control).await;
+    check(done.status)?;
+    let mut out = done.resources.output;
+    out.len = (done.information as usize).min(out.len);
+    Ok(out)
+}
+
 /// `WskControlSocket(WskSetOption)` of a ULONG option.
 pub(crate) async fn set_option(
     handle: &SocketHandle,
@@ -81,36 +112,16 @@ pub(crate) async fn set_option(
     code: ULONG,
     value: ULONG,
 ) -> Result<()> {
-    let resources = OptionRes {
-        socket: handle.socket(),
-        request: WskSetOption,
-        level,
-        code,
-        value,
-    };
-    check(ops::call(resources, ops::submit_option).await.status)
+    control(handle, WskSetOption, level, code, &value.to_ne_bytes(), 0)
+        .await
+        .map(|_| ())
 }
 
 /// `WskControlSocket(WskGetOption)` of a ULONG option.
 pub(crate) async fn get_option(handle: &SocketHandle, level: ULONG, code: ULONG) -> Result<ULONG> {
-    let resources = OptionRes {
-        socket: handle.socket(),
-        request: WskGetOption,
-        level,
-        code,
-        value: 0,
-    };
-    let done = ops::call(resources, ops::submit_option).await;
-    check(done.status)?;
-    Ok(done.resources.value)
-}
-
-/// Sets up the event queue (`depth` slots, the first time) and enables the
-/// `mask` events with `SO_WSK_EVENT_CALLBACK`. IRQL <= DISPATCH_LEVEL.
-pub(crate) fn enable_events(handle: &SocketHandle, mask: ULONG, depth: usize) -> Result<()> {
-    if depth == 0 {
-        return Err(Error::from_status(STATUS_INVALID_PARAMETER));
+    let out = control(handle, WskGetOption, level, code, &[], 4).await?;
+    match out.as_slice() {
+        [a, b, c, d] => Ok(ULONG::from_ne_bytes([*a, *b, *c, *d])),
+        _ => Err(Error::from_status(STATUS_INVALID_BUFFER_SIZE)),
     }
-    handle.shared().ensure_ring(depth)?;
-    check(ops::set_event_mask(handle.socket(), mask))
 }

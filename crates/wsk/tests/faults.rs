@@ -154,7 +154,11 @@ async fn workload(provider: &Provider, tally: &mut Tally) {
                         Err(error) => tally.error(error),
                     }
                 }
-                Err(error) => tally.error(error),
+                Err(failed) => {
+                    // The socket comes back with the buffers: close it.
+                    tally.error(failed.error);
+                    tally.note(&failed.socket.close().await);
+                }
             }
         } else {
             tally.note(&socket.close().await);

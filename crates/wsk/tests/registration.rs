@@ -1,6 +1,6 @@
 //! Registration and provider capture: capture waits (no wait, timed,
 //! infinite), IRQL checks that fail instead of bugchecking, RAII release
-//! and deregistration that waits for captures and sockets, out of pool.
+//! and deregistration in either drop order, abort, out of pool.
 
 mod common;
 
@@ -98,14 +98,19 @@ fn wrong_irql_is_an_error_not_a_bugcheck() {
     clean(session);
 }
 
-/// Dropping the registration waits (in WskDeregister) until the capture is
-/// released and the last socket closed.
+/// Dropping the registration before its provider and sockets (the wrong
+/// order) does not hang in WskDeregister: it revokes the provider (its
+/// capture released on its behalf: creating sockets fails with
+/// STATUS_DEVICE_NOT_READY), aborts the open socket (calls fail with
+/// STATUS_FILE_FORCED_CLOSED, the socket is closed), then deregisters.
+/// Dropping the provider and socket afterwards releases nothing twice.
 #[test]
-fn deregistration_waits_for_captures_and_sockets() {
+fn dropping_the_registration_first_revokes_the_provider_and_aborts_sockets() {
     let session = Session::boot();
     let registration = Registration::new().expect("register");
     let provider = registration.capture(CaptureWait::NoWait).expect("capture");
     let socket = block_on(DatagramSocket::bind(&provider, loopback(false))).expect("bind");
+    assert_eq!(registration.open_sockets(), 1);
     let done = Arc::new(AtomicBool::new(false));
     let deregister = {
         let done = Arc::clone(&done);
@@ -114,20 +119,48 @@ fn deregistration_waits_for_captures_and_sockets() {
             done.store(true, Ordering::SeqCst);
         })
     };
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        !done.load(Ordering::SeqCst),
-        "deregistered with a capture held"
-    );
-    drop(provider);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        !done.load(Ordering::SeqCst),
-        "deregistered with a socket open"
-    );
-    block_on(socket.close()).expect("close");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "dropping the registration hung with a provider and a socket alive"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     deregister.join().unwrap();
-    assert!(done.load(Ordering::SeqCst));
+    assert_eq!(stats(&session).registrations, 0);
+    assert_eq!(stats(&session).sockets_open, 0, "the socket was closed");
+    let again = block_on(DatagramSocket::bind(&provider, loopback(false)));
+    assert_eq!(again.unwrap_err().status(), STATUS_DEVICE_NOT_READY);
+    let (sent, _) = block_on(socket.send_to(vec![1u8; 8], "127.0.0.1:9".parse().unwrap()));
+    assert_eq!(sent.unwrap_err().status(), STATUS_FILE_FORCED_CLOSED);
+    block_on(socket.close()).expect("closing an aborted socket");
+    drop(provider);
+    clean(session);
+}
+
+/// Abort on demand: `abort_all` aborts every open socket of the
+/// registration and completes once they are closed; the registration stays
+/// usable.
+#[test]
+fn abort_all_closes_every_open_socket() {
+    let session = Session::boot();
+    let registration = Registration::new().expect("register");
+    let provider = registration.capture(CaptureWait::NoWait).expect("capture");
+    let first = block_on(DatagramSocket::bind(&provider, loopback(false))).expect("bind");
+    let second = block_on(DatagramSocket::bind(&provider, loopback(true))).expect("bind");
+    assert_eq!(registration.open_sockets(), 2);
+    block_on(registration.abort_all());
+    assert_eq!(registration.open_sockets(), 0);
+    assert_eq!(stats(&session).sockets_open, 0);
+    let (sent, _) = block_on(first.send_to(vec![1u8; 8], "127.0.0.1:9".parse().unwrap()));
+    assert_eq!(sent.unwrap_err().status(), STATUS_FILE_FORCED_CLOSED);
+    drop(first);
+    drop(second);
+    let third = block_on(DatagramSocket::bind(&provider, loopback(false))).expect("still usable");
+    block_on(third.close()).expect("close");
+    drop(provider);
+    drop(registration);
     clean(session);
 }
 

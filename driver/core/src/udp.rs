@@ -74,10 +74,12 @@ async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut
     }
     let mut queue = match socket.into_receive_queue(buffers.into_iter().flatten()) {
         Ok(queue) => queue,
-        Err(error) => {
+        Err(failed) => {
+            // The socket and buffers come back; dropping them closes the
+            // socket and frees the buffers.
             log::error(format_args!(
                 "UDP receive queue failed: {:#010x}",
-                error.status() as u32
+                failed.error.status() as u32
             ));
             return;
         }

@@ -12,11 +12,96 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use ::wsk::{CaptureWait, Provider, Registration, SocketAddr};
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::{CallbackIrql, CompletionPolicy, Session, SimConfig};
 
-/// The completion policies every I/O test runs under.
-pub const POLICIES: [CompletionPolicy; 2] =
-    [CompletionPolicy::Inline, CompletionPolicy::ForcePending];
+/// How the simulated provider calls the event callbacks in a test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callbacks {
+    /// One provider thread, DISPATCH_LEVEL.
+    Dispatch,
+    /// One provider thread, PASSIVE_LEVEL.
+    Passive,
+    /// Two provider threads, DISPATCH or PASSIVE (seeded), indications
+    /// inline from the client's own calls, early disconnect indications.
+    Concurrent,
+}
+
+/// One cell of the matrix every I/O test runs under: a completion policy
+/// and a callback policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// How the provider completes requests.
+    pub completion: CompletionPolicy,
+    /// How it calls event callbacks.
+    pub callbacks: Callbacks,
+}
+
+impl Policy {
+    /// The session configuration: the environment's (`NT_SIM`), with this
+    /// cell's completion and callback policies.
+    pub fn config(&self) -> SimConfig {
+        let mut config = SimConfig::from_env();
+        config.completion = match self.completion {
+            CompletionPolicy::Mixed {
+                pending_per_million,
+                ..
+            } => CompletionPolicy::Mixed {
+                pending_per_million,
+                seed: config.seed,
+            },
+            other => other,
+        };
+        let wsk = &mut config.wsk;
+        match self.callbacks {
+            Callbacks::Dispatch => {
+                wsk.callback_irql = CallbackIrql::Dispatch;
+                wsk.provider_threads = 1;
+                wsk.inline_indications = false;
+                wsk.early_disconnect = false;
+            }
+            Callbacks::Passive => {
+                wsk.callback_irql = CallbackIrql::Passive;
+                wsk.provider_threads = 1;
+                wsk.inline_indications = false;
+                wsk.early_disconnect = false;
+            }
+            Callbacks::Concurrent => {
+                wsk.callback_irql = CallbackIrql::Mixed;
+                wsk.provider_threads = 2;
+                wsk.inline_indications = true;
+                wsk.early_disconnect = true;
+            }
+        }
+        config
+    }
+}
+
+/// Every completion policy times every callback policy: the matrix each
+/// I/O test runs under.
+pub fn policies() -> Vec<Policy> {
+    let completions = [
+        CompletionPolicy::Inline,
+        CompletionPolicy::ForcePending,
+        CompletionPolicy::Mixed {
+            pending_per_million: 500_000,
+            seed: 0,
+        },
+    ];
+    let callbacks = [
+        Callbacks::Dispatch,
+        Callbacks::Passive,
+        Callbacks::Concurrent,
+    ];
+    completions
+        .iter()
+        .flat_map(|&completion| {
+            callbacks.iter().map(move |&callbacks| Policy {
+                completion,
+                callbacks,
+            })
+        })
+        .collect()
+}
 
 /// How long any one future may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -127,9 +212,8 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn new(policy: CompletionPolicy) -> Env {
-        let session = Session::boot();
-        session.set_completion_policy(policy);
+    pub fn new(policy: Policy) -> Env {
+        let session = Session::boot_config(policy.config());
         let registration = Registration::new().expect("WskRegister");
         let provider = registration.capture(CaptureWait::NoWait).expect("capture");
         Env {
@@ -169,9 +253,10 @@ impl Drop for Env {
     }
 }
 
-/// Runs `test` once per completion policy, each in a fresh session.
-pub fn each_policy(mut test: impl FnMut(&Env, CompletionPolicy)) {
-    for policy in POLICIES {
+/// Runs `test` once per cell of the policy matrix ([`policies`]), each in
+/// a fresh session.
+pub fn each_policy(mut test: impl FnMut(&Env, Policy)) {
+    for policy in policies() {
         let env = Env::new(policy);
         test(&env, policy);
         env.finish();
@@ -224,4 +309,26 @@ pub fn set_reset_on_close(stream: &std::net::TcpStream) {
     socket2::SockRef::from(stream)
         .set_linger(Some(Duration::ZERO))
         .unwrap();
+}
+
+/// Asserts `got == want`, naming the lengths and the first difference.
+#[track_caller]
+pub fn same_bytes(got: &[u8], want: &[u8], what: &str) {
+    if got == want {
+        return;
+    }
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let found = want
+        .windows(got.len().saturating_sub(first).clamp(1, 64))
+        .position(|w| got[first..].starts_with(w));
+    panic!(
+        "{what}: data differs: {} bytes, {} wanted, first difference at {first} \
+         (the bytes there are the wanted ones from {found:?})",
+        got.len(),
+        want.len()
+    );
 }

@@ -313,6 +313,11 @@ pub struct WskStats {
     /// Indications the client retains now (returned STATUS_PENDING, not yet
     /// released).
     pub indications_retained: u64,
+    /// Data indications flagged `WSK_FLAG_RELEASE_ASAP` so far (the
+    /// provider was short of buffers: it asks for them back at once).
+    pub release_asap: u64,
+    /// Of those, the ones the client retained anyway (STATUS_PENDING).
+    pub release_asap_retained: u64,
     /// Datagrams the provider dropped (rejected by a static receive-from
     /// callback).
     pub datagrams_dropped: u64,
@@ -330,6 +335,8 @@ pub(crate) struct WskState {
     pub(crate) sockets_created: AtomicU64,
     pub(crate) indications: AtomicU64,
     pub(crate) indications_retained: AtomicU64,
+    pub(crate) release_asap: AtomicU64,
+    pub(crate) release_asap_retained: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
 }
@@ -932,6 +939,8 @@ pub fn stats(session: &Session) -> WskStats {
         sockets_created: wsk.sockets_created.load(Ordering::Relaxed),
         indications: wsk.indications.load(Ordering::Relaxed),
         indications_retained: wsk.indications_retained.load(Ordering::Relaxed),
+        release_asap: wsk.release_asap.load(Ordering::Relaxed),
+        release_asap_retained: wsk.release_asap_retained.load(Ordering::Relaxed),
         datagrams_dropped: wsk.datagrams_dropped.load(Ordering::Relaxed),
         connections_refused: wsk.connections_refused.load(Ordering::Relaxed),
     }

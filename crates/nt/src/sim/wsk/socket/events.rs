@@ -165,6 +165,10 @@ impl Socket {
                 let bytes = indication.len();
                 let mut accepted: SIZE_T = bytes as SIZE_T;
                 self.wsk().indications.fetch_add(1, Ordering::Relaxed);
+                let asap = flags & WSK_FLAG_RELEASE_ASAP != 0;
+                if asap {
+                    self.wsk().release_asap.fetch_add(1, Ordering::Relaxed);
+                }
                 let status = self.invoke(routine as usize, ctx, |flag| {
                     // SAFETY: the client's WskReceiveEvent with a
                     // provider-owned chain that stays valid until released
@@ -190,6 +194,9 @@ impl Socket {
                     STATUS_PENDING if cb.released => {}
                     STATUS_PENDING => {
                         wsk.indications_retained.fetch_add(1, Ordering::Relaxed);
+                        if asap {
+                            wsk.release_asap_retained.fetch_add(1, Ordering::Relaxed);
+                        }
                         st.retained_bytes += bytes;
                         st.retained
                             .insert(indication.head() as usize, Retained::Data(indication));
@@ -352,6 +359,7 @@ impl Socket {
     ) {
         let mut completions = Vec::new();
         let mut findings = Vec::new();
+        let kick;
         let finish = {
             let mut st = self.lock();
             let Some(index) = st.running.iter().position(|c| c.id == id) else {
@@ -387,6 +395,9 @@ impl Socket {
             if st.life != Life::Finished {
                 effect(&mut st, self.wsk(), &cb);
             }
+            // Receives that waited for this callback (see
+            // `SockState::receive`).
+            kick = cb.event == WSK_EVENT_RECEIVE && !st.receives.is_empty();
             let running = st.running_events();
             st.disables.retain(|&(irp, e)| {
                 if running & e != 0 {
@@ -406,6 +417,9 @@ impl Socket {
         }
         for irp in completions {
             complete_irp(&self.client, Some(self), irp, STATUS_SUCCESS, 0);
+        }
+        if kick {
+            self.client.reactor.post(Job::Kick(Arc::clone(self)));
         }
         if let Some(close_irp) = finish {
             self.finish(close_irp);
@@ -488,6 +502,13 @@ impl SockState {
             rearmed_inside: false,
         });
         id
+    }
+
+    /// Whether a receive callback with data runs now.
+    pub(super) fn indicating_data(&self) -> bool {
+        self.running
+            .iter()
+            .any(|c| c.event == WSK_EVENT_RECEIVE && c.head != 0)
     }
 
     /// The events whose callbacks run now.

@@ -224,14 +224,18 @@ impl SockState {
             control_length,
             armed: false,
         };
-        if self.receives.is_empty() && !drain {
-            if buf.length == 0 {
-                // Re-arms the receive event; completes at once.
-                self.unsuppress();
-                out.kick = true;
-                finish_receive_ex(&op);
-                return Decision::Done(self.error.unwrap_or(STATUS_SUCCESS), 0);
-            }
+        if self.receives.is_empty() && !drain && buf.length == 0 {
+            // Re-arms the receive event; completes at once.
+            self.unsuppress();
+            out.kick = true;
+            finish_receive_ex(&op);
+            return Decision::Done(self.error.unwrap_or(STATUS_SUCCESS), 0);
+        }
+        // Bytes a receive callback is being offered precede what is still
+        // buffered (and come back to it if the callback refuses them): a
+        // receive waits for that callback, and only then sees the data, or
+        // the end.
+        if self.receives.is_empty() && !drain && !self.indicating_data() {
             let mut budget = self.budget(out);
             loop {
                 let read = self.fill_inbound(&mut budget);
@@ -495,6 +499,10 @@ impl SockState {
     }
 
     pub(super) fn deliver_receives(&mut self, out: &mut Out) {
+        if self.indicating_data() {
+            // See `receive`: after the callback returns.
+            return;
+        }
         while let Some(mut op) = self.receives.pop_front() {
             if op.drain {
                 self.inbound.clear();
