@@ -5,16 +5,27 @@
 //!
 //! In the kernel face's **type-check mode** (`RUSTFLAGS="--cfg nt_typecheck"`
 //! on a non-Windows host; see `docs/kernel-typecheck.md`) it generates
-//! bindings to the NT kernel API from MinGW-w64's DDK headers with bindgen,
-//! configured like wdk-sys (module-constant enums, `core` types, 32-bit
-//! `c_long`), into `$OUT_DIR/typecheck_types.rs` (types and constants, the
-//! root of wdk-sys) and `$OUT_DIR/typecheck_ntddk.rs` (functions,
-//! `wdk_sys::ntddk`). The generated code is never committed.
+//! bindings to the NT kernel API with bindgen, configured like wdk-sys
+//! (module-constant enums, `core` types, 32-bit `c_long`), into
+//! `$OUT_DIR/typecheck_types.rs` (types and constants, the root of wdk-sys)
+//! and `$OUT_DIR/typecheck_ntddk.rs` (functions, `wdk_sys::ntddk`), from
+//! either
+//! - MinGW-w64's DDK headers (the default, what CI has), arranged to match
+//!   wdk-sys's `ntifs.h`-first configuration, or
+//! - a real WDK `Include/<version>` directory (`NT_TYPECHECK_WDK_INCLUDE`,
+//!   set by `cargo xtask check-kernel --wdk-include DIR`): `ntifs.h`,
+//!   `ntddk.h` and `ntstrsafe.h` with wdk-build 0.6's target, include
+//!   directories, definitions, compiler flags and blocklist (then the cfg
+//!   `nt_typecheck_wdk` is set).
+//!
+//! The generated code is never committed.
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=NT_TYPECHECK_MINGW_INCLUDE");
     println!("cargo::rerun-if-env-changed=NT_TYPECHECK_CLANG_INCLUDE");
+    println!("cargo::rerun-if-env-changed=NT_TYPECHECK_WDK_INCLUDE");
+    println!("cargo::rustc-check-cfg=cfg(nt_typecheck_wdk)");
 
     let typecheck_requested = std::env::var_os("CARGO_CFG_NT_TYPECHECK").is_some();
     let windows_target = std::env::var("CARGO_CFG_WINDOWS").is_ok();
@@ -38,6 +49,73 @@ mod typecheck {
     use std::path::{Path, PathBuf};
 
     use bindgen::CodegenConfig;
+
+    /// Functions MinGW-w64 lacks or declares otherwise (declared by hand in
+    /// `src/kernel/typecheck.rs` in MinGW mode), generated from the WDK's
+    /// headers in WDK mode.
+    const WDK_ONLY_FUNCTIONS: &[&str] = &[
+        "ExAllocatePool2",
+        "KeQuerySystemTimePrecise",
+        "KeQueryInterruptTimePrecise",
+        "MmMapLockedPagesSpecifyCache",
+        "ZwWaitForSingleObject",
+        // Exported since Windows 8 (wdm.h: NTDDI_VERSION >= NTDDI_WIN8 and
+        // !NT_INLINE_IRQL); MinGW-w64 only has the FORCEINLINE versions.
+        "KfRaiseIrql",
+        "KeLowerIrql",
+    ];
+
+    /// wdk-build 0.6's blocklist (`bindgen.rs`: deprecated or unusable
+    /// items), applied in WDK mode as wdk-sys applies it.
+    const WDK_BLOCKLIST: &[&str] = &[
+        "ExAllocatePoolWithTag",
+        "ExAllocatePoolWithQuotaTag",
+        "ExAllocatePoolWithTagPriority",
+        "ExAllocatePool",
+        "USBD_CalculateUsbBandwidth",
+        "USBD_CreateConfigurationRequest",
+        "USBD_Debug_LogEntry",
+        "USBD_GetUSBDIVersion",
+        "USBD_ParseConfigurationDescriptor",
+        "USBD_QueryBusTime",
+        "USBD_RegisterHcFilter",
+        "IOCTL_USB_DIAG_IGNORE_HUBS_OFF",
+        "IOCTL_USB_DIAG_IGNORE_HUBS_ON",
+        "IOCTL_USB_DIAGNOSTIC_MODE_OFF",
+        "IOCTL_USB_DIAGNOSTIC_MODE_ON",
+        "IOCTL_USB_GET_HUB_CAPABILITIES",
+        "IOCTL_USB_HCD_DISABLE_PORT",
+        "IOCTL_USB_HCD_ENABLE_PORT",
+        "IOCTL_USB_HCD_GET_STATS_1",
+        "IOCTL_USB_HCD_GET_STATS_2",
+        "IOCTL_USB_RESET_HUB",
+        ".*MCG_CAP(?:__bindgen.*)?",
+        ".*WHEA_XPF_MCA_SECTION",
+        ".*WHEA_ARM_BUS_ERROR(?:__bindgen.*)?",
+        ".*WHEA_ARM_PROCESSOR_ERROR",
+        ".*WHEA_ARM_CACHE_ERROR",
+        ".*ADDRESS0_OWNERSHIP_ACQUIRE",
+        ".*USBDEVICE_ABORTIO",
+        ".*USBDEVICE_STARTIO",
+        ".*USBDEVICE_TREE_PURGEIO",
+    ];
+
+    /// wdk-build 0.6's `wdk_bindgen_compiler_flags`.
+    const WDK_COMPILER_FLAGS: &[&str] = &[
+        "-fms-compatibility",
+        "-fms-extensions",
+        "-fdelayed-template-parsing",
+        "--warn-=no-nonportable-include-path",
+        "--warn-=no-pragma-pack",
+        "--warn-=no-ignored-attributes",
+        "--warn-=no-ignored-pragma-intrinsic",
+        "--warn-=no-visibility",
+        "--warn-=no-switch",
+        "--warn-=no-comment",
+        "--warn-=no-deprecated-declarations",
+        "--warn-=no-invalid-token-paste",
+        "--warn-=no-microsoft",
+    ];
 
     /// Functions the kernel face re-exports from `ntddk` (wdk-sys generates
     /// every one of them; the FORCEINLINE helpers and macros are hand-ported
@@ -153,6 +231,7 @@ mod typecheck {
         "PETHREAD",
         "PKTHREAD",
         "PEPROCESS",
+        "PKPROCESS",
         "POBJECT_TYPE",
         "PIO_COMPLETION_ROUTINE",
         "PDRIVER_CANCEL",
@@ -255,17 +334,37 @@ mod typecheck {
         "PsThreadType",
     ];
 
+    /// Where the bindings come from.
+    enum Source {
+        MinGw(Headers),
+        Wdk(PathBuf),
+    }
+
     pub fn generate() {
         let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-        let headers = Headers::find();
-        let clang_args = headers.clang_args();
+        let source = match std::env::var_os("NT_TYPECHECK_WDK_INCLUDE") {
+            Some(dir) => {
+                println!("cargo::rustc-cfg=nt_typecheck_wdk");
+                Source::Wdk(PathBuf::from(dir))
+            }
+            None => Source::MinGw(Headers::find()),
+        };
+        let (clang_args, ntstatus) = match &source {
+            Source::MinGw(headers) => (headers.clang_args(), headers.mingw.join("ntstatus.h")),
+            Source::Wdk(dir) => (wdk_clang_args(dir), dir.join("shared").join("ntstatus.h")),
+        };
+        let wdk = matches!(source, Source::Wdk(_));
 
-        let types = generate_one(&clang_args, CodegenConfig::TYPES | CodegenConfig::VARS);
-        write(&out_dir.join("typecheck_types.rs"), &msvc_enums(&types));
-        let functions = generate_one(&clang_args, CodegenConfig::FUNCTIONS);
+        let types = generate_one(&clang_args, wdk, CodegenConfig::TYPES | CodegenConfig::VARS);
+        let types = if wdk {
+            types
+        } else {
+            ntifs_pointers(&msvc_enums(&types))
+        };
+        write(&out_dir.join("typecheck_types.rs"), &types);
+        let functions = generate_one(&clang_args, wdk, CodegenConfig::FUNCTIONS);
         write(&out_dir.join("typecheck_ntddk.rs"), &functions);
 
-        let ntstatus = headers.mingw.join("ntstatus.h");
         println!("cargo::rerun-if-changed={}", ntstatus.display());
         let ntstatus = std::fs::read_to_string(&ntstatus)
             .unwrap_or_else(|error| panic!("reading {}: {error}", ntstatus.display()));
@@ -282,9 +381,70 @@ mod typecheck {
         );
     }
 
-    fn generate_one(clang_args: &[String], what: CodegenConfig) -> String {
+    /// wdk-build 0.6's clang arguments for a WDM driver on x64: the target
+    /// triple, `km/crt`, `km` and `shared` of the Include directory, the
+    /// x64 and kernel-mode definitions, its compiler flags.
+    fn wdk_clang_args(dir: &Path) -> Vec<String> {
+        let ntifs = dir.join("km").join("ntifs.h");
+        assert!(
+            ntifs.is_file(),
+            "NT_TYPECHECK_WDK_INCLUDE={}: not a WDK Include/<version> directory ({} not \
+             found)",
+            dir.display(),
+            ntifs.display()
+        );
+        for sub in ["km/crt", "km", "shared"] {
+            println!("cargo::rerun-if-changed={}", dir.join(sub).display());
+        }
+        let mut args: Vec<String> = vec![
+            "--target=x86_64-pc-windows-msvc".into(),
+            "-fno-builtin".into(),
+        ];
+        for sub in ["km/crt", "km", "shared"] {
+            args.push(format!("--include-directory={}", dir.join(sub).display()));
+        }
+        for define in ["_WIN64", "_AMD64_", "AMD64", "_KERNEL_MODE"] {
+            args.push(format!("--define-macro={define}"));
+        }
+        args.extend(WDK_COMPILER_FLAGS.iter().map(|f| (*f).to_owned()));
+        args
+    }
+
+    /// MinGW-w64's `wdm.h` declares `PETHREAD`/`PEPROCESS` as pointers to
+    /// `_ETHREAD`/`_EPROCESS` whatever is included first; the WDK's `wdm.h`
+    /// and `ntddk.h`, included after `ntifs.h` as wdk-sys does, declare them
+    /// as pointers to `_KTHREAD`/`_KPROCESS` (and never define `_ETHREAD`).
+    /// The stand-in follows wdk-sys.
+    fn ntifs_pointers(types: &str) -> String {
+        let mut out = types.to_owned();
+        for (from, to) in [
+            (
+                "pub type PETHREAD = *mut _ETHREAD;",
+                "pub type PETHREAD = *mut _KTHREAD;",
+            ),
+            (
+                "pub type PEPROCESS = *mut _EPROCESS;",
+                "pub type PEPROCESS = *mut _KPROCESS;",
+            ),
+        ] {
+            assert!(
+                out.contains(from),
+                "MinGW-w64's bindings changed: `{from}` not found"
+            );
+            out = out.replace(from, to);
+        }
+        out
+    }
+
+    fn generate_one(clang_args: &[String], wdk: bool, what: CodegenConfig) -> String {
+        let header = if wdk {
+            // wdk-build's WDM header set, ntifs.h first.
+            "#include \"ntifs.h\"\n#include \"ntddk.h\"\n#include \"ntstrsafe.h\"\n"
+        } else {
+            "#include <ntddk.h>\n"
+        };
         let mut builder = bindgen::Builder::default()
-            .header_contents("nt-typecheck.h", "#include <ntddk.h>\n")
+            .header_contents("nt-typecheck.h", header)
             .clang_args(clang_args)
             .detect_include_paths(false)
             .use_core()
@@ -296,6 +456,18 @@ mod typecheck {
             .generate_comments(false)
             .layout_tests(true)
             .with_codegen_config(what);
+        if wdk {
+            builder = builder
+                .must_use_type("HRESULT")
+                .opaque_type("_KGDTENTRY64")
+                .opaque_type("_KIDTENTRY64");
+            for item in WDK_BLOCKLIST {
+                builder = builder.blocklist_item(item);
+            }
+            for function in WDK_ONLY_FUNCTIONS {
+                builder = builder.allowlist_function(function);
+            }
+        }
         for function in FUNCTIONS {
             builder = builder.allowlist_function(function);
         }
@@ -308,8 +480,12 @@ mod typecheck {
         match builder.generate() {
             Ok(bindings) => bindings.to_string(),
             Err(error) => panic!(
-                "bindgen could not generate the type-check bindings from MinGW-w64's DDK \
-                 headers: {error}"
+                "bindgen could not generate the type-check bindings from {}: {error}",
+                if wdk {
+                    "the WDK's headers"
+                } else {
+                    "MinGW-w64's DDK headers"
+                }
             ),
         }
     }
@@ -359,8 +535,7 @@ mod typecheck {
             seen.contains_key("STATUS_SUCCESS"),
             "no STATUS_ constants parsed from ntstatus.h"
         );
-        let mut out =
-            String::from("// Generated by nt's build script from MinGW-w64's ntstatus.h.\n");
+        let mut out = String::from("// Generated by nt's build script from ntstatus.h.\n");
         for (name, value) in seen {
             out.push_str(&format!(
                 "pub const {name}: NTSTATUS = 0x{value:08X}_u32 as NTSTATUS;\n"

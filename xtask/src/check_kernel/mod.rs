@@ -15,6 +15,16 @@
 //! 3. it runs `nt`'s layout tests (`tests/typecheck_layout.rs`), which
 //!    compare the sim's x64 structures with the headers'.
 //!
+//! With `--wdk-include DIR` (a WDK `Include/<version>` directory copied from
+//! a Windows machine: `km`, `km/crt`, `shared`) the stand-in is generated
+//! from the real WDK headers instead, the way wdk-sys generates its
+//! bindings (`ntifs.h`, `ntddk.h`, `ntstrsafe.h`, `x86_64-pc-windows-msvc`,
+//! wdk-build's definitions, compiler flags and blocklist), in
+//! `<target>/check-kernel-wdk`; MinGW-w64 is not needed then. Headers that
+//! include each other with the wrong letter case (they were written for a
+//! case-insensitive file system) are reached through a case-folding overlay
+//! of symbolic links made in that target directory.
+//!
 //! It fails if any step fails. See `docs/kernel-typecheck.md`.
 
 mod json;
@@ -28,12 +38,16 @@ use std::time::Instant;
 /// The cfg that selects the type-check stand-in for wdk-sys.
 const TYPECHECK_CFG: &str = "--cfg nt_typecheck";
 
-const HELP: &str = "usage: cargo xtask check-kernel
+const HELP: &str = "usage: cargo xtask check-kernel [--wdk-include DIR]
 
 Type-checks the kernel face (--features kernel) of every workspace package that
 has one, against bindings generated from MinGW-w64's DDK headers, then runs nt's
 layout tests against the same headers. Needs the Debian packages libclang-dev and
 mingw-w64-x86-64-dev (it says so if they are missing; it installs nothing).
+
+  --wdk-include DIR  generate the bindings from a real WDK Include/<version>
+                     directory (with km, km/crt and shared) as wdk-sys does,
+                     instead of MinGW-w64 (needs libclang only)
 
 environment:
   NT_TYPECHECK_MINGW_INCLUDE  MinGW-w64 include directory (default /usr/x86_64-w64-mingw32/include)
@@ -42,15 +56,24 @@ environment:
 
 /// Runs the subcommand with the arguments after `check-kernel`.
 pub fn run(mut args: impl Iterator<Item = String>) -> ExitCode {
-    match args.next().as_deref() {
-        None => {}
-        Some("-h" | "--help") => {
-            println!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Some(other) => {
-            eprintln!("xtask check-kernel: unexpected argument `{other}`\n\n{HELP}");
-            return ExitCode::from(2);
+    let mut wdk_include: Option<PathBuf> = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => {
+                println!("{HELP}");
+                return ExitCode::SUCCESS;
+            }
+            "--wdk-include" => match args.next() {
+                Some(dir) => wdk_include = Some(PathBuf::from(dir)),
+                None => {
+                    eprintln!("xtask check-kernel: --wdk-include needs a directory\n\n{HELP}");
+                    return ExitCode::from(2);
+                }
+            },
+            other => {
+                eprintln!("xtask check-kernel: unexpected argument `{other}`\n\n{HELP}");
+                return ExitCode::from(2);
+            }
         }
     }
     if cfg!(windows) {
@@ -62,13 +85,27 @@ pub fn run(mut args: impl Iterator<Item = String>) -> ExitCode {
         return ExitCode::from(2);
     }
 
-    let missing = Prerequisites::probe(&|name| env::var_os(name)).missing();
+    let mut missing = Prerequisites::probe(&|name| env::var_os(name)).missing();
+    if wdk_include.is_some() {
+        // The WDK's own headers replace MinGW-w64's and clang's CRT ones.
+        missing.retain(|m| *m == Missing::Libclang);
+    }
     if !missing.is_empty() {
         eprintln!("{}", missing_message(&missing));
         return ExitCode::FAILURE;
     }
+    if let Some(dir) = &wdk_include
+        && !dir.join("km").join("ntifs.h").is_file()
+    {
+        eprintln!(
+            "xtask check-kernel: --wdk-include {}: not a WDK Include/<version> directory \
+             (km/ntifs.h not found; it needs km, km/crt and shared)",
+            dir.display()
+        );
+        return ExitCode::from(2);
+    }
 
-    match check() {
+    match check(wdk_include.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("\nxtask check-kernel: FAILED: {error}");
@@ -77,7 +114,7 @@ pub fn run(mut args: impl Iterator<Item = String>) -> ExitCode {
     }
 }
 
-fn check() -> Result<(), String> {
+fn check(wdk_include: Option<&Path>) -> Result<(), String> {
     let started = Instant::now();
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let metadata = cargo_metadata(&cargo)?;
@@ -91,14 +128,30 @@ fn check() -> Result<(), String> {
             .and_then(json::Value::as_str)
             .ok_or("cargo metadata has no target_directory")?,
     )
-    .join("check-kernel");
+    .join(if wdk_include.is_some() {
+        "check-kernel-wdk"
+    } else {
+        "check-kernel"
+    });
     let rustflags = match env::var("RUSTFLAGS") {
         Ok(flags) if !flags.trim().is_empty() => format!("{flags} {TYPECHECK_CFG}"),
         _ => TYPECHECK_CFG.to_owned(),
     };
+    let headers = match wdk_include {
+        Some(dir) => {
+            let overlay = case_folding_overlay(dir, &target_dir.join("wdk-include"))?;
+            format!(
+                "the WDK's headers in {} (through {})",
+                dir.display(),
+                overlay.display()
+            )
+        }
+        None => "MinGW-w64's DDK headers".to_owned(),
+    };
+    let wdk_env = wdk_include.map(|_| target_dir.join("wdk-include"));
 
     println!(
-        "xtask check-kernel: type-checking the kernel face of {} against MinGW-w64's DDK headers \
+        "xtask check-kernel: type-checking the kernel face of {} against {headers} \
          (RUSTFLAGS=\"{rustflags}\", target dir {})",
         packages.join(", "),
         target_dir.display()
@@ -106,6 +159,9 @@ fn check() -> Result<(), String> {
 
     let features: Vec<String> = packages.iter().map(|p| format!("{p}/kernel")).collect();
     let mut clippy = cargo_command(&cargo, &target_dir, &rustflags);
+    if let Some(dir) = &wdk_env {
+        clippy.env("NT_TYPECHECK_WDK_INCLUDE", dir);
+    }
     clippy.args(["clippy", "--lib"]);
     for package in &packages {
         clippy.args(["-p", package]);
@@ -118,6 +174,9 @@ fn check() -> Result<(), String> {
     )?;
 
     let mut layout = cargo_command(&cargo, &target_dir, &rustflags);
+    if let Some(dir) = &wdk_env {
+        layout.env("NT_TYPECHECK_WDK_INCLUDE", dir);
+    }
     layout.args(["test", "-p", "nt", "--test", "typecheck_layout"]);
     run_step("layouts: the sim's x64 structures vs the headers'", layout)?;
 
@@ -127,6 +186,82 @@ fn check() -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The WDK's headers were written for a case-insensitive file system
+/// (`#include "DriverSpecs.h"` for `driverspecs.h`). Builds, under
+/// `overlay`, a tree of `km`, `km/crt` and `shared` in which every header
+/// is a symbolic link reachable under its own name, its lower-case name and
+/// every spelling an `#include` in these headers uses. Returns `overlay`.
+fn case_folding_overlay(include: &Path, overlay: &Path) -> Result<PathBuf, String> {
+    let include = include
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", include.display()))?;
+    // Every name some header includes, by lower case.
+    let mut spellings: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut files: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for sub in ["km", "km/crt", "shared"] {
+        for entry in read_dir(&include.join(sub)) {
+            if !entry.is_file() {
+                continue;
+            }
+            if let Ok(text) = std::fs::read(&entry) {
+                for line in String::from_utf8_lossy(&text).lines() {
+                    let line = line.trim_start();
+                    let Some(rest) = line
+                        .strip_prefix('#')
+                        .map(str::trim_start)
+                        .and_then(|l| l.strip_prefix("include"))
+                    else {
+                        continue;
+                    };
+                    let rest = rest.trim();
+                    let name = rest
+                        .strip_prefix('"')
+                        .and_then(|r| r.split('"').next())
+                        .or_else(|| rest.strip_prefix('<').and_then(|r| r.split('>').next()));
+                    if let Some(name) = name
+                        && !name.contains('/')
+                        && !name.contains('\\')
+                    {
+                        spellings
+                            .entry(name.to_ascii_lowercase())
+                            .or_default()
+                            .push(name.to_owned());
+                    }
+                }
+            }
+            files.push((PathBuf::from(sub), entry));
+        }
+    }
+    if overlay.exists() {
+        std::fs::remove_dir_all(overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
+    }
+    for (sub, file) in &files {
+        let dir = overlay.join(sub);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let mut names = vec![name.to_owned(), name.to_ascii_lowercase()];
+        if let Some(other) = spellings.get(&name.to_ascii_lowercase()) {
+            names.extend(other.iter().cloned());
+        }
+        names.sort();
+        names.dedup();
+        for alias in names {
+            let link = dir.join(&alias);
+            if link.exists() {
+                continue;
+            }
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(file, &link)
+                .map_err(|e| format!("{}: {e}", link.display()))?;
+            #[cfg(not(unix))]
+            std::fs::copy(file, &link).map_err(|e| format!("{}: {e}", link.display()))?;
+        }
+    }
+    Ok(overlay.to_path_buf())
 }
 
 fn cargo_command(cargo: &OsString, target_dir: &Path, rustflags: &str) -> Command {

@@ -21,7 +21,6 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use super::sys;
 use super::{
     PDEVICE_OBJECT, PDRIVER_DISPATCH, PDRIVER_OBJECT, PDRIVER_UNLOAD, PFILE_OBJECT,
     PIO_STACK_LOCATION, PIRP, PLIST_ENTRY, PMDL, POBJECT_TYPE,
@@ -553,6 +552,21 @@ pub unsafe fn mdl_flags(mdl: PMDL) -> CSHORT {
 
 // === Kernel globals ===
 
+// `PsThreadType` is a data export of ntoskrnl. wdk-sys declares it in an
+// extern block without `#[link]` (ntoskrnl is linked through a separate,
+// empty block), so rustc references `PsThreadType` instead of
+// `__imp_PsThreadType`, which is all an import library provides for data:
+// the link fails (microsoft/windows-drivers-rs issue 338). This block names
+// the import library itself, so the static is a dllimport: the reference
+// goes through `__imp_PsThreadType`. (Nothing in the project needs it any
+// more: kernel-executor joins its thread through its handle.)
+#[cfg_attr(windows, link(name = "ntoskrnl"))]
+unsafe extern "C" {
+    /// ntoskrnl's `POBJECT_TYPE *PsThreadType`.
+    #[link_name = "PsThreadType"]
+    static PS_THREAD_TYPE: *mut POBJECT_TYPE;
+}
+
 /// `*PsThreadType`: the thread object type, for
 /// `ObReferenceObjectByHandle` on a thread handle.
 ///
@@ -561,9 +575,8 @@ pub unsafe fn mdl_flags(mdl: PMDL) -> CSHORT {
 #[inline]
 pub fn ps_thread_type() -> POBJECT_TYPE {
     // SAFETY: reads the pointer value of ntoskrnl's exported `PsThreadType`
-    // (no reference to the `static mut` is formed); never written after
-    // boot.
-    let thread_type = unsafe { sys::PsThreadType };
+    // (imported through the block above); never written after boot.
+    let thread_type = unsafe { PS_THREAD_TYPE };
     // SAFETY: the export points to the kernel's `POBJECT_TYPE` for threads,
     // valid for the life of the system.
     unsafe { thread_type.read() }

@@ -1,6 +1,8 @@
 //! Kernel (Ke) helpers the WDK defines as FORCEINLINE functions or macros
-//! for x64, ported by hand: the IRQL of the current processor (the CR8
-//! register on x64), the spin-lock macros, and the current thread (read
+//! for x64, ported by hand: reading the IRQL of the current processor (the
+//! CR8 register on x64, what the inline `KeGetCurrentIrql` reads), the
+//! raise/lower macros over the kernel's `KfRaiseIrql`/`KeLowerIrql` exports
+//! (never a CR8 write), the spin-lock macros, and the current thread (read
 //! from the processor control region, as `KeGetCurrentThread` does).
 //!
 //! None of these allocates or blocks. Raising the IRQL is the caller's
@@ -28,46 +30,21 @@ pub unsafe fn KeGetCurrentIrql() -> KIRQL {
     (irql & 0xF) as KIRQL
 }
 
-/// Writes the current processor's IRQL (x64: `CR8`).
-///
-/// # Safety
-/// Kernel mode only; see `KeRaiseIrql` / `KeLowerIrql`.
-#[inline]
-unsafe fn write_irql(NewIrql: KIRQL) {
-    let irql = u64::from(NewIrql);
-    // SAFETY: in kernel mode, writing CR8 sets the processor's IRQL; the
-    // callers uphold the raise/lower discipline. It may unmask pending
-    // interrupts (which is the point of lowering), so memory is clobbered.
-    unsafe { asm!("mov cr8, {}", in(reg) irql, options(nostack, preserves_flags)) };
-}
+pub use super::sys::ntddk::{KeLowerIrql, KfRaiseIrql};
 
-/// `KfRaiseIrql` (FORCEINLINE on x64): raises the IRQL to `NewIrql` and
-/// returns the previous IRQL.
-///
-/// IRQL: any; `NewIrql` must be `>=` the current IRQL (the WDK bugchecks
-/// with IRQL_NOT_GREATER_OR_EQUAL in checked builds; this port does not
-/// check).
-///
-/// # Safety
-/// Kernel mode only; the caller must restore the previous IRQL with
-/// `KeLowerIrql` on the same processor.
-#[inline]
-pub unsafe fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
-    // SAFETY: kernel mode (caller).
-    let old = unsafe { KeGetCurrentIrql() };
-    // SAFETY: kernel mode; raising (caller's contract).
-    unsafe { write_irql(NewIrql) };
-    old
-}
-
-/// `KeRaiseIrql` (a macro for `KfRaiseIrql`): raises the IRQL to `NewIrql`
-/// and stores the previous IRQL in `*OldIrql`.
+/// `KeRaiseIrql` (a macro for `KfRaiseIrql`, the kernel's export since
+/// Windows 8: wdm.h declares `KfRaiseIrql` and `KeLowerIrql` NTKERNELAPI
+/// when `NTDDI_VERSION >= NTDDI_WIN8` and `NT_INLINE_IRQL` is not defined,
+/// wdk-sys's configuration). The exports keep the kernel's IRQL bookkeeping
+/// (and Driver Verifier's IRQL checks, which hook them) that a raw CR8
+/// write would bypass. Raises the IRQL to `NewIrql` and stores the
+/// previous IRQL in `*OldIrql`.
 ///
 /// IRQL: any; `NewIrql` must be `>=` the current IRQL.
 ///
 /// # Safety
-/// Kernel mode only; `OldIrql` must be valid for a write; the caller must
-/// restore the previous IRQL with `KeLowerIrql` on the same processor.
+/// `OldIrql` must be valid for a write; the caller must restore the
+/// previous IRQL with `KeLowerIrql` on the same processor.
 #[inline]
 pub unsafe fn KeRaiseIrql(NewIrql: KIRQL, OldIrql: PKIRQL) {
     // SAFETY: forwarded from the caller.
@@ -76,32 +53,19 @@ pub unsafe fn KeRaiseIrql(NewIrql: KIRQL, OldIrql: PKIRQL) {
     unsafe { OldIrql.write(old) };
 }
 
-/// `KeRaiseIrqlToDpcLevel` (FORCEINLINE on x64): raises the IRQL to
+/// `KeRaiseIrqlToDpcLevel` (an ntddk.h FORCEINLINE that returns
+/// `KfRaiseIrql(DISPATCH_LEVEL)`, the export): raises the IRQL to
 /// `DISPATCH_LEVEL` and returns the previous IRQL.
 ///
 /// IRQL: `<= DISPATCH_LEVEL`; returns at `DISPATCH_LEVEL`.
 ///
 /// # Safety
-/// Kernel mode only; the caller must restore the previous IRQL with
-/// `KeLowerIrql` on the same processor.
+/// The caller must restore the previous IRQL with `KeLowerIrql` on the
+/// same processor.
 #[inline]
 pub unsafe fn KeRaiseIrqlToDpcLevel() -> KIRQL {
     // SAFETY: forwarded from the caller.
     unsafe { KfRaiseIrql(DISPATCH_LEVEL) }
-}
-
-/// `KeLowerIrql` (FORCEINLINE on x64): lowers the IRQL to `NewIrql`, the
-/// value a matching `KeRaiseIrql` returned.
-///
-/// IRQL: any; `NewIrql` must be `<=` the current IRQL.
-///
-/// # Safety
-/// Kernel mode only; `NewIrql` must be the IRQL saved by the matching raise
-/// on this processor.
-#[inline]
-pub unsafe fn KeLowerIrql(NewIrql: KIRQL) {
-    // SAFETY: kernel mode; lowering to the saved IRQL (caller's contract).
-    unsafe { write_irql(NewIrql) };
 }
 
 /// `KeInitializeSpinLock` (FORCEINLINE on x64): sets the lock to released.

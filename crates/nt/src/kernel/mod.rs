@@ -73,10 +73,23 @@ pub use sys::{
 
 // The WDK declares these only as `struct _X` (with a `PX` pointer typedef);
 // the sim face names the pointee, so the kernel face does too.
-pub use sys::{
-    _ETHREAD as ETHREAD, _IO_WORKITEM as IO_WORKITEM, _KTHREAD as KTHREAD,
-    _OBJECT_TYPE as OBJECT_TYPE,
-};
+pub use sys::{_IO_WORKITEM as IO_WORKITEM, _KTHREAD as KTHREAD, _OBJECT_TYPE as OBJECT_TYPE};
+
+/// The type a raw pointer type points to.
+pub trait Pointee {
+    /// The pointee.
+    type Target;
+}
+
+impl<T> Pointee for *mut T {
+    type Target = T;
+}
+
+/// What `PETHREAD` points to. wdk-sys includes `ntifs.h` first, where
+/// `PETHREAD` is `struct _KTHREAD *` and `_ETHREAD` is never defined:
+/// naming the pointee through the pointer type follows whatever the
+/// headers say.
+pub type ETHREAD = <PETHREAD as Pointee>::Target;
 
 // === Callback types (bindgen: `Option<unsafe extern "C" fn ..>` on x64) ===
 
