@@ -20,8 +20,8 @@
 //! provider keeps the data) instead of waiting for a buffer nobody will
 //! return. [`ReceiveQueue::add_buffer`] restores the depth.
 //!
-//! The queue owns its socket ([`Queue::socket`] lends it, e.g. for sends).
-//! [`Queue::close`] closes the socket with the receives still pending: WSK
+//! The queue owns its socket ([`ReceiveQueue::socket`] lends it, e.g. for sends).
+//! [`ReceiveQueue::close`] closes the socket with the receives still pending: WSK
 //! completes them with STATUS_CANCELLED, and the close returns once every
 //! IRP has come back. Dropping the queue cancels the receives
 //! (`IoCancelIrp`; their buffers are freed when their IRPs complete) and

@@ -2,7 +2,7 @@
 //!
 //! DriverEntry, Unload, dispatch, completion and cancel routines, DPCs,
 //! work items, system-thread start routines and WSK event callbacks: every
-//! call the sim makes into driver code goes through [`callout`], the one
+//! call the sim makes into driver code goes through `callout`, the one
 //! place that knows driver code is running. It is what the verifier's
 //! checks at a routine's boundary hang on:
 //!

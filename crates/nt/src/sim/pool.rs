@@ -12,7 +12,7 @@
 //!
 //! - **Special** (the default, Driver Verifier's *Special Pool*, verify-end
 //!   alignment) and **SpecialVerifyStart**: every block on pages of its own
-//!   against a guard page ([`super::special`]). An access past the end (or,
+//!   against a guard page (`super::special`). An access past the end (or,
 //!   verify-start, before the start) faults at once: 0xCD. The slack around
 //!   a block is patterned and checked when it is freed: 0xC1 (P4 0x23
 //!   before the block, 0x24 after it). A freed block's pages become
@@ -30,7 +30,7 @@
 //! # Paged pool
 //!
 //! Paged blocks are also kept in an ordered map, so "does this address lie
-//! in paged pool?" is a range query ([`PoolState::paged_block_containing`]):
+//! in paged pool?" is a range query (`PoolState::paged_block_containing`):
 //! the sim's APIs that need resident memory (dispatcher objects, spin
 //! locks, MDLs built for non-paged pool) ask it.
 

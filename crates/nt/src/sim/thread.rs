@@ -37,7 +37,7 @@
 //! `KeGetCurrentThread` there report *that* thread, "or the idle thread"
 //! (see `docs/sim-policies.md`). The sim's DPC-like threads (the lower
 //! device's completion thread, the WSK provider, KDPC/timer DPCs) run
-//! driver code at DISPATCH_LEVEL inside [`dpc_context`]. Under
+//! driver code at DISPATCH_LEVEL inside `dpc_context`. Under
 //! [`DpcIdentity::Interrupted`](super::config::DpcIdentity) the thread
 //! object reported there, while the IRQL is DISPATCH_LEVEL or above, is a
 //! seeded choice among the session's live system threads (an executor's

@@ -97,14 +97,14 @@
 //! - **Misuse** is a verifier bugcheck naming the call (see [`violation`]):
 //!   any call on a socket after `WskCloseSocket` (the second close
 //!   included), through its stale pointer (closed sockets keep a poisoned
-//!   header for the rest of the session, see [`SocketHeader`]) or through a
+//!   header for the rest of the session, see `SocketHeader`) or through a
 //!   table copied earlier; `WskCloseSocket` while another call on the socket
 //!   has not returned; `WskRelease` of a chain never handed out or already
 //!   released; a NULL IRP to a function that needs one; a pointer that is no
 //!   socket.
 //! - **Event callbacks** run on the provider threads, as callouts of the
 //!   client's driver (`CalloutKind::WskCallback`), at the IRQL the session's
-//!   [`CallbackIrql`](super::CallbackIrql) policy picks: DISPATCH_LEVEL (in
+//!   [`CallbackIrql`] policy picks: DISPATCH_LEVEL (in
 //!   DPC context, with `WSK_FLAG_AT_DISPATCH_LEVEL`), PASSIVE_LEVEL (without
 //!   the flag), or either per callback (seeded). With several provider
 //!   threads (`WskPolicy::provider_threads`) callbacks of different sockets,
