@@ -129,23 +129,32 @@ impl<T> JoinHandle<T> {
     fn register(&mut self, waker: &Waker, current: usize) -> Poll<Result<T, JoinError>> {
         let header = self.header();
         if current & state::JOIN_WAKER != 0 {
-            // SAFETY: while not COMPLETE only this handle writes the slot; a
-            // concurrent completion only reads it.
-            let same = header
-                .join_waker
-                .with(|w| unsafe { (*w).as_ref() }.is_some_and(|w| w.will_wake(waker)));
-            if same {
-                return Poll::Pending;
-            }
+            // Take the slot back before looking at the waker in it: once
+            // the task completes the executor takes the waker out of the
+            // slot (a write), so reading it while JOIN_WAKER is set races
+            // with completion (loom: loom_join_waker_replaced_while_the_
+            // task_completes).
             if let Err(current) = header.state.unset_join_waker() {
                 return Poll::Ready(self.read(current));
             }
+            // JOIN_WAKER clear: the slot is ours.
+            // SAFETY: the handle owns the slot while JOIN_WAKER is clear.
+            let same = header
+                .join_waker
+                .with(|w| unsafe { (*w).as_ref() }.is_some_and(|w| w.will_wake(waker)));
+            if !same {
+                // SAFETY: as above.
+                header
+                    .join_waker
+                    .with_mut(|w| unsafe { *w = Some(waker.clone()) });
+            }
+        } else {
+            // JOIN_WAKER is clear: the slot is ours.
+            // SAFETY: the handle owns the slot while JOIN_WAKER is clear.
+            header
+                .join_waker
+                .with_mut(|w| unsafe { *w = Some(waker.clone()) });
         }
-        // JOIN_WAKER is clear: the slot is ours.
-        // SAFETY: the handle owns the slot while JOIN_WAKER is clear.
-        header
-            .join_waker
-            .with_mut(|w| unsafe { *w = Some(waker.clone()) });
         match header.state.set_join_waker() {
             Ok(()) => Poll::Pending,
             Err(current) => {

@@ -84,3 +84,20 @@ pub use join::{JoinError, JoinHandle};
 pub mod loom_queue {
     pub use crate::queue::{Link, Pop, RunQueue};
 }
+
+/// The modelled kernel's thread identity and IRQL, exposed to the loom
+/// models only (a "DPC" thread that reports another thread's identity).
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_sys {
+    /// The calling loom thread's identity (or the one it reports).
+    pub fn current_thread() -> usize {
+        crate::sys::current_thread()
+    }
+
+    /// Makes the calling loom thread a "DPC": DISPATCH_LEVEL, reporting
+    /// `interrupted` as the current thread.
+    pub fn enter_dpc(interrupted: usize) {
+        crate::sys::enter_dpc(interrupted)
+    }
+}

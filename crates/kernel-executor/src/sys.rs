@@ -307,8 +307,13 @@ mod imp {
         unsafe { loom::alloc::dealloc(block, layout) };
     }
 
+    /// Thread identities handed out so far (never reused: a thread's
+    /// identity is fixed when it starts, as an ETHREAD's address is, and
+    /// is never another live thread's).
+    static NEXT_IDENTITY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
     loom::thread_local! {
-        static MARK: u8 = 0;
+        static MARK: usize = NEXT_IDENTITY.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         /// The modelled IRQL of this loom thread.
         static IRQL: core::cell::Cell<u8> = core::cell::Cell::new(0);
         /// The identity this thread reports instead of its own (a "DPC"
@@ -327,7 +332,7 @@ mod imp {
         if identity != 0 {
             return identity;
         }
-        MARK.with(|mark| mark as *const u8 as usize)
+        MARK.with(|mark| *mark)
     }
 
     /// No APCs in the model.

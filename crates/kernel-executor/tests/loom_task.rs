@@ -278,3 +278,202 @@ fn loom_local_and_remote_wakes_of_the_same_task() {
         executor.shutdown();
     });
 }
+
+/// A spawn from another thread racing shutdown: it is either admitted (and
+/// then run or cancelled, and released) or refused with ShuttingDown; a
+/// refused spawn's release never makes shutdown return early or hang.
+#[test]
+fn loom_spawn_from_another_thread_races_shutdown() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let spawner = executor.spawner();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        let spawning = thread::spawn(move || {
+            match spawner.spawn(async move {
+                let _probe = probe;
+            }) {
+                Ok(handle) => handle.detach(),
+                Err(error) => {
+                    assert_eq!(error.kind(), kernel_executor::SpawnErrorKind::ShuttingDown);
+                    drop(error.into_future());
+                }
+            }
+        });
+        executor.shutdown();
+        spawning.join().unwrap();
+        assert_eq!(
+            drops.load(Ordering::Acquire),
+            1,
+            "future dropped exactly once"
+        );
+    });
+}
+
+/// JoinHandle::cancel (which pins the task while it pushes it) racing the
+/// shutdown's cancel of every task: the future is dropped once and
+/// shutdown returns.
+#[test]
+fn loom_handle_cancel_races_shutdown() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let handle = executor
+            .spawn(async move {
+                let _probe = probe;
+                wait.await;
+            })
+            .unwrap();
+        let canceller = thread::spawn(move || {
+            handle.cancel();
+            drop(handle);
+        });
+        drop(flag);
+        executor.shutdown();
+        canceller.join().unwrap();
+        assert_eq!(drops.load(Ordering::Acquire), 1);
+    });
+}
+
+/// A waker that counts its wakes and drops (std's `Wake`: the model
+/// threads only hand it over through loom-tracked state).
+struct CountingWaker {
+    wakes: std::sync::atomic::AtomicUsize,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.wakes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (std::sync::Arc<CountingWaker>, Waker) {
+    let inner = std::sync::Arc::new(CountingWaker {
+        wakes: std::sync::atomic::AtomicUsize::new(0),
+    });
+    (std::sync::Arc::clone(&inner), Waker::from(inner))
+}
+
+/// The join waker replaced (the handle re-polled with another waker, as
+/// when it moves between tasks) while the task completes: the new waker is
+/// woken or the output is read, no assertion trips (debug assertions are on
+/// under the model), and no waker stays behind in the task (its count of
+/// references goes back to ours alone).
+#[test]
+fn loom_join_waker_replaced_while_the_task_completes() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let mut handle = executor.spawn(wait).unwrap();
+        let (first, w1) = counting_waker();
+        let (second, w2) = counting_waker();
+        let mut cx1 = Context::from_waker(&w1);
+        let first_poll = Pin::new(&mut handle).poll(&mut cx1);
+        let setter = thread::spawn(move || flag.set());
+        let mut cx2 = Context::from_waker(&w2);
+        let mut result = Pin::new(&mut handle).poll(&mut cx2);
+        setter.join().unwrap();
+        if first_poll.is_ready() {
+            result = first_poll;
+        }
+        while result.is_pending() {
+            thread::yield_now();
+            result = Pin::new(&mut handle).poll(&mut cx2);
+        }
+        assert!(matches!(result, Poll::Ready(Ok(()))));
+        drop(handle);
+        executor.shutdown();
+        drop((w1, w2));
+        assert_eq!(
+            std::sync::Arc::strong_count(&first),
+            1,
+            "a waker left behind"
+        );
+        assert_eq!(
+            std::sync::Arc::strong_count(&second),
+            1,
+            "a waker left behind"
+        );
+    });
+}
+
+/// A JoinHandle dropped while its waker is registered, racing the task's
+/// completion: the join slot changes hands exactly once either way, the
+/// waker is dropped (not leaked), the output is dropped once.
+#[test]
+fn loom_handle_with_a_registered_waker_dropped_while_the_task_completes() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        let mut handle = executor
+            .spawn(async move {
+                wait.await;
+                probe
+            })
+            .unwrap();
+        let (counter, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let polled = Pin::new(&mut handle).poll(&mut cx);
+        let setter = thread::spawn(move || flag.set());
+        drop(handle);
+        setter.join().unwrap();
+        executor.shutdown();
+        drop(polled);
+        drop(waker);
+        assert_eq!(drops.load(Ordering::Acquire), 1, "output dropped once");
+        assert_eq!(
+            std::sync::Arc::strong_count(&counter),
+            1,
+            "join waker leaked"
+        );
+    });
+}
+
+/// A "DPC" on another processor reports the executor thread's identity
+/// (as `PsGetCurrentThread` does in a DPC that interrupted it) and wakes a
+/// task at DISPATCH_LEVEL while the run loop works: the wake must take the
+/// remote queue and notify, never the run loop's own queue (a data race on
+/// it, which loom reports, or a wake lost while the loop parks).
+#[test]
+fn loom_a_dpc_reporting_the_executor_thread_wakes_through_the_remote_queue() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let identity = Arc::new(AtomicUsize::new(0));
+        let flag = Flag::new();
+        let wait = flag.clone();
+        let id = Arc::clone(&identity);
+        let handle = executor
+            .spawn(async move {
+                id.store(
+                    kernel_executor::loom_sys::current_thread(),
+                    Ordering::Release,
+                );
+                wait.await;
+            })
+            .unwrap();
+        let dpc = thread::spawn(move || {
+            let executor_thread = loop {
+                let id = identity.load(Ordering::Acquire);
+                if id != 0 {
+                    break id;
+                }
+                thread::yield_now();
+            };
+            kernel_executor::loom_sys::enter_dpc(executor_thread);
+            flag.set();
+        });
+        assert_eq!(block_on(handle).unwrap(), Ok(()));
+        dpc.join().unwrap();
+        executor.shutdown();
+    });
+}
