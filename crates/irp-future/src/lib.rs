@@ -30,6 +30,8 @@
 #![no_std]
 
 extern crate alloc;
+#[cfg(loom)]
+extern crate std;
 
 mod buf;
 mod node;
@@ -43,6 +45,12 @@ pub mod raw;
 #[cfg(not(loom))]
 mod raw;
 mod sync;
+mod sys;
+// Fakes of the kernel calls for the loom models (see `sys`), and the hooks
+// the models use to play the lower driver.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_irp;
 
 pub use buf::{IoBuf, IoBufMut, MdlBuf};
 pub use node::NODE_TAG;

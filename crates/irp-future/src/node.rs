@@ -15,11 +15,15 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::task::Waker;
 
-use nt::access::{irp_information, irp_pending_returned, irp_status, set_irp_status};
 use nt::*;
 
 use crate::raw::{AfterAbandon, AfterCancel, AfterComplete, IoStatus, OpCore};
 use crate::sync::UnsafeCell;
+use crate::sys::{
+    ExAllocatePool2, ExFreePoolWithTag, IoCancelIrp, IoCompleteRequest, IoFreeIrp,
+    IoMarkIrpPending, irp_information, irp_pending_returned, irp_status, set_irp_information,
+    set_irp_status,
+};
 
 /// Pool tag of operation nodes (`IrpF` in poolmon order).
 pub const NODE_TAG: ULONG = u32::from_le_bytes(*b"IrpF");
@@ -199,7 +203,7 @@ pub(crate) unsafe fn complete_unsent(irp: PIRP, status: NTSTATUS) {
     // SAFETY: caller's contract: the IRP is ours to complete.
     unsafe { set_irp_status(irp, status) };
     // SAFETY: as above.
-    unsafe { nt::access::set_irp_information(irp, 0) };
+    unsafe { set_irp_information(irp, 0) };
     // SAFETY: as above; completed once.
     unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
 }

@@ -28,12 +28,16 @@ use core::pin::Pin;
 use core::ptr::NonNull;
 use core::task::{Context, Poll};
 
-use nt::access::{irp_status, set_irp_information, set_irp_status};
 use nt::*;
 
 use crate::node::{self, IrpKind, Node};
 pub use crate::raw::Submission;
 use crate::raw::{AfterCancel, AfterSubmit, IoStatus};
+use crate::sys::{
+    IoAllocateIrp, IoCancelIrp, IoCopyCurrentIrpStackLocationToNext, IoFreeIrp, IoReuseIrp,
+    IoSetCompletionRoutine, IoSetCompletionRoutineEx, irp_current_location, irp_status,
+    set_irp_information, set_irp_status,
+};
 
 /// The result of an operation.
 #[derive(Debug)]
@@ -328,7 +332,7 @@ fn prepare_passed_down<R: Send + 'static>(
     kind: IrpKind,
 ) -> Result<NonNull<Node<R>>, NTSTATUS> {
     // SAFETY: a live IRP passed to us (the constructor's contract).
-    let location = unsafe { nt::access::irp_current_location(irp) };
+    let location = unsafe { irp_current_location(irp) };
     if location <= 1 {
         // No location below ours for the callee: copying to it would write
         // before the stack array. The sender allocated too few.
