@@ -107,7 +107,7 @@ fn with_unicode<R>(ascii: &str, f: impl FnOnce(PUNICODE_STRING) -> R) -> R {
     f(&mut string)
 }
 
-/// [`with_unicode`] for callers outside this module (device names).
+/// `with_unicode` for callers outside this module (device names).
 pub fn unicode<R>(ascii: &str, f: impl FnOnce(PUNICODE_STRING) -> R) -> R {
     with_unicode(ascii, f)
 }

@@ -17,10 +17,10 @@
 //!   synchronization timer) and queues its DPC, if it has one, as
 //!   `KeInsertQueueDpc` would (a DPC already queued is not queued twice);
 //! - queued DPCs run one at a time in FIFO order, at DISPATCH_LEVEL, in DPC
-//!   context ([`super::thread::dpc_context`]: under
+//!   context (`dpc_context`: under
 //!   `DpcIdentity::Interrupted`, `PsGetCurrentThread` reports an
 //!   interrupted system thread), through
-//!   [`callout`](super::callout::callout) (`CalloutKind::Dpc`) on behalf of
+//!   `callout` (`CalloutKind::Dpc`) on behalf of
 //!   the driver generation that initialised the DPC.
 //!
 //! Due times follow the WDK: negative is relative (100 ns units, immune to
