@@ -173,6 +173,47 @@ fn a_graceful_disconnect_completes_once_the_transport_finished_it() {
     }
 }
 
+/// A modeled round trip (`wsk_ack_delay_us`): even on loopback, where the
+/// peer acknowledges within the write, a send completes no earlier than
+/// that long after its bytes were written.
+#[test]
+fn a_modeled_round_trip_delays_every_acknowledgement() {
+    if !acknowledgement_observable() {
+        eprintln!("skipped: this host cannot report unacknowledged bytes");
+        return;
+    }
+    let mut config = SimConfig::from_env();
+    config.wsk.send_completion = SendCompletion::Acknowledged;
+    config.wsk.ack_delay_us = 40_000;
+    let session = Session::boot_config(config);
+    let client = Client::register();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let socket = client
+        .connect(address, core::ptr::null_mut(), core::ptr::null())
+        .expect("connect");
+    let (peer, _) = listener.accept().unwrap();
+    let started = std::time::Instant::now();
+    let sends: Vec<Pending> = (0..3u8)
+        .map(|i| start_send(socket, Buffer::from_bytes(&[i; 1000])))
+        .collect();
+    for pending in &sends {
+        assert_eq!(pending.returned, STATUS_PENDING, "not at once");
+    }
+    for pending in sends {
+        assert_eq!(pending.finish().0, STATUS_SUCCESS);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(40),
+        "completed {:?} after the writes, before the modeled round trip",
+        started.elapsed()
+    );
+    drop(peer);
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
+}
+
 /// `SIO_WSK_QUERY_IDEAL_SEND_BACKLOG` (with an IRP unless `irp` is false).
 fn ideal_send_backlog(socket: PWSK_SOCKET, irp: bool) -> Result<SIZE_T, NTSTATUS> {
     let mut size: SIZE_T = 0;

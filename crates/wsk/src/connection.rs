@@ -129,7 +129,7 @@ impl Connection {
     /// acknowledged them). Returns the bytes sent and the buffer; on error
     /// [`Error::transferred`] says how many went out. One send at a time is
     /// bound by round trips: to keep the connection busy, keep the ideal
-    /// send backlog outstanding (see [`Connection::ideal_send_backlog`]).
+    /// send backlog outstanding ([`Connection::send_all`], [`Connection::send_queue`]).
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.send_with_flags(buf, 0).await
     }

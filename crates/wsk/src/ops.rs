@@ -47,7 +47,7 @@ pub(crate) async fn call<R: Send + 'static>(resources: R, submit: Submit<R>) -> 
 /// Runs `call` with the socket of `shared` entered for one WSK call (see
 /// [`SocketShared::enter_call`]); STATUS_FILE_FORCED_CLOSED without calling
 /// once the socket is aborted.
-fn on_socket(
+pub(crate) fn on_socket(
     shared: NonNull<SocketShared>,
     call: impl FnOnce(PWSK_SOCKET) -> Submission,
 ) -> Submission {

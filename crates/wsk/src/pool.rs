@@ -50,8 +50,16 @@ impl<T> PoolBox<T> {
     /// Moves `value` into a new block. On failure the value is dropped and
     /// STATUS_INSUFFICIENT_RESOURCES returned. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn try_new(value: T) -> Result<Self, Error> {
+        Self::try_new_or_back(value).map_err(|(error, _)| error)
+    }
+
+    /// As [`Self::try_new`], giving the value back on failure.
+    pub(crate) fn try_new_or_back(value: T) -> Result<Self, (Error, T)> {
         let () = Self::ALIGN_OK;
-        let ptr = allocate(core::mem::size_of::<T>())?.cast::<T>();
+        let ptr = match allocate(core::mem::size_of::<T>()) {
+            Ok(block) => block.cast::<T>(),
+            Err(error) => return Err((error, value)),
+        };
         // SAFETY: a fresh block of T's size, aligned enough (ALIGN_OK).
         unsafe { ptr.as_ptr().write(value) };
         Ok(Self { ptr })
@@ -70,6 +78,17 @@ impl<T> PoolBox<T> {
     /// afterwards except through the returned box.
     pub(crate) unsafe fn from_raw(ptr: NonNull<T>) -> Self {
         Self { ptr }
+    }
+
+    /// Moves the value out and frees the block. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn into_inner(self) -> T {
+        let ptr = self.into_raw();
+        // SAFETY: the box owned a live T; it is read once and the block
+        // freed without dropping it again.
+        let value = unsafe { ptr.as_ptr().read() };
+        // SAFETY: the block came from ExAllocatePool2 with this tag.
+        unsafe { ExFreePoolWithTag(ptr.as_ptr().cast(), POOL_TAG) };
+        value
     }
 }
 
@@ -170,13 +189,36 @@ impl<T> PoolArc<T> {
     /// Moves `value` into a new block (STATUS_INSUFFICIENT_RESOURCES when
     /// out of pool). IRQL <= DISPATCH_LEVEL.
     pub(crate) fn try_new(value: T) -> Result<Self, Error> {
-        let block = PoolBox::try_new(ArcInner {
+        Self::try_new_or_back(value).map_err(|(error, _)| error)
+    }
+
+    /// As [`Self::try_new`], giving the value back on failure.
+    pub(crate) fn try_new_or_back(value: T) -> Result<Self, (Error, T)> {
+        let block = PoolBox::try_new_or_back(ArcInner {
             refs: core::sync::atomic::AtomicUsize::new(1),
             value,
-        })?;
+        })
+        .map_err(|(error, inner)| (error, inner.value))?;
         Ok(Self {
             inner: block.into_raw(),
         })
+    }
+}
+
+impl<T> PoolArc<T> {
+    /// The value of the last reference. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `this` is the only reference left (no clone is alive, and none is
+    /// being dropped on another thread).
+    pub(crate) unsafe fn into_inner_unchecked(this: Self) -> T {
+        let ptr = core::mem::ManuallyDrop::new(this).inner;
+        // SAFETY: the last reference (caller's contract): nobody else can
+        // reach the block; it came from PoolBox. The acquire fence orders
+        // the other references' last uses before the read.
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+        // SAFETY: as above.
+        unsafe { PoolBox::from_raw(ptr) }.into_inner().value
     }
 }
 

@@ -303,6 +303,8 @@ pub(crate) struct SocketShared {
     callbacks: AtomicU64,
     /// The ideal send backlog WSK reported (connections; 0 unknown).
     ideal_backlog: AtomicUsize,
+    /// A pipelined sender queried the backlog and enabled its event.
+    pub(crate) backlog_watched: AtomicBool,
     /// See [`SocketShared::inherited_events`].
     inherited: AtomicU32,
     state: SpinLock<EventState>,
@@ -341,6 +343,7 @@ impl SocketShared {
             aborted: AtomicBool::new(false),
             callbacks: AtomicU64::new(0),
             ideal_backlog: AtomicUsize::new(0),
+            backlog_watched: AtomicBool::new(false),
             inherited: AtomicU32::new(0),
             state: SpinLock::new(EventState {
                 ring: None,

@@ -12,7 +12,9 @@
 //! - `executor`: kernel-executor vs tokio current_thread, async-executor
 //!   and embassy-executor;
 //! - `sim`: the simulated kernel's own hot paths;
-//! - `datagram`: the wsk crate's datagram receive styles in process.
+//! - `datagram`: the wsk crate's datagram receive styles in process;
+//! - `send`: the wsk crate's send paths on one connection (one outstanding
+//!   send vs the ideal send backlog).
 //!
 //! Output: `target/bench/report.md` (machine, date, commit, load, every
 //! table, the peers' versions, the goals of issue 15 with their ratios)
@@ -53,6 +55,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "datagram",
         "wsk: datagram receive styles in process (no peer)",
+    ),
+    (
+        "send",
+        "wsk: one connection, one outstanding send vs the ideal send backlog",
     ),
 ];
 
@@ -234,6 +240,16 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
         results.datagram = Some(criterion::cargo_bench("wsk", "datagram_burst", args));
         lap("wsk datagram styles (bench build included)", &mut about);
     }
+    if wanted("send") {
+        eprintln!("\n[bench] == wsk send paths ==");
+        let args: &[&str] = if quick {
+            &["--rounds", "1", "--mib", "8"]
+        } else {
+            &[]
+        };
+        results.send = Some(criterion::cargo_bench("wsk", "send_backlog", args));
+        lap("wsk send paths (bench build included)", &mut about);
+    }
 
     about.push(("load after the run".into(), load()));
     about.push((
@@ -266,6 +282,11 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
         results.sim.as_ref().and_then(|r| r.as_ref().err()).cloned(),
         results
             .datagram
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .cloned(),
+        results
+            .send
             .as_ref()
             .and_then(|r| r.as_ref().err())
             .cloned(),

@@ -35,6 +35,9 @@ pub struct Results {
     pub sim: Option<Result<Micro, String>>,
     /// The wsk crate's in-process datagram burst table (printed by it).
     pub datagram: Option<Result<String, String>>,
+    /// The wsk crate's send paths on one connection (markdown printed by
+    /// it).
+    pub send: Option<Result<String, String>>,
     /// The end-to-end echo benchmarks.
     pub e2e: Option<Result<E2e, String>>,
     /// Plots written: (title, file name).
@@ -360,6 +363,24 @@ pub fn markdown(results: &Results) -> String {
         match datagram {
             Ok(text) => {
                 let _ = writeln!(md, "```text\n{}```\n", text);
+            }
+            Err(e) => {
+                let _ = writeln!(md, "Failed: {e}\n");
+            }
+        }
+    }
+    if let Some(send) = &results.send {
+        let _ = writeln!(
+            md,
+            "## wsk: one connection, one outstanding send vs the ideal send backlog\n\n\
+             `cargo bench -p wsk --bench send_backlog`: 64 MiB echoed over one TCP connection \
+             under the strict send policy (a send completes when acknowledged), sends one at a \
+             time vs `Connection::send_all` and `SendQueue`, which keep the ideal send backlog \
+             outstanding.\n"
+        );
+        match send {
+            Ok(text) => {
+                let _ = writeln!(md, "{text}\n");
             }
             Err(e) => {
                 let _ = writeln!(md, "Failed: {e}\n");

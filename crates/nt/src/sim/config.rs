@@ -251,6 +251,12 @@ pub struct WskPolicy {
     pub early_disconnect: bool,
     /// The status of a truncated datagram receive.
     pub truncation: DatagramTruncation,
+    /// A modeled round trip, in microseconds, added to every
+    /// acknowledgement under [`SendCompletion::Acknowledged`]: a send
+    /// completes no earlier than this long after its last byte was
+    /// written (loopback acknowledges within the write; a real path takes
+    /// a round trip). 0: none.
+    pub ack_delay_us: u32,
 }
 
 impl Default for WskPolicy {
@@ -262,6 +268,7 @@ impl Default for WskPolicy {
             send_completion: SendCompletion::Acknowledged,
             early_disconnect: false,
             truncation: DatagramTruncation::Overflow,
+            ack_delay_us: 0,
         }
     }
 }
@@ -572,6 +579,7 @@ impl FromStr for SimConfig {
                     }
                 }
                 "wsk_early_disconnect" => c.wsk.early_disconnect = parse_bool(key, value)?,
+                "wsk_ack_delay_us" => c.wsk.ack_delay_us = parse_num(key, value)?,
                 "unload_race" => c.unload_race = parse_bool(key, value)?,
                 "wsk_truncation" => {
                     c.wsk.truncation = match value {
@@ -676,10 +684,11 @@ impl fmt::Display for SimConfig {
         };
         write!(
             f,
-            ",wsk_callback_irql={cb},wsk_threads={},wsk_inline_indications={},wsk_send={send},wsk_early_disconnect={},wsk_truncation={truncation}",
+            ",wsk_callback_irql={cb},wsk_threads={},wsk_inline_indications={},wsk_send={send},wsk_early_disconnect={},wsk_truncation={truncation},wsk_ack_delay_us={}",
             self.wsk.provider_threads,
             on_off(self.wsk.inline_indications),
-            on_off(self.wsk.early_disconnect)
+            on_off(self.wsk.early_disconnect),
+            self.wsk.ack_delay_us
         )?;
         write!(f, ",unload_race={}", on_off(self.unload_race))
     }
@@ -695,6 +704,7 @@ mod tests {
             let mut c = SimConfig::profile(profile, 42);
             c.completion_irql = CompletionIrql::Caller;
             c.wsk.provider_threads = 3;
+            c.wsk.ack_delay_us = 250;
             c.unload_race = true;
             c.deadlock_detection = false;
             c.stack_report = true;

@@ -172,6 +172,8 @@ struct Unacked {
     /// Its length.
     len: usize,
     kind: SendKind,
+    /// Not before then (`WskPolicy::ack_delay_us` after the write).
+    due: Instant,
 }
 
 impl Unacked {

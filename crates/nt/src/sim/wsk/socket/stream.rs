@@ -629,22 +629,44 @@ impl SockState {
             }
             return Some((STATUS_SUCCESS, len));
         }
+        let delay = Duration::from_micros(u64::from(self.policy.ack_delay_us));
         self.unacked.push_back(Unacked {
             irp: op.irp,
             end: self.written,
             len,
             kind: op.kind,
+            due: Instant::now() + delay,
         });
-        if self.unacked.len() == 1 {
-            // Acknowledged already (loopback is quick)? Then it completes
-            // with the call, like any other result known at once.
+        if delay.is_zero() {
+            // Acknowledged already (loopback acknowledges within the
+            // write)? Then this send completes with the call, like any
+            // other result known at once, and so do the earlier ones
+            // waiting (in order).
+            // (Completions stay in order: after an earlier one went to the
+            // provider thread, this one follows it there.)
             let (acked, fin_acked) = self.acknowledged();
-            if acked >= self.written && (op.kind != SendKind::Disconnect || fin_acked) {
-                self.unacked.clear();
-                if op.kind == SendKind::Disconnect {
+            let mut earlier = false;
+            while let Some(wait) = self.unacked.front() {
+                if wait.end > acked || (wait.kind == SendKind::Disconnect && !fin_acked) {
+                    break;
+                }
+                if wait.kind == SendKind::Disconnect {
                     self.disconnect_done = true;
                 }
-                return Some((STATUS_SUCCESS, len));
+                let (irp, bytes) = (wait.irp, wait.len);
+                self.unacked.pop_front();
+                if irp != op.irp {
+                    out.complete(irp, STATUS_SUCCESS, bytes);
+                    earlier = true;
+                    continue;
+                }
+                // The last one: nothing waits any more.
+                self.ack_check_at = None;
+                if !earlier {
+                    return Some((STATUS_SUCCESS, len));
+                }
+                out.complete(irp, STATUS_SUCCESS, bytes);
+                return None;
             }
         }
         self.ack_interval = ACK_INTERVAL_MIN;
@@ -697,8 +719,15 @@ impl SockState {
         }
         let (acked, fin_acked) = self.acknowledged();
         let mut progressed = false;
+        let now = Instant::now();
+        let mut due_later = None;
         while let Some(wait) = self.unacked.front() {
             if wait.end > acked || (wait.kind == SendKind::Disconnect && !fin_acked) {
+                break;
+            }
+            if wait.due > now {
+                // Acknowledged, but the modeled round trip is not over.
+                due_later = Some(wait.due);
                 break;
             }
             if wait.kind == SendKind::Disconnect {
@@ -710,6 +739,14 @@ impl SockState {
         }
         if self.unacked.is_empty() {
             self.ack_check_at = None;
+            return;
+        }
+        if let Some(due) = due_later {
+            self.ack_interval = ACK_INTERVAL_MIN;
+            if self.ack_check_at.is_none_or(|at| at > due || at <= now) {
+                self.ack_check_at = Some(due);
+            }
+            out.timer(self.ack_check_at.unwrap_or(due));
             return;
         }
         self.ack_interval = if progressed {
