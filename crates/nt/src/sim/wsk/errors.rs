@@ -21,28 +21,61 @@
 //! | anything else                                 | `STATUS_UNSUCCESSFUL`             |
 //!
 //! `WouldBlock` and `Interrupted` are never errors: the provider retries.
+//!
+//! The raw codes differ per host: errno values on Linux and the BSDs /
+//! macOS (from `libc`), WinSock's WSAE* codes on Windows (std maps the
+//! common ones, WSAECONNRESET and the like, to the kinds above; the rest
+//! are matched by number here: WSAEMSGSIZE 10040, WSAENOBUFS 10055,
+//! WSAENETRESET 10052, WSAESHUTDOWN 10058, WSAEHOSTDOWN 10064, WSAENETDOWN
+//! 10050, WSAEINPROGRESS 10036). ENETRESET / WSAENETRESET (the connection
+//! broke while kept alive) is `STATUS_CONNECTION_RESET`, ESHUTDOWN
+//! `STATUS_CONNECTION_DISCONNECTED`, EHOSTDOWN `STATUS_HOST_UNREACHABLE`,
+//! ENETDOWN `STATUS_NETWORK_UNREACHABLE`.
 
 use std::io;
 
 use crate::status::*;
 use crate::types::NTSTATUS;
 
-/// `EINPROGRESS` of the host (a non-blocking connect under way).
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) const EINPROGRESS: i32 = 115;
-/// `EINPROGRESS` of the host (a non-blocking connect under way).
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) const EINPROGRESS: i32 = 36;
+/// The host's raw socket error codes the table matches by number.
+#[cfg(unix)]
+mod raw {
+    pub(crate) const EINPROGRESS: i32 = libc::EINPROGRESS;
+    pub(crate) const EMSGSIZE: i32 = libc::EMSGSIZE;
+    pub(crate) const ENOBUFS: i32 = libc::ENOBUFS;
+    pub(crate) const ENETRESET: i32 = libc::ENETRESET;
+    pub(crate) const ESHUTDOWN: i32 = libc::ESHUTDOWN;
+    pub(crate) const EHOSTDOWN: i32 = libc::EHOSTDOWN;
+    pub(crate) const ENETDOWN: i32 = libc::ENETDOWN;
+}
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const EMSGSIZE: i32 = 90;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const EMSGSIZE: i32 = 40;
+/// The host's raw socket error codes the table matches by number
+/// (WinSock's).
+#[cfg(windows)]
+mod raw {
+    pub(crate) const EINPROGRESS: i32 = 10036;
+    pub(crate) const EMSGSIZE: i32 = 10040;
+    pub(crate) const ENOBUFS: i32 = 10055;
+    pub(crate) const ENETRESET: i32 = 10052;
+    pub(crate) const ESHUTDOWN: i32 = 10058;
+    pub(crate) const EHOSTDOWN: i32 = 10064;
+    pub(crate) const ENETDOWN: i32 = 10050;
+}
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const ENOBUFS: i32 = 105;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-const ENOBUFS: i32 = 55;
+/// Neither: no raw code is matched (the kinds still are).
+#[cfg(not(any(unix, windows)))]
+mod raw {
+    pub(crate) const EINPROGRESS: i32 = i32::MIN;
+    pub(crate) const EMSGSIZE: i32 = i32::MIN + 1;
+    pub(crate) const ENOBUFS: i32 = i32::MIN + 2;
+    pub(crate) const ENETRESET: i32 = i32::MIN + 3;
+    pub(crate) const ESHUTDOWN: i32 = i32::MIN + 4;
+    pub(crate) const EHOSTDOWN: i32 = i32::MIN + 5;
+    pub(crate) const ENETDOWN: i32 = i32::MIN + 6;
+}
+
+/// `EINPROGRESS` of the host (a non-blocking connect under way).
+pub(crate) const EINPROGRESS: i32 = raw::EINPROGRESS;
 
 /// Whether `error` only says "not now" (retry when ready).
 pub(crate) fn is_transient(error: &io::Error) -> bool {
@@ -55,8 +88,12 @@ pub(crate) fn is_transient(error: &io::Error) -> bool {
 /// The NTSTATUS a host socket error becomes (see the module table).
 pub(crate) fn status_from_io(error: &io::Error) -> NTSTATUS {
     match error.raw_os_error() {
-        Some(EMSGSIZE) => return STATUS_INVALID_BUFFER_SIZE,
-        Some(ENOBUFS) => return STATUS_INSUFFICIENT_RESOURCES,
+        Some(raw::EMSGSIZE) => return STATUS_INVALID_BUFFER_SIZE,
+        Some(raw::ENOBUFS) => return STATUS_INSUFFICIENT_RESOURCES,
+        Some(raw::ENETRESET) => return STATUS_CONNECTION_RESET,
+        Some(raw::ESHUTDOWN) => return STATUS_CONNECTION_DISCONNECTED,
+        Some(raw::EHOSTDOWN) => return STATUS_HOST_UNREACHABLE,
+        Some(raw::ENETDOWN) => return STATUS_NETWORK_UNREACHABLE,
         _ => {}
     }
     match error.kind() {
@@ -95,9 +132,26 @@ mod tests {
         for (kind, status) in cases {
             assert_eq!(status_from_io(&io::Error::from(kind)), status, "{kind:?}");
         }
+        let raw_cases = [
+            (raw::EMSGSIZE, STATUS_INVALID_BUFFER_SIZE),
+            (raw::ENOBUFS, STATUS_INSUFFICIENT_RESOURCES),
+            (raw::ENETRESET, STATUS_CONNECTION_RESET),
+            (raw::ESHUTDOWN, STATUS_CONNECTION_DISCONNECTED),
+            (raw::EHOSTDOWN, STATUS_HOST_UNREACHABLE),
+            (raw::ENETDOWN, STATUS_NETWORK_UNREACHABLE),
+        ];
+        for (code, status) in raw_cases {
+            assert_eq!(
+                status_from_io(&io::Error::from_raw_os_error(code)),
+                status,
+                "raw {code}"
+            );
+        }
+        // The host's own reset, however it spells it, is a reset.
+        #[cfg(unix)]
         assert_eq!(
-            status_from_io(&io::Error::from_raw_os_error(EMSGSIZE)),
-            STATUS_INVALID_BUFFER_SIZE
+            status_from_io(&io::Error::from_raw_os_error(libc::ECONNRESET)),
+            STATUS_CONNECTION_RESET
         );
         assert!(is_transient(&io::Error::from(io::ErrorKind::WouldBlock)));
         assert!(is_transient(&io::Error::from_raw_os_error(EINPROGRESS)));
