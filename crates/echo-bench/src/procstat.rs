@@ -29,6 +29,12 @@ pub struct ThreadCpu {
     pub cpu_seconds: f64,
 }
 
+#[cfg(not(unix))]
+fn ticks_per_second() -> f64 {
+    100.0
+}
+
+#[cfg(unix)]
 fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions; _SC_CLK_TCK is a valid name.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

@@ -38,6 +38,8 @@ fn generator_socket() -> io::Result<UdpSocket> {
     let want: libc::c_int = 8 << 20;
     let sock = socket2::SockRef::from(&socket);
     let _ = sock.set_recv_buffer_size(want as usize);
+    // SO_RCVBUFFORCE (Linux, needs CAP_NET_ADMIN) lifts the rmem_max cap.
+    #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
         // SAFETY: a valid socket descriptor, a c_int option value of the
