@@ -11,7 +11,9 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use nt::sim::wsk::{SocketFault, inject_socket_fault, set_connection_fault, stats};
+use nt::sim::wsk::{
+    SocketFault, inject_socket_fault, set_connection_fault, socket_bytes_received, stats,
+};
 use nt::sim::{CompletionPolicy, FaultPlan, FaultTarget, Session, SplitMix64};
 use nt::wsk::*;
 use nt::*;
@@ -156,7 +158,11 @@ fn injected_reset_and_abort_fail_requests_and_reach_the_peer() {
             let (listener, socket, mut peer) = accepted_pair(&client);
             let pending = start_receive(socket, 64, WSK_FLAG_WAITALL);
             peer.write_all(b"partial").unwrap();
-            std::thread::sleep(Duration::from_millis(20));
+            // The fault must land after the transport received the bytes
+            // (a fixed sleep lost that race on a loaded machine).
+            eventually("the provider read the partial data", || {
+                socket_bytes_received(&session, socket) == Some(7)
+            });
             assert!(inject_socket_fault(&session, socket, fault));
             let (got, data) = pending.finish();
             assert_eq!(got, status);

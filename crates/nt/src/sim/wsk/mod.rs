@@ -926,6 +926,17 @@ pub fn inject_socket_fault(session: &Session, socket: PWSK_SOCKET, fault: Socket
     }
 }
 
+/// Bytes the provider has read from `socket`'s host connection so far (data
+/// the transport has received, whether or not a request or callback has taken
+/// it yet); None when `socket` is not an open connection socket. Lets a test
+/// wait for data to have arrived instead of sleeping.
+pub fn socket_bytes_received(session: &Session, socket: PWSK_SOCKET) -> Option<u64> {
+    let _enter = session.enter();
+    state_of(&session.kernel)
+        .socket_at(socket as usize)
+        .and_then(|socket| socket.bytes_received())
+}
+
 /// The session's WSK counters.
 pub fn stats(session: &Session) -> WskStats {
     let wsk = state_of(&session.kernel);

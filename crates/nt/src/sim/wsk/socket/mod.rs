@@ -321,6 +321,8 @@ pub(crate) struct SockState {
     send_tos: VecDeque<SendToOp>,
 
     inbound: VecDeque<u8>,
+    /// Bytes read from the host socket so far (stream sockets).
+    bytes_from_host: u64,
     eof: bool,
     error: Option<NTSTATUS>,
     /// The error came from the peer or the network (raise the abortive
@@ -590,6 +592,7 @@ impl Socket {
             recv_froms: VecDeque::new(),
             send_tos: VecDeque::new(),
             inbound: VecDeque::new(),
+            bytes_from_host: 0,
             eof: false,
             error: None,
             peer_error: false,
@@ -944,6 +947,17 @@ impl Socket {
             st.apply_fault(fault, &self.client.reactor, out);
             true
         })
+    }
+}
+
+impl Socket {
+    /// Bytes the provider has read from the host socket so far (a stream
+    /// socket's transport has received them), or None for other sockets.
+    pub(crate) fn bytes_received(self: &Arc<Self>) -> Option<u64> {
+        if self.kind != Kind::Connection {
+            return None;
+        }
+        Some(self.with(|st, _| st.bytes_from_host))
     }
 }
 

@@ -469,6 +469,7 @@ impl SockState {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
                     total += n;
+                    self.bytes_from_host += n as u64;
                     *budget = budget.saturating_sub(n);
                 }
                 Err(error) if is_transient(&error) => break,
