@@ -33,6 +33,8 @@ pub const STATUS_INVALID_PARAMETER: NTSTATUS = s(0xC000_000D);
 pub const STATUS_NO_SUCH_DEVICE: NTSTATUS = s(0xC000_000E);
 /// The device request is invalid (unknown IOCTL, wrong major function).
 pub const STATUS_INVALID_DEVICE_REQUEST: NTSTATUS = s(0xC000_0010);
+/// A memory access was invalid (a probe of a caller's buffer failed).
+pub const STATUS_ACCESS_VIOLATION: NTSTATUS = s(0xC000_0005);
 /// An access was denied.
 pub const STATUS_ACCESS_DENIED: NTSTATUS = s(0xC000_0022);
 /// The buffer is too small to hold the result.

@@ -138,7 +138,7 @@ impl fmt::Debug for DRIVER_OBJECT {
     }
 }
 
-pub use super::iomgr::{DeviceHandle, IoctlResult, PendingIrp};
+pub use super::iomgr::{DeviceHandle, IoctlResult, PendingIrp, UserBuffer};
 
 /// Makes a kernel current on this thread for the guard's life.
 pub(crate) struct EnterKernel {
@@ -679,6 +679,23 @@ impl Session {
             input,
             output_length,
         )
+    }
+}
+
+impl Session {
+    /// Sends an IOCTL with the buffers as a user-mode caller passes them
+    /// (possibly invalid pointers, see [`UserBuffer`]) and returns at once
+    /// with the IRP in flight. A buffer that fails the I/O manager's probe
+    /// is STATUS_ACCESS_VIOLATION without reaching the driver.
+    pub fn ioctl_user(
+        &self,
+        handle: &DeviceHandle,
+        code: ULONG,
+        input: UserBuffer<'_>,
+        output: UserBuffer<'_>,
+    ) -> Result<PendingIrp, HarnessError> {
+        let _enter = EnterKernel::new(&self.kernel);
+        super::iomgr::send_user(&self.kernel, handle, code, input, output)
     }
 }
 

@@ -808,3 +808,86 @@ fn allocate_buffer(kernel: &Kernel, size: usize, tag: u32) -> usize {
         .pool
         .allocate(size, tag, LeakKind::Pool, false, SYSTEM_OWNER, false, None) as usize
 }
+
+// === Buffers as a user-mode caller describes them ===
+
+/// One buffer of a `DeviceIoControl` call as the caller passes it: a
+/// pointer and a length, valid or not (the fuzz tests' null, kernel-address
+/// and unmapped pointers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserBuffer<'a> {
+    /// A valid user buffer: for input its bytes, for output its length
+    /// (`Data` of an output buffer gives only its length).
+    Data(&'a [u8]),
+    /// A valid output buffer of this many bytes.
+    Output(usize),
+    /// A NULL pointer with this length.
+    Null(usize),
+    /// A kernel-mode address (devctl uses 0xFFFFFC00) with this length.
+    KernelAddress(usize),
+    /// A user address with nothing mapped behind it, with this length.
+    Unmapped(usize),
+}
+
+impl UserBuffer<'_> {
+    /// The length the caller claims.
+    pub fn length(&self) -> usize {
+        match *self {
+            Self::Data(d) => d.len(),
+            Self::Output(n) | Self::Null(n) | Self::KernelAddress(n) | Self::Unmapped(n) => n,
+        }
+    }
+
+    /// Whether `length()` bytes are really there (a zero-length buffer is
+    /// never touched, whatever its pointer).
+    pub fn valid(&self) -> bool {
+        self.length() == 0 || matches!(self, Self::Data(_) | Self::Output(_))
+    }
+}
+
+/// Builds a `DeviceIoControl` from a user-mode caller's buffers as
+/// `NtDeviceIoControlFile` does before any IRP exists: the access bits of
+/// the code against the handle, then, for the buffered and direct methods,
+/// `ProbeForRead` of the input and `ProbeForWrite` of the output, whose
+/// failure is STATUS_ACCESS_VIOLATION returned to the caller without the
+/// driver seeing anything (the probe's exception is caught by the system
+/// service). A zero length is never probed, whatever the pointer.
+/// METHOD_NEITHER passes the pointers unprobed: the sim hands the driver
+/// only valid (guarded) ones and refuses the rest as unsupported, since a
+/// host dereference of a bogus pointer cannot be turned into a bugcheck.
+pub(crate) fn send_user(
+    kernel: &Arc<Kernel>,
+    handle: &DeviceHandle,
+    code: ULONG,
+    input: UserBuffer<'_>,
+    output: UserBuffer<'_>,
+) -> Result<PendingIrp, HarnessError> {
+    let file = &handle.file;
+    let required = (code >> 14) & 3;
+    let missing = (required & FILE_READ_ACCESS != 0 && file.access & FILE_READ_DATA == 0)
+        || (required & FILE_WRITE_ACCESS != 0 && file.access & FILE_WRITE_DATA == 0);
+    if missing {
+        return Err(HarnessError::Status(STATUS_ACCESS_DENIED));
+    }
+    let method = METHOD_FROM_CTL_CODE(code);
+    if method != METHOD_NEITHER && (!input.valid() || !output.valid()) {
+        return Err(HarnessError::Status(STATUS_ACCESS_VIOLATION));
+    }
+    if method == METHOD_NEITHER && (!input.valid() || !output.valid()) {
+        return Err(HarnessError::Unsupported(
+            "METHOD_NEITHER with an invalid user pointer (passed unprobed to the driver)",
+        ));
+    }
+    let bytes: &[u8] = match input {
+        UserBuffer::Data(d) => d,
+        _ => &[],
+    };
+    send(
+        kernel,
+        file,
+        IRP_MJ_DEVICE_CONTROL,
+        code,
+        bytes,
+        output.length(),
+    )
+}

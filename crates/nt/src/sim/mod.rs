@@ -42,8 +42,8 @@ pub use config::{
 };
 pub use fault::{Completion, CompletionPolicy, FaultPlan, FaultTarget, SplitMix64};
 pub use harness::{
-    DeviceHandle, DriverEntry, HarnessError, IoctlResult, LoadedDriver, PendingIrp, WideString,
-    service_registry_path,
+    DeviceHandle, DriverEntry, HarnessError, IoctlResult, LoadedDriver, PendingIrp, UserBuffer,
+    WideString, service_registry_path,
 };
 pub use io::{irp_is_live, provider_accept_irp};
 pub use lower::{LowerAction, LowerDevice};

@@ -1,0 +1,61 @@
+//! The tests, one module each, in run order. `docs/smoke.md` maps each to
+//! the HLK Device Fundamentals test it stands for.
+
+use crate::{Ctx, Spec, Stop};
+
+mod fuzz;
+mod inf;
+mod reinstall;
+
+/// Every test, in run order.
+pub fn all() -> Vec<Spec> {
+    vec![
+        Spec {
+            name: "inf",
+            df: "DF - InfVerif INF Verification",
+            needs_sim: true,
+            run: inf::run,
+        },
+        Spec {
+            name: "reinstall-with-io",
+            df: "DF - Reinstall with IO Before and After (DriverInstall)",
+            needs_sim: true,
+            run: reinstall::run,
+        },
+        Spec {
+            name: "ioctl-fuzz",
+            df: "DF - Fuzz tests (Penetration: open/close, zero-length, random IOCTL)",
+            needs_sim: true,
+            run: fuzz::run,
+        },
+        Spec {
+            name: "pnp-surprise-remove",
+            df: "DF - PNP Surprise Remove / Remove / Rebalance",
+            needs_sim: false,
+            run: not_pnp,
+        },
+        Spec {
+            name: "sleep-resume",
+            df: "DF - Sleep with IO Before and After / During",
+            needs_sim: false,
+            run: no_power,
+        },
+    ]
+}
+
+fn not_pnp(_: &mut Ctx<'_>) -> Result<(), Stop> {
+    Err(Stop::Skip(
+        "a non-PnP driver has no devnode, so no PnP IRPs (remove, surprise remove, stop, \
+         rebalance); its lesson (no leaked handles or references when the device goes) is \
+         checked at every unload, and unload-under-load replaces surprise removal"
+            .into(),
+    ))
+}
+
+fn no_power(_: &mut Ctx<'_>) -> Result<(), Stop> {
+    Err(Stop::Skip(
+        "a non-PnP software driver gets no power IRPs (IRP_MJ_POWER goes to PnP device \
+         stacks): there is no sleep state to cycle"
+            .into(),
+    ))
+}
