@@ -8,7 +8,7 @@
 
 mod wsk_client;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -171,6 +171,62 @@ fn a_graceful_disconnect_completes_once_the_transport_finished_it() {
         client.deregister();
         finish(session);
     }
+}
+
+/// A send waiting for the peer's acknowledgement fails with the reset when
+/// the peer resets the connection, even while the provider's inbound
+/// buffer is full (the client reads nothing, so the host socket is not
+/// read and its error is not seen there). Regression: the send stayed
+/// pending forever, and so did the connection's close in the sample
+/// driver.
+#[test]
+fn a_send_waiting_for_the_acknowledgement_fails_when_the_peer_resets() {
+    if !acknowledgement_observable() {
+        eprintln!("skipped: this host cannot report unacknowledged bytes");
+        return;
+    }
+    let session = session(SendCompletion::Acknowledged);
+    let client = Client::register();
+    let (socket, peer) = to_a_peer_that_does_not_read(&client);
+    // The peer fills the provider's inbound buffer (and the host's) with
+    // bytes the client never receives.
+    peer.set_nonblocking(true).unwrap();
+    let chunk = [7u8; 64 * 1024];
+    let mut written = 0usize;
+    let mut idle_rounds = 0;
+    while idle_rounds < 20 {
+        match (&peer).write(&chunk) {
+            Ok(n) => {
+                written += n;
+                idle_rounds = 0;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                idle_rounds += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("peer write: {error}"),
+        }
+        assert!(written < 256 << 20, "the peer's writes never stalled");
+    }
+    let (_, stalled) = send_until_stalled(socket);
+    // The peer resets (SO_LINGER 0, and it has unread data anyway).
+    socket2::SockRef::from(&peer)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(peer);
+    let result = stalled.request.wait_for(Duration::from_secs(20));
+    assert!(
+        result.is_some(),
+        "the send waiting for an acknowledgement never completed after the reset \
+         ({written} bytes held inbound)"
+    );
+    let (status, information) = stalled.request.finish(STATUS_PENDING);
+    assert_eq!(status, STATUS_CONNECTION_RESET, "information {information}");
+    assert_eq!(information, 0, "none of the stalled send was acknowledged");
+    drop(stalled);
+    assert_eq!(close(socket), STATUS_SUCCESS);
+    client.deregister();
+    finish(session);
 }
 
 /// A modeled round trip (`wsk_ack_delay_us`): even on loopback, where the

@@ -696,6 +696,24 @@ impl SockState {
         (acked, fin_acked)
     }
 
+    /// Takes the host socket's pending error (`SO_ERROR`) into the
+    /// connection's error. A reset or abort is otherwise seen only by a
+    /// read, and the provider stops reading while its inbound buffer is
+    /// full (a client that does not receive): a send waiting for an
+    /// acknowledgement that will never come must still fail then.
+    fn observe_host_error(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        let Host::Stream(stream) = &self.host else {
+            return;
+        };
+        if let Ok(Some(error)) = stream.take_error() {
+            self.error = Some(status_from_io(&error));
+            self.peer_error = true;
+        }
+    }
+
     /// The acknowledged-bytes watermark (for partial counts).
     pub(super) fn acked_watermark(&self) -> u64 {
         self.acknowledged().0
@@ -710,6 +728,7 @@ impl SockState {
             self.ack_check_at = None;
             return;
         }
+        self.observe_host_error();
         if let Some(status) = self.error {
             let acked = self.acknowledged().0;
             for wait in std::mem::take(&mut self.unacked) {
