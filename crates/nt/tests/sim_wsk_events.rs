@@ -252,6 +252,7 @@ fn no_bad_context(e: &Events) {
 /// A listener with the accept callback enabled per socket, a std peer
 /// connected to it, and the socket the accept callback took.
 fn accepted_by_callback(
+    session: &Session,
     client: &Client,
     e: &'static Events,
     v6: bool,
@@ -261,6 +262,11 @@ fn accepted_by_callback(
     let peer = TcpStream::connect(address).unwrap();
     eventually("the accept callback", || {
         !e.accepted.lock().unwrap().is_empty()
+    });
+    // The socket is the client's once WskAcceptEvent returned (its context
+    // and dispatch recorded), not while the callback still runs.
+    eventually("the accept callback's return", || {
+        stats(session).callbacks_returned >= 1
     });
     let socket = e.accepted.lock().unwrap().remove(0) as PWSK_SOCKET;
     e.socket_of_last.store(socket as usize, Ordering::SeqCst);
@@ -274,7 +280,7 @@ fn accept_receive_and_disconnect_callbacks_per_socket() {
             let session = session(policy);
             let e = new_events();
             let client = Client::register();
-            let (listener, socket, mut peer) = accepted_by_callback(&client, e, v6);
+            let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, v6);
             assert_eq!(remote_address(socket).unwrap(), peer.local_addr().unwrap());
             assert_eq!(
                 set_events(socket, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
@@ -376,14 +382,17 @@ fn retained_indications_stay_valid_until_released() {
         let e = new_events();
         e.data_mode.store(RETAIN, Ordering::SeqCst);
         let client = Client::register();
-        let (listener, socket, mut peer) = accepted_by_callback(&client, e, false);
+        let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, false);
         assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
         peer.write_all(b"first").unwrap();
         eventually("one retained", || e.retained.lock().unwrap().len() == 1);
         // Indications continue while one is retained.
         peer.write_all(b"second").unwrap();
         eventually("two retained", || e.retained.lock().unwrap().len() == 2);
-        assert_eq!(stats(&session).indications_retained, 2);
+        // Retained once the callbacks returned STATUS_PENDING.
+        eventually("two retained by the provider's count", || {
+            stats(&session).indications_retained == 2
+        });
         let retained = std::mem::take(&mut *e.retained.lock().unwrap());
         let mut all = Vec::new();
         for &(s, head) in &retained {
@@ -412,7 +421,7 @@ fn data_not_accepted_stops_indications_until_a_receive_completes() {
         let e = new_events();
         e.data_mode.store(NOT_ACCEPTED, Ordering::SeqCst);
         let client = Client::register();
-        let (listener, socket, mut peer) = accepted_by_callback(&client, e, false);
+        let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, false);
         assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
         peer.write_all(b"abc").unwrap();
         eventually("one refused indication", || {
@@ -459,7 +468,7 @@ fn a_partial_accept_keeps_the_rest_for_later() {
     let e = new_events();
     e.data_mode.store(PARTIAL_2, Ordering::SeqCst);
     let client = Client::register();
-    let (listener, socket, mut peer) = accepted_by_callback(&client, e, false);
+    let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, false);
     assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
     peer.write_all(b"abcde").unwrap();
     eventually("a partial accept", || {
@@ -485,7 +494,7 @@ fn pending_receive_irps_take_data_before_the_callback() {
         let session = session(policy);
         let e = new_events();
         let client = Client::register();
-        let (listener, socket, mut peer) = accepted_by_callback(&client, e, false);
+        let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, false);
         let pending = start_receive(socket, 4, WSK_FLAG_WAITALL);
         assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
         peer.write_all(b"irp!").unwrap();
@@ -506,7 +515,7 @@ fn a_peer_reset_raises_an_abortive_disconnect_event() {
     let session = Session::boot();
     let e = new_events();
     let client = Client::register();
-    let (listener, socket, peer) = accepted_by_callback(&client, e, false);
+    let (listener, socket, peer) = accepted_by_callback(&session, &client, e, false);
     assert_eq!(
         set_events(socket, WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT),
         STATUS_SUCCESS
@@ -532,7 +541,7 @@ fn close_waits_for_a_running_callback_and_disable_inside_is_event_pending() {
         let session = session(policy);
         let e = new_events();
         let client = Client::register();
-        let (listener, socket, mut peer) = accepted_by_callback(&client, e, false);
+        let (listener, socket, mut peer) = accepted_by_callback(&session, &client, e, false);
         assert_eq!(set_events(socket, WSK_EVENT_RECEIVE), STATUS_SUCCESS);
 
         // Disabling from inside the running callback: STATUS_EVENT_PENDING,
@@ -591,6 +600,11 @@ fn receive_from_per_socket_not_accepted_disables_and_buffers() {
         sender.send_to(b"one", address).unwrap();
         eventually("the refused indication", || {
             e.indications.load(Ordering::SeqCst) == 1
+        });
+        // The refusal takes effect when the callback returns; until then a
+        // second provider thread may indicate the next datagram.
+        eventually("the refusing callback's return", || {
+            stats(&session).callbacks_returned >= 1
         });
         sender.send_to(b"two", address).unwrap();
         std::thread::sleep(Duration::from_millis(30));
@@ -680,7 +694,9 @@ fn retained_datagram_chains_and_several_senders() {
             }
             let retained = std::mem::take(&mut *e.retained.lock().unwrap());
             assert!(!retained.is_empty());
-            assert_eq!(stats(&session).indications_retained, retained.len() as u64);
+            eventually("the provider's count of retained chains", || {
+                stats(&session).indications_retained == retained.len() as u64
+            });
             for (_, head) in retained {
                 assert_eq!(
                     release_datagrams(socket, head as PWSK_DATAGRAM_INDICATION),

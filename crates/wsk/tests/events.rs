@@ -117,7 +117,11 @@ fn accept_queue_backpressure_refuses_and_close_drains() {
                 .map(|_| TcpStream::connect(address).unwrap())
                 .collect();
             eventually("three refusals", || accepts.refused() >= 3);
-            assert_eq!(stats(&env.session).connections_refused, 3);
+            // The provider counts a refusal once the callback returned and
+            // it closed the socket.
+            eventually("three refusals counted by the provider", || {
+                stats(&env.session).connections_refused == 3
+            });
             let first = next(&mut accepts).await.unwrap().expect("queued");
             let second = next(&mut accepts).await.unwrap().expect("queued");
             let mut reset = 0;
@@ -383,11 +387,16 @@ fn receive_from_events_with_several_senders() {
 
 /// A full datagram queue answers STATUS_DATA_NOT_ACCEPTED: WSK disables
 /// the per-socket callback and keeps the datagrams; the stream re-enables
-/// it once it has room, and every datagram arrives.
+/// it once it has room, and every datagram arrives, once. In order with
+/// one provider thread; with two, callbacks of one datagram socket run at
+/// once, and two refused chains go back to the provider in the order their
+/// callbacks returned (docs/wsk-semantics.md: concurrent datagram
+/// callbacks), so only the set is checked.
 #[test]
 fn receive_from_events_backpressure_keeps_the_datagrams() {
     const COUNT: usize = 60;
-    each_policy(|env, _| {
+    each_policy(|env, policy| {
+        let ordered = policy.callbacks != Callbacks::Concurrent;
         block_on(async {
             let socket = DatagramSocket::bind(env.provider(), loopback(false))
                 .await
@@ -405,12 +414,20 @@ fn receive_from_events_backpressure_keeps_the_datagrams() {
             }
             eventually("a refusal", || events.refused() >= 1);
             let mut next_index = 0;
+            let mut seen = [false; COUNT];
             while next_index < COUNT {
                 let chain = next(&mut events).await.unwrap().expect("datagrams");
                 for datagram in chain.iter() {
                     let mut buf = [0u8; 32];
-                    datagram.copy_to(&mut buf);
-                    assert_eq!(buf, [next_index as u8; 32], "in order, none lost");
+                    assert_eq!(datagram.copy_to(&mut buf), 32);
+                    let i = usize::from(buf[0]);
+                    assert!(i < COUNT, "a datagram that was never sent: {buf:?}");
+                    assert_eq!(buf, [buf[0]; 32], "datagram {i} intact");
+                    assert!(!seen[i], "datagram {i} twice");
+                    if ordered {
+                        assert_eq!(i, next_index, "in order ({policy:?})");
+                    }
+                    seen[i] = true;
                     next_index += 1;
                 }
             }

@@ -324,6 +324,12 @@ pub struct WskStats {
     /// Incoming connections reset because an accept callback refused them
     /// or the provider was out of resources.
     pub connections_refused: u64,
+    /// Event callbacks that returned so far, with what the provider does
+    /// at their return (a retained chain recorded, a refusal's effect, an
+    /// accepted socket's context and dispatch) done: a test that saw a
+    /// callback run waits for this before it acts on the callback's
+    /// result, as a driver must.
+    pub callbacks_returned: u64,
 }
 
 /// The WSK subsystem of one session.
@@ -339,6 +345,7 @@ pub(crate) struct WskState {
     pub(crate) release_asap_retained: AtomicU64,
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
+    pub(crate) callbacks_returned: AtomicU64,
 }
 
 #[derive(Default)]
@@ -954,5 +961,6 @@ pub fn stats(session: &Session) -> WskStats {
         release_asap_retained: wsk.release_asap_retained.load(Ordering::Relaxed),
         datagrams_dropped: wsk.datagrams_dropped.load(Ordering::Relaxed),
         connections_refused: wsk.connections_refused.load(Ordering::Relaxed),
+        callbacks_returned: wsk.callbacks_returned.load(Ordering::Relaxed),
     }
 }

@@ -153,7 +153,18 @@ impl Socket {
         result
     }
 
+    /// Runs a callback and its aftermath, then counts it as returned
+    /// (`WskStats::callbacks_returned`: everything the provider does when a
+    /// callback returns, an accepted socket's context and dispatch
+    /// recorded, a refused one closed, is done by then).
     pub(super) fn run_callback(self: &Arc<Self>, callback: Callback, ctx: Ctx) {
+        self.run_callback_inner(callback, ctx);
+        self.wsk()
+            .callbacks_returned
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn run_callback_inner(self: &Arc<Self>, callback: Callback, ctx: Ctx) {
         let Callback { id, raise } = callback;
         match raise {
             Raise::Receive {
@@ -301,10 +312,12 @@ impl Socket {
                     }
                     socket.pump_reactor();
                 } else {
+                    // Counted once the refused socket is closed (the
+                    // session's open sockets no longer include it).
+                    socket.close_internal();
                     self.wsk()
                         .connections_refused
                         .fetch_add(1, Ordering::Relaxed);
-                    socket.close_internal();
                 }
             }
             Raise::ReceiveFrom {
