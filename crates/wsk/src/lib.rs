@@ -49,6 +49,7 @@
 extern crate alloc;
 
 mod addr;
+mod builder;
 mod callbacks;
 mod connection;
 mod datagram;
@@ -68,6 +69,7 @@ pub use addr::{
     IpAddr, Ipv4Addr, Ipv6Addr, SockAddrBuf, SocketAddr, SocketAddrV4, SocketAddrV6, family_of,
     unspecified_like,
 };
+pub use builder::ConnectOptions;
 pub use connection::{Connection, Disconnect};
 pub use datagram::{DatagramSocket, ReceivedFrom};
 pub use error::{BufResult, Error, Result};

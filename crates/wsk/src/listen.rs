@@ -26,8 +26,21 @@ pub struct ListenOptions {
     /// `Some(false)` makes a dual-stack listener that also accepts IPv4
     /// peers (as v4-mapped addresses).
     pub v6_only: Option<bool>,
-    /// `SO_REUSEADDR`.
+    /// `SO_REUSEADDR` (Windows semantics: another socket that also sets
+    /// it may share the address).
     pub reuse_address: bool,
+    /// `SO_EXCLUSIVEADDRUSE`: no other socket may bind the address, the
+    /// advisable choice for a kernel listener (exclusive with
+    /// `reuse_address`).
+    pub exclusive_address: bool,
+    /// `SO_RCVBUF` in bytes, inherited by the accepted connections (the
+    /// window they offer in their SYN-ACK).
+    pub receive_buffer: Option<ULONG>,
+    /// `SO_KEEPALIVE`, inherited by the accepted connections.
+    pub keep_alive: bool,
+    /// `TCP_NODELAY` on the listener (accepted connections may set it
+    /// themselves with [`Connection::set_nodelay`]).
+    pub no_delay: bool,
 }
 
 /// A listening TCP socket.
@@ -67,15 +80,32 @@ impl ListenSocket {
         local: SocketAddr,
         options: ListenOptions,
     ) -> Result<Self> {
-        let mut settings = [(0, 0, 0); 2];
+        if options.reuse_address && options.exclusive_address {
+            return Err(crate::error::Error::from_status(STATUS_INVALID_PARAMETER));
+        }
+        let mut settings = [(0, 0, 0); 6];
         let mut count = 0;
-        if let (Some(v6_only), SocketAddr::V6(_)) = (options.v6_only, local) {
-            settings[count] = (IPPROTO_IPV6, IPV6_V6ONLY, ULONG::from(v6_only));
+        let mut push = |setting| {
+            settings[count] = setting;
             count += 1;
+        };
+        if let (Some(v6_only), SocketAddr::V6(_)) = (options.v6_only, local) {
+            push((IPPROTO_IPV6, IPV6_V6ONLY, ULONG::from(v6_only)));
         }
         if options.reuse_address {
-            settings[count] = (SOL_SOCKET, SO_REUSEADDR, 1);
-            count += 1;
+            push((SOL_SOCKET, SO_REUSEADDR, 1));
+        }
+        if options.exclusive_address {
+            push((SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1));
+        }
+        if let Some(bytes) = options.receive_buffer {
+            push((SOL_SOCKET, SO_RCVBUF, bytes));
+        }
+        if options.keep_alive {
+            push((SOL_SOCKET, SO_KEEPALIVE, 1));
+        }
+        if options.no_delay {
+            push((IPPROTO_TCP, TCP_NODELAY, 1));
         }
         let handle =
             socket::create_bound(provider, local, Kind::Listen, &settings[..count]).await?;

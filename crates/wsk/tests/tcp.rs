@@ -476,7 +476,7 @@ fn dual_stack_listener_accepts_ipv4_peers() {
         block_on(async {
             let options = ::wsk::ListenOptions {
                 v6_only: Some(false),
-                reuse_address: false,
+                ..::wsk::ListenOptions::default()
             };
             let listener =
                 ListenSocket::bind_with(env.provider(), "[::]:0".parse().unwrap(), options)

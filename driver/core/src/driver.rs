@@ -413,7 +413,7 @@ async fn bind(provider: &Provider, config: &Config) -> Result<Sockets, NTSTATUS>
         // takes IPv4 peers too (as v4-mapped addresses).
         let options = ListenOptions {
             v6_only: Some(false),
-            reuse_address: false,
+            ..ListenOptions::default()
         };
         sockets.listeners[0] = Some(
             ListenSocket::bind_with(provider, tcp(v6), options)
