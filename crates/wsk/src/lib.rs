@@ -63,6 +63,7 @@ mod registration;
 pub mod send;
 mod shared;
 mod socket;
+mod split;
 mod sync;
 
 pub use addr::{
@@ -82,3 +83,4 @@ pub use pool::POOL_TAG;
 pub use queue::{Closed, QueueFailed, ReceiveFromQueue, ReceiveQueue, Received};
 pub use registration::{CaptureWait, Provider, Registration};
 pub use send::SendQueue;
+pub use split::{ReadHalf, WriteHalf};
