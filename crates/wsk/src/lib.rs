@@ -48,6 +48,7 @@
 
 extern crate alloc;
 
+mod accept_queue;
 mod addr;
 mod builder;
 mod callbacks;
@@ -66,6 +67,7 @@ mod socket;
 mod split;
 mod sync;
 
+pub use accept_queue::AcceptQueue;
 pub use addr::{
     IpAddr, Ipv4Addr, Ipv6Addr, SockAddrBuf, SocketAddr, SocketAddrV4, SocketAddrV6, family_of,
     unspecified_like,

@@ -112,6 +112,10 @@ impl ListenSocket {
         Ok(Self { handle })
     }
 
+    pub(crate) fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+
     /// The raw socket (owned by this value).
     pub fn as_raw(&self) -> PWSK_SOCKET {
         self.handle.socket()
