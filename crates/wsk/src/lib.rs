@@ -52,6 +52,7 @@ mod accept_queue;
 mod addr;
 mod builder;
 mod callbacks;
+mod chain;
 mod connection;
 mod datagram;
 mod error;
@@ -73,6 +74,7 @@ pub use addr::{
     unspecified_like,
 };
 pub use builder::ConnectOptions;
+pub use chain::MdlChain;
 pub use connection::{Connection, Disconnect};
 pub use datagram::{DatagramSocket, ReceivedFrom};
 pub use error::{BufResult, Error, Result};

@@ -197,6 +197,10 @@ impl ReadHalf {
 }
 
 impl WriteHalf {
+    pub(crate) fn connection(&self) -> &Connection {
+        self.half.connection()
+    }
+
     /// [`Connection::send`].
     pub async fn send<B: IoBuf>(&self, buf: B) -> BufResult<usize, B> {
         self.half.connection().send(buf).await
