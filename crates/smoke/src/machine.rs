@@ -188,6 +188,34 @@ impl Machine {
     /// Loads the driver (DriverEntry) and opens its control device. A
     /// port taken meanwhile by another program picks new ports.
     pub fn load(&mut self) -> Result<(), Failure> {
+        match self.load_inner()? {
+            Ok(()) => {
+                let handle = self.open()?;
+                self.handle = Some(handle);
+                Ok(())
+            }
+            Err(error) => Err(format!("DriverEntry failed: {error}")),
+        }
+    }
+
+    /// Loads the driver under low resources: DriverEntry failing with an
+    /// error status (and no finding) is `Ok(false)`, and so is a control
+    /// device that cannot be opened (the driver then stays loaded, with no
+    /// handle).
+    pub fn try_load(&mut self) -> Result<bool, Failure> {
+        if self.load_inner()?.is_err() {
+            return Ok(false);
+        }
+        match self.try_open()? {
+            Ok(handle) => {
+                self.handle = Some(handle);
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn load_inner(&mut self) -> Result<Result<(), HarnessError>, Failure> {
         for _ in 0..5 {
             let result = self.bounded("DriverEntry", CALL_TIMEOUT, |session| {
                 session
@@ -201,33 +229,17 @@ impl Machine {
                 Ok(driver) => {
                     self.driver = Some(driver);
                     self.check("DriverEntry")?;
-                    let handle = self.open()?;
-                    self.handle = Some(handle);
-                    return Ok(());
+                    return Ok(Ok(()));
                 }
-                Err(HarnessError::Status(STATUS_ADDRESS_ALREADY_EXISTS)) => {
-                    let (tcp, udp) = free_ports();
-                    self.tcp.set_port(tcp);
-                    self.udp.set_port(udp);
-                    self.write_parameters();
-                }
+                Err(HarnessError::Status(STATUS_ADDRESS_ALREADY_EXISTS))
+                    if free_ports_changed(self) => {}
                 Err(error) => {
                     self.check("DriverEntry")?;
-                    return Err(format!("DriverEntry failed: {error}"));
+                    return Ok(Err(error));
                 }
             }
         }
         Err("no free port pair for the driver after 5 tries".into())
-    }
-
-    /// Loads the driver; a load that fails cleanly (an error status, no
-    /// finding) is `Ok(false)` (low-resources runs expect some).
-    pub fn try_load(&mut self) -> Result<bool, Failure> {
-        match self.load() {
-            Ok(()) => Ok(true),
-            Err(e) if e.starts_with("DriverEntry failed: failed with NTSTATUS") => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     /// Opens the control device (IRP_MJ_CREATE).
@@ -508,6 +520,19 @@ pub fn describe_new(report: &VerifierReport, bugchecks: usize, leaks: usize) -> 
     } else {
         Some(parts.join(" | "))
     }
+}
+
+/// Picks new ports if the machine's are taken by another program now;
+/// returns whether it did.
+fn free_ports_changed(machine: &mut Machine) -> bool {
+    let taken = TcpListener::bind(machine.tcp).is_err() || UdpSocket::bind(machine.udp).is_err();
+    if taken {
+        let (tcp, udp) = free_ports();
+        machine.tcp.set_port(tcp);
+        machine.udp.set_port(udp);
+        machine.write_parameters();
+    }
+    taken
 }
 
 /// A TCP and UDP port pair free on both loopback addresses now.

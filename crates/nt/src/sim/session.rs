@@ -719,6 +719,14 @@ impl Session {
         self.kernel.pool.stats()
     }
 
+    /// Every pool block, IRP, MDL and device object drivers hold now (not
+    /// the system's own), with tag, size and where it was allocated: the
+    /// pool-tag view Driver Verifier's pool tracking and devctl's leak
+    /// checks use.
+    pub fn live_allocations(&self) -> Vec<super::verifier::Leak> {
+        self.kernel.pool.live_leaks(None)
+    }
+
     /// Whether a bugcheck has been raised in this session.
     pub fn crashed(&self) -> bool {
         self.kernel.crashed()

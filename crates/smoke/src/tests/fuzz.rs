@@ -425,8 +425,12 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
                                 pending.cancel();
                             }
                             2 => {
+                                // More than the echo loop keeps queued
+                                // (UdpQueueDepth, 8): the receive gets one.
                                 if let Ok(sock) = UdpSocket::bind("127.0.0.1:0") {
-                                    let _ = sock.send_to(b"fuzz datagram", udp);
+                                    for _ in 0..12 {
+                                        let _ = sock.send_to(b"fuzz datagram", udp);
+                                    }
                                 }
                                 std::thread::sleep(delay);
                                 pending.cancel();

@@ -3,9 +3,16 @@
 
 use crate::{Ctx, Spec, Stop};
 
+mod chaos;
+mod coverage;
+mod disable;
 mod fuzz;
 mod inf;
+mod low_resources;
 mod reinstall;
+mod stress;
+mod termination;
+mod unload_load;
 
 /// Every test, in run order.
 pub fn all() -> Vec<Spec> {
@@ -23,10 +30,52 @@ pub fn all() -> Vec<Spec> {
             run: reinstall::run,
         },
         Spec {
+            name: "disable-enable-with-io",
+            df: "DF - PNP (disable and enable) with IO before and after",
+            needs_sim: true,
+            run: disable::run,
+        },
+        Spec {
+            name: "io-stress",
+            df: "DF - Device I/O / CPUStress (I/O part); network only against an endpoint",
+            needs_sim: false,
+            run: stress::run,
+        },
+        Spec {
+            name: "io-process-termination",
+            df: "DF - Simple I/O stress with I/O process termination",
+            needs_sim: true,
+            run: termination::run,
+        },
+        Spec {
             name: "ioctl-fuzz",
             df: "DF - Fuzz tests (Penetration: open/close, zero-length, random IOCTL)",
             needs_sim: true,
             run: fuzz::run,
+        },
+        Spec {
+            name: "low-resources",
+            df: "Driver Verifier low resources simulation (/faults) during I/O, load and unload",
+            needs_sim: true,
+            run: low_resources::run,
+        },
+        Spec {
+            name: "unload-under-load",
+            df: "replaces DF - PNP Surprise Remove for a non-PnP driver",
+            needs_sim: true,
+            run: unload_load::run,
+        },
+        Spec {
+            name: "mini-chaos",
+            df: "DF - Concurrent Hardware And Operating System (CHAOS), mini",
+            needs_sim: true,
+            run: chaos::run,
+        },
+        Spec {
+            name: "irp-coverage",
+            df: "DF - Coverage (IRP coverage)",
+            needs_sim: true,
+            run: coverage::run,
         },
         Spec {
             name: "pnp-surprise-remove",

@@ -737,6 +737,18 @@ impl SockState {
             self.ack_check_at = None;
             return;
         }
+        // A reset the reading side has not seen (no read pending, or the
+        // inbound buffer full): the host purged its write queue, but
+        // TIOCOUTQ (write_seq - snd_una) keeps counting the bytes that will
+        // never be acknowledged, so the waiting sends must fail with the
+        // reset now, as a Windows WskSend does, or wait forever.
+        if let Host::Stream(stream) = &self.host
+            && let Ok(Some(error)) | Err(error) = stream.take_error()
+        {
+            self.error = Some(status_from_io(&error));
+            self.peer_error = true;
+            return self.check_acks(out);
+        }
         let (acked, fin_acked) = self.acknowledged();
         let mut progressed = false;
         let now = Instant::now();
