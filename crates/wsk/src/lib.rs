@@ -54,6 +54,7 @@ mod builder;
 mod callbacks;
 mod chain;
 mod connection;
+mod control;
 mod datagram;
 mod error;
 mod events;

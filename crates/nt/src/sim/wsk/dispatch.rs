@@ -639,6 +639,43 @@ unsafe extern "C" fn wsk_get_name_info(
 /// takes more).
 const CONTROL_INPUT_MAX: usize = 4096;
 
+/// `SIO_WSK_SET_REMOTE_ADDRESS`: sets (a SOCKADDR of the socket's family)
+/// or clears (no input) a datagram socket's fixed remote address, after
+/// bind ("it must do so after the datagram socket has been bound"). Level
+/// must be 0, as the page's parameter table has it.
+fn set_remote_address(socket: &Arc<Socket>, level: ULONG, input: &[u8]) -> NTSTATUS {
+    if socket.kind != Kind::Datagram || level != 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let remote = if input.is_empty() {
+        None
+    } else {
+        let family = match input {
+            [a, b, ..] => ADDRESS_FAMILY::from_ne_bytes([*a, *b]),
+            _ => return STATUS_INVALID_PARAMETER,
+        };
+        let needed = match family {
+            AF_INET => core::mem::size_of::<SOCKADDR_IN>(),
+            AF_INET6 => core::mem::size_of::<SOCKADDR_IN6>(),
+            _ => return STATUS_INVALID_PARAMETER,
+        };
+        if input.len() < needed || family != socket.family {
+            return STATUS_INVALID_PARAMETER;
+        }
+        // SAFETY: `input` holds at least the structure its family names.
+        let Some(remote) = (unsafe { read_sockaddr(input.as_ptr().cast()) }) else {
+            return STATUS_INVALID_PARAMETER;
+        };
+        Some(remote)
+    };
+    let mut st = socket.state();
+    if st.local_address().is_none() {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    st.fixed_remote = remote;
+    STATUS_SUCCESS
+}
+
 unsafe extern "C" fn wsk_control_socket(
     Socket: PWSK_SOCKET,
     RequestType: WSK_CONTROL_SOCKET_TYPE,
@@ -732,6 +769,9 @@ unsafe extern "C" fn wsk_control_socket(
                     None => Decision::Done(STATUS_INVALID_DEVICE_STATE, 0),
                 }
             }
+        }
+        (WskIoctl, SIO_WSK_SET_REMOTE_ADDRESS, _) => {
+            Decision::Done(set_remote_address(&socket, Level, &input), 0)
         }
         _ => Decision::Done(STATUS_NOT_SUPPORTED, 0),
     };
@@ -1207,8 +1247,16 @@ unsafe extern "C" fn wsk_send_to(
         // No control information is modelled on sends.
         return call.done(STATUS_NOT_SUPPORTED, 0);
     }
-    // SAFETY: the caller's address (WSK contract).
-    let Some(remote) = (unsafe { read_sockaddr(RemoteAddress) }) else {
+    // "If the WSK application has set ... a fixed remote transport address
+    // ... this pointer is optional and may be NULL": the datagram goes to
+    // the fixed address.
+    let remote = if RemoteAddress.is_null() {
+        call.socket().state().fixed_remote
+    } else {
+        // SAFETY: the caller's address (WSK contract).
+        unsafe { read_sockaddr(RemoteAddress) }
+    };
+    let Some(remote) = remote else {
         return call.done(STATUS_INVALID_PARAMETER, 0);
     };
     // SAFETY: the caller's WSK_BUF with live MDLs.

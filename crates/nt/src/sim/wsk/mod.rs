@@ -180,6 +180,15 @@
 //!   among the session's sockets ("Sharing Transport Addresses", with the
 //!   access checks denied) before the host's own rules. Disabling a static
 //!   callback: STATUS_INVALID_PARAMETER.
+//! - **Ioctls**: `SIO_WSK_QUERY_IDEAL_SEND_BACKLOG` (connections, once
+//!   connected) and `SIO_WSK_SET_REMOTE_ADDRESS` (datagram sockets, after
+//!   bind, level 0; an empty input clears it): a `WskSendTo` without an
+//!   address goes to the fixed remote, and datagrams from any other
+//!   address are discarded ("only datagrams that are received from the
+//!   fixed remote transport address are accepted"). Anything else,
+//!   `SIO_KEEPALIVE_VALS` included (WSK sockets refuse it:
+//!   microsoft/windows-driver-samples issue 1132), is
+//!   STATUS_NOT_SUPPORTED.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
 //!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
 //!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than

@@ -91,15 +91,24 @@ impl SockState {
         let Host::Udp(udp) = &self.host else {
             return Ok(None);
         };
+        let fixed = self.fixed_remote;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            match udp.recv_from(&mut scratch[..]) {
-                Ok((n, from)) => Ok(Some(Datagram {
-                    data: scratch[..n].to_vec().into_boxed_slice(),
-                    from,
-                })),
-                Err(error) if is_transient(&error) => Ok(None),
-                Err(error) => Err(status_from_io(&error)),
+            loop {
+                match udp.recv_from(&mut scratch[..]) {
+                    // A fixed remote address: "only datagrams that are
+                    // received from the fixed remote transport address are
+                    // accepted" (SIO_WSK_SET_REMOTE_ADDRESS).
+                    Ok((_, from)) if fixed.is_some_and(|fixed| fixed != from) => continue,
+                    Ok((n, from)) => {
+                        return Ok(Some(Datagram {
+                            data: scratch[..n].to_vec().into_boxed_slice(),
+                            from,
+                        }));
+                    }
+                    Err(error) if is_transient(&error) => return Ok(None),
+                    Err(error) => return Err(status_from_io(&error)),
+                }
             }
         })
     }

@@ -350,6 +350,10 @@ pub(crate) struct SockState {
     retained: HashMap<usize, Retained>,
     retained_bytes: usize,
     datagrams: VecDeque<Datagram>,
+    /// The fixed remote address of a datagram socket
+    /// (`SIO_WSK_SET_REMOTE_ADDRESS`): sends without an address go there,
+    /// and only its datagrams are accepted.
+    pub(crate) fixed_remote: Option<SocketAddr>,
 
     slow: Option<(usize, Duration)>,
     next_io: Option<Instant>,
@@ -609,6 +613,7 @@ impl Socket {
             retained: HashMap::new(),
             retained_bytes: 0,
             datagrams: VecDeque::new(),
+            fixed_remote: None,
             slow: None,
             next_io: None,
             retry_at: None,

@@ -1,0 +1,111 @@
+//! Structured options and ioctls (`set_option_bytes`, `option_bytes`,
+//! `ioctl`) and connected datagram sockets (`SIO_WSK_SET_REMOTE_ADDRESS`:
+//! sends without an address go to the fixed remote, and only its
+//! datagrams are accepted).
+
+mod common;
+
+use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
+
+use ::wsk::{Connection, DatagramSocket, SocketAddr};
+use common::*;
+use nt::wsk::*;
+use nt::*;
+
+#[test]
+fn a_fixed_remote_address_takes_sends_and_filters_receives() {
+    each_policy(|env, _| {
+        block_on(async {
+            let socket = DatagramSocket::bind(env.provider(), loopback(false))
+                .await
+                .expect("bind");
+            let local = socket.local_address().await.unwrap();
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+            a.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let a_address: SocketAddr = a.local_addr().unwrap();
+            // No fixed address yet: a send without one is refused.
+            let (refused, _) = socket.send(b"nowhere".to_vec()).await;
+            assert_eq!(refused.unwrap_err().status(), STATUS_INVALID_PARAMETER);
+            socket
+                .set_remote_address(Some(a_address))
+                .await
+                .expect("fixed remote");
+            let (sent, _) = socket.send(b"to a".to_vec()).await;
+            assert_eq!(sent.expect("send"), 4);
+            let mut buf = [0u8; 16];
+            let (n, from) = a.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"to a"[..], local));
+            // B's datagram is not accepted; A's, sent after it, is.
+            b.send_to(b"from b", local).unwrap();
+            a.send_to(b"from a", local).unwrap();
+            let (got, _) = socket.receive_from(Vec::with_capacity(16)).await;
+            let got = got.expect("receive");
+            assert_eq!(got.from, a_address, "only the fixed remote's datagrams");
+            // An address of another family is refused.
+            let v6: SocketAddr = "[::1]:9".parse().unwrap();
+            assert_eq!(
+                socket
+                    .set_remote_address(Some(v6))
+                    .await
+                    .unwrap_err()
+                    .status(),
+                STATUS_INVALID_PARAMETER
+            );
+            // Cleared: sends need an address again, anyone may send.
+            socket.set_remote_address(None).await.expect("clear");
+            let (refused, _) = socket.send(b"nowhere".to_vec()).await;
+            assert_eq!(refused.unwrap_err().status(), STATUS_INVALID_PARAMETER);
+            b.send_to(b"b again", local).unwrap();
+            let (got, buf) = socket.receive_from(Vec::with_capacity(16)).await;
+            assert_eq!(got.expect("receive").from, b.local_addr().unwrap());
+            assert_eq!(buf, b"b again");
+            socket.close().await.expect("close");
+        });
+    });
+}
+
+#[test]
+fn structured_options_and_ioctls_pass_their_bytes() {
+    each_policy(|env, _| {
+        block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let remote: SocketAddr = listener.local_addr().unwrap();
+            let connection = Connection::connect(env.provider(), remote)
+                .await
+                .expect("connect");
+            let _peer = listener.accept().unwrap();
+            connection
+                .set_option_bytes(SOL_SOCKET, SO_KEEPALIVE, &1u32.to_ne_bytes())
+                .await
+                .expect("set");
+            let mut value = [0u8; 4];
+            let n = connection
+                .option_bytes(SOL_SOCKET, SO_KEEPALIVE, &mut value)
+                .await
+                .expect("get");
+            assert_eq!((n, u32::from_ne_bytes(value)), (4, 1));
+            // SIO_WSK_QUERY_IDEAL_SEND_BACKLOG through the raw ioctl: a
+            // SIZE_T out.
+            let mut backlog = [0u8; 8];
+            let n = connection
+                .ioctl(SIO_WSK_QUERY_IDEAL_SEND_BACKLOG, 0, &[], &mut backlog)
+                .await
+                .expect("ioctl");
+            assert_eq!(n, 8);
+            assert!(u64::from_ne_bytes(backlog) > 0);
+            // Too large for the crate's control buffers: refused up front.
+            let big = [0u8; 129];
+            assert_eq!(
+                connection
+                    .set_option_bytes(SOL_SOCKET, SO_KEEPALIVE, &big)
+                    .await
+                    .unwrap_err()
+                    .status(),
+                STATUS_INVALID_PARAMETER
+            );
+            connection.close().await.expect("close");
+        });
+    });
+}
