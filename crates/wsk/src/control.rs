@@ -8,6 +8,7 @@
 //!   128 bytes (the structures WSK's options take, `ip_mreq`,
 //!   `ipv6_mreq`, a SOCKADDR, ...). Larger buffers are
 //!   STATUS_INVALID_PARAMETER.
+//! - [`DatagramSocket::set_broadcast`]: `SO_BROADCAST`.
 //! - [`DatagramSocket::set_remote_address`]: a fixed remote address; then
 //!   [`DatagramSocket::send`] sends there (`WskSendTo` with no address), and
 //!   WSK accepts datagrams only from it.
@@ -101,6 +102,12 @@ structured_control!(DatagramSocket);
 structured_control!(ListenSocket);
 
 impl DatagramSocket {
+    /// `SO_BROADCAST` on or off: whether datagrams may be sent to a
+    /// broadcast address (without it the transport refuses them).
+    pub async fn set_broadcast(&self, on: bool) -> Result<()> {
+        socket::set_option(self.handle(), SOL_SOCKET, SO_BROADCAST, ULONG::from(on)).await
+    }
+
     /// Sets (`Some`) or clears (`None`) the socket's fixed remote address
     /// (`SIO_WSK_SET_REMOTE_ADDRESS`, after bind): [`Self::send`] sends
     /// there, and WSK accepts datagrams only from it; `send_to` may still

@@ -109,3 +109,35 @@ fn structured_options_and_ioctls_pass_their_bytes() {
         });
     });
 }
+
+/// A broadcast send is refused until `SO_BROADCAST` is on, then reaches a
+/// receiver bound to the wildcard address (loopback's broadcast address).
+#[test]
+fn broadcast_needs_so_broadcast() {
+    each_policy(|env, _| {
+        block_on(async {
+            let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let port = receiver.local_addr().unwrap().port();
+            let broadcast: SocketAddr = (std::net::Ipv4Addr::new(127, 255, 255, 255), port).into();
+            let socket = DatagramSocket::bind(env.provider(), "0.0.0.0:0".parse().unwrap())
+                .await
+                .expect("bind");
+            let (refused, _) = socket.send_to(b"no".to_vec(), broadcast).await;
+            let status = refused
+                .expect_err("a broadcast without SO_BROADCAST")
+                .status();
+            assert_eq!(status, STATUS_ACCESS_DENIED, "{status:#x}");
+            socket.set_broadcast(true).await.expect("SO_BROADCAST");
+            assert_eq!(socket.option(SOL_SOCKET, SO_BROADCAST).await, Ok(1));
+            let (sent, _) = socket.send_to(b"all".to_vec(), broadcast).await;
+            assert_eq!(sent.expect("broadcast"), 3);
+            let mut buf = [0u8; 8];
+            let (n, _) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"all");
+            socket.close().await.expect("close");
+        });
+    });
+}
