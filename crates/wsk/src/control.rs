@@ -8,7 +8,7 @@
 //!   128 bytes (the structures WSK's options take, `ip_mreq`,
 //!   `ipv6_mreq`, a SOCKADDR, ...). Larger buffers are
 //!   STATUS_INVALID_PARAMETER.
-//! - [`DatagramSocket::set_broadcast`]: `SO_BROADCAST`.
+//! - [`DatagramSocket::set_broadcast`] sets `SO_BROADCAST`.
 //! - [`DatagramSocket::set_remote_address`]: a fixed remote address; then
 //!   [`DatagramSocket::send`] sends there (`WskSendTo` with no address), and
 //!   WSK accepts datagrams only from it.
