@@ -132,7 +132,7 @@ impl Machine {
     }
 
     /// Runs `f` with the session on a helper thread, bounded by `timeout`
-    /// (a hang otherwise, see [`Machine::bounded`]).
+    /// (a hang otherwise, see `Machine::bounded`).
     pub fn call<T: Send + 'static>(
         &mut self,
         what: &str,
