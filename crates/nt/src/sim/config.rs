@@ -433,6 +433,39 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
+const MIXED_EXPECTED: &str = "inline, pending or mixed[:ppm[:seed]]";
+
+/// `completion=mixed[:ppm[:seed]]`: the generator's seed is the
+/// configuration's unless the value names its own (a session whose
+/// completion policy was given a seed of its own prints it, so its replay
+/// line brings the same decisions back).
+fn parse_mixed(
+    key: &str,
+    value: &str,
+    rest: &str,
+    seed: u64,
+) -> Result<CompletionPolicy, ConfigError> {
+    let mut parts = rest.split(':');
+    if parts.next() != Some("") {
+        return Err(bad(key, value, MIXED_EXPECTED));
+    }
+    let pending_per_million = match parts.next() {
+        Some(p) => parse_num(key, p)?,
+        None => 500_000,
+    };
+    let seed = match parts.next() {
+        Some(s) => parse_num(key, s)?,
+        None => seed,
+    };
+    if parts.next().is_some() {
+        return Err(bad(key, value, MIXED_EXPECTED));
+    }
+    Ok(CompletionPolicy::Mixed {
+        pending_per_million,
+        seed,
+    })
+}
+
 fn on_off(b: bool) -> &'static str {
     if b { "on" } else { "off" }
 }
@@ -480,21 +513,8 @@ impl FromStr for SimConfig {
                         "inline" => CompletionPolicy::Inline,
                         "pending" => CompletionPolicy::ForcePending,
                         _ => match value.strip_prefix("mixed") {
-                            Some(rest) => CompletionPolicy::Mixed {
-                                pending_per_million: match rest.strip_prefix(':') {
-                                    Some(p) => parse_num(key, p)?,
-                                    None if rest.is_empty() => 500_000,
-                                    None => {
-                                        return Err(bad(
-                                            key,
-                                            value,
-                                            "inline, pending or mixed[:ppm]",
-                                        ));
-                                    }
-                                },
-                                seed,
-                            },
-                            None => return Err(bad(key, value, "inline, pending or mixed[:ppm]")),
+                            Some(rest) => parse_mixed(key, value, rest, seed)?,
+                            None => return Err(bad(key, value, MIXED_EXPECTED)),
                         },
                     }
                 }
@@ -617,8 +637,12 @@ impl fmt::Display for SimConfig {
             CompletionPolicy::ForcePending => f.write_str(",completion=pending")?,
             CompletionPolicy::Mixed {
                 pending_per_million,
-                ..
-            } => write!(f, ",completion=mixed:{pending_per_million}")?,
+                seed,
+            } if seed == self.seed => write!(f, ",completion=mixed:{pending_per_million}")?,
+            CompletionPolicy::Mixed {
+                pending_per_million,
+                seed,
+            } => write!(f, ",completion=mixed:{pending_per_million}:{seed}")?,
         }
         let irql = match self.completion_irql {
             CompletionIrql::Dispatch => "dispatch",
@@ -723,6 +747,36 @@ mod tests {
     }
 
     #[test]
+    fn a_completion_seed_of_its_own_survives_the_replay_line() {
+        // A configuration built from another profile's (or the
+        // environment's) with only `seed` changed keeps the old completion
+        // seed: the replay line must carry it, or the replay draws other
+        // inline/pending decisions than the failing run did.
+        for profile in [Profile::Default, Profile::Strict] {
+            let c = SimConfig {
+                seed: 12_345,
+                completion: CompletionPolicy::Mixed {
+                    pending_per_million: 250_000,
+                    seed: 7,
+                },
+                ..SimConfig::profile(profile, 7)
+            };
+            let text = c.to_string();
+            assert!(text.contains("completion=mixed:250000:7"), "{text}");
+            assert_eq!(text.parse::<SimConfig>().unwrap(), c, "{text}");
+        }
+        let c: SimConfig = "seed=3,completion=mixed:10".parse().unwrap();
+        assert_eq!(
+            c.completion,
+            CompletionPolicy::Mixed {
+                pending_per_million: 10,
+                seed: 3
+            }
+        );
+        assert!(c.to_string().contains("completion=mixed:10,"), "{c}");
+    }
+
+    #[test]
     fn later_keys_override_the_profile() {
         let c: SimConfig = "profile=strict,seed=9,workers=2,pool=fast".parse().unwrap();
         assert_eq!(c.profile, Profile::Strict);
@@ -748,6 +802,8 @@ mod tests {
             ("nonsense=1", "nonsense"),
             ("completion", "key=value"),
             ("schedule=1:2", "schedule"),
+            ("completion=mixed:1:2:3", "completion"),
+            ("completion=mixedx", "completion"),
         ] {
             let err = text.parse::<SimConfig>().unwrap_err().to_string();
             assert!(err.contains(needle), "{text}: {err}");
