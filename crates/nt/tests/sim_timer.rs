@@ -6,7 +6,7 @@
 //! when its driver unloads or its pool is freed.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nt::sim::{CalloutKind, Session, callout::current_kind};
@@ -45,6 +45,38 @@ fn new_dpc(seen: &Seen) -> Box<KDPC> {
             &mut *dpc,
             Some(record),
             (seen as *const Seen).cast_mut().cast(),
+        )
+    };
+    dpc
+}
+
+/// A DPC that keeps the DPC thread until `open`.
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    runs: AtomicUsize,
+}
+
+unsafe extern "C" fn wait_for_gate(_dpc: PKDPC, context: PVOID, _a: PVOID, _b: PVOID) {
+    // SAFETY: the test passes a live `Gate` and flushes before dropping it.
+    let gate = unsafe { &*context.cast::<Gate>() };
+    // Spinning is what DISPATCH_LEVEL code may do.
+    while !gate.open.load(Ordering::SeqCst) {
+        std::hint::spin_loop();
+        std::thread::yield_now();
+    }
+    gate.runs.fetch_add(1, Ordering::SeqCst);
+}
+
+fn new_gate_dpc(gate: &Gate) -> Box<KDPC> {
+    // SAFETY: plain data, initialised by KeInitializeDpc below.
+    let mut dpc: Box<KDPC> = Box::new(unsafe { core::mem::zeroed() });
+    // SAFETY: writable; the gate outlives the run (the test flushes).
+    unsafe {
+        KeInitializeDpc(
+            &mut *dpc,
+            Some(wait_for_gate),
+            (gate as *const Gate).cast_mut().cast(),
         )
     };
     dpc
@@ -117,19 +149,25 @@ fn a_dpc_runs_once_per_queuing_at_dispatch_in_a_dpc_callout() {
     assert_eq!(seen.runs.load(Ordering::SeqCst), 1, "flush waited for it");
     assert!(seen.wrong.lock().unwrap().is_empty(), "{:?}", seen.wrong);
     // Queued twice: the second is refused. Removed before it ran, it does
-    // not run (it may have run already: the return says which).
-    let blocker = Seen::default();
-    let mut slow = new_dpc(&blocker);
-    assert_eq!(insert(&mut slow), TRUE);
+    // not run. A DPC that holds the DPC thread until released keeps `dpc`
+    // queued behind it (one DPC at a time, FIFO) whatever the schedule:
+    // without it, under schedule perturbation `dpc` could run between the
+    // calls and be legitimately queued again.
+    let gate = Gate::default();
+    let mut blocker = new_gate_dpc(&gate);
+    assert_eq!(insert(&mut blocker), TRUE);
     assert_eq!(insert(&mut dpc), TRUE);
-    let again = insert(&mut dpc);
-    let removed = remove(&mut dpc) == TRUE;
+    assert_eq!(insert(&mut dpc), FALSE, "already queued");
+    assert_eq!(remove(&mut dpc), TRUE, "still queued behind the blocker");
+    assert_eq!(remove(&mut dpc), FALSE, "no longer queued");
+    gate.open.store(true, Ordering::SeqCst);
     flush();
-    let expected = if removed { 1 } else { 2 };
-    assert_eq!(seen.runs.load(Ordering::SeqCst), expected);
-    if removed {
-        assert_eq!(again, FALSE, "already queued");
-    }
+    assert_eq!(gate.runs.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        seen.runs.load(Ordering::SeqCst),
+        1,
+        "the removed DPC never ran"
+    );
     assert!(session.finish().is_clean());
 }
 
