@@ -598,7 +598,25 @@ mod imp {
     /// The handlers that were installed before ours (SIGSEGV, SIGBUS).
     static PREVIOUS: OnceLock<[libc::sigaction; 2]> = OnceLock::new();
 
+    /// The load address of the image holding the sim (the test executable:
+    /// driver code is linked into it), so a report can give the faulting
+    /// instruction as an offset `addr2line` resolves.
+    static IMAGE_BASE: OnceLock<usize> = OnceLock::new();
+
+    fn image_base() -> usize {
+        // SAFETY: Dl_info is plain data; all-zero is a valid value.
+        let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+        let here = image_base as *const () as *const c_void;
+        // SAFETY: dladdr only reads the loader's tables and fills `info`.
+        if unsafe { libc::dladdr(here, &mut info) } != 0 {
+            info.dli_fbase as usize
+        } else {
+            0
+        }
+    }
+
     fn install_fault_handler() {
+        IMAGE_BASE.get_or_init(image_base);
         PREVIOUS.get_or_init(|| {
             let mut previous: [libc::sigaction; 2] =
                 // SAFETY: sigaction is plain data; all-zero is a valid value.
@@ -790,6 +808,15 @@ mod imp {
             }
         }
         let _ = writeln!(text);
+        let base = IMAGE_BASE.get().copied().unwrap_or(0) as u64;
+        if base != 0 && ip > base {
+            let _ = writeln!(
+                text,
+                "    instruction: executable+{:#x} (addr2line -Cfi -e <the test executable> {:#x})",
+                ip - base,
+                ip - base
+            );
+        }
         if let Some(config) = crate::sim::session::config_for_fault_report() {
             let _ = writeln!(
                 text,
