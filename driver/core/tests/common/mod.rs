@@ -197,7 +197,16 @@ impl Rig {
     /// Closes the handle, unloads the driver (timing it) and ends the
     /// session; asserts the verifier report is clean. Returns how long
     /// Unload took and the report.
-    pub fn unload(mut self) -> (Duration, VerifierReport) {
+    pub fn unload(self) -> (Duration, VerifierReport) {
+        self.unload_inspecting(|_| ())
+    }
+
+    /// [`Rig::unload`], calling `inspect` with the session after the
+    /// driver unloaded cleanly and before the session ends.
+    pub fn unload_inspecting(
+        mut self,
+        inspect: impl FnOnce(&Session),
+    ) -> (Duration, VerifierReport) {
         let handle = self.handle.take().unwrap();
         self.session
             .close(handle)
@@ -212,6 +221,7 @@ impl Rig {
             "unload: {unloaded:?} ({})\n{report}",
             self.config
         );
+        inspect(&self.session);
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, and its other
         // fields (`driver`, `handle`) were taken above: only the session is
