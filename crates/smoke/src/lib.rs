@@ -356,6 +356,16 @@ pub fn run(options: &Options) -> Report {
             panics::clear();
             (spec.run)(&mut ctx)
         };
+        // A panic in driver code explains whatever failure followed it.
+        let outcome = match (outcome, panics::take()) {
+            (Err(Stop::Fail(why)), Some(panic)) => Err(Stop::Fail(format!(
+                "the driver panicked (on Windows a bugcheck): {panic}; then: {why}"
+            ))),
+            (Ok(()), Some(panic)) => Err(Stop::Fail(format!(
+                "the driver panicked (on Windows a bugcheck): {panic}"
+            ))),
+            (outcome, _) => outcome,
+        };
         let verdict = match outcome {
             Ok(()) => Verdict::Pass,
             Err(Stop::Skip(why)) => Verdict::Skip(why),

@@ -68,6 +68,15 @@ pub unsafe extern "C" fn device_control(device: PDEVICE_OBJECT, irp: PIRP) -> NT
                 // SAFETY: ours, completed once.
                 return unsafe { finish(irp, STATUS_BUFFER_TOO_SMALL, 0) };
             }
+            #[cfg(feature = "faults")]
+            if shared.config.fault == crate::faults::Fault::LeakOnIoctl && output > Statistics::SIZE
+            {
+                // Fault 1: a block allocated on this path and never freed.
+                // SAFETY: PASSIVE_LEVEL; the block is leaked on purpose.
+                let _ = unsafe {
+                    ExAllocatePool2(POOL_FLAG_NON_PAGED, 32, u32::from_le_bytes(*b"Lk!!"))
+                };
+            }
             let record = shared
                 .stats
                 .snapshot(&shared.spawner.counters(), &shared.config);
@@ -84,6 +93,14 @@ pub unsafe extern "C" fn device_control(device: PDEVICE_OBJECT, irp: PIRP) -> NT
                 return unsafe { finish(irp, STATUS_INVALID_PARAMETER, 0) };
             }
             shared.stats.reset();
+            #[cfg(feature = "faults")]
+            if shared.config.fault == crate::faults::Fault::DoubleCompletion {
+                // Fault 2: completed twice.
+                // SAFETY: ours; the first completion of two (on purpose).
+                unsafe { set_irp_status(irp, STATUS_SUCCESS) };
+                // SAFETY: as above.
+                unsafe { IoCompleteRequest(irp, IO_NO_INCREMENT) };
+            }
             // SAFETY: ours, completed once.
             unsafe { finish(irp, STATUS_SUCCESS, 0) }
         }
@@ -114,6 +131,13 @@ pub unsafe extern "C" fn device_control(device: PDEVICE_OBJECT, irp: PIRP) -> NT
             if output > MAX_DATAGRAM_OUTPUT {
                 // SAFETY: ours, completed once.
                 return unsafe { finish(irp, STATUS_INVALID_PARAMETER, 0) };
+            }
+            #[cfg(feature = "faults")]
+            if shared.config.fault == crate::faults::Fault::PendingIrp {
+                // Fault 3: parked with no cancel routine, never completed.
+                // SAFETY: our stack location is current.
+                unsafe { IoMarkIrpPending(irp) };
+                return STATUS_PENDING;
             }
             // SAFETY: passed to us, METHOD_BUFFERED with `output` bytes of
             // system buffer, our location current, our device's stack

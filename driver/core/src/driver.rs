@@ -504,6 +504,29 @@ pub unsafe extern "C" fn DriverUnload(driver: PDRIVER_OBJECT) {
     if device.is_null() {
         return;
     }
+    #[cfg(feature = "faults")]
+    {
+        // SAFETY: our device, its extension live until the teardown.
+        let fault = unsafe { shared_of(device) }.config.fault;
+        if fault == crate::faults::Fault::HangInUnload {
+            // Fault 4: waits for an event nobody sets.
+            let mut event = core::mem::MaybeUninit::<KEVENT>::uninit();
+            // SAFETY: a KEVENT on our stack, initialised before the wait,
+            // which never ends (on purpose), so it never goes out of scope
+            // while waited on.
+            unsafe { KeInitializeEvent(event.as_mut_ptr(), NotificationEvent, FALSE) };
+            // SAFETY: as above, PASSIVE_LEVEL, no timeout.
+            let _ = unsafe {
+                KeWaitForSingleObject(
+                    event.as_mut_ptr().cast(),
+                    Executive,
+                    KernelMode,
+                    FALSE,
+                    core::ptr::null_mut(),
+                )
+            };
+        }
+    }
     // SAFETY: our device with an initialised extension; Unload runs alone.
     unsafe { teardown(device, true) };
     log::info(format_args!("unloaded"));

@@ -32,6 +32,8 @@
 
 pub mod dispatch;
 pub mod driver;
+#[cfg(feature = "faults")]
+pub mod faults;
 mod future;
 mod log;
 pub mod params;

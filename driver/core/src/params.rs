@@ -37,6 +37,9 @@ pub struct Config {
     pub idle_timeout_seconds: u32,
     /// Listen on loopback addresses only.
     pub loopback_only: bool,
+    /// The faulty variant to behave as (the smoke suite's own tests).
+    #[cfg(feature = "faults")]
+    pub fault: crate::faults::Fault,
 }
 
 impl Config {
@@ -59,6 +62,8 @@ impl Config {
             max_connections: v[4],
             idle_timeout_seconds: v[5],
             loopback_only: v[6] == 1,
+            #[cfg(feature = "faults")]
+            fault: crate::faults::Fault::None,
         }
     }
 
@@ -87,7 +92,13 @@ impl Config {
             ));
             return Self::defaults();
         };
-        Self::from_values(Parameters::ALL.map(|p| parameters.dword(p)))
+        #[allow(unused_mut)]
+        let mut config = Self::from_values(Parameters::ALL.map(|p| parameters.dword(p)));
+        #[cfg(feature = "faults")]
+        {
+            config.fault = crate::faults::Fault::from_value(parameters.dword(crate::faults::FAULT));
+        }
+        config
     }
 }
 

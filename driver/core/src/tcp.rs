@@ -192,6 +192,24 @@ async fn echo(shared: SharedRef, connection: &Connection) -> End {
             Ok(n) => stats.bytes_received.add(n as u64),
             Err(_) => return End::Failed,
         }
+        #[cfg(feature = "faults")]
+        match shared.config.fault {
+            crate::faults::Fault::PanicInTask => panic!("fault 5: a connection task panics"),
+            crate::faults::Fault::LostWake => {
+                let send = core::pin::pin!(connection.send(buf));
+                let Some((sent, back)) = within_idle(shared, crate::faults::LoseWake(send)).await
+                else {
+                    return End::Idle;
+                };
+                buf = back;
+                match sent {
+                    Ok(n) if n == buf.len() => stats.bytes_sent.add(n as u64),
+                    _ => return End::Failed,
+                }
+                continue;
+            }
+            _ => {}
+        }
         let Some((sent, back)) = within_idle(shared, connection.send(buf)).await else {
             return End::Idle;
         };

@@ -172,6 +172,7 @@ impl Fuzzer<'_> {
         if self.settled(before) {
             return Ok(());
         }
+        let tags = tag_counts(self.machine);
         let mut grew = 0;
         for _ in 0..2 {
             let start = self.machine.live_blocks();
@@ -182,10 +183,11 @@ impl Fuzzer<'_> {
         }
         if grew == 2 {
             return Err(Stop::Fail(format!(
-                "{describe}: leak: every repetition of the call leaves pool blocks live ({} \
-                 before the first, {} now)",
+                "{describe}: leak: every repetition of the call leaves allocations live ({} \
+                 before the first, {} now; over the two repetitions: {})",
                 before,
-                self.machine.live_blocks()
+                self.machine.live_blocks(),
+                grown(self.machine, &tags)
             )));
         }
         Ok(())
@@ -203,6 +205,40 @@ impl Fuzzer<'_> {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+    }
+}
+
+/// Live allocations of drivers by tag (pool) or kind.
+fn tag_counts(machine: &Machine) -> std::collections::BTreeMap<String, (u64, String)> {
+    let mut by_tag: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+    for block in machine.session().live_allocations() {
+        let tag = match block.kind {
+            nt::sim::LeakKind::Pool => nt::sim::verifier::tag_to_string(block.tag),
+            other => format!("{other:?}"),
+        };
+        let entry = by_tag.entry(tag).or_default();
+        entry.0 += 1;
+        if let Some(location) = block.location {
+            entry.1 = location.to_string();
+        }
+    }
+    by_tag
+}
+
+/// The tags that grew from `before` to now, as `tag T +N (allocated at L)`.
+fn grown(machine: &Machine, before: &std::collections::BTreeMap<String, (u64, String)>) -> String {
+    let now = tag_counts(machine);
+    let list: Vec<String> = now
+        .iter()
+        .filter_map(|(tag, (n, at))| {
+            let was = before.get(tag).map_or(0, |b| b.0);
+            (*n > was).then(|| format!("tag {tag} +{} (allocated at {at})", n - was))
+        })
+        .collect();
+    if list.is_empty() {
+        "no tag grew".into()
+    } else {
+        list.join(", ")
     }
 }
 

@@ -72,6 +72,7 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
             )
             .map_err(step)?;
         if let Err(e) = waited {
+            machine.check("process exit").map_err(step)?;
             return Err(Stop::Fail(step(format!(
                 "the receive of the killed process did not complete: {e}"
             ))));
