@@ -281,6 +281,40 @@ pub struct SOCKADDR_STORAGE {
 }
 pub type PSOCKADDR_STORAGE = *mut SOCKADDR_STORAGE;
 
+/// `IP_PKTINFO` (level `IPPROTO_IP`, ULONG boolean; datagram sockets):
+/// each received datagram's destination comes as an [`IN_PKTINFO`]
+/// control message.
+pub const IP_PKTINFO: ULONG = 19;
+/// `IPV6_PKTINFO` (level `IPPROTO_IPV6`): as [`IP_PKTINFO`], an
+/// [`IN6_PKTINFO`].
+pub const IPV6_PKTINFO: ULONG = 19;
+
+/// `IN_PKTINFO`: an IPv4 datagram's destination address and interface.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IN_PKTINFO {
+    pub ipi_addr: IN_ADDR,
+    pub ipi_ifindex: ULONG,
+}
+
+/// `IN6_PKTINFO`: an IPv6 datagram's destination address and interface.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IN6_PKTINFO {
+    pub ipi6_addr: IN6_ADDR,
+    pub ipi6_ifindex: ULONG,
+}
+
+/// `WSA_CMSGDATA_ALIGN(sizeof(WSACMSGHDR))`: where a control message's
+/// data begins after its header (x64: 16).
+pub const CMSG_DATA_OFFSET: usize = (core::mem::size_of::<CMSGHDR>() + 7) & !7;
+
+/// `WSA_CMSG_SPACE(len)`: the bytes a control message with `len` bytes of
+/// data takes in a control buffer.
+pub const fn cmsg_space(len: usize) -> usize {
+    CMSG_DATA_OFFSET + ((len + 7) & !7)
+}
+
 /// `WSACMSGHDR` / `CMSGHDR`: a control message header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

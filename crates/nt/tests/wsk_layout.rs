@@ -263,3 +263,17 @@ fn socket_address_conversions_round_trip() {
     // SAFETY: null is allowed.
     assert_eq!(unsafe { read_sockaddr(core::ptr::null()) }, None);
 }
+
+/// Packet information as ws2ipdef.h lays it out on x64, and the WSA_CMSG_*
+/// arithmetic (header 16 bytes, data 8-aligned).
+#[test]
+fn packet_info_layouts() {
+    assert_eq!(IP_PKTINFO, 19);
+    assert_eq!(IPV6_PKTINFO, 19);
+    assert_eq!(core::mem::size_of::<IN_PKTINFO>(), 8);
+    assert_eq!(core::mem::size_of::<IN6_PKTINFO>(), 20);
+    assert_eq!(core::mem::size_of::<CMSGHDR>(), 16);
+    assert_eq!(CMSG_DATA_OFFSET, 16);
+    assert_eq!(cmsg_space(8), 24);
+    assert_eq!(cmsg_space(20), 40);
+}

@@ -9,6 +9,11 @@
 //!   `ipv6_mreq`, a SOCKADDR, ...). Larger buffers are
 //!   STATUS_INVALID_PARAMETER.
 //! - [`DatagramSocket::set_broadcast`] sets `SO_BROADCAST`.
+//! - [`DatagramSocket::set_packet_info`] and
+//!   [`DatagramSocket::receive_from_info`]: each datagram's destination
+//!   address and interface (`IP_PKTINFO` / `IPV6_PKTINFO` control
+//!   information on `WskReceiveFrom`), for a server on a multi-homed host
+//!   that must answer from the address it was asked on.
 //! - [`DatagramSocket::set_remote_address`]: a fixed remote address; then
 //!   [`DatagramSocket::send`] sends there (`WskSendTo` with no address), and
 //!   WSK accepts datagrams only from it.
@@ -20,17 +25,17 @@
 //!
 //! IRQL: every call at IRQL <= DISPATCH_LEVEL; nothing blocks.
 
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 use core::ptr::NonNull;
 
-use irp_future::{IoBuf, Submission};
+use irp_future::{IoBuf, IoBufMut, Submission};
 use nt::wsk::*;
 use nt::*;
 
 use crate::addr::{SockAddrBuf, family_of};
 use crate::connection::Connection;
-use crate::datagram::DatagramSocket;
-use crate::error::{BufResult, Result, check_transferred};
+use crate::datagram::{DatagramSocket, ReceivedFrom};
+use crate::error::{BufResult, Error, Result, check_transferred};
 use crate::listen::ListenSocket;
 use crate::ops::{self, Lent, on_socket};
 use crate::shared::{SocketHandle, SocketShared, dispatch_entry};
@@ -199,4 +204,180 @@ fn submit_send_fixed<B: IoBuf>(irp: PIRP, r: &mut SendFixedRes<B>) -> Submission
             None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
         }
     })
+}
+
+// === Packet information (IP_PKTINFO) ===
+
+/// Where a datagram was sent to: its destination address and the
+/// interface it arrived on (`IN_PKTINFO` / `IN6_PKTINFO`), the address a
+/// multi-homed server answers from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketInfo {
+    /// The datagram's destination address.
+    pub destination: IpAddr,
+    /// The interface index it arrived on.
+    pub interface: u32,
+}
+
+/// Room for one `IN6_PKTINFO` control message (the larger of the two),
+/// aligned for `WSACMSGHDR`.
+#[repr(C, align(8))]
+struct ControlInfoBuf([u8; 48]);
+
+/// `WskReceiveFrom` with a control buffer.
+struct RecvFromInfoRes<B: IoBufMut> {
+    shared: NonNull<SocketShared>,
+    lent: Lent<B>,
+    remote: SockAddrBuf,
+    control_length: ULONG,
+    control: ControlInfoBuf,
+    control_flags: ULONG,
+}
+
+// SAFETY: the socket block is shared through atomics and locks; the buffer
+// is Send; the rest is plain data.
+unsafe impl<B: IoBufMut> Send for RecvFromInfoRes<B> {}
+
+fn submit_receive_from_info<B: IoBufMut>(irp: PIRP, r: &mut RecvFromInfoRes<B>) -> Submission {
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let remote = r.remote.as_mut_ptr();
+    r.control_length = core::mem::size_of::<ControlInfoBuf>() as ULONG;
+    let control_length: *mut ULONG = &mut r.control_length;
+    let control = r.control.0.as_mut_ptr().cast::<CMSGHDR>();
+    let control_flags: *mut ULONG = &mut r.control_flags;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskReceiveFrom) {
+            // SAFETY: WskReceiveFrom with our IRP; the buffer, the control
+            // buffer (of *ControlLength bytes) and every out-parameter live
+            // in the resources until completion.
+            Some(receive_from) => Submission::Submitted(unsafe {
+                receive_from(
+                    socket,
+                    wsk,
+                    0,
+                    remote,
+                    control_length,
+                    control,
+                    control_flags,
+                    irp,
+                )
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
+}
+
+/// The packet information in a control buffer of `len` bytes, if any.
+fn parse_packet_info(control: &[u8]) -> Option<PacketInfo> {
+    let header = CMSG_DATA_OFFSET;
+    let at = core::mem::size_of::<SIZE_T>();
+    let mut offset = 0;
+    while control.len() >= offset + header {
+        let message = &control[offset..];
+        let mut len_bytes = [0u8; core::mem::size_of::<SIZE_T>()];
+        len_bytes.copy_from_slice(&message[..at]);
+        let len = SIZE_T::from_ne_bytes(len_bytes) as usize;
+        let level = i32::from_ne_bytes([
+            message[at],
+            message[at + 1],
+            message[at + 2],
+            message[at + 3],
+        ]);
+        let kind = i32::from_ne_bytes([
+            message[at + 4],
+            message[at + 5],
+            message[at + 6],
+            message[at + 7],
+        ]);
+        if len < header || len > message.len() {
+            return None;
+        }
+        let data = &message[header..len];
+        let index = |bytes: &[u8]| u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        match (level as ULONG, kind as ULONG, data.len()) {
+            (IPPROTO_IP, IP_PKTINFO, 8) => {
+                let to = [data[0], data[1], data[2], data[3]];
+                return Some(PacketInfo {
+                    destination: IpAddr::V4(to.into()),
+                    interface: index(&data[4..]),
+                });
+            }
+            (IPPROTO_IPV6, IPV6_PKTINFO, 20) => {
+                let mut to = [0u8; 16];
+                to.copy_from_slice(&data[..16]);
+                return Some(PacketInfo {
+                    destination: IpAddr::V6(to.into()),
+                    interface: index(&data[16..]),
+                });
+            }
+            _ => offset += cmsg_space(len - header),
+        }
+    }
+    None
+}
+
+impl DatagramSocket {
+    /// Asks WSK for each datagram's destination (`IP_PKTINFO` on an IPv4
+    /// socket, `IPV6_PKTINFO` on an IPv6 one); [`Self::receive_from_info`]
+    /// returns it.
+    pub async fn set_packet_info(&self, on: bool) -> Result<()> {
+        let local = socket::address(self.handle(), false).await?;
+        let (level, code) = match local {
+            SocketAddr::V4(_) => (IPPROTO_IP, IP_PKTINFO),
+            SocketAddr::V6(_) => (IPPROTO_IPV6, IPV6_PKTINFO),
+        };
+        socket::set_option(self.handle(), level, code, ULONG::from(on)).await
+    }
+
+    /// As [`Self::receive_from`], with the datagram's packet information
+    /// when [`Self::set_packet_info`] is on and WSK reported it (`None`
+    /// otherwise, or when the control message did not fit: `MSG_CTRUNC`).
+    pub async fn receive_from_info<B: IoBufMut>(
+        &self,
+        buf: B,
+    ) -> BufResult<(ReceivedFrom, Option<PacketInfo>), B> {
+        let mdl_buf = match irp_future::MdlBuf::new(buf) {
+            Ok(mdl_buf) => mdl_buf,
+            Err((status, buf)) => return (Err(Error::from_status(status)), buf),
+        };
+        let len = mdl_buf.bytes_total();
+        let resources = RecvFromInfoRes {
+            shared: self.handle().ptr(),
+            lent: Lent::new(mdl_buf, len),
+            remote: SockAddrBuf::empty(),
+            control_length: 0,
+            control: ControlInfoBuf([0; 48]),
+            control_flags: 0,
+        };
+        let done = ops::call(resources, submit_receive_from_info::<B>).await;
+        let RecvFromInfoRes {
+            lent,
+            remote,
+            control_length,
+            control,
+            control_flags,
+            ..
+        } = done.resources;
+        let mut mdl_buf = lent.buf;
+        let n = ops::received(&mut mdl_buf, done.status, done.information as usize);
+        let result = ops::datagram_status(done.status).and_then(|truncated| {
+            let info = if control_flags & MSG_CTRUNC != 0 {
+                None
+            } else {
+                let used = (control_length as usize).min(control.0.len());
+                parse_packet_info(&control.0[..used])
+            };
+            Ok((
+                ReceivedFrom {
+                    len: n,
+                    from: remote
+                        .get()
+                        .ok_or(Error::from_status(STATUS_INVALID_ADDRESS))?,
+                    truncated: truncated || control_flags & MSG_TRUNC != 0,
+                },
+                info,
+            ))
+        });
+        (result, mdl_buf.into_inner())
+    }
 }

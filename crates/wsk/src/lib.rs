@@ -77,6 +77,7 @@ pub use addr::{
 pub use builder::ConnectOptions;
 pub use chain::MdlChain;
 pub use connection::{Connection, Disconnect};
+pub use control::PacketInfo;
 pub use datagram::{DatagramSocket, ReceivedFrom};
 pub use error::{BufResult, Error, Result};
 pub use events::{

@@ -141,3 +141,48 @@ fn broadcast_needs_so_broadcast() {
         });
     });
 }
+
+/// IP_PKTINFO: a socket bound to the wildcard address learns which of its
+/// addresses each datagram was sent to (127.0.0.1 or 127.0.0.2), and
+/// nothing without the option.
+#[test]
+fn packet_info_reports_each_datagrams_destination() {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        eprintln!("skipped: the simulated provider reports packet information on Linux hosts");
+        return;
+    }
+    each_policy(|env, _| {
+        block_on(async {
+            let socket = DatagramSocket::bind(env.provider(), "0.0.0.0:0".parse().unwrap())
+                .await
+                .expect("bind");
+            let port = socket.local_address().await.unwrap().port();
+            let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sender.send_to(b"plain", ("127.0.0.1", port)).unwrap();
+            let (got, _) = socket.receive_from_info(Vec::with_capacity(16)).await;
+            let (_, info) = got.expect("receive");
+            assert_eq!(info, None, "no packet information unless asked");
+            socket.set_packet_info(true).await.expect("IP_PKTINFO");
+            assert_eq!(socket.option(IPPROTO_IP, IP_PKTINFO).await, Ok(1));
+            for to in ["127.0.0.1", "127.0.0.2"] {
+                sender.send_to(to.as_bytes(), (to, port)).unwrap();
+                let (got, buf) = socket.receive_from_info(Vec::with_capacity(16)).await;
+                let (received, info) = got.expect("receive");
+                assert_eq!(&buf[..received.len], to.as_bytes());
+                let info = info.expect("packet information");
+                assert_eq!(info.destination, to.parse::<std::net::IpAddr>().unwrap());
+                assert!(info.interface > 0, "the loopback interface's index");
+            }
+            // IPV6_PKTINFO is for IPv6 sockets only.
+            assert_eq!(
+                socket
+                    .set_option(IPPROTO_IPV6, IPV6_PKTINFO, 1)
+                    .await
+                    .unwrap_err()
+                    .status(),
+                STATUS_INVALID_PARAMETER
+            );
+            socket.close().await.expect("close");
+        });
+    });
+}

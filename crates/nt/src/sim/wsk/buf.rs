@@ -302,6 +302,9 @@ pub(crate) struct Datagram {
     pub(crate) data: Box<[u8]>,
     /// Its sender.
     pub(crate) from: SocketAddr,
+    /// Its destination and interface, when the socket asked for them
+    /// (`IP_PKTINFO` / `IPV6_PKTINFO`) and the host reports them.
+    pub(crate) info: Option<super::host::PacketInfo>,
 }
 
 /// A chain of `WSK_DATAGRAM_INDICATION`s over provider memory: what a

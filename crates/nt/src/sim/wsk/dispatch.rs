@@ -1281,7 +1281,7 @@ unsafe extern "C" fn wsk_receive_from(
     Flags: ULONG,
     RemoteAddress: PSOCKADDR,
     ControlLength: PULONG,
-    _ControlInfo: PCMSGHDR,
+    ControlInfo: PCMSGHDR,
     ControlFlags: PULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
@@ -1301,13 +1301,22 @@ unsafe extern "C" fn wsk_receive_from(
         Ok(buf) => buf,
         Err(status) => return call.done(status, 0),
     };
+    // "If ControlLength is NULL or points to zero, ControlInfo is ignored";
+    // otherwise *ControlLength is the size of the ControlInfo buffer.
+    let control = if ControlLength.is_null() || ControlInfo.is_null() {
+        (ControlLength as usize, 0, 0)
+    } else {
+        // SAFETY: the caller's in/out parameter, valid until completion.
+        let room = unsafe { ControlLength.read_unaligned() } as usize;
+        (ControlLength as usize, ControlInfo as usize, room)
+    };
     let socket = Arc::clone(call.socket());
     let decision = socket.with(|st, out| {
         st.receive_from(
             call.irp,
             buf,
             RemoteAddress as usize,
-            ControlLength as usize,
+            control,
             ControlFlags as usize,
             out,
         )

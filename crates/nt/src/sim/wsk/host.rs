@@ -16,6 +16,10 @@
 //!   or musl): the bandwidth-delay product estimate the ideal send backlog
 //!   is made of. Elsewhere `None`, and the provider uses the host's send
 //!   buffer size instead.
+//! - [`enable_packet_info`] / [`receive_with_info`]: each datagram's
+//!   destination address and interface (`IP_PKTINFO` / `IPV6_RECVPKTINFO`
+//!   and `recvmsg` on Linux and Android). Elsewhere no packet information:
+//!   a receive then returns no control information.
 
 #[cfg(any(
     target_os = "linux",
@@ -144,4 +148,134 @@ pub(crate) fn warn_unobservable() {
              when the host took the bytes (SendCompletion::Copied) whatever the policy says"
         );
     });
+}
+
+/// The destination address and interface of a received datagram
+/// (IP_PKTINFO / IPV6_PKTINFO).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PacketInfo {
+    /// The address the datagram was sent to.
+    pub(crate) to: std::net::IpAddr,
+    /// The interface it arrived on.
+    pub(crate) interface: u32,
+}
+
+/// Asks the host to report each datagram's destination (`IP_PKTINFO`,
+/// `IPV6_RECVPKTINFO`). `false` where the host cannot.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn enable_packet_info(socket: &mio::net::UdpSocket, v6: bool) -> bool {
+    let on: libc::c_int = 1;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_PKTINFO)
+    };
+    // SAFETY: setsockopt reads one int from a live local; the descriptor is
+    // the socket's own, open across the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const on).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    result == 0
+}
+
+/// See the Linux version: this host cannot.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn enable_packet_info(_socket: &mio::net::UdpSocket, _v6: bool) -> bool {
+    false
+}
+
+/// `recvmsg` of one datagram into `buf` with its packet information (when
+/// [`enable_packet_info`] was set): (bytes, sender, destination).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn receive_with_info(
+    socket: &mio::net::UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr, Option<PacketInfo>)> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    // SAFETY: all-zero is a valid sockaddr_storage and msghdr.
+    let mut from: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
+    let mut control = [0u64; 16]; // 128 bytes, aligned for cmsghdr
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_name = (&raw mut from).cast();
+    msg.msg_namelen = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = core::mem::size_of_val(&control) as _;
+    // SAFETY: every pointer in `msg` points to a live local or `buf` with
+    // the lengths given; the descriptor is the socket's own.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let sender = match i32::from(from.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says a sockaddr_in is there.
+            let v4 = unsafe { *(&raw const from).cast::<libc::sockaddr_in>() };
+            SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            ))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says a sockaddr_in6 is there.
+            let v6 = unsafe { *(&raw const from).cast::<libc::sockaddr_in6>() };
+            SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                u32::from_be(v6.sin6_flowinfo),
+                v6.sin6_scope_id,
+            ))
+        }
+        _ => return Err(std::io::Error::from(std::io::ErrorKind::InvalidData)),
+    };
+    let mut info = None;
+    // SAFETY: CMSG_FIRSTHDR/NXTHDR walk the control buffer recvmsg filled,
+    // within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !cmsg.is_null() {
+        // SAFETY: a header inside the control buffer.
+        let header = unsafe { *cmsg };
+        // SAFETY: the data of that header.
+        let data = unsafe { libc::CMSG_DATA(cmsg) };
+        if header.cmsg_level == libc::IPPROTO_IP && header.cmsg_type == libc::IP_PKTINFO {
+            // SAFETY: an in_pktinfo follows the header (its type says so).
+            let pkt = unsafe { data.cast::<libc::in_pktinfo>().read_unaligned() };
+            info = Some(PacketInfo {
+                to: IpAddr::V4(Ipv4Addr::from(u32::from_be(pkt.ipi_addr.s_addr))),
+                interface: pkt.ipi_ifindex as u32,
+            });
+        } else if header.cmsg_level == libc::IPPROTO_IPV6 && header.cmsg_type == libc::IPV6_PKTINFO
+        {
+            // SAFETY: an in6_pktinfo follows the header.
+            let pkt = unsafe { data.cast::<libc::in6_pktinfo>().read_unaligned() };
+            info = Some(PacketInfo {
+                to: IpAddr::V6(Ipv6Addr::from(pkt.ipi6_addr.s6_addr)),
+                interface: pkt.ipi6_ifindex,
+            });
+        }
+        // SAFETY: as CMSG_FIRSTHDR above.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+    }
+    Ok((n as usize, sender, info))
+}
+
+/// See the Linux version: this host reports no packet information.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn receive_with_info(
+    socket: &mio::net::UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr, Option<PacketInfo>)> {
+    socket.recv_from(buf).map(|(n, from)| (n, from, None))
 }

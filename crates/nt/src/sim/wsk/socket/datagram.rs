@@ -2,6 +2,7 @@
 //! waiting for them.
 
 use super::*;
+use crate::sim::wsk::host::{PacketInfo, receive_with_info};
 
 impl SockState {
     // --- datagram sockets ---
@@ -51,7 +52,8 @@ impl SockState {
         irp: usize,
         buf: BufRef,
         remote_out: usize,
-        control_length_out: usize,
+        // (ControlLength, ControlInfo, the buffer's size on entry).
+        control: (usize, usize, usize),
         control_flags_out: usize,
         out: &mut Out,
     ) -> Decision {
@@ -62,7 +64,9 @@ impl SockState {
             irp,
             buf,
             remote_out,
-            control_length_out,
+            control_length_out: control.0,
+            control_out: control.1,
+            control_room: control.2,
             control_flags_out,
             armed: false,
         };
@@ -92,18 +96,26 @@ impl SockState {
             return Ok(None);
         };
         let fixed = self.fixed_remote;
+        let packet_info = self.options.packet_info;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             loop {
-                match udp.recv_from(&mut scratch[..]) {
+                let received = if packet_info {
+                    receive_with_info(udp, &mut scratch[..])
+                } else {
+                    udp.recv_from(&mut scratch[..])
+                        .map(|(n, from)| (n, from, None))
+                };
+                match received {
                     // A fixed remote address: "only datagrams that are
                     // received from the fixed remote transport address are
                     // accepted" (SIO_WSK_SET_REMOTE_ADDRESS).
-                    Ok((_, from)) if fixed.is_some_and(|fixed| fixed != from) => continue,
-                    Ok((n, from)) => {
+                    Ok((_, from, _)) if fixed.is_some_and(|fixed| fixed != from) => continue,
+                    Ok((n, from, info)) => {
                         return Ok(Some(Datagram {
                             data: scratch[..n].to_vec().into_boxed_slice(),
                             from,
+                            info,
                         }));
                     }
                     Err(error) if is_transient(&error) => return Ok(None),
@@ -186,13 +198,30 @@ pub(super) fn deliver_datagram(
         // SAFETY: the client's out-parameter, valid until completion.
         unsafe { write_sockaddr(op.remote_out as PSOCKADDR, &datagram.from) };
     }
+    let mut control_truncated = false;
     if op.control_length_out != 0 {
+        let written = match datagram.info {
+            Some(info) if op.control_room > 0 => {
+                // SAFETY: the client's ControlInfo buffer of `control_room`
+                // bytes, valid until completion.
+                let room = unsafe {
+                    core::slice::from_raw_parts_mut(op.control_out as *mut u8, op.control_room)
+                };
+                let written = write_packet_info(room, &info);
+                control_truncated = written.is_none();
+                written.unwrap_or(0)
+            }
+            _ => 0,
+        };
         // SAFETY: as above.
-        unsafe { (op.control_length_out as PULONG).write_unaligned(0) };
+        unsafe { (op.control_length_out as PULONG).write_unaligned(written as ULONG) };
     }
     let truncated = copied < datagram.data.len();
     if op.control_flags_out != 0 {
-        let flags = if truncated { MSG_TRUNC } else { 0 };
+        let mut flags = if truncated { MSG_TRUNC } else { 0 };
+        if control_truncated {
+            flags |= MSG_CTRUNC;
+        }
         // SAFETY: as above.
         unsafe { (op.control_flags_out as PULONG).write_unaligned(flags) };
     }
@@ -201,4 +230,35 @@ pub(super) fn deliver_datagram(
         _ => STATUS_SUCCESS,
     };
     (status, copied)
+}
+
+/// Writes `info` as one control message (`IN_PKTINFO` at level
+/// `IPPROTO_IP`, or `IN6_PKTINFO` at `IPPROTO_IPV6`, after a `WSACMSGHDR`)
+/// into `room`; returns its length, `None` when it does not fit (the
+/// receive then reports `MSG_CTRUNC` and no control information).
+fn write_packet_info(room: &mut [u8], info: &PacketInfo) -> Option<usize> {
+    let (level, kind, data): (ULONG, ULONG, Vec<u8>) = match info.to {
+        std::net::IpAddr::V4(to) => {
+            let mut data = to.octets().to_vec();
+            data.extend_from_slice(&info.interface.to_ne_bytes());
+            (IPPROTO_IP, IP_PKTINFO, data)
+        }
+        std::net::IpAddr::V6(to) => {
+            let mut data = to.octets().to_vec();
+            data.extend_from_slice(&info.interface.to_ne_bytes());
+            (IPPROTO_IPV6, IPV6_PKTINFO, data)
+        }
+    };
+    let space = cmsg_space(data.len());
+    if room.len() < space {
+        return None;
+    }
+    let header_len = (CMSG_DATA_OFFSET + data.len()) as SIZE_T;
+    room[..space].fill(0);
+    let at = core::mem::size_of::<SIZE_T>();
+    room[..at].copy_from_slice(&header_len.to_ne_bytes());
+    room[at..at + 4].copy_from_slice(&(level as i32).to_ne_bytes());
+    room[at + 4..at + 8].copy_from_slice(&(kind as i32).to_ne_bytes());
+    room[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + data.len()].copy_from_slice(&data);
+    Some(space)
 }

@@ -208,6 +208,10 @@ struct RecvFromOp {
     buf: BufRef,
     remote_out: usize,
     control_length_out: usize,
+    /// The client's ControlInfo buffer and its size (`*ControlLength` on
+    /// entry; 0: none).
+    control_out: usize,
+    control_room: usize,
     control_flags_out: usize,
     armed: bool,
 }

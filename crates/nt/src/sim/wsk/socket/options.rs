@@ -8,6 +8,7 @@
 //! | `SO_KEEPALIVE` | SOL_SOCKET | listen, connection | any time; inherited by accepted sockets | "SO_KEEPALIVE" |
 //! | `SO_RCVBUF` | SOL_SOCKET | all | any time; inherited by accepted sockets | "SO_RCVBUF" |
 //! | `SO_BROADCAST` | SOL_SOCKET | datagram | any time | "SO_BROADCAST" |
+//! | `IP_PKTINFO` / `IPV6_PKTINFO` | IPPROTO_IP / IPPROTO_IPV6 | datagram | any time | "IP_PKTINFO" (Winsock) |
 //! | `IPV6_V6ONLY` | IPPROTO_IPV6 | AF_INET6 | before bind | (Winsock) |
 //! | `TCP_NODELAY` | IPPROTO_TCP | listen, connection | any time | (Winsock) |
 //!
@@ -86,6 +87,8 @@ pub(crate) struct Options {
     pub(crate) rcvbuf: Option<usize>,
     pub(crate) nodelay: Option<bool>,
     pub(crate) broadcast: bool,
+    /// `IP_PKTINFO` / `IPV6_PKTINFO`.
+    pub(crate) packet_info: bool,
 }
 
 impl Default for Options {
@@ -97,6 +100,7 @@ impl Default for Options {
             rcvbuf: None,
             nodelay: None,
             broadcast: false,
+            packet_info: false,
         }
     }
 }
@@ -204,6 +208,18 @@ impl SockState {
                 self.options.broadcast = on;
                 applied(self.with_host(|s| s.set_broadcast(on)))
             }
+            (IPPROTO_IP, IP_PKTINFO) | (IPPROTO_IPV6, IPV6_PKTINFO) => {
+                only(&[Kind::Datagram])?;
+                if (level == IPPROTO_IP) != (family == AF_INET) {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                let on = ulong(input)? != 0;
+                self.options.packet_info = on;
+                if on && let Host::Udp(udp) = &self.host {
+                    super::super::host::enable_packet_info(udp, family == AF_INET6);
+                }
+                Ok(())
+            }
             (IPPROTO_IPV6, IPV6_V6ONLY) => {
                 if family != AF_INET6 {
                     return Err(STATUS_INVALID_PARAMETER);
@@ -254,6 +270,13 @@ impl SockState {
             (SOL_SOCKET, SO_BROADCAST) => {
                 only(&[Kind::Datagram])?;
                 ULONG::from(self.options.broadcast)
+            }
+            (IPPROTO_IP, IP_PKTINFO) | (IPPROTO_IPV6, IPV6_PKTINFO) => {
+                only(&[Kind::Datagram])?;
+                if (level == IPPROTO_IP) != (family == AF_INET) {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                ULONG::from(self.options.packet_info)
             }
             (IPPROTO_IPV6, IPV6_V6ONLY) => {
                 if family != AF_INET6 {

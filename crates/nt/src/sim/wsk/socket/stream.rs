@@ -48,6 +48,9 @@ impl SockState {
                     let host = host_socket(socket.family, Type::DGRAM, &options, false)?;
                     host.bind(&local.into())?;
                     let mut udp = UdpSocket::from_std(host.into());
+                    if options.packet_info {
+                        host::enable_packet_info(&udp, socket.family == AF_INET6);
+                    }
                     registry.register(&mut udp, token, Interest::READABLE | Interest::WRITABLE)?;
                     let local = udp.local_addr()?;
                     Ok((Host::Udp(udp), local))
