@@ -40,3 +40,67 @@ fn a_connection_reset_by_a_peer_that_stopped_reading_is_closed() {
     }
     machine.finish().unwrap();
 }
+
+/// The fuzz tests only test the driver if the simulated I/O manager
+/// refuses what `NtDeviceIoControlFile` refuses before any IRP exists: a
+/// buffer that fails the probe is STATUS_ACCESS_VIOLATION and the driver
+/// never sees the call; a zero length is never probed, whatever the
+/// pointer; the access bits of the code are checked against the handle.
+#[test]
+fn bad_user_buffers_are_refused_before_the_driver() {
+    use echo_ioctl::{IOCTL_ECHO_GET_STATISTICS, IOCTL_ECHO_RESET_STATISTICS, Statistics};
+    use nt::sim::{HarnessError, UserBuffer};
+
+    let coverage = Arc::new(smoke::coverage::Coverage::default());
+    let mut machine = Machine::boot(nt::sim::SimConfig::default(), &[], coverage);
+    machine.load().unwrap();
+    let session = Arc::clone(machine.session());
+    let handle = machine.open().unwrap();
+    let call = |input: UserBuffer<'_>, output: UserBuffer<'_>| {
+        session
+            .ioctl_user(&handle, IOCTL_ECHO_GET_STATISTICS, input, output)
+            .and_then(|p| p.wait(Duration::from_secs(10)))
+    };
+    for output in [
+        UserBuffer::Null(Statistics::SIZE),
+        UserBuffer::KernelAddress(Statistics::SIZE),
+        UserBuffer::Unmapped(Statistics::SIZE),
+    ] {
+        assert_eq!(
+            call(UserBuffer::Data(&[]), output),
+            Err(HarnessError::Status(nt::STATUS_ACCESS_VIOLATION)),
+            "{output:?}"
+        );
+    }
+    assert_eq!(
+        call(
+            UserBuffer::Unmapped(4),
+            UserBuffer::Output(Statistics::SIZE)
+        ),
+        Err(HarnessError::Status(nt::STATUS_ACCESS_VIOLATION))
+    );
+    // Zero lengths: not probed, so the driver answers (too small).
+    let r = call(UserBuffer::KernelAddress(0), UserBuffer::KernelAddress(0)).unwrap();
+    assert_eq!(r.status, nt::STATUS_BUFFER_TOO_SMALL);
+    // A valid call succeeds with the record.
+    let r = call(UserBuffer::Data(&[]), UserBuffer::Output(Statistics::SIZE)).unwrap();
+    assert_eq!(r.status, nt::STATUS_SUCCESS);
+    assert_eq!(r.output.len(), Statistics::SIZE);
+    // Access bits: the reset code needs write access.
+    let readonly = session
+        .open_with_access(echo_ioctl::DOS_DEVICE_NAME, nt::FILE_READ_DATA)
+        .unwrap();
+    let denied = session.ioctl_user(
+        &readonly,
+        IOCTL_ECHO_RESET_STATISTICS,
+        UserBuffer::Data(&[]),
+        UserBuffer::Output(0),
+    );
+    assert!(matches!(
+        denied,
+        Err(HarnessError::Status(nt::STATUS_ACCESS_DENIED))
+    ));
+    session.close(readonly).unwrap();
+    machine.close(handle).unwrap();
+    machine.finish().unwrap();
+}
