@@ -11,6 +11,15 @@
 //!   hosts, Windows included: `None`, and the provider then completes sends
 //!   when the host took the bytes (see `SendCompletion` in the sim config),
 //!   saying so once on stderr.
+//! - [`report_acknowledgements`] / [`drain_acknowledgement_reports`]: the
+//!   host tells the provider when the peer acknowledged the last byte of a
+//!   write, as an event, so a send waiting for its acknowledgement completes
+//!   when the ACK arrives instead of at the next look (Linux and Android:
+//!   `SO_TIMESTAMPING` with `SOF_TIMESTAMPING_TX_ACK`: a report on the
+//!   socket's error queue, which makes the socket signal an error event;
+//!   the report only says "look again", the count still comes from
+//!   [`unacknowledged`]). Other hosts: no reports, the provider looks at
+//!   intervals.
 //! - [`congestion_window`]: the bytes the transport lets be in flight now
 //!   (congestion window x segment size, from `TCP_INFO` on Linux with glibc
 //!   or musl): the bandwidth-delay product estimate the ideal send backlog
@@ -95,6 +104,80 @@ pub(crate) fn unacknowledged(_stream: &TcpStream) -> Option<usize> {
     None
 }
 
+/// Asks the host to report each acknowledgement of the last byte of a
+/// write on `stream`'s error queue (see the module docs). Returns whether
+/// it will.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn report_acknowledgements(stream: &TcpStream) -> bool {
+    let flags = (libc::SOF_TIMESTAMPING_TX_ACK
+        | libc::SOF_TIMESTAMPING_SOFTWARE
+        | libc::SOF_TIMESTAMPING_OPT_TSONLY) as libc::c_int;
+    // SAFETY: SO_TIMESTAMPING reads one int from the pointer, which points
+    // to a live local of the size passed; the descriptor is the stream's
+    // own, open across the call.
+    let result = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPING,
+            (&raw const flags).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    result == 0
+}
+
+/// Asks the host to report acknowledgements: this host cannot.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn report_acknowledgements(_stream: &TcpStream) -> bool {
+    false
+}
+
+/// Discards the acknowledgement reports queued on `stream`'s error queue
+/// (they are charged to the socket's receive memory until read); returns
+/// how many there were.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn drain_acknowledgement_reports(stream: &TcpStream) -> usize {
+    let mut drained = 0;
+    // Room for the timestamp and the extended error (the report's
+    // contents are not used; a truncated one is dequeued all the same).
+    let mut control = [0u64; 32];
+    loop {
+        let mut data = [0u8; 1];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: msghdr is plain old data; all zeroes is a valid value.
+        let mut message: libc::msghdr = unsafe { core::mem::zeroed() };
+        message.msg_iov = &mut iov;
+        message.msg_iovlen = 1;
+        message.msg_control = control.as_mut_ptr().cast();
+        message.msg_controllen = core::mem::size_of_val(&control) as _;
+        // SAFETY: every buffer the header points to is a live local of the
+        // length given; MSG_ERRQUEUE only dequeues reports (never stream
+        // data, never the socket's pending error); the descriptor is the
+        // stream's own, open across the call.
+        let result = unsafe {
+            libc::recvmsg(
+                stream.as_raw_fd(),
+                &mut message,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if result < 0 {
+            return drained;
+        }
+        drained += 1;
+    }
+}
+
+/// Discards acknowledgement reports: this host makes none.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn drain_acknowledgement_reports(_stream: &TcpStream) -> usize {
+    0
+}
+
 /// The congestion window in bytes (see the module docs).
 #[cfg(all(target_os = "linux", any(target_env = "gnu", target_env = "musl")))]
 pub(crate) fn congestion_window(stream: &TcpStream) -> Option<usize> {
@@ -137,6 +220,13 @@ pub fn acknowledgement_observable() -> bool {
         target_os = "freebsd",
         target_os = "netbsd"
     ))
+}
+
+/// Whether this host reports acknowledgements as they arrive
+/// ([`report_acknowledgements`]): sends waiting for theirs complete when it
+/// arrives instead of at the provider's next look.
+pub fn acknowledgement_reports() -> bool {
+    cfg!(any(target_os = "linux", target_os = "android"))
 }
 
 /// Says once per process that acknowledgements are not observable here.

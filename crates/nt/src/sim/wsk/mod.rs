@@ -251,7 +251,7 @@ use crate::wsk::*;
 use reactor::Reactor;
 use socket::Socket;
 
-pub use host::acknowledgement_observable;
+pub use host::{acknowledgement_observable, acknowledgement_reports};
 
 /// Bugcheck parameters of the WSK misuses the sim's verifier catches.
 ///
@@ -339,6 +339,10 @@ pub struct WskStats {
     /// callback run waits for this before it acts on the callback's
     /// result, as a driver must.
     pub callbacks_returned: u64,
+    /// Acknowledgement reports the host made so far (see
+    /// [`acknowledgement_reports`]): each one made the provider look at the
+    /// sends waiting for their acknowledgement when it arrived.
+    pub acknowledgement_reports: u64,
 }
 
 /// The WSK subsystem of one session.
@@ -355,6 +359,7 @@ pub(crate) struct WskState {
     pub(crate) datagrams_dropped: AtomicU64,
     pub(crate) connections_refused: AtomicU64,
     pub(crate) callbacks_returned: AtomicU64,
+    pub(crate) acknowledgement_reports: AtomicU64,
 }
 
 #[derive(Default)]
@@ -971,5 +976,6 @@ pub fn stats(session: &Session) -> WskStats {
         datagrams_dropped: wsk.datagrams_dropped.load(Ordering::Relaxed),
         connections_refused: wsk.connections_refused.load(Ordering::Relaxed),
         callbacks_returned: wsk.callbacks_returned.load(Ordering::Relaxed),
+        acknowledgement_reports: wsk.acknowledgement_reports.load(Ordering::Relaxed),
     }
 }

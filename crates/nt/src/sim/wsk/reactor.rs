@@ -285,6 +285,9 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 continue;
             }
             if let Some(socket) = state.socket_at(event.token().0) {
+                if event.is_error() {
+                    socket.note_error_event();
+                }
                 if reactor.workers > 0 {
                     reactor.post(Job::Kick(socket));
                 } else {

@@ -148,6 +148,8 @@ impl Socket {
             st.callbacks_ready = ready;
             match registered {
                 Ok(()) => {
+                    st.ack_reports =
+                        st.wants_ack_reports() && host::report_acknowledgements(&stream);
                     st.host = Host::Stream(stream);
                     st.phase = Phase::Connected;
                 }

@@ -21,7 +21,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -342,6 +342,11 @@ pub(crate) struct SockState {
     written: u64,
     /// Sends written out, waiting for the peer's acknowledgement, in order.
     unacked: VecDeque<Unacked>,
+    /// The host reports acknowledgements as they arrive
+    /// (`host::report_acknowledgements`): a waiting send completes when its
+    /// ACK arrives; the looks at intervals remain as a fallback (and for
+    /// the FIN, which is not reported).
+    ack_reports: bool,
     /// When the provider looks at the acknowledgements next, and how long
     /// it waits between looks (grows while nothing moves).
     ack_check_at: Option<Instant>,
@@ -380,6 +385,10 @@ pub(crate) struct Socket {
     pub(crate) family: ADDRESS_FAMILY,
     pub(crate) client: Arc<Client>,
     pending_key: AtomicU64,
+    /// The host signalled an error event on the socket since the provider
+    /// last looked: acknowledgement reports may be queued (see
+    /// `host::report_acknowledgements`).
+    error_event: AtomicBool,
     state: Mutex<SockState>,
 }
 
@@ -609,6 +618,7 @@ impl Socket {
             disconnect_done: false,
             written: 0,
             unacked: VecDeque::new(),
+            ack_reports: false,
             ack_check_at: None,
             ack_interval: ACK_INTERVAL_MIN,
             backlog_reported: None,
@@ -631,6 +641,7 @@ impl Socket {
             family,
             client: Arc::clone(client),
             pending_key: AtomicU64::new(0),
+            error_event: AtomicBool::new(false),
             state: Mutex::new(state),
         });
         let key = kernel.pending_begin_for("WSK socket", socket.address() as u64, client.owner);
@@ -639,6 +650,13 @@ impl Socket {
         client.wsk.sockets_created.fetch_add(1, Ordering::Relaxed);
         client.socket_added();
         Some(socket)
+    }
+
+    /// The host signalled an error event on the socket (readiness with
+    /// EPOLLERR or its equivalent): the next progress round reads the
+    /// acknowledgement reports. Any thread.
+    pub(crate) fn note_error_event(&self) {
+        self.error_event.store(true, Ordering::Release);
     }
 
     /// Its `PWSK_SOCKET`.
@@ -1132,6 +1150,18 @@ impl SockState {
         }
         match socket.kind {
             Kind::Connection => {
+                if socket.error_event.swap(false, Ordering::AcqRel)
+                    && self.ack_reports
+                    && let Host::Stream(stream) = &self.host
+                {
+                    let reports = host::drain_acknowledgement_reports(stream);
+                    if reports > 0 {
+                        socket
+                            .wsk()
+                            .acknowledgement_reports
+                            .fetch_add(reports as u64, Ordering::Relaxed);
+                    }
+                }
                 if self.phase == Phase::Connecting {
                     self.check_connect(socket, out);
                 }

@@ -111,6 +111,7 @@ impl SockState {
             self.phase = Phase::Failed;
             return Decision::Done(status_from_io(&error), 0);
         }
+        self.ack_reports = self.wants_ack_reports() && host::report_acknowledgements(&stream);
         self.host = Host::Stream(stream);
         self.phase = Phase::Connecting;
         self.remote = Some(remote);
@@ -612,6 +613,13 @@ impl SockState {
     }
 
     // --- acknowledgements ---
+
+    /// Whether sends wait for acknowledgements (so the host's reports of
+    /// them are worth asking for).
+    pub(super) fn wants_ack_reports(&self) -> bool {
+        self.policy.send_completion == SendCompletion::Acknowledged
+            && host::acknowledgement_observable()
+    }
 
     /// A send (or a graceful disconnect, FIN included) has all its bytes
     /// written to the host. Under `SendCompletion::Copied`, or on a host
