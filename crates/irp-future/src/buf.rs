@@ -208,6 +208,16 @@ unsafe impl<B: IoBuf> IoBuf for MdlBuf<B> {
     }
 }
 
+impl<B: IoBufMut> MdlBuf<B> {
+    /// Forgets the buffer's contents (no byte initialised), keeping the
+    /// buffer and its MDL for the next operation: a receive into it starts
+    /// at byte 0.
+    pub fn clear(&mut self) {
+        // SAFETY: claiming that no byte is initialised is always true.
+        unsafe { self.buf.set_init(0) };
+    }
+}
+
 // SAFETY: as above.
 unsafe impl<B: IoBufMut> IoBufMut for MdlBuf<B> {
     fn stable_mut_ptr(&mut self) -> *mut u8 {

@@ -5,8 +5,9 @@
 //! sends exactly the bytes received before it receives again, so a peer
 //! that does not read stalls only its own connection (its send does not
 //! complete, the task stops receiving, TCP flow control pushes back on the
-//! peer) and the driver's memory per connection is that one buffer plus the
-//! operation in flight. On the peer's graceful close (a zero-byte receive)
+//! peer) and the driver's memory per connection is that one buffer, its
+//! MDL, and one reused IRP per direction (nothing is allocated per round
+//! trip). On the peer's graceful close (a zero-byte receive)
 //! everything received was already echoed: the task disconnects gracefully
 //! and closes, so both directions are finished before `WskCloseSocket` and
 //! the peer sees a clean close. Any error closes the socket abortively.
@@ -24,7 +25,7 @@
 use core::future::Future;
 use core::time::Duration;
 
-use ::wsk::{Connection, Disconnect, Error, ListenSocket};
+use ::wsk::{Connection, Disconnect, Error, IoBuf, ListenSocket, MdlBuf};
 use nt::*;
 
 use crate::driver::SharedRef;
@@ -175,15 +176,23 @@ async fn within_idle<F: Future>(shared: SharedRef, operation: F) -> Option<F::Ou
 }
 
 /// Receives and sends back exactly what was received, one buffer at a
-/// time, until the peer closes, an error, or the idle timeout.
+/// time, until the peer closes, an error, or the idle timeout. The buffer's
+/// MDL is built once and each direction reuses one IRP ([`wsk::Receiver`],
+/// [`wsk::Sender`]): nothing is allocated per round trip.
 async fn echo(shared: SharedRef, connection: &Connection) -> End {
     let stats = &shared.stats;
-    let Some(mut buf) = PoolBuf::with_capacity(ECHO_BUFFER) else {
+    let Some(buf) = PoolBuf::with_capacity(ECHO_BUFFER) else {
+        return End::Failed;
+    };
+    let Ok(mut buf) = MdlBuf::new(buf) else {
+        return End::Failed;
+    };
+    let (Ok(mut receiver), Ok(mut sender)) = (connection.receiver(), connection.sender()) else {
         return End::Failed;
     };
     loop {
         buf.clear();
-        let Some((received, back)) = within_idle(shared, connection.receive(buf)).await else {
+        let Some((received, back)) = within_idle(shared, receiver.receive(buf)).await else {
             return End::Idle;
         };
         buf = back;
@@ -196,26 +205,26 @@ async fn echo(shared: SharedRef, connection: &Connection) -> End {
         match shared.config.fault {
             crate::faults::Fault::PanicInTask => panic!("fault 5: a connection task panics"),
             crate::faults::Fault::LostWake => {
-                let send = core::pin::pin!(connection.send(buf));
+                let send = core::pin::pin!(sender.send(buf));
                 let Some((sent, back)) = within_idle(shared, crate::faults::LoseWake(send)).await
                 else {
                     return End::Idle;
                 };
                 buf = back;
                 match sent {
-                    Ok(n) if n == buf.len() => stats.bytes_sent.add(n as u64),
+                    Ok(n) if n == buf.bytes_init() => stats.bytes_sent.add(n as u64),
                     _ => return End::Failed,
                 }
                 continue;
             }
             _ => {}
         }
-        let Some((sent, back)) = within_idle(shared, connection.send(buf)).await else {
+        let Some((sent, back)) = within_idle(shared, sender.send(buf)).await else {
             return End::Idle;
         };
         buf = back;
         match sent {
-            Ok(n) if n == buf.len() => stats.bytes_sent.add(n as u64),
+            Ok(n) if n == buf.bytes_init() => stats.bytes_sent.add(n as u64),
             _ => return End::Failed,
         }
     }
