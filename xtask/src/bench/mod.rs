@@ -30,6 +30,7 @@ mod criterion;
 mod e2e;
 mod parse;
 mod plot;
+mod profile;
 mod report;
 
 use report::{Micro, Results};
@@ -50,6 +51,10 @@ const SECTIONS: &[(&str, &str)] = &[
     (
         "executor",
         "kernel-executor vs tokio, async-executor, embassy-executor",
+    ),
+    (
+        "profile",
+        "the driver under callgrind: the sim's instructions vs the library's",
     ),
     ("sim", "the simulated kernel's own hot paths (pool, IRP)"),
     (
@@ -220,6 +225,20 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
         );
         lap("executors (bench build included)", &mut about);
     }
+    if wanted("profile") {
+        eprintln!("\n[bench] == profile: the simulated kernel vs the library ==");
+        results.profile = Some(if quick {
+            Err("skipped under --quick (callgrind runs the driver some 50 times slower)".to_owned())
+        } else if !callgrind::available() {
+            Err("valgrind is not installed: no profile".to_owned())
+        } else {
+            e2e::build(&root, &target).and_then(|(bench, host)| match host {
+                Some(host) => profile::driver(&host, &bench, &out_dir, 20),
+                None => Err("`xtask run` cannot host the sample driver".to_owned()),
+            })
+        });
+        lap("profile (callgrind)", &mut about);
+    }
     if wanted("sim") {
         eprintln!("\n[bench] == the sim's hot paths ==");
         results.sim = Some(
@@ -291,6 +310,12 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
             .and_then(|r| r.as_ref().err())
             .cloned(),
         results.e2e.as_ref().and_then(|r| r.as_ref().err()).cloned(),
+        results
+            .profile
+            .as_ref()
+            .and_then(|r| r.as_ref().err())
+            .filter(|e| !e.starts_with("skipped") && !e.starts_with("valgrind is not installed"))
+            .cloned(),
         results
             .irp_instructions
             .as_ref()

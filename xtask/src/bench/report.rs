@@ -40,6 +40,9 @@ pub struct Results {
     pub send: Option<Result<String, String>>,
     /// The end-to-end echo benchmarks.
     pub e2e: Option<Result<E2e, String>>,
+    /// The driver under callgrind: the sim's instructions vs the
+    /// library's, per round trip.
+    pub profile: Option<Result<super::profile::Split, String>>,
     /// Plots written: (title, file name).
     pub plots: Vec<(String, String)>,
     /// Problems met while writing plots.
@@ -332,6 +335,9 @@ pub fn markdown(results: &Results) -> String {
             }
         }
     }
+    if let Some(profile) = &results.profile {
+        profile_section(&mut md, profile);
+    }
     if let Some(micro) = &results.irp {
         irp_section(&mut md, micro);
         instructions_section(&mut md, results.irp_instructions.as_ref());
@@ -512,6 +518,61 @@ fn instructions_section(md: &mut String, counts: Option<&Result<Vec<(String, f64
         }
     }
     md.push('\n');
+}
+
+fn profile_section(md: &mut String, profile: &Result<super::profile::Split, String>) {
+    use super::profile::{CONNECTIONS, SIZE};
+    let _ = writeln!(
+        md,
+        "## Where the time goes: the simulated kernel vs the library\n\n\
+         The sample driver on the sim under callgrind ({CONNECTIONS} connections x {SIZE} B, \
+         closed loop; user-space instructions of every thread of the driver's process, the host \
+         kernel's work not included). The library's own instructions are those of the driver, \
+         irp-future, kernel-executor, wsk and nt's accessors: what a Windows build keeps (beside \
+         the real kernel's cost of the same calls). The simulated kernel's are the rest: the NT \
+         API calls the library makes (tracked pool, IRP and MDL tables, verifier records), the \
+         WSK provider threads over host sockets.\n"
+    );
+    let p = match profile {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(md, "Not measured: {e}\n");
+            return;
+        }
+    };
+    let share = |v: f64| {
+        if p.total > 0.0 {
+            format!("{:.0}%", 100.0 * v / p.total)
+        } else {
+            "-".to_owned()
+        }
+    };
+    let _ = writeln!(
+        md,
+        "{:.0} round trips profiled.\n\n\
+         | part | instructions per round trip | share |\n|---|---|---|\n\
+         | whole process | {:.0} | 100% |\n\
+         | the simulated kernel (NT API calls, WSK provider, host sockets) | {:.0} | {} |\n\
+         | the driver and the libraries (what a Windows build keeps) | {:.0} | {} |\n",
+        p.round_trips,
+        p.total,
+        p.sim,
+        share(p.sim),
+        p.library,
+        share(p.library)
+    );
+    if !p.calls.is_empty() {
+        let _ = writeln!(
+            md,
+            "The simulated NT API as the library calls it, inclusive instructions per round trip \
+             (a completion routine that runs inline inside a call counts in it):\n\n\
+             | call | instructions per round trip |\n|---|---|"
+        );
+        for (name, ir) in p.calls.iter().take(12) {
+            let _ = writeln!(md, "| `{name}` | {ir:.0} |");
+        }
+        md.push('\n');
+    }
 }
 
 fn executor_section(md: &mut String, micro: &Result<Micro, String>) {
