@@ -268,19 +268,18 @@ fn cancel_racing_completion() {
 #[test]
 fn cancel_after_completion_keeps_the_result() {
     let session = Session::boot();
-    let lower = LowerDevice::new(&session, |_| LowerAction::CompleteLater {
-        status: STATUS_SUCCESS,
-        information: 3,
-        delay: Duration::ZERO,
-    });
+    // Held, then completed from another thread before the cancel request
+    // (a lower device completing with no delay could beat the first poll
+    // on a loaded machine, failing the pending assertion below).
+    let lower = LowerDevice::new(&session, |_| LowerAction::Hold);
     // SAFETY: as above.
     let mut op = unsafe { IrpOp::allocated(vec![4u8; 4], send_to(&lower)) };
     assert!(poll_once(&mut op).is_pending());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while lower.pending() != 0 || !session.pending_operations().is_empty() {
-        assert!(std::time::Instant::now() < deadline, "never completed");
-        std::thread::yield_now();
-    }
+    assert_eq!(
+        lower.complete_held_from_another_thread(STATUS_SUCCESS, 3),
+        1
+    );
+    assert!(session.pending_operations().is_empty());
     let done = block_on(op.cancel());
     assert_eq!((done.status, done.information), (STATUS_SUCCESS, 3));
     assert_eq!(lower.cancelled(), 0);
