@@ -223,7 +223,7 @@ pub fn acknowledgement_observable() -> bool {
 }
 
 /// Whether this host reports acknowledgements as they arrive
-/// ([`report_acknowledgements`]): sends waiting for theirs complete when it
+/// (`report_acknowledgements`): sends waiting for theirs complete when it
 /// arrives instead of at the provider's next look.
 pub fn acknowledgement_reports() -> bool {
     cfg!(any(target_os = "linux", target_os = "android"))
