@@ -26,6 +26,13 @@ use crate::log;
 use crate::params::UdpMode;
 use crate::pool::PoolBuf;
 
+/// Datagrams echoed between two yields to the executor. Under a flood a
+/// receive is always complete and a datagram send completes inline, so
+/// without a yield the loop never returns Pending: one poll would run for
+/// as long as the flood lasts, and no other task (connections, receive
+/// IOCTLs, the cancellations Unload waits for) would run meanwhile.
+const YIELD_EVERY: u32 = 16;
+
 /// Withdraws a published socket when dropped (the task ends or is
 /// cancelled).
 struct Published<'a>(&'a AtomicPtr<WSK_SOCKET>);
@@ -85,7 +92,13 @@ async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut
         }
     };
     let _published = Published::new(&shared.udp[slot], queue.socket().as_raw());
+    let mut since_yield = 0;
     while let Some(item) = next(&mut queue).await {
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            yield_now().await;
+        }
         let received = match item {
             Ok(received) => received,
             Err(_) => {
@@ -132,7 +145,13 @@ async fn callback_style(
         }
     };
     let mut refused = 0;
+    let mut since_yield = 0;
     while let Some(item) = next(&mut events).await {
+        since_yield += 1;
+        if since_yield == YIELD_EVERY {
+            since_yield = 0;
+            yield_now().await;
+        }
         let now_refused = events.refused();
         stats.datagrams_dropped.add(now_refused - refused);
         refused = now_refused;
