@@ -797,9 +797,22 @@ where
     /// with STATUS_INSUFFICIENT_RESOURCES without sending the IRP. Set it
     /// before the first poll; it has no effect afterwards.
     ///
+    /// The registration lasts until the routine runs, so the submit
+    /// closure must then hand the IRP over: Microsoft requires a driver
+    /// that registered with IoSetCompletionRoutineEx to make the routine
+    /// run by sending the IRP (IoSetCompletionRoutineEx remarks; SDV rule
+    /// CompletionRoutineRegistered). A `Submission::NotSubmitted` leaves
+    /// the kernel's context and its reference on `device` behind for ever:
+    /// the driver's image can never unload (the sim raises 0xC9/0x200 when
+    /// the IRP is freed, reused or completed that way). A closure that may
+    /// find nothing to send to decides that before the operation is made,
+    /// or goes without the guard.
+    ///
     /// # Safety
     /// `device` is a live device object of the caller's driver, and stays
-    /// so until the operation is polled (the I/O manager references it).
+    /// so until the operation is polled (the I/O manager references it);
+    /// the submit closure hands the IRP over whenever it is called
+    /// (`Submission::Submitted`).
     pub unsafe fn unload_guard(mut self, device: PDEVICE_OBJECT) -> Self {
         self.guard = device;
         self

@@ -10,14 +10,12 @@
 mod common;
 
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use common::*;
-use irp_future::{Completed, IrpOp, ReclaimedIrp, Submission};
+use irp_future::{Completed, IrpOp, Observe, Reclaim, Submission};
 use nt::access::*;
 use nt::sim::{LowerAction, LowerDevice, Session, WideString};
 use nt::*;
@@ -41,13 +39,19 @@ enum Mode {
     ReclaimSync,
 }
 
-type ObserveFuture = Pin<Box<dyn Future<Output = Completed<Vec<u8>>>>>;
-type ReclaimFuture = Pin<Box<dyn Future<Output = Completed<Vec<u8>, ReclaimedIrp>>>>;
+/// The forwarding closure, boxed so the operations' types can be named
+/// (the tests call `cancel` on them).
+type Submit = Box<dyn FnOnce(PIRP, &mut Vec<u8>) -> Submission + Send>;
+type ObserveFuture = IrpOp<Vec<u8>, Observe, Submit>;
+type ReclaimFuture = IrpOp<Vec<u8>, Reclaim, Submit>;
 
 thread_local! {
     static LOWER: RefCell<usize> = const { RefCell::new(0) };
     static LOWER_STACK: RefCell<CCHAR> = const { RefCell::new(1) };
     static MODE: RefCell<Mode> = const { RefCell::new(Mode::ObserveForward) };
+    /// The submit closure refuses (NotSubmitted(STATUS_NOT_SUPPORTED))
+    /// without forwarding, as a caller that finds nothing to send to.
+    static REFUSE: RefCell<bool> = const { RefCell::new(false) };
     static OBSERVED: RefCell<Vec<ObserveFuture>> = const { RefCell::new(Vec::new()) };
     static RECLAIMED: RefCell<Vec<ReclaimFuture>> = const { RefCell::new(Vec::new()) };
     static FINISHED: RefCell<Vec<Completed<Vec<u8>>>> = const { RefCell::new(Vec::new()) };
@@ -108,21 +112,27 @@ unsafe extern "C" fn forward(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
     let lower = LOWER.with(|l| *l.borrow());
     let returned = Arc::new(AtomicI32::new(STATUS_PENDING));
     let seen = Arc::clone(&returned);
-    let submit = move |irp, _buf: &mut Vec<u8>| {
+    let refuse = REFUSE.with(|r| *r.borrow());
+    let submit: Submit = Box::new(move |irp, _buf: &mut Vec<u8>| {
+        if refuse {
+            seen.store(STATUS_NOT_SUPPORTED, Ordering::SeqCst);
+            return Submission::NotSubmitted(STATUS_NOT_SUPPORTED);
+        }
         // SAFETY: a live lower device; the IRP is handed over.
         let status = unsafe { IoCallDriver(lower as PDEVICE_OBJECT, irp) };
         seen.store(status, Ordering::SeqCst);
         Submission::Submitted(status)
-    };
+    });
     match MODE.with(|m| *m.borrow()) {
         Mode::ObserveForward => {
             // SAFETY: the IRP was passed to our dispatch routine; we give it
             // up; the closure hands it to IoCallDriver.
-            let mut op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit).unload_guard(device) };
+            let mut op =
+                unsafe { guarded(IrpOp::observe(irp, vec![0u8; 16], submit), device, refuse) };
             match poll_once(&mut op) {
                 std::task::Poll::Ready(done) => FINISHED.with(|f| f.borrow_mut().push(done)),
                 std::task::Poll::Pending => {
-                    OBSERVED.with(|o| o.borrow_mut().push(Box::pin(op)));
+                    OBSERVED.with(|o| o.borrow_mut().push(op));
                 }
             }
             returned.load(Ordering::SeqCst)
@@ -132,28 +142,48 @@ unsafe extern "C" fn forward(device: PDEVICE_OBJECT, irp: PIRP) -> NTSTATUS {
             unsafe { IoMarkIrpPending(irp) };
             // SAFETY: as above; we marked the IRP pending and return
             // STATUS_PENDING.
-            let op = unsafe { IrpOp::observe(irp, vec![0u8; 16], submit).unload_guard(device) };
-            OBSERVED.with(|o| o.borrow_mut().push(Box::pin(op)));
+            let op = unsafe { guarded(IrpOp::observe(irp, vec![0u8; 16], submit), device, refuse) };
+            OBSERVED.with(|o| o.borrow_mut().push(op));
             STATUS_PENDING
         }
         Mode::ReclaimAsync => {
             // SAFETY: our location is current.
             unsafe { IoMarkIrpPending(irp) };
             // SAFETY: as above.
-            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit).unload_guard(device) };
-            RECLAIMED.with(|o| o.borrow_mut().push(Box::pin(op)));
+            let op = unsafe { guarded(IrpOp::reclaim(irp, vec![0u8; 16], submit), device, refuse) };
+            RECLAIMED.with(|o| o.borrow_mut().push(op));
             STATUS_PENDING
         }
         Mode::ReclaimSync => {
             // SAFETY: as above; this dispatch routine waits for the
             // operation, completes the IRP and returns that status, and
             // does not mark it pending (the synchronous pattern).
-            let op = unsafe { IrpOp::reclaim(irp, vec![0u8; 16], submit).unload_guard(device) };
+            let op = unsafe { guarded(IrpOp::reclaim(irp, vec![0u8; 16], submit), device, refuse) };
             let done = block_on(op);
             let status = done.status;
             done.irp.complete(status, done.information);
             status
         }
+    }
+}
+
+/// The operation with `unload_guard(device)`, unless the closure refuses:
+/// a routine registered with IoSetCompletionRoutineEx must run, so a
+/// closure that may not send the IRP cannot have a guard (the sim raises
+/// 0xC9 when such a registration is left behind).
+///
+/// # Safety
+/// `device` is the test driver's live device.
+unsafe fn guarded<S: irp_future::IrpSource<Vec<u8>>>(
+    op: IrpOp<Vec<u8>, S, Submit>,
+    device: PDEVICE_OBJECT,
+    refuse: bool,
+) -> IrpOp<Vec<u8>, S, Submit> {
+    if refuse {
+        op
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { op.unload_guard(device) }
     }
 }
 
@@ -474,4 +504,120 @@ fn a_passed_down_irp_without_a_next_location_is_an_error() {
     assert_eq!(result.status, STATUS_INVALID_PARAMETER);
     assert_eq!(rig.lower().dispatched(), 0);
     rig.finish();
+}
+
+/// An explicit cancel of a passed-down operation in flight (observe and
+/// reclaim) does not cancel an IRP we did not create (IoCancelIrp on it is
+/// 0xC9/0x200 in the sim): the request changes nothing, the operation
+/// stays pending, and it completes with the lower driver's result when the
+/// lower driver completes it from another thread.
+#[test]
+fn an_explicit_cancel_of_a_passed_down_op_in_flight_waits_for_the_lower_driver() {
+    for mode in [Mode::ObserveAsync, Mode::ReclaimAsync] {
+        let rig = Rig::new(mode, |_| LowerAction::Hold);
+        let pending = rig.ioctl();
+        let reclaimed = if mode == Mode::ObserveAsync {
+            let mut op = take_observed();
+            assert!(poll_once(&mut op).is_pending());
+            let mut op = op.cancel();
+            assert!(poll_once(&mut op).is_pending(), "cancel changed nothing");
+            assert_eq!(rig.lower().pending(), 1);
+            assert_eq!(rig.lower().cancelled(), 0);
+            assert_eq!(
+                rig.lower()
+                    .complete_held_from_another_thread(STATUS_SUCCESS, 5),
+                1
+            );
+            let done = block_on(op);
+            assert_eq!((done.status, done.information), (STATUS_SUCCESS, 5));
+            None
+        } else {
+            let mut op = take_reclaimed();
+            assert!(poll_once(&mut op).is_pending());
+            op.request_cancel();
+            assert!(poll_once(&mut op).is_pending(), "cancel changed nothing");
+            assert_eq!(rig.lower().pending(), 1);
+            assert_eq!(rig.lower().cancelled(), 0);
+            assert_eq!(
+                rig.lower()
+                    .complete_held_from_another_thread(STATUS_SUCCESS, 5),
+                1
+            );
+            let done = block_on(op);
+            assert_eq!((done.status, done.information), (STATUS_SUCCESS, 5));
+            assert!(!pending.is_complete(), "a reclaimed IRP waits for us");
+            Some(done.irp)
+        };
+        if let Some(irp) = reclaimed {
+            irp.complete(STATUS_SUCCESS, 4);
+        }
+        let result = pending.wait(Duration::from_secs(5)).unwrap();
+        let information = if mode == Mode::ObserveAsync { 5 } else { 4 };
+        assert_eq!(
+            (result.status, result.information),
+            (STATUS_SUCCESS, information)
+        );
+        assert!(rig.session.report().is_clean());
+        rig.finish();
+    }
+}
+
+/// Cancelled before its first poll, a passed-down operation never forwards
+/// the IRP and ends with STATUS_CANCELLED: observe completes it upward
+/// itself; reclaim hands back the obligation (the IRP waits for it), whose
+/// status is STATUS_CANCELLED.
+#[test]
+fn a_passed_down_op_cancelled_before_its_first_poll_sends_nothing() {
+    for mode in [Mode::ObserveAsync, Mode::ReclaimAsync] {
+        let rig = Rig::new(mode, |_| LowerAction::Hold);
+        let pending = rig.ioctl();
+        if mode == Mode::ObserveAsync {
+            let done = block_on(take_observed().cancel());
+            assert_eq!((done.status, done.information), (STATUS_CANCELLED, 0));
+            assert_eq!(done.resources, vec![0u8; 16]);
+        } else {
+            let done = block_on(take_reclaimed().cancel());
+            assert_eq!((done.status, done.information), (STATUS_CANCELLED, 0));
+            assert_eq!(done.irp.status(), STATUS_CANCELLED);
+            assert!(!pending.is_complete(), "the obligation is ours");
+            done.irp.complete_as_is();
+        }
+        let result = pending.wait(Duration::from_secs(5)).unwrap();
+        assert_eq!(result.status, STATUS_CANCELLED);
+        assert_eq!(rig.lower().dispatched(), 0);
+        rig.finish();
+    }
+}
+
+/// A submit closure that says it did not hand the IRP over
+/// (`Submission::NotSubmitted`): the IRP is still ours, never reached the
+/// lower driver, and ends with the closure's status: observe completes it
+/// upward itself (once: a second completion is 0x44), reclaim hands back
+/// the obligation holding that status. (Without `unload_guard`: a guarded
+/// closure must send the IRP, see `guarded`.)
+#[test]
+fn a_passed_down_irp_the_closure_did_not_hand_over_ends_with_its_status() {
+    for mode in [Mode::ObserveAsync, Mode::ReclaimAsync] {
+        REFUSE.with(|r| *r.borrow_mut() = true);
+        let rig = Rig::new(mode, |_| LowerAction::Hold);
+        let pending = rig.ioctl();
+        REFUSE.with(|r| *r.borrow_mut() = false);
+        if mode == Mode::ObserveAsync {
+            let done = block_on(take_observed());
+            assert_eq!((done.status, done.information), (STATUS_NOT_SUPPORTED, 0));
+        } else {
+            let done = block_on(take_reclaimed());
+            assert_eq!((done.status, done.information), (STATUS_NOT_SUPPORTED, 0));
+            assert_eq!(done.irp.status(), STATUS_NOT_SUPPORTED);
+            assert!(!pending.is_complete(), "the obligation is ours");
+            drop(done.irp);
+        }
+        let result = pending.wait(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (result.status, result.information),
+            (STATUS_NOT_SUPPORTED, 0)
+        );
+        assert_eq!(rig.lower().dispatched(), 0);
+        rig.finish();
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use nt::sim::verifier::c9;
 use nt::sim::{FaultPlan, FaultTarget, HarnessError, LowerAction, LowerDevice, Session, SimConfig};
 use nt::*;
 
@@ -334,4 +335,62 @@ fn io_set_completion_routine_ex_fails_cleanly_when_its_allocation_fails() {
     drop(lower);
     let report = session.finish();
     assert!(report.is_clean(), "{report}");
+}
+
+/// An `IoSetCompletionRoutineEx` registration whose routine never runs
+/// (the IRP is freed, reused or completed without being sent to the driver
+/// below) leaks the I/O manager's context and its device reference, so the
+/// driver's image can never be unloaded (Microsoft: the driver must make
+/// the routine run by sending the IRP). The verifier names it at the call
+/// that makes it unreachable: 0xC9/0x200 with the driver's routine.
+#[test]
+fn an_io_set_completion_routine_ex_registration_that_never_ran_is_0xc9() {
+    for what in ["IoFreeIrp", "IoReuseIrp"] {
+        let session = Session::boot();
+        let mut device: PDEVICE_OBJECT = std::ptr::null_mut();
+        // SAFETY: DRIVER_OBJECT is plain data; all-zero is its initial state.
+        let mut driver: DRIVER_OBJECT = unsafe { std::mem::zeroed() };
+        // SAFETY: a zeroed driver object of ours, PASSIVE_LEVEL.
+        let status = unsafe {
+            IoCreateDevice(
+                &mut driver,
+                0,
+                std::ptr::null_mut(),
+                FILE_DEVICE_UNKNOWN,
+                0,
+                FALSE,
+                &mut device,
+            )
+        };
+        assert_eq!(status, STATUS_SUCCESS);
+        // SAFETY: PASSIVE_LEVEL.
+        let irp = unsafe { IoAllocateIrp(1, FALSE) };
+        // SAFETY: our IRP and device.
+        let status = unsafe {
+            IoSetCompletionRoutineEx(
+                device,
+                irp,
+                Some(never),
+                std::ptr::null_mut(),
+                TRUE,
+                TRUE,
+                TRUE,
+            )
+        };
+        assert_eq!(status, STATUS_SUCCESS);
+        if what == "IoFreeIrp" {
+            // SAFETY: our IRP, never sent (the bug under test).
+            unsafe { IoFreeIrp(irp) };
+        } else {
+            // SAFETY: as above.
+            unsafe { IoReuseIrp(irp, STATUS_UNSUCCESSFUL) };
+        }
+        let report = session.report();
+        assert_eq!(report.codes(), vec![0xC9], "{what}: {report}");
+        let bugcheck = &report.bugchecks[0];
+        assert_eq!(bugcheck.parameters[0], c9::UNKNOWN, "{bugcheck}");
+        assert_eq!(bugcheck.parameters[1], irp as u64);
+        assert_eq!(bugcheck.parameters[2], never as *const () as u64);
+        assert!(bugcheck.to_string().contains(what), "{bugcheck}");
+    }
 }

@@ -97,8 +97,23 @@ pub unsafe fn start(
 /// What WSK may touch until it completes the IRP: the MDL of the system
 /// buffer, the `WSK_BUF` describing the room after the header, and the
 /// out-parameters.
+/// A provider's `WskReceiveFrom`.
+type ReceiveFrom = PFN_WSK_RECEIVE_FROM;
+
 struct ReceiveRes {
     socket: PWSK_SOCKET,
+    /// The socket's `WskReceiveFrom` (checked present before the
+    /// operation is made, so the submit always hands the IRP over).
+    receive_from: unsafe extern "C" fn(
+        PWSK_SOCKET,
+        PWSK_BUF,
+        ULONG,
+        PSOCKADDR,
+        PULONG,
+        PCMSGHDR,
+        PULONG,
+        PIRP,
+    ) -> NTSTATUS,
     mdl: Mdl,
     wsk: WSK_BUF,
     remote: SockAddrBuf,
@@ -126,35 +141,39 @@ impl Drop for Mdl {
 }
 
 fn submit(irp: PIRP, r: &mut ReceiveRes) -> Submission {
-    // SAFETY: the socket was published by its task, which owns it and runs
-    // on the executor thread like this submit call: it is open for the
-    // whole call. The first field of every provider socket is its dispatch
-    // table, the datagram category's for this socket.
-    let dispatch = unsafe {
-        (*r.socket)
-            .Dispatch
-            .cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>()
-    };
+    // SAFETY: WskReceiveFrom (read from the socket's dispatch table by
+    // `prepare`) with the passed-down IRP; the socket was published by its
+    // task, which owns it and runs on the executor thread like this submit
+    // call: it is open for the whole call. The WSK_BUF, its MDL and every
+    // out-parameter live in the resources until the IRP completes
+    // (irp-future keeps them); no control buffer. Always handed over: the
+    // operation's routine is registered with IoSetCompletionRoutineEx,
+    // which must run.
+    Submission::Submitted(unsafe {
+        (r.receive_from)(
+            r.socket,
+            &mut r.wsk,
+            0,
+            r.remote.as_mut_ptr(),
+            &mut r.control_length,
+            core::ptr::null_mut(),
+            &mut r.control_flags,
+            irp,
+        )
+    })
+}
+
+/// The socket's `WskReceiveFrom`, or `None` if its provider has none.
+///
+/// # Safety
+/// `socket` is an open WSK datagram socket.
+unsafe fn receive_from_of(socket: PWSK_SOCKET) -> ReceiveFrom {
+    // SAFETY: the first field of every provider socket is its dispatch
+    // table, the datagram category's for a datagram socket (caller's
+    // contract).
+    let dispatch = unsafe { (*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() };
     // SAFETY: the provider's table, valid while the socket is open; copied.
-    let receive_from = unsafe { (*dispatch).WskReceiveFrom };
-    match receive_from {
-        // SAFETY: WskReceiveFrom with the passed-down IRP; the WSK_BUF, its
-        // MDL and every out-parameter live in the resources until the IRP
-        // completes (irp-future keeps them); no control buffer.
-        Some(receive_from) => Submission::Submitted(unsafe {
-            receive_from(
-                r.socket,
-                &mut r.wsk,
-                0,
-                r.remote.as_mut_ptr(),
-                &mut r.control_length,
-                core::ptr::null_mut(),
-                &mut r.control_flags,
-                irp,
-            )
-        }),
-        None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-    }
+    unsafe { (*dispatch).WskReceiveFrom }
 }
 
 async fn receive(
@@ -235,6 +254,14 @@ fn prepare(
         unsafe { complete(irp, STATUS_INVALID_DEVICE_STATE, 0) };
         return None;
     }
+    // SAFETY: a published socket is open while its task runs (see submit).
+    let Some(receive_from) = (unsafe { receive_from_of(socket) }) else {
+        // Decided before the operation exists: its guarded routine could
+        // not be left unrun.
+        // SAFETY: ours (start's contract), completed once.
+        unsafe { complete(irp, STATUS_NOT_SUPPORTED, 0) };
+        return None;
+    };
     // SAFETY: a METHOD_BUFFERED IRP of ours: the system buffer holds
     // `output_length` bytes of non-paged pool.
     let system_buffer = unsafe { irp_system_buffer(irp) }.cast::<u8>();
@@ -264,6 +291,7 @@ fn prepare(
     };
     let resources = ReceiveRes {
         socket,
+        receive_from,
         wsk: WSK_BUF {
             Mdl: mdl.0,
             Offset: if room == 0 {

@@ -397,6 +397,10 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
                 r.phase = Phase::Idle;
             }
         }
+        // SAFETY: live and the caller's (checked above).
+        if unsafe { check_unload_safe_registrations(k, Irp, CCHAR::MAX, "IoReuseIrp", location) } {
+            return;
+        }
         // SAFETY: the record says the IRP is live, idle or reclaimed, with
         // its original stack count; the caller owns it.
         let stack = unsafe { (*Irp).StackCount };
@@ -460,6 +464,13 @@ pub unsafe fn IoFreeIrp(Irp: PIRP) {
                 why,
                 Some(location),
             );
+            return;
+        }
+        // SAFETY: live (its record exists), not in flight, the caller's.
+        if k.verifying() && unsafe { unrun_unload_safe_registration(Irp, CCHAR::MAX) }.is_some() {
+            drop(irps);
+            // SAFETY: as above.
+            unsafe { check_unload_safe_registrations(k, Irp, CCHAR::MAX, "IoFreeIrp", location) };
             return;
         }
         if record.phase == Phase::Walking {
@@ -628,6 +639,73 @@ pub unsafe fn IoSetCompletionRoutine(
     if InvokeOnCancel != 0 {
         next.Control |= SL_INVOKE_ON_CANCEL;
     }
+}
+
+/// An `IoSetCompletionRoutineEx` registration in one of `Irp`'s locations
+/// below `below` (1-based; the walk clears every location it passes, so
+/// one left there never ran) as (location, the driver's routine), if any.
+/// Its context and its device reference leak for ever unless the routine
+/// runs, and Microsoft requires the driver to make it run by sending the
+/// IRP (IoSetCompletionRoutineEx remarks; SDV rule
+/// CompletionRoutineRegistered).
+///
+/// # Safety
+/// `Irp` is a live IRP the caller holds (not being walked by another
+/// thread).
+unsafe fn unrun_unload_safe_registration(Irp: PIRP, below: CCHAR) -> Option<(CCHAR, usize)> {
+    // SAFETY: caller's contract.
+    let irp = unsafe { &*Irp };
+    let count = irp.StackCount;
+    // Location n (1-based) is at `current - (CurrentLocation - n)`.
+    for n in 1..below.min(count + 1) {
+        let back = (irp.CurrentLocation - n) as usize;
+        let sl = irp.Tail.CurrentStackLocation.wrapping_sub(back);
+        // SAFETY: location n exists (1 <= n <= StackCount).
+        let sl = unsafe { &*sl };
+        if sl.CompletionRoutine.map(|r| r as usize)
+            == Some(unload_safe_completion as *const () as usize)
+        {
+            // SAFETY: the wrapper's context is the registration's box.
+            let ex = unsafe { &*sl.Context.cast::<UnloadSafeContext>() };
+            return Some((n, ex.routine as usize));
+        }
+    }
+    None
+}
+
+/// Raises 0xC9 if `Irp` still holds an `IoSetCompletionRoutineEx`
+/// registration that never ran below location `below`, as `what` is about
+/// to make it unreachable. Returns whether it did.
+///
+/// # Safety
+/// As [`unrun_unload_safe_registration`].
+#[track_caller]
+unsafe fn check_unload_safe_registrations(
+    k: &Kernel,
+    Irp: PIRP,
+    below: CCHAR,
+    what: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    if !k.verifying() {
+        return false;
+    }
+    // SAFETY: forwarded.
+    let Some((n, routine)) = (unsafe { unrun_unload_safe_registration(Irp, below) }) else {
+        return false;
+    };
+    k.bugcheck_at(
+        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+        [c9::UNKNOWN, Irp as u64, routine as u64, n as u64],
+        format!(
+            "{what} on an IRP whose IoSetCompletionRoutineEx registration (location {n}) never \
+             ran: the IRP was never sent to the driver below, so the I/O manager's context and \
+             its reference on the device leak, and the driver's image can never be unloaded \
+             (the routine must run: send the IRP with IoCallDriver)"
+        ),
+        Some(location),
+    );
+    true
 }
 
 /// What `IoSetCompletionRoutineEx` allocates: the driver's routine and
@@ -1505,6 +1583,14 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                     "IoCompleteRequest above DISPATCH_LEVEL",
                     Some(location),
                 );
+                return;
+            }
+            // SAFETY: the caller's live IRP.
+            let current = unsafe { (*Irp).CurrentLocation };
+            // SAFETY: as above.
+            if unsafe {
+                check_unload_safe_registrations(k, Irp, current, "IoCompleteRequest", location)
+            } {
                 return;
             }
         }
