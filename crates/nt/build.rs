@@ -22,6 +22,7 @@
 
 fn main() {
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=build/wdk_recipe.rs");
     println!("cargo::rerun-if-env-changed=NT_TYPECHECK_MINGW_INCLUDE");
     println!("cargo::rerun-if-env-changed=NT_TYPECHECK_CLANG_INCLUDE");
     println!("cargo::rerun-if-env-changed=NT_TYPECHECK_WDK_INCLUDE");
@@ -44,11 +45,19 @@ fn main() {
     );
 }
 
+/// How wdk-sys generates its bindings from a WDK: the header set, clang
+/// arguments and blocklist (shared with `tests/wdk_recipe.rs`).
+#[cfg(nt_typecheck)]
+#[path = "build/wdk_recipe.rs"]
+mod wdk_recipe;
+
 #[cfg(nt_typecheck)]
 mod typecheck {
     use std::path::{Path, PathBuf};
 
     use bindgen::CodegenConfig;
+
+    use super::wdk_recipe;
 
     /// Functions MinGW-w64 lacks or declares otherwise (declared by hand in
     /// `src/kernel/typecheck.rs` in MinGW mode), generated from the WDK's
@@ -63,58 +72,6 @@ mod typecheck {
         // !NT_INLINE_IRQL); MinGW-w64 only has the FORCEINLINE versions.
         "KfRaiseIrql",
         "KeLowerIrql",
-    ];
-
-    /// wdk-build 0.6's blocklist (`bindgen.rs`: deprecated or unusable
-    /// items), applied in WDK mode as wdk-sys applies it.
-    const WDK_BLOCKLIST: &[&str] = &[
-        "ExAllocatePoolWithTag",
-        "ExAllocatePoolWithQuotaTag",
-        "ExAllocatePoolWithTagPriority",
-        "ExAllocatePool",
-        "USBD_CalculateUsbBandwidth",
-        "USBD_CreateConfigurationRequest",
-        "USBD_Debug_LogEntry",
-        "USBD_GetUSBDIVersion",
-        "USBD_ParseConfigurationDescriptor",
-        "USBD_QueryBusTime",
-        "USBD_RegisterHcFilter",
-        "IOCTL_USB_DIAG_IGNORE_HUBS_OFF",
-        "IOCTL_USB_DIAG_IGNORE_HUBS_ON",
-        "IOCTL_USB_DIAGNOSTIC_MODE_OFF",
-        "IOCTL_USB_DIAGNOSTIC_MODE_ON",
-        "IOCTL_USB_GET_HUB_CAPABILITIES",
-        "IOCTL_USB_HCD_DISABLE_PORT",
-        "IOCTL_USB_HCD_ENABLE_PORT",
-        "IOCTL_USB_HCD_GET_STATS_1",
-        "IOCTL_USB_HCD_GET_STATS_2",
-        "IOCTL_USB_RESET_HUB",
-        ".*MCG_CAP(?:__bindgen.*)?",
-        ".*WHEA_XPF_MCA_SECTION",
-        ".*WHEA_ARM_BUS_ERROR(?:__bindgen.*)?",
-        ".*WHEA_ARM_PROCESSOR_ERROR",
-        ".*WHEA_ARM_CACHE_ERROR",
-        ".*ADDRESS0_OWNERSHIP_ACQUIRE",
-        ".*USBDEVICE_ABORTIO",
-        ".*USBDEVICE_STARTIO",
-        ".*USBDEVICE_TREE_PURGEIO",
-    ];
-
-    /// wdk-build 0.6's `wdk_bindgen_compiler_flags`.
-    const WDK_COMPILER_FLAGS: &[&str] = &[
-        "-fms-compatibility",
-        "-fms-extensions",
-        "-fdelayed-template-parsing",
-        "--warn-=no-nonportable-include-path",
-        "--warn-=no-pragma-pack",
-        "--warn-=no-ignored-attributes",
-        "--warn-=no-ignored-pragma-intrinsic",
-        "--warn-=no-visibility",
-        "--warn-=no-switch",
-        "--warn-=no-comment",
-        "--warn-=no-deprecated-declarations",
-        "--warn-=no-invalid-token-paste",
-        "--warn-=no-microsoft",
     ];
 
     /// Functions the kernel face re-exports from `ntddk` (wdk-sys generates
@@ -381,9 +338,8 @@ mod typecheck {
         );
     }
 
-    /// wdk-build 0.6's clang arguments for a WDM driver on x64: the target
-    /// triple, `km/crt`, `km` and `shared` of the Include directory, the
-    /// x64 and kernel-mode definitions, its compiler flags.
+    /// The clang arguments of the WDK recipe (see `build/wdk_recipe.rs`),
+    /// after checking that `dir` is an Include directory.
     fn wdk_clang_args(dir: &Path) -> Vec<String> {
         let ntifs = dir.join("km").join("ntifs.h");
         assert!(
@@ -393,21 +349,10 @@ mod typecheck {
             dir.display(),
             ntifs.display()
         );
-        for sub in ["km/crt", "km", "shared"] {
+        for sub in wdk_recipe::INCLUDE_DIRECTORIES {
             println!("cargo::rerun-if-changed={}", dir.join(sub).display());
         }
-        let mut args: Vec<String> = vec![
-            "--target=x86_64-pc-windows-msvc".into(),
-            "-fno-builtin".into(),
-        ];
-        for sub in ["km/crt", "km", "shared"] {
-            args.push(format!("--include-directory={}", dir.join(sub).display()));
-        }
-        for define in ["_WIN64", "_AMD64_", "AMD64", "_KERNEL_MODE"] {
-            args.push(format!("--define-macro={define}"));
-        }
-        args.extend(WDK_COMPILER_FLAGS.iter().map(|f| (*f).to_owned()));
-        args
+        wdk_recipe::clang_args(dir)
     }
 
     /// MinGW-w64's `wdm.h` declares `PETHREAD`/`PEPROCESS` as pointers to
@@ -439,7 +384,7 @@ mod typecheck {
     fn generate_one(clang_args: &[String], wdk: bool, what: CodegenConfig) -> String {
         let header = if wdk {
             // wdk-build's WDM header set, ntifs.h first.
-            "#include \"ntifs.h\"\n#include \"ntddk.h\"\n#include \"ntstrsafe.h\"\n"
+            wdk_recipe::HEADER
         } else {
             "#include <ntddk.h>\n"
         };
@@ -461,7 +406,7 @@ mod typecheck {
                 .must_use_type("HRESULT")
                 .opaque_type("_KGDTENTRY64")
                 .opaque_type("_KIDTENTRY64");
-            for item in WDK_BLOCKLIST {
+            for item in wdk_recipe::BLOCKLIST {
                 builder = builder.blocklist_item(item);
             }
             for function in WDK_ONLY_FUNCTIONS {

@@ -88,7 +88,7 @@ pub enum StartError {
     OutOfPool,
     /// Not called at PASSIVE_LEVEL.
     WrongIrql,
-    /// `PsCreateSystemThread` (or referencing the thread) failed.
+    /// `PsCreateSystemThread` failed (its status).
     Thread(nt::NTSTATUS),
 }
 

@@ -219,3 +219,40 @@ fn spawns_from_tasks_reuse_blocks_and_fail_cleanly_when_none_is_cached() {
     executor.shutdown();
     assert!(session.finish().is_clean());
 }
+
+/// `PsCreateSystemThread` failing is a start error with its status, and
+/// the core allocated before it is freed (no thread ever saw it).
+#[test]
+fn start_fails_cleanly_when_the_system_thread_cannot_be_created() {
+    let session = Session::boot();
+    let before = session.pool_stats().live_blocks;
+    session.set_fault(FaultTarget::SystemThread, FaultPlan::Always);
+    assert_eq!(
+        Executor::start().unwrap_err(),
+        StartError::Thread(nt::STATUS_INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(session.injected_faults(FaultTarget::SystemThread), 1);
+    assert_eq!(session.pool_stats().live_blocks, before, "the core is freed");
+    session.set_fault(FaultTarget::SystemThread, FaultPlan::Never);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
+
+/// Once its thread runs on the core, starting cannot fail any more: the
+/// thread is joined through its handle (`ZwWaitForSingleObject`), with no
+/// `ObReferenceObjectByHandle` whose failure would free a core the running
+/// thread still uses (review: executor #6). With every object reference
+/// failing, the executor starts, runs a task and shuts down cleanly.
+#[test]
+fn start_takes_no_object_reference_that_could_fail_after_the_thread_runs() {
+    let session = Session::boot();
+    session.set_fault(FaultTarget::ObjectReference, FaultPlan::Always);
+    let executor = Executor::start().expect("nothing after the thread's creation can fail");
+    let handle = executor.spawn(async { 7 }).unwrap();
+    assert_eq!(block_on(handle).unwrap(), Ok(7));
+    executor.shutdown();
+    assert_eq!(session.injected_faults(FaultTarget::ObjectReference), 0);
+    session.set_fault(FaultTarget::ObjectReference, FaultPlan::Never);
+    let report = session.finish();
+    assert!(report.is_clean(), "{report:?}");
+}
