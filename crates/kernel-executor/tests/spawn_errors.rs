@@ -232,7 +232,11 @@ fn start_fails_cleanly_when_the_system_thread_cannot_be_created() {
         StartError::Thread(nt::STATUS_INSUFFICIENT_RESOURCES)
     );
     assert_eq!(session.injected_faults(FaultTarget::SystemThread), 1);
-    assert_eq!(session.pool_stats().live_blocks, before, "the core is freed");
+    assert_eq!(
+        session.pool_stats().live_blocks,
+        before,
+        "the core is freed"
+    );
     session.set_fault(FaultTarget::SystemThread, FaultPlan::Never);
     let report = session.finish();
     assert!(report.is_clean(), "{report:?}");

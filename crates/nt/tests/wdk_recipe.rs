@@ -48,7 +48,11 @@ fn the_clang_arguments_are_the_msvc_target_the_wdk_directories_definitions_and_f
         assert!(arg.starts_with("--warn-=no-"), "{arg}");
     }
     assert_eq!(args.len(), expected.len() + 10);
-    assert!(!args.iter().any(|a| a.contains("mingw") || a.contains("gnu")));
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.contains("mingw") || a.contains("gnu"))
+    );
 }
 
 #[test]

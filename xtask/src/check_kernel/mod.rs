@@ -54,28 +54,73 @@ environment:
   NT_TYPECHECK_CLANG_INCLUDE  clang's builtin headers (default: newest /usr/lib/llvm-*/lib/clang/*/include)
   LIBCLANG_PATH               directory of libclang.so, if not in the usual places";
 
-/// Runs the subcommand with the arguments after `check-kernel`.
-pub fn run(mut args: impl Iterator<Item = String>) -> ExitCode {
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Help,
+    /// Type-check, against MinGW-w64 (`None`) or a WDK Include directory.
+    Check {
+        wdk_include: Option<PathBuf>,
+    },
+}
+
+/// Parses the arguments after `check-kernel`; the error is the message for
+/// a usage error (exit status 2).
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Request, String> {
     let mut wdk_include: Option<PathBuf> = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "-h" | "--help" => {
-                println!("{HELP}");
-                return ExitCode::SUCCESS;
-            }
+            "-h" | "--help" => return Ok(Request::Help),
             "--wdk-include" => match args.next() {
-                Some(dir) => wdk_include = Some(PathBuf::from(dir)),
-                None => {
-                    eprintln!("xtask check-kernel: --wdk-include needs a directory\n\n{HELP}");
-                    return ExitCode::from(2);
+                Some(dir) if !dir.is_empty() && !dir.starts_with("--") => {
+                    if wdk_include.is_some() {
+                        return Err("--wdk-include given twice".into());
+                    }
+                    wdk_include = Some(PathBuf::from(dir));
                 }
+                _ => return Err("--wdk-include needs a directory".into()),
             },
-            other => {
-                eprintln!("xtask check-kernel: unexpected argument `{other}`\n\n{HELP}");
-                return ExitCode::from(2);
-            }
+            other => return Err(format!("unexpected argument `{other}`")),
         }
     }
+    Ok(Request::Check { wdk_include })
+}
+
+/// Whether `dir` looks like a WDK `Include/<version>` directory (the
+/// headers the recipe includes and the three directories it searches).
+fn check_wdk_include(dir: &Path) -> Result<(), String> {
+    let problem = if !dir.is_dir() {
+        "not a directory".to_owned()
+    } else if let Some(sub) = ["km", "km/crt", "shared"]
+        .into_iter()
+        .find(|sub| !dir.join(sub).is_dir())
+    {
+        format!("no `{sub}` directory")
+    } else if !dir.join("km").join("ntifs.h").is_file() {
+        "km/ntifs.h not found".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "--wdk-include {}: not a WDK Include/<version> directory ({problem}; it needs km, \
+         km/crt and shared, as in `Windows Kits/10/Include/10.0.22621.0`)",
+        dir.display()
+    ))
+}
+
+/// Runs the subcommand with the arguments after `check-kernel`.
+pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
+    let wdk_include = match parse_args(args) {
+        Ok(Request::Help) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Request::Check { wdk_include }) => wdk_include,
+        Err(message) => {
+            eprintln!("xtask check-kernel: {message}\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+    };
     if cfg!(windows) {
         eprintln!(
             "xtask check-kernel: this type-checks the kernel face on a host without the WDK. \
@@ -95,13 +140,9 @@ pub fn run(mut args: impl Iterator<Item = String>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if let Some(dir) = &wdk_include
-        && !dir.join("km").join("ntifs.h").is_file()
+        && let Err(message) = check_wdk_include(dir)
     {
-        eprintln!(
-            "xtask check-kernel: --wdk-include {}: not a WDK Include/<version> directory \
-             (km/ntifs.h not found; it needs km, km/crt and shared)",
-            dir.display()
-        );
+        eprintln!("xtask check-kernel: {message}");
         return ExitCode::from(2);
     }
 
@@ -483,6 +524,102 @@ fn read_dir(dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(args: &[&str]) -> Result<Request, String> {
+        parse_args(args.iter().map(|a| (*a).to_owned()))
+    }
+
+    #[test]
+    fn arguments_select_the_mingw_or_the_wdk_mode() {
+        assert_eq!(parse(&[]), Ok(Request::Check { wdk_include: None }));
+        assert_eq!(
+            parse(&["--wdk-include", "/k/Include/10.0.22621.0"]),
+            Ok(Request::Check {
+                wdk_include: Some(PathBuf::from("/k/Include/10.0.22621.0"))
+            })
+        );
+        assert_eq!(parse(&["--help"]), Ok(Request::Help));
+        assert_eq!(parse(&["--wdk-include", "d", "-h"]), Ok(Request::Help));
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors_that_say_what_is_wrong() {
+        for (args, expected) in [
+            (&["--wdk-include"][..], "needs a directory"),
+            (&["--wdk-include", ""][..], "needs a directory"),
+            (&["--wdk-include", "--help"][..], "needs a directory"),
+            (
+                &["--wdk-include", "a", "--wdk-include", "b"][..],
+                "given twice",
+            ),
+            (&["--mingw"][..], "unexpected argument `--mingw`"),
+        ] {
+            let error = parse(args).unwrap_err();
+            assert!(error.contains(expected), "{args:?}: {error}");
+        }
+    }
+
+    /// A scratch directory under the target directory, fresh for `name`.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/xtask-tests")
+            .join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_wdk_include_directory_needs_km_crt_shared_and_ntifs() {
+        let dir = scratch("wdk-include-check");
+        let error = check_wdk_include(&dir.join("absent")).unwrap_err();
+        assert!(error.contains("not a directory"), "{error}");
+        let error = check_wdk_include(&dir).unwrap_err();
+        assert!(error.contains("no `km` directory"), "{error}");
+        for sub in ["km/crt", "shared"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let error = check_wdk_include(&dir).unwrap_err();
+        assert!(error.contains("km/ntifs.h not found"), "{error}");
+        std::fs::write(dir.join("km/ntifs.h"), "").unwrap();
+        assert_eq!(check_wdk_include(&dir), Ok(()));
+    }
+
+    /// The WDK's headers include each other with other letter cases than
+    /// their file names; the overlay reaches each under every spelling.
+    #[cfg(unix)]
+    #[test]
+    fn the_case_folding_overlay_reaches_headers_under_every_spelling_used() {
+        let dir = scratch("wdk-overlay");
+        let include = dir.join("Include");
+        for sub in ["km/crt", "shared"] {
+            std::fs::create_dir_all(include.join(sub)).unwrap();
+        }
+        std::fs::write(
+            include.join("km/ntifs.h"),
+            "#include \"DriverSpecs.h\"\n#  include <SAL.h>\n#include \"ntddk.h\"\n",
+        )
+        .unwrap();
+        std::fs::write(include.join("km/ntddk.h"), "/* ntddk */").unwrap();
+        std::fs::write(include.join("shared/driverspecs.h"), "/* specs */").unwrap();
+        std::fs::write(include.join("shared/sal.h"), "/* sal */").unwrap();
+        let overlay = case_folding_overlay(&include, &dir.join("overlay")).unwrap();
+        for (path, content) in [
+            ("shared/DriverSpecs.h", "/* specs */"),
+            ("shared/driverspecs.h", "/* specs */"),
+            ("shared/SAL.h", "/* sal */"),
+            ("km/ntddk.h", "/* ntddk */"),
+        ] {
+            assert_eq!(
+                std::fs::read_to_string(overlay.join(path)).unwrap(),
+                content,
+                "{path}"
+            );
+        }
+        // Made again from scratch on the next run.
+        let again = case_folding_overlay(&include, &dir.join("overlay")).unwrap();
+        assert!(again.join("km/ntifs.h").is_file());
+    }
 
     #[test]
     fn finds_the_packages_with_a_kernel_feature() {
