@@ -14,6 +14,8 @@ pub enum SpawnErrorKind {
     ShuttingDown,
     /// Called above DISPATCH_LEVEL.
     WrongIrql,
+    /// `spawn_in_place` was given an empty slot.
+    Empty,
 }
 
 impl SpawnErrorKind {
@@ -25,6 +27,7 @@ impl SpawnErrorKind {
             }
             SpawnErrorKind::ShuttingDown => nt::STATUS_DELETE_PENDING,
             SpawnErrorKind::WrongIrql => nt::STATUS_INVALID_DEVICE_STATE,
+            SpawnErrorKind::Empty => nt::STATUS_INVALID_PARAMETER,
         }
     }
 }
@@ -36,6 +39,7 @@ impl fmt::Display for SpawnErrorKind {
             SpawnErrorKind::TooLarge => "task too large for a pool block",
             SpawnErrorKind::ShuttingDown => "executor shutting down",
             SpawnErrorKind::WrongIrql => "spawn above DISPATCH_LEVEL",
+            SpawnErrorKind::Empty => "nothing to spawn (an empty slot)",
         })
     }
 }

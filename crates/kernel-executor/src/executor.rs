@@ -636,6 +636,37 @@ impl Core {
         Ok(unsafe { JoinHandle::from_header(header) })
     }
 
+    /// Spawns the future in `*slot` (see [`Spawner::spawn_in_place`]).
+    ///
+    /// # Safety
+    /// The caller holds a handle reference on the core.
+    #[inline(always)]
+    unsafe fn spawn_in_place<F>(
+        this: NonNull<Core>,
+        slot: &mut Option<F>,
+    ) -> Result<JoinHandle<F::Output>, SpawnErrorKind>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let Some(future) = slot.as_ref() else {
+            return Err(SpawnErrorKind::Empty);
+        };
+        // SAFETY: `future` is a valid F in the slot; on success its bytes
+        // were copied into the task, which owns it now.
+        let handle = unsafe { Core::spawn_from(this, future as *const F) }?;
+        // The slot's F now belongs to the task: mark the slot empty without
+        // dropping or moving it. `ManuallyDrop<F>` has F's layout and
+        // niches (std's guarantee), so `Option<ManuallyDrop<F>>` is
+        // `Option<F>`'s layout; assigning `None` through it drops nothing
+        // and writes the discriminant in place (no F-sized temporary, even
+        // unoptimised).
+        let empty = (slot as *mut Option<F>).cast::<Option<core::mem::ManuallyDrop<F>>>();
+        // SAFETY: `slot` is a valid, exclusive place of the same layout.
+        unsafe { *empty = None };
+        Ok(handle)
+    }
+
     // === the run loop (executor thread, PASSIVE_LEVEL) ===
 
     /// # Safety
@@ -966,6 +997,21 @@ impl Executor {
         }
     }
 
+    /// Spawns the future in `*slot` without a stack copy of it. See
+    /// [`Spawner::spawn_in_place`].
+    #[inline(always)]
+    pub fn spawn_in_place<F>(
+        &self,
+        slot: &mut Option<F>,
+    ) -> Result<JoinHandle<F::Output>, SpawnErrorKind>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // SAFETY: the executor holds its handle reference.
+        unsafe { Core::spawn_in_place(self.core, slot) }
+    }
+
     /// A handle to spawn tasks from anywhere (other threads, DPCs, tasks).
     pub fn spawner(&self) -> Spawner {
         Spawner::new(self.core)
@@ -1142,8 +1188,11 @@ impl Spawner {
     /// executor is shutting down, or the IRQL is above DISPATCH_LEVEL.
     ///
     /// The future is copied once, from this call's argument into the task
-    /// (never through the executor's own stack frames): the stack a spawn
-    /// needs does not grow with the future.
+    /// (never through the executor's own stack frames); but the caller's
+    /// frame holds it twice, as the argument and in the `SpawnError` that
+    /// would give it back. For futures of a few KiB and more, use
+    /// [`Self::spawn_in_place`], which needs no more stack than building
+    /// the future.
     ///
     /// IRQL <= DISPATCH_LEVEL. Never blocks, never runs the future.
     #[inline(always)]
@@ -1160,6 +1209,35 @@ impl Spawner {
             }
             Err(kind) => Err(SpawnError::new(kind, future)),
         }
+    }
+
+    /// Spawns the future in `*slot`, leaving `None` there; on failure the
+    /// future stays in `*slot`, untouched (an empty slot is
+    /// [`SpawnErrorKind::Empty`]).
+    ///
+    /// For large futures. [`Self::spawn`] takes the future by value and
+    /// can give it back inside its error, so the caller's frame holds it
+    /// twice: measured in an optimised build (`tests/stack.rs`), spawning
+    /// a 16 KiB future needs 16 KiB more stack than building it, and
+    /// overflows a 24 KiB kernel stack from a 17 KiB caller. Here the
+    /// caller's frame holds it once, in the slot, and it is copied once,
+    /// from the slot into the task's block: spawning needs 80 bytes more
+    /// than building it in an optimised build, 1.5 KiB unoptimised,
+    /// whatever its size (1 KiB to 64 KiB measured). The largest future
+    /// that spawns is then the largest the caller's frame can hold.
+    ///
+    /// IRQL <= DISPATCH_LEVEL. Never blocks, never runs the future.
+    #[inline(always)]
+    pub fn spawn_in_place<F>(
+        &self,
+        slot: &mut Option<F>,
+    ) -> Result<JoinHandle<F::Output>, SpawnErrorKind>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // SAFETY: the spawner holds a handle reference.
+        unsafe { Core::spawn_in_place(self.core, slot) }
     }
 
     /// A snapshot of the counters.
