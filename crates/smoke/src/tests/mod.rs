@@ -20,7 +20,7 @@ pub fn all() -> Vec<Spec> {
         Spec {
             name: "inf",
             df: "DF - InfVerif INF Verification",
-            needs_sim: true,
+            needs_sim: false,
             run: inf::run,
         },
         Spec {
