@@ -177,7 +177,10 @@ pub fn run(ctx: &mut Ctx<'_>) -> Result<(), Stop> {
             .map_err(|_| Stop::Fail("the statistics poller panicked".into()))?;
         result?;
         if let Some(f) = failure.take() {
-            return Err(Stop::Fail(format!("UDP {name} style: {f}")));
+            let stats = machine.stats().map_or_else(|e| e, |s| format!("{s:?}"));
+            return Err(Stop::Fail(format!(
+                "UDP {name} style: {f}\n    driver statistics then: {stats}"
+            )));
         }
         machine
             .check("I/O stress")
