@@ -3,7 +3,8 @@
 //! release, and the buffer the "callee" writes never touched after release
 //! or concurrently with it.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p irp-future --release --test loom_op`
+//! Run: `RUSTFLAGS="--cfg loom -C debug-assertions" cargo test -p irp-future --release --test loom_op`
+//! (each model bounds its preemptions at 3 unless LOOM_MAX_PREEMPTIONS says otherwise)
 #![cfg(loom)]
 
 use std::task::{Context, Poll, Waker};
@@ -92,6 +93,18 @@ impl Node {
 
 /// Polls until ready with loom's `block_on` (its waker is a loom
 /// `Notify`): a lost wake-up deadlocks and loom reports it.
+/// Each model's preemption bound unless LOOM_MAX_PREEMPTIONS overrides it.
+/// Unbounded, `loom_reuse_after_complete` (two sequential callee threads)
+/// ran for over 25 minutes in CI once the CI step stopped setting a global
+/// bound; 3 preemptions is the bound the other crates' models use.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
 fn wait(core: &OpCore) -> IoStatus {
     loom::future::block_on(std::future::poll_fn(|cx| core.poll_complete(cx)))
 }
@@ -100,7 +113,7 @@ fn wait(core: &OpCore) -> IoStatus {
 /// buffer written by the callee visible to the future.
 #[test]
 fn loom_complete_vs_poll() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         let callee = {
             let node = node.clone();
@@ -122,7 +135,7 @@ fn loom_complete_vs_poll() {
 /// the latest waker is the one woken (else: deadlock).
 #[test]
 fn loom_complete_vs_poll_new_waker() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         // First poll with a waker that wakes nobody useful.
         let stale = Waker::noop().clone();
@@ -148,7 +161,7 @@ fn loom_complete_vs_poll_new_waker() {
 /// buffer write happens before the release.
 #[test]
 fn loom_drop_vs_complete() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         // The future polled once (registered a waker), then is dropped.
         let waker = Waker::noop().clone();
@@ -185,7 +198,7 @@ fn loom_drop_vs_complete() {
 /// canceller and the routine each run on their own thread.
 #[test]
 fn loom_drop_on_other_thread_vs_complete() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         let dropper = {
             let node = node.clone();
@@ -211,7 +224,7 @@ fn loom_drop_on_other_thread_vs_complete() {
 /// the callee first), never loses the wake-up, releases exactly once.
 #[test]
 fn loom_cancel_vs_complete() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         let callee = {
             let node = node.clone();
@@ -242,7 +255,7 @@ fn loom_cancel_vs_complete() {
 /// has no access left that could race with the second.
 #[test]
 fn loom_reuse_after_complete() {
-    loom::model(|| {
+    model(|| {
         let node = Node::new();
         for _ in 0..2 {
             let callee = {
