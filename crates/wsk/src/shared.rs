@@ -726,16 +726,25 @@ fn settle_locked(state: &mut EventState, socket: PWSK_SOCKET, aborted: bool) -> 
     Settled::Nothing
 }
 
-/// Acts on a change of the holders: starts the close or frees the block.
+/// Gives up a hold with `give_up` and acts on the change of the holders
+/// (starts the close or frees the block), in one critical section.
+///
+/// The hold must go in the same critical section as the decision: once it
+/// is given up, another holder's settle may free the block, so a giver that
+/// released the lock first and settled afterwards would lock a freed block
+/// (a use after free the strict profile found: `abort_socket` dropped its
+/// `aborting` hold, the close completed on another thread and freed the
+/// block, and the aborter's settle then read it).
 ///
 /// # Safety
-/// `shared` is a live block; after this call the caller must not use it
-/// unless it still holds it (as handle, indication or aborter).
-unsafe fn settle(shared: NonNull<SocketShared>) {
+/// `shared` is a live block the caller holds; `give_up` gives that hold up.
+/// After this call the caller must not use the block.
+unsafe fn settle_after(shared: NonNull<SocketShared>, give_up: impl FnOnce(&mut EventState)) {
     // SAFETY: live (caller's contract).
     let this = unsafe { shared.as_ref() };
     let (settled, closer) = {
         let mut state = this.state();
+        give_up(&mut state);
         let settled = settle_locked(
             &mut state,
             this.socket(),
@@ -765,13 +774,12 @@ unsafe fn settle(shared: NonNull<SocketShared>) {
 /// # Safety
 /// `shared` is live and the caller held one indication, given back here.
 pub(crate) unsafe fn release_held(shared: NonNull<SocketShared>) {
-    {
-        // SAFETY: live while the hold exists.
-        let mut state = unsafe { shared.as_ref() }.state();
-        state.held = state.held.saturating_sub(1);
-    }
-    // SAFETY: forwarded.
-    unsafe { settle(shared) };
+    // SAFETY: live while the hold exists; the hold is given up inside.
+    unsafe {
+        settle_after(shared, |state| {
+            state.held = state.held.saturating_sub(1);
+        })
+    };
 }
 
 /// Marks the socket closing and gives back every queued event (indications
@@ -853,13 +861,9 @@ pub(crate) unsafe fn abort_socket(shared: NonNull<SocketShared>) {
     }
     // SAFETY: held by the aborter.
     unsafe { drain(shared) };
-    {
-        let mut state = this.state();
-        state.aborting -= 1;
-    }
-    // SAFETY: the aborter's reference, given up; settle starts the close
-    // (aborted) once nothing is held.
-    unsafe { settle(shared) };
+    // SAFETY: the aborter's reference, given up inside the settle; it
+    // starts the close (aborted) once nothing is held.
+    unsafe { settle_after(shared, |state| state.aborting -= 1) };
 }
 
 /// Forgets an accepted socket the accept callback refused after all (WSK
@@ -894,10 +898,9 @@ impl Drop for CloseRes {
         let this = unsafe { self.shared.as_ref() };
         // SAFETY: live; linked since its socket was created.
         unsafe { this.registration.unlink(self.shared) };
-        this.state().close = CloseStage::Done;
-        // SAFETY: the close's part is over; settle frees the block if
-        // nobody holds it any more.
-        unsafe { settle(self.shared) };
+        // SAFETY: the close's part is over, given up inside the settle,
+        // which frees the block if nobody holds it any more.
+        unsafe { settle_after(self.shared, |state| state.close = CloseStage::Done) };
     }
 }
 
@@ -1008,9 +1011,8 @@ impl Drop for SocketHandle {
     fn drop(&mut self) {
         // SAFETY: the handle's hold.
         unsafe { drain(self.shared) };
-        self.shared().state().handle = false;
-        // SAFETY: the handle's hold, given up once.
-        unsafe { settle(self.shared) };
+        // SAFETY: the handle's hold, given up once, inside the settle.
+        unsafe { settle_after(self.shared, |state| state.handle = false) };
     }
 }
 
