@@ -12,8 +12,9 @@
 //! - [`DatagramSocket::set_packet_info`] and
 //!   [`DatagramSocket::receive_from_info`]: each datagram's destination
 //!   address and interface (`IP_PKTINFO` / `IPV6_PKTINFO` control
-//!   information on `WskReceiveFrom`), for a server on a multi-homed host
-//!   that must answer from the address it was asked on.
+//!   information on `WskReceiveFrom`), and [`DatagramSocket::send_to_from`]
+//!   (the same structure on `WskSendTo`): a server on a multi-homed host
+//!   answers from the address it was asked on.
 //! - [`DatagramSocket::set_remote_address`]: a fixed remote address; then
 //!   [`DatagramSocket::send`] sends there (`WskSendTo` with no address), and
 //!   WSK accepts datagrams only from it.
@@ -379,5 +380,94 @@ impl DatagramSocket {
             ))
         });
         (result, mdl_buf.into_inner())
+    }
+}
+
+/// One `IN_PKTINFO` / `IN6_PKTINFO` control message for `source`: the
+/// buffer and its length (`WSA_CMSG_SPACE`).
+fn encode_packet_info(source: &PacketInfo) -> (ControlInfoBuf, usize) {
+    let mut buf = ControlInfoBuf([0; 48]);
+    let (level, kind, data_len) = match source.destination {
+        IpAddr::V4(address) => {
+            buf.0[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + 4].copy_from_slice(&address.octets());
+            buf.0[CMSG_DATA_OFFSET + 4..CMSG_DATA_OFFSET + 8]
+                .copy_from_slice(&source.interface.to_ne_bytes());
+            (IPPROTO_IP, IP_PKTINFO, 8)
+        }
+        IpAddr::V6(address) => {
+            buf.0[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + 16].copy_from_slice(&address.octets());
+            buf.0[CMSG_DATA_OFFSET + 16..CMSG_DATA_OFFSET + 20]
+                .copy_from_slice(&source.interface.to_ne_bytes());
+            (IPPROTO_IPV6, IPV6_PKTINFO, 20)
+        }
+    };
+    let at = core::mem::size_of::<SIZE_T>();
+    buf.0[..at].copy_from_slice(&((CMSG_DATA_OFFSET + data_len) as SIZE_T).to_ne_bytes());
+    buf.0[at..at + 4].copy_from_slice(&(level as i32).to_ne_bytes());
+    buf.0[at + 4..at + 8].copy_from_slice(&(kind as i32).to_ne_bytes());
+    (buf, cmsg_space(data_len))
+}
+
+/// `WskSendTo` with control information: the buffer, the address and the
+/// control message, alive until completion.
+struct SendToInfoRes<B: IoBuf> {
+    shared: NonNull<SocketShared>,
+    lent: Lent<B>,
+    remote: SockAddrBuf,
+    control: ControlInfoBuf,
+    control_len: ULONG,
+}
+
+// SAFETY: as SendFixedRes.
+unsafe impl<B: IoBuf> Send for SendToInfoRes<B> {}
+
+fn submit_send_to_info<B: IoBuf>(irp: PIRP, r: &mut SendToInfoRes<B>) -> Submission {
+    let wsk: *mut WSK_BUF = &mut r.lent.wsk;
+    let remote = r.remote.as_mut_ptr();
+    let control = r.control.0.as_mut_ptr().cast::<CMSGHDR>();
+    let control_len = r.control_len;
+    on_socket(r.shared, |socket| {
+        match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskSendTo) {
+            // SAFETY: WskSendTo with our IRP; the buffer, the address and
+            // the control message live in the resources until completion.
+            Some(send_to) => Submission::Submitted(unsafe {
+                send_to(socket, wsk, 0, remote, control_len, control, irp)
+            }),
+            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
+        }
+    })
+}
+
+impl DatagramSocket {
+    /// As [`Self::send_to`], from `source`'s address and interface
+    /// (interface 0: any): the `IN_PKTINFO` / `IN6_PKTINFO` control message
+    /// on `WskSendTo`, for a server on a multi-homed host answering from
+    /// the address it was asked on ([`Self::receive_from_info`]). The
+    /// source's family must be the socket's (STATUS_INVALID_PARAMETER
+    /// otherwise).
+    pub async fn send_to_from<B: IoBuf>(
+        &self,
+        buf: B,
+        to: SocketAddr,
+        source: PacketInfo,
+    ) -> BufResult<usize, B> {
+        let lent = match Lent::build(buf, IoBuf::bytes_init) {
+            Ok(lent) => lent,
+            Err((error, buf)) => return (Err(error), buf),
+        };
+        let (control, control_len) = encode_packet_info(&source);
+        let resources = SendToInfoRes {
+            shared: self.handle().ptr(),
+            lent,
+            remote: SockAddrBuf::new(&to),
+            control,
+            control_len: control_len as ULONG,
+        };
+        let done = ops::call(resources, submit_send_to_info::<B>).await;
+        let buf = done.resources.lent.buf.into_inner();
+        (
+            check_transferred(done.status, done.information as usize),
+            buf,
+        )
     }
 }

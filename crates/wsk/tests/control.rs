@@ -186,3 +186,48 @@ fn packet_info_reports_each_datagrams_destination() {
         });
     });
 }
+
+/// `send_to_from`: a wildcard-bound socket answers from 127.0.0.2 when
+/// told to (the receiver sees that source), from 127.0.0.1 otherwise; a
+/// source of the other family is refused.
+#[test]
+fn send_to_from_chooses_the_source_address() {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        eprintln!("skipped: the simulated provider chooses sources on Linux hosts");
+        return;
+    }
+    each_policy(|env, _| {
+        block_on(async {
+            let socket = DatagramSocket::bind(env.provider(), "0.0.0.0:0".parse().unwrap())
+                .await
+                .expect("bind");
+            let port = socket.local_address().await.unwrap().port();
+            let receiver = UdpSocket::bind("127.0.0.1:0").unwrap();
+            receiver
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let to: SocketAddr = receiver.local_addr().unwrap();
+            let mut buf = [0u8; 16];
+            let (sent, _) = socket.send_to(b"plain".to_vec(), to).await;
+            sent.expect("send");
+            let (_, from) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(from, SocketAddr::new([127, 0, 0, 1].into(), port));
+            let source = ::wsk::PacketInfo {
+                destination: "127.0.0.2".parse().unwrap(),
+                interface: 0,
+            };
+            let (sent, _) = socket.send_to_from(b"chosen".to_vec(), to, source).await;
+            assert_eq!(sent.expect("send with a source"), 6);
+            let (n, from) = receiver.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"chosen");
+            assert_eq!(from, SocketAddr::new(source.destination, port));
+            let v6 = ::wsk::PacketInfo {
+                destination: "::1".parse().unwrap(),
+                interface: 0,
+            };
+            let (refused, _) = socket.send_to_from(b"x".to_vec(), to, v6).await;
+            assert_eq!(refused.unwrap_err().status(), STATUS_INVALID_PARAMETER);
+            socket.close().await.expect("close");
+        });
+    });
+}

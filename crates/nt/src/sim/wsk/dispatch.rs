@@ -23,6 +23,7 @@ use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept
 use super::super::session::{current, decide_completion};
 use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
+use super::host;
 use super::reactor::Job;
 use super::socket::{
     Decision, Kind, Released, SendKind, SockState, Socket, complete_irp, mark_pending,
@@ -1222,6 +1223,64 @@ unsafe extern "C" fn wsk_release_datagrams(
     )
 }
 
+/// `WskSendTo`'s control information: none, or exactly one `IN_PKTINFO`
+/// (IPv4 socket) / `IN6_PKTINFO` (IPv6 socket) message choosing the
+/// datagram's source address and interface. A length without a buffer (or
+/// the reverse), a message whose length does not fit, or a packet
+/// information of the other family: STATUS_INVALID_PARAMETER; any other
+/// message, or a host that cannot choose the source: STATUS_NOT_SUPPORTED.
+fn send_control_info(
+    length: ULONG,
+    control: PCMSGHDR,
+    family: ADDRESS_FAMILY,
+) -> Result<Option<host::PacketInfo>, NTSTATUS> {
+    if length == 0 && control.is_null() {
+        return Ok(None);
+    }
+    let length = length as usize;
+    if control.is_null() || !(CMSG_DATA_OFFSET..=CONTROL_INPUT_MAX).contains(&length) {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    // SAFETY: the caller's ControlInfo buffer of ControlInfoLength bytes
+    // (WSK contract), read during the call.
+    let bytes = unsafe { core::slice::from_raw_parts(control.cast::<u8>(), length) };
+    // SAFETY: at least a header's bytes (checked above); unaligned read.
+    let header = unsafe { control.read_unaligned() };
+    let message_len = header.cmsg_len as usize;
+    if message_len < CMSG_DATA_OFFSET || message_len > length {
+        return Err(STATUS_INVALID_PARAMETER);
+    }
+    let data = &bytes[CMSG_DATA_OFFSET..message_len];
+    let interface =
+        |at: usize| ULONG::from_ne_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let info = match (header.cmsg_level as ULONG, header.cmsg_type as ULONG) {
+        (IPPROTO_IP, IP_PKTINFO) if family == AF_INET && data.len() == 8 => host::PacketInfo {
+            to: std::net::IpAddr::V4([data[0], data[1], data[2], data[3]].into()),
+            interface: interface(4),
+        },
+        (IPPROTO_IPV6, IPV6_PKTINFO) if family == AF_INET6 && data.len() == 20 => {
+            let mut address = [0u8; 16];
+            address.copy_from_slice(&data[..16]);
+            host::PacketInfo {
+                to: std::net::IpAddr::V6(address.into()),
+                interface: interface(16),
+            }
+        }
+        (IPPROTO_IP, IP_PKTINFO) | (IPPROTO_IPV6, IPV6_PKTINFO) => {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        _ => return Err(STATUS_NOT_SUPPORTED),
+    };
+    // One message only: anything after it is not modelled.
+    if cmsg_space(message_len - CMSG_DATA_OFFSET) < length {
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    if !host::SOURCE_SELECTION {
+        return Err(STATUS_NOT_SUPPORTED);
+    }
+    Ok(Some(info))
+}
+
 unsafe extern "C" fn wsk_send_to(
     Socket: PWSK_SOCKET,
     Buffer: PWSK_BUF,
@@ -1243,10 +1302,10 @@ unsafe extern "C" fn wsk_send_to(
     if Flags != 0 {
         return call.done(STATUS_INVALID_PARAMETER, 0);
     }
-    if ControlInfoLength != 0 || !ControlInfo.is_null() {
-        // No control information is modelled on sends.
-        return call.done(STATUS_NOT_SUPPORTED, 0);
-    }
+    let source = match send_control_info(ControlInfoLength, ControlInfo, call.socket().family) {
+        Ok(source) => source,
+        Err(status) => return call.done(status, 0),
+    };
     // "If the WSK application has set ... a fixed remote transport address
     // ... this pointer is optional and may be NULL": the datagram goes to
     // the fixed address.
@@ -1271,7 +1330,7 @@ unsafe extern "C" fn wsk_send_to(
     };
     let socket = Arc::clone(call.socket());
     let family = socket.family;
-    let decision = socket.with(|st, out| st.send_to(call.irp, data, remote, family, out));
+    let decision = socket.with(|st, out| st.send_to(call.irp, data, (remote, source), family, out));
     call.decided(decision)
 }
 

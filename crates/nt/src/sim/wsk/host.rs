@@ -369,3 +369,103 @@ pub(crate) fn receive_with_info(
 ) -> std::io::Result<(usize, std::net::SocketAddr, Option<PacketInfo>)> {
     socket.recv_from(buf).map(|(n, from)| (n, from, None))
 }
+
+/// Whether [`send_with_info`] can choose a datagram's source (Linux and
+/// Android: `sendmsg` with `IP_PKTINFO` / `IPV6_PKTINFO`).
+pub(crate) const SOURCE_SELECTION: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// `sendmsg` of one datagram to `to`, from `source`'s address and
+/// interface (0: any) when given.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_with_info(
+    socket: &mio::net::UdpSocket,
+    data: &[u8],
+    to: std::net::SocketAddr,
+    source: Option<PacketInfo>,
+) -> std::io::Result<usize> {
+    let Some(source) = source else {
+        return socket.send_to(data, to);
+    };
+    let address = socket2::SockAddr::from(to);
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let mut control = [0u64; 16];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_name = address.as_ptr().cast_mut().cast();
+    msg.msg_namelen = address.len();
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    let (level, kind, len) = match source.to {
+        std::net::IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            core::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        std::net::IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            core::mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    // SAFETY: CMSG_SPACE is arithmetic.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(len as u32) } as _;
+    // SAFETY: the control buffer (128 bytes) holds one message of `len`
+    // bytes; CMSG_FIRSTHDR points at its start.
+    let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    if cmsg.is_null() {
+        return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: CMSG_LEN is arithmetic.
+    let cmsg_len = unsafe { libc::CMSG_LEN(len as u32) } as _;
+    // SAFETY: all-zero is a valid cmsghdr (musl's has padding fields).
+    let mut header: libc::cmsghdr = unsafe { core::mem::zeroed() };
+    header.cmsg_len = cmsg_len;
+    header.cmsg_level = level;
+    header.cmsg_type = kind;
+    // SAFETY: `cmsg` is the first header inside the control buffer (live,
+    // aligned for cmsghdr); only it is written.
+    unsafe { cmsg.write(header) };
+    // SAFETY: as above.
+    let payload = unsafe { libc::CMSG_DATA(cmsg) };
+    match source.to {
+        std::net::IpAddr::V4(from) => {
+            // SAFETY: all-zero is a valid in_pktinfo.
+            let mut pkt: libc::in_pktinfo = unsafe { core::mem::zeroed() };
+            pkt.ipi_spec_dst.s_addr = u32::from(from).to_be();
+            pkt.ipi_ifindex = source.interface as _;
+            // SAFETY: the message's data has room for an in_pktinfo.
+            unsafe { payload.cast::<libc::in_pktinfo>().write_unaligned(pkt) };
+        }
+        std::net::IpAddr::V6(from) => {
+            // SAFETY: all-zero is a valid in6_pktinfo.
+            let mut pkt: libc::in6_pktinfo = unsafe { core::mem::zeroed() };
+            pkt.ipi6_addr.s6_addr = from.octets();
+            pkt.ipi6_ifindex = source.interface;
+            // SAFETY: the message's data has room for an in6_pktinfo.
+            unsafe { payload.cast::<libc::in6_pktinfo>().write_unaligned(pkt) };
+        }
+    }
+    // SAFETY: every pointer in `msg` points to a live local, `data` or the
+    // address, with the lengths given; the descriptor is the socket's own.
+    let n = unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// See the Linux version: this host cannot choose the source (the provider
+/// refuses such sends before they get here).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn send_with_info(
+    socket: &mio::net::UdpSocket,
+    data: &[u8],
+    to: std::net::SocketAddr,
+    _source: Option<PacketInfo>,
+) -> std::io::Result<usize> {
+    socket.send_to(data, to)
+}

@@ -189,6 +189,11 @@
 //!   `SIO_KEEPALIVE_VALS` included (WSK sockets refuse it:
 //!   microsoft/windows-driver-samples issue 1132), is
 //!   STATUS_NOT_SUPPORTED.
+//! - **Packet information**: `IP_PKTINFO` / `IPV6_PKTINFO` on datagram
+//!   sockets; `WskReceiveFrom` returns an `IN(6)_PKTINFO` control message
+//!   (MSG_CTRUNC when the buffer is too small) and `WskSendTo` takes one as
+//!   the datagram's source. Linux hosts only (`recvmsg` / `sendmsg`);
+//!   elsewhere receives carry none and such sends are STATUS_NOT_SUPPORTED.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
 //!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
 //!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than

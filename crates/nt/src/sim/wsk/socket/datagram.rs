@@ -2,7 +2,7 @@
 //! waiting for them.
 
 use super::*;
-use crate::sim::wsk::host::{PacketInfo, receive_with_info};
+use crate::sim::wsk::host::{PacketInfo, receive_with_info, send_with_info};
 
 impl SockState {
     // --- datagram sockets ---
@@ -12,7 +12,7 @@ impl SockState {
         &mut self,
         irp: usize,
         data: Vec<u8>,
-        remote: SocketAddr,
+        (remote, source): (SocketAddr, Option<PacketInfo>),
         family: ADDRESS_FAMILY,
         out: &mut Out,
     ) -> Decision {
@@ -23,7 +23,7 @@ impl SockState {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
         }
         if self.send_tos.is_empty() {
-            match udp.send_to(&data, remote) {
+            match send_with_info(udp, &data, remote, source) {
                 Ok(n) => return Decision::Done(STATUS_SUCCESS, n),
                 Err(error) if is_transient(&error) => {}
                 Err(error) => return Decision::Done(status_from_io(&error), 0),
@@ -39,6 +39,7 @@ impl SockState {
                     irp,
                     data,
                     remote,
+                    source,
                     armed: true,
                 })
             },
@@ -161,7 +162,7 @@ impl SockState {
             return;
         };
         while let Some(mut op) = self.send_tos.pop_front() {
-            match udp.send_to(&op.data, op.remote) {
+            match send_with_info(udp, &op.data, op.remote, op.source) {
                 Err(error) if is_transient(&error) => {
                     self.send_tos.push_front(op);
                     return;

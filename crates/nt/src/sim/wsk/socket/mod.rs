@@ -220,6 +220,9 @@ struct SendToOp {
     irp: usize,
     data: Vec<u8>,
     remote: SocketAddr,
+    /// The source chosen with `IN_PKTINFO` / `IN6_PKTINFO` control
+    /// information.
+    source: Option<super::host::PacketInfo>,
     armed: bool,
 }
 
