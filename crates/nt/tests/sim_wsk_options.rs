@@ -311,11 +311,21 @@ fn reserved_flags_and_parameters_are_checked() {
     let (socket, address) =
         client.datagram(loopback(false), core::ptr::null_mut(), core::ptr::null());
     let buffer = Buffer::from_bytes(b"x");
-    // WskSendTo: Flags reserved (zero), no control information modelled.
-    for (flags, control_length) in [(1, 0), (0, 16)] {
+    // WskSendTo: Flags reserved (zero); control information other than
+    // IN_PKTINFO is not modelled (a well-formed SOL_SOCKET message), and a
+    // message whose cmsg_len is below its header is malformed.
+    for (flags, control_length, well_formed) in [(1, 0, true), (0, 16, true), (0, 16, false)] {
         let mut buf = buffer.wsk_buf();
         let mut remote = sockaddr_from(&address);
-        let mut control = [0u8; 16];
+        let mut control = [0u64; 2];
+        if well_formed && control_length != 0 {
+            control[0] = 16; // cmsg_len: the header alone
+            // cmsg_level SOL_SOCKET, cmsg_type 1.
+            let mut level_type = [0u8; 8];
+            level_type[..4].copy_from_slice(&0xffff_i32.to_ne_bytes());
+            level_type[4..].copy_from_slice(&1_i32.to_ne_bytes());
+            control[1] = u64::from_ne_bytes(level_type);
+        }
         let mut request = Request::new();
         let irp = request.arm();
         // SAFETY: the provider's WskSendTo with our IRP and buffers.
@@ -334,7 +344,7 @@ fn reserved_flags_and_parameters_are_checked() {
                 irp,
             )
         };
-        let expected = if flags != 0 {
+        let expected = if flags != 0 || !well_formed {
             STATUS_INVALID_PARAMETER
         } else {
             STATUS_NOT_SUPPORTED
