@@ -35,7 +35,7 @@
 //! On NT a DPC (and so a completion routine or WSK callback run from one)
 //! runs on whatever thread it interrupted: `PsGetCurrentThread` /
 //! `KeGetCurrentThread` there report *that* thread, "or the idle thread"
-//! (see `docs/sim-policies.md`). The sim's DPC-like threads (the lower
+//! (see `docs/sim-truths.md`). The sim's DPC-like threads (the lower
 //! device's completion thread, the WSK provider, KDPC/timer DPCs) run
 //! driver code at DISPATCH_LEVEL inside `dpc_context`. Under
 //! [`DpcIdentity::Interrupted`](super::config::DpcIdentity) the thread
