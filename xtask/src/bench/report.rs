@@ -639,9 +639,10 @@ fn e2e_section(md: &mut String, e2e: &E2e) {
          loads it (`xtask run`, release build, `NT_SIM=profile=fast`); its WSK provider runs \
          over real host sockets. `driver-sim (wsk_send=copied)` is the same driver with the \
          sim's lenient send completion (a send completes once copied to the host socket instead \
-         of once the peer acknowledged it, which the sim learns by polling the host socket): \
-         the gap between the two rows is a cost of the sim's strict policy, not of the \
-         library. Peers: `tokio-mt` (tokio multi-thread runtime, a task per \
+         of once the peer acknowledged it, which the host reports to the sim as it arrives): \
+         the gap between the two rows is the cost of WSK's send semantics (one send in flight \
+         per connection waits a round trip for the peer's acknowledgement, as on Windows), not \
+         of the library. Peers: `tokio-mt` (tokio multi-thread runtime, a task per \
          connection), `tokio-ct` (current-thread runtime), `std-threads` (blocking, a thread per \
          connection); each echoes through a {}-byte buffer. Every byte echoed is checked.\n",
         p("buffer")
