@@ -235,28 +235,29 @@ impl Reactor {
         }
     }
 
-    /// Runs due timers and queued jobs until none is left.
+    /// Runs the due timers and the jobs queued now, once each, then
+    /// returns to the poll (with a zero timeout if more were queued
+    /// meanwhile). Never "until none is left": a busy socket re-queues
+    /// its kick (see `Socket::pump_reactor`), so under load the queue
+    /// never empties and the readiness of every other socket would wait
+    /// for the poll this loop never returned to (an idle datagram socket
+    /// then missed its datagrams for seconds, and the host dropped them).
     fn run_jobs(&self) {
-        loop {
-            let jobs = {
-                let mut queue = lock(&self.queue);
-                let now = Instant::now();
-                while queue.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-                    if let Some(Reverse(timer)) = queue.timers.pop() {
-                        queue.jobs.push_back(Job::Kick(timer.socket));
-                    }
+        let jobs = {
+            let mut queue = lock(&self.queue);
+            let now = Instant::now();
+            while queue.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+                if let Some(Reverse(timer)) = queue.timers.pop() {
+                    queue.jobs.push_back(Job::Kick(timer.socket));
                 }
-                std::mem::take(&mut queue.jobs)
-            };
-            if jobs.is_empty() {
+            }
+            std::mem::take(&mut queue.jobs)
+        };
+        for job in jobs {
+            if self.stop.load(Ordering::Acquire) {
                 return;
             }
-            for job in jobs {
-                if self.stop.load(Ordering::Acquire) {
-                    return;
-                }
-                Self::run_job(job);
-            }
+            Self::run_job(job);
         }
     }
 }
