@@ -2,7 +2,7 @@
 //! the project's INF checker, the result table on screen, JUnit XML on
 //! disk, and the exit status CI reads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::inf::{self, Mode};
@@ -88,8 +88,8 @@ pub fn run(args: impl Iterator<Item = String>) -> ExitCode {
     }
 }
 
-fn write_junit(path: &PathBuf, xml: &str) {
-    match std::fs::write(path, xml) {
+fn write_junit(path: &Path, xml: &str) {
+    match smoke::report::write_junit(path, xml) {
         Ok(()) => println!("JUnit XML: {}", path.display()),
         Err(e) => eprintln!("xtask smoke: cannot write {}: {e}", path.display()),
     }

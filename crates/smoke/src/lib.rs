@@ -312,7 +312,17 @@ pub fn run(options: &Options) -> Report {
             options.junit.clone(),
         );
         panics::set_last_words(move |panic| {
-            let Ok(mut r) = report.try_lock() else { return };
+            // The main thread holds the report only to push a result; a
+            // few tries, never a blocking lock (this runs in a panic hook).
+            let mut r = None;
+            for _ in 0..200 {
+                if let Ok(guard) = report.try_lock() {
+                    r = Some(guard);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let Some(mut r) = r else { return };
             if let Some((name, df, started)) = *running.lock().unwrap_or_else(|e| e.into_inner()) {
                 r.results.push(TestResult {
                     name,
@@ -326,7 +336,7 @@ pub fn run(options: &Options) -> Report {
             }
             eprintln!("\n{}", r.table());
             if let Some(path) = &junit {
-                let _ = std::fs::write(path, r.junit());
+                let _ = report::write_junit(path, &r.junit());
             }
         });
     }
@@ -388,11 +398,11 @@ pub fn run(options: &Options) -> Report {
             result.duration.as_secs_f64()
         ));
         *running.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        report
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .results
-            .push(result);
+        let mut report = report.lock().unwrap_or_else(|e| e.into_inner());
+        // A panic's last words may have recorded this test already (the
+        // process was expected to abort): the finished result replaces it.
+        report.results.retain(|prior| prior.name != result.name);
+        report.results.push(result);
     }
     drop(progress);
     report.lock().unwrap_or_else(|e| e.into_inner()).clone()

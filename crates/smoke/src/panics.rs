@@ -34,7 +34,13 @@ pub fn install() {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(line.clone());
-            if cfg!(panic = "abort")
+            // A panic aborts the process under panic=abort, and on a
+            // simulated kernel thread under any strategy: it cannot unwind
+            // out of the thread's extern "C" start routine. The main thread
+            // may still be finishing the table then, so the last words are
+            // written here, before the unwinding starts, not left to it.
+            let aborting = cfg!(panic = "abort") || name.starts_with("nt-sim");
+            if aborting
                 && let Some(words) = LAST_WORDS
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())

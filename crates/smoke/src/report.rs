@@ -219,6 +219,23 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// Writes a JUnit file whole or not at all: to a `.partial` file of this
+/// writer's own beside it,
+/// then renamed over it. A panic's last words and the suite's own end may
+/// both write it, and the process may abort between the two: a reader must
+/// never find a truncated file.
+pub fn write_junit(path: &std::path::Path, xml: &str) -> std::io::Result<()> {
+    // One partial file per writer: two writers sharing one would truncate
+    // each other's file, and a rename could publish it half written.
+    static WRITER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let writer = WRITER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.{writer}.partial", std::process::id()));
+    let partial = std::path::PathBuf::from(partial);
+    std::fs::write(&partial, xml)?;
+    std::fs::rename(&partial, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -155,7 +155,7 @@ fn panic_child() {
     // file is written here, as `cargo xtask smoke` does.
     let report = smoke::run(&options);
     eprintln!("{}", report.table());
-    std::fs::write(junit, report.junit()).unwrap();
+    smoke::report::write_junit(std::path::Path::new(&junit), &report.junit()).unwrap();
 }
 
 #[test]
