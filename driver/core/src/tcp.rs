@@ -1,16 +1,21 @@
 //! TCP echo: one accept loop task per listening socket, one task per
 //! connection.
 //!
-//! A connection task receives into one buffer of [`ECHO_BUFFER`] bytes and
-//! sends exactly the bytes received before it receives again, so a peer
-//! that does not read stalls only its own connection (its send does not
-//! complete, the task stops receiving, TCP flow control pushes back on the
-//! peer) and the driver's memory per connection is that one buffer, its
-//! MDL, and one reused IRP per direction (nothing is allocated per round
-//! trip). On the peer's graceful close (a zero-byte receive)
-//! everything received was already echoed: the task disconnects gracefully
-//! and closes, so both directions are finished before `WskCloseSocket` and
-//! the peer sees a clean close. Any error closes the socket abortively.
+//! A connection task receives into one of [`ECHO_BUFFERS`] buffers of
+//! [`ECHO_BUFFER`] bytes and sends exactly the bytes received from that
+//! buffer while it receives into the next one (WSK completes a send only
+//! once the peer acknowledged it, so one buffer at a time would wait a
+//! round trip per buffer). When every buffer is being sent, the task stops
+//! receiving until a send completes, so a peer that does not read stalls
+//! only its own connection (its sends do not complete, the task stops
+//! receiving, TCP flow control pushes back on the peer) and the driver's
+//! memory per connection is those buffers, their MDLs, one reused IRP for
+//! the receives and one per buffer for the sends (nothing is allocated per
+//! round trip). On the peer's graceful close (a zero-byte receive) the task
+//! waits for the sends in flight, so everything received was echoed; then
+//! it disconnects gracefully and closes, so both directions are finished
+//! before `WskCloseSocket` and the peer sees a clean close. Any error
+//! closes the socket abortively.
 //!
 //! With `IdleTimeoutSeconds` set, a receive or a send that makes no
 //! progress for that long ends the connection (counted as idle-closed):
@@ -22,18 +27,25 @@
 //! Every task runs on the executor's thread at PASSIVE_LEVEL; WSK wakes it
 //! from completion routines at DISPATCH_LEVEL.
 
-use core::future::Future;
+use core::future::{Future, poll_fn};
+use core::pin::{Pin, pin};
+use core::task::{Context, Poll};
 use core::time::Duration;
 
-use ::wsk::{Connection, Disconnect, Error, IoBuf, ListenSocket, MdlBuf};
+use ::wsk::{BufResult, Connection, Disconnect, Error, IoBuf, ListenSocket, MdlBuf, Sender};
 use nt::*;
 
 use crate::driver::SharedRef;
 use crate::log;
 use crate::pool::PoolBuf;
 
-/// Bytes of the one buffer each connection echoes through.
+/// Bytes of each buffer a connection echoes through.
 pub const ECHO_BUFFER: usize = 16 * 1024;
+
+/// Buffers per connection: while one buffer's bytes are being sent (WSK
+/// completes a send once the peer acknowledged it), the next receive goes
+/// into another.
+pub const ECHO_BUFFERS: usize = 2;
 
 /// How long an idle-closed connection's graceful disconnect may take
 /// before the close turns abortive.
@@ -175,57 +187,183 @@ async fn within_idle<F: Future>(shared: SharedRef, operation: F) -> Option<F::Ou
     }
 }
 
-/// Receives and sends back exactly what was received, one buffer at a
-/// time, until the peer closes, an error, or the idle timeout. The buffer's
-/// MDL is built once and each direction reuses one IRP ([`wsk::Receiver`],
-/// [`wsk::Sender`]): nothing is allocated per round trip.
+/// An echo buffer: a pool block whose MDL is built once.
+type EchoBuf = MdlBuf<PoolBuf>;
+
+/// A sender (one reused IRP) with the buffer it sent, once the send is
+/// done.
+type SendDone<'c> = (Sender<'c, PoolBuf>, BufResult<usize, EchoBuf>);
+
+/// One send in flight. It owns its sender and its buffer, so it stays in
+/// flight while the loop receives into another buffer.
+async fn send_owned(mut sender: Sender<'_, PoolBuf>, buf: EchoBuf) -> SendDone<'_> {
+    let result = sender.send(buf).await;
+    (sender, result)
+}
+
+/// What the echo loop waited for.
+enum Event<'c> {
+    /// A send completed: the slot it used and what it gave back.
+    Sent(usize, SendDone<'c>),
+    /// The receive in flight completed.
+    Received(BufResult<usize, EchoBuf>),
+}
+
+/// Polls every send in flight; the first that completed empties its slot
+/// and is returned. Pending when none did (or none is in flight).
+fn poll_sends<'c, F: Future<Output = SendDone<'c>>>(
+    shared: SharedRef,
+    sends: &mut [Pin<&mut Option<F>>],
+    cx: &mut Context<'_>,
+) -> Poll<(usize, SendDone<'c>)> {
+    for (slot, send) in sends.iter_mut().enumerate() {
+        let Some(future) = send.as_mut().as_pin_mut() else {
+            continue;
+        };
+        #[cfg(feature = "faults")]
+        let polled = if shared.config.fault == crate::faults::Fault::LostWake {
+            Pin::new(&mut crate::faults::LoseWake(future)).poll(cx)
+        } else {
+            future.poll(cx)
+        };
+        #[cfg(not(feature = "faults"))]
+        let polled = {
+            let _ = shared;
+            future.poll(cx)
+        };
+        if let Poll::Ready(done) = polled {
+            send.set(None);
+            return Poll::Ready((slot, done));
+        }
+    }
+    Poll::Pending
+}
+
+/// Takes a completed send's result: its buffer and sender go back to
+/// `idle`; `false` if it failed or sent fewer bytes than asked.
+fn settle<'c>(
+    shared: SharedRef,
+    idle: &mut [Option<(EchoBuf, Sender<'c, PoolBuf>)>],
+    (slot, (sender, (sent, buf))): (usize, SendDone<'c>),
+) -> bool {
+    match sent {
+        Ok(n) if n == buf.bytes_init() => {
+            shared.stats.bytes_sent.add(n as u64);
+            idle[slot] = Some((buf, sender));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Receives and sends back exactly what was received, until the peer
+/// closes, an error, or the idle timeout.
+///
+/// Through [`ECHO_BUFFERS`] buffers of [`ECHO_BUFFER`] bytes, each with its
+/// own sender (one reused IRP, [`wsk::Sender`]): the bytes of one receive
+/// are sent from their buffer while the next receive goes into another.
+/// WSK completes a send only once the peer acknowledged its bytes (it does
+/// no send buffering), so with one buffer the connection would wait a
+/// round trip after every buffer; here up to `ECHO_BUFFERS` sends are in
+/// flight and a receive is posted whenever a buffer is free. Sends are
+/// submitted in the order their bytes were received, so the echo keeps
+/// the stream's order. When every buffer is being sent the loop stops
+/// receiving until a send completes: a peer that does not read stalls its
+/// own connection only, with at most `ECHO_BUFFERS` buffers of its bytes
+/// held. Each buffer's MDL is built once and every IRP is reused: nothing
+/// is allocated per round trip.
+///
+/// The idle timeout applies to every wait: one that sees neither a receive
+/// nor a send complete for that long ends the connection.
 async fn echo(shared: SharedRef, connection: &Connection) -> End {
     let stats = &shared.stats;
-    let Some(buf) = PoolBuf::with_capacity(ECHO_BUFFER) else {
-        return End::Failed;
-    };
-    let Ok(mut buf) = MdlBuf::new(buf) else {
-        return End::Failed;
-    };
-    let (Ok(mut receiver), Ok(mut sender)) = (connection.receiver(), connection.sender()) else {
-        return End::Failed;
-    };
-    loop {
-        buf.clear();
-        let Some((received, back)) = within_idle(shared, receiver.receive(buf)).await else {
-            return End::Idle;
+    let mut idle: [Option<(EchoBuf, Sender<'_, PoolBuf>)>; ECHO_BUFFERS] =
+        [const { None }; ECHO_BUFFERS];
+    for slot in &mut idle {
+        let Some(buf) = PoolBuf::with_capacity(ECHO_BUFFER) else {
+            return End::Failed;
         };
-        buf = back;
+        let (Ok(buf), Ok(sender)) = (MdlBuf::new(buf), connection.sender()) else {
+            return End::Failed;
+        };
+        *slot = Some((buf, sender));
+    }
+    let Ok(mut receiver) = connection.receiver() else {
+        return End::Failed;
+    };
+    // The sends in flight, by slot: a slot is idle or sending. (Dropped
+    // before `receiver` and `idle` on every return: in flight, that
+    // cancels them.)
+    let mut send_0 = pin!(None);
+    let mut send_1 = pin!(None);
+    let mut sends: [Pin<&mut Option<_>>; ECHO_BUFFERS] = [send_0.as_mut(), send_1.as_mut()];
+    loop {
+        // A free buffer, or wait until a send frees one.
+        let Some((slot, (mut buf, sender))) = idle
+            .iter_mut()
+            .enumerate()
+            .find_map(|(slot, entry)| entry.take().map(|entry| (slot, entry)))
+        else {
+            let wait = poll_fn(|cx| poll_sends(shared, &mut sends, cx));
+            match within_idle(shared, wait).await {
+                Some(done) => {
+                    if !settle(shared, &mut idle, done) {
+                        return End::Failed;
+                    }
+                    continue;
+                }
+                None => return End::Idle,
+            }
+        };
+        buf.clear();
+        // Receive while the sends in flight go on.
+        let (received, buf) = {
+            let mut receive = pin!(receiver.receive(buf));
+            loop {
+                let wait = poll_fn(|cx| {
+                    if let Poll::Ready(done) = poll_sends(shared, &mut sends, cx) {
+                        return Poll::Ready(Event::Sent(done.0, done.1));
+                    }
+                    receive.as_mut().poll(cx).map(Event::Received)
+                });
+                match within_idle(shared, wait).await {
+                    Some(Event::Received(received)) => break received,
+                    Some(Event::Sent(done_slot, done)) => {
+                        if !settle(shared, &mut idle, (done_slot, done)) {
+                            return End::Failed;
+                        }
+                    }
+                    None => return End::Idle,
+                }
+            }
+        };
         match received {
-            Ok(0) => return End::PeerClosed,
+            Ok(0) => {
+                // The peer closed: the echo is complete once every send
+                // in flight is.
+                idle[slot] = Some((buf, sender));
+                while sends.iter().any(|send| send.is_some()) {
+                    let wait = poll_fn(|cx| poll_sends(shared, &mut sends, cx));
+                    match within_idle(shared, wait).await {
+                        Some(done) => {
+                            if !settle(shared, &mut idle, done) {
+                                return End::Failed;
+                            }
+                        }
+                        None => return End::Idle,
+                    }
+                }
+                return End::PeerClosed;
+            }
             Ok(n) => stats.bytes_received.add(n as u64),
             Err(_) => return End::Failed,
         }
         #[cfg(feature = "faults")]
-        match shared.config.fault {
-            crate::faults::Fault::PanicInTask => panic!("fault 5: a connection task panics"),
-            crate::faults::Fault::LostWake => {
-                let send = core::pin::pin!(sender.send(buf));
-                let Some((sent, back)) = within_idle(shared, crate::faults::LoseWake(send)).await
-                else {
-                    return End::Idle;
-                };
-                buf = back;
-                match sent {
-                    Ok(n) if n == buf.bytes_init() => stats.bytes_sent.add(n as u64),
-                    _ => return End::Failed,
-                }
-                continue;
-            }
-            _ => {}
+        if shared.config.fault == crate::faults::Fault::PanicInTask {
+            panic!("fault 5: a connection task panics");
         }
-        let Some((sent, back)) = within_idle(shared, sender.send(buf)).await else {
-            return End::Idle;
-        };
-        buf = back;
-        match sent {
-            Ok(n) if n == buf.bytes_init() => stats.bytes_sent.add(n as u64),
-            _ => return End::Failed,
-        }
+        // Submitted at the next wait (which polls it first), before the
+        // next receive is posted.
+        sends[slot].set(Some(send_owned(sender, buf)));
     }
 }

@@ -12,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
+use echo_driver::tcp::{ECHO_BUFFER, ECHO_BUFFERS};
 use nt::sim::CallbackIrql;
 
 #[test]
@@ -143,6 +144,116 @@ fn the_connection_limit_is_honoured_and_excess_connections_are_refused() {
         });
         let data = pattern(1000, 3);
         assert!(echo_round_trip(rig.tcp(), &data) == data);
+        rig.unload();
+    }
+}
+
+/// A connection's echo allocates nothing per round trip: its buffers,
+/// their MDLs and its IRPs are made once (pool allocations counted by the
+/// simulated kernel, IRPs and MDLs included).
+#[test]
+fn an_open_connection_allocates_nothing_per_round_trip() {
+    const ROUNDS: u64 = 200;
+    for config in policies() {
+        let rig = Rig::load(config, &[]);
+        let mut stream = TcpStream::connect(rig.tcp()).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut round = |i: u64| {
+            let data = pattern(4096, i);
+            stream.write_all(&data).unwrap();
+            let mut back = vec![0; data.len()];
+            stream.read_exact(&mut back).unwrap();
+            assert!(back == data, "round {i} ({config})");
+        };
+        // Warm up: the task, its buffers and IRPs, lazily made tables.
+        round(0);
+        rig.wait_stats("the first echo counted", |s| s.bytes_sent == 4096);
+        let before = rig.session.pool_stats();
+        for i in 1..=ROUNDS {
+            round(i);
+        }
+        // (Read before any statistics IOCTL: each allocates its IRP.)
+        let after = rig.session.pool_stats();
+        assert_eq!(
+            after.allocations - before.allocations,
+            0,
+            "pool allocations (IRPs, MDLs, blocks) over {ROUNDS} round trips ({config})"
+        );
+        drop(stream);
+        rig.wait_stats("the connection closed", |s| s.connections_current == 0);
+        rig.unload();
+    }
+}
+
+/// While a send waits for the peer's acknowledgement the driver keeps
+/// receiving into its other buffer: a client that sends and never reads
+/// stalls its connection with more than one buffer of its bytes received
+/// and not yet echoed (one buffer at a time would hold at most
+/// `ECHO_BUFFER`), and never more than `ECHO_BUFFERS` of them.
+#[test]
+fn the_next_receive_goes_on_while_a_send_waits_for_its_acknowledgement() {
+    for config in policies()
+        .into_iter()
+        .filter(|c| c.wsk.callback_irql == CallbackIrql::Dispatch)
+    {
+        let rig = Rig::load(config, &[]);
+        // Small buffers on the client's side: its receive window fills
+        // after a few KiB of echo, and then the driver's send in flight is
+        // never acknowledged.
+        let client = {
+            let socket =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            socket.set_send_buffer_size(4096).unwrap();
+            socket.connect(&rig.tcp().into()).unwrap();
+            TcpStream::from(socket)
+        };
+        client
+            .set_write_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            thread::spawn(move || {
+                let data = pattern(4 << 20, 5);
+                let mut sent = 0;
+                while sent < data.len() {
+                    match client.write(&data[sent..]) {
+                        Ok(n) => sent += n,
+                        Err(_) => break, // blocked: the driver stopped reading
+                    }
+                }
+            })
+        };
+        // The stall: nothing moves between two reads of the counters.
+        let deadline = Instant::now() + DEADLINE;
+        let mut last = rig.stats();
+        let stalled = loop {
+            thread::sleep(Duration::from_millis(200));
+            let now = rig.stats();
+            if now.bytes_received > 0
+                && (now.bytes_received, now.bytes_sent) == (last.bytes_received, last.bytes_sent)
+            {
+                break now;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the echo never stalled ({config})"
+            );
+            last = now;
+        };
+        writer.join().unwrap();
+        let held = stalled.bytes_received - stalled.bytes_sent;
+        assert!(
+            held > ECHO_BUFFER as u64,
+            "the driver stopped receiving with {held} bytes received and not echoed: no \
+             receive while its send waited ({config})"
+        );
+        assert!(
+            held <= (ECHO_BUFFERS * ECHO_BUFFER) as u64,
+            "{held} bytes held: more than {ECHO_BUFFERS} buffers ({config})"
+        );
+        drop(client);
+        rig.wait_stats("the connection closed", |s| s.connections_current == 0);
         rig.unload();
     }
 }
