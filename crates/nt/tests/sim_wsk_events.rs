@@ -42,6 +42,8 @@ struct Events {
     bad_irql: AtomicU32,
     missing_flag: AtomicU32,
     datagrams: Mutex<Vec<(Vec<u8>, std::net::SocketAddr)>>,
+    /// Each indicated datagram's control information, copied.
+    controls: Mutex<Vec<Vec<u8>>>,
     /// Block in the receive callback until cleared.
     block: AtomicBool,
     in_callback: AtomicBool,
@@ -183,6 +185,14 @@ unsafe extern "C" fn on_receive_from(
             let data = read_wsk_buf(&(*indication).Buffer);
             let from = read_sockaddr((*indication).RemoteAddress).unwrap();
             got.push((data, from));
+            let length = (*indication).ControlInfoLength as usize;
+            let control = if (*indication).ControlInfo.is_null() {
+                assert_eq!(length, 0, "a control length without control information");
+                Vec::new()
+            } else {
+                core::slice::from_raw_parts((*indication).ControlInfo.cast::<u8>(), length).to_vec()
+            };
+            e.controls.lock().unwrap().push(control);
             indication = (*indication).Next;
         }
     }
@@ -704,6 +714,70 @@ fn retained_datagram_chains_and_several_senders() {
                 );
             }
             assert_eq!(stats(&session).indications_retained, 0);
+            assert_eq!(close(socket), STATUS_SUCCESS);
+            client.deregister();
+            finish(session);
+        }
+    }
+}
+
+/// IP_PKTINFO / IPV6_PKTINFO on a datagram socket: each indicated
+/// datagram carries one `IN_PKTINFO` / `IN6_PKTINFO` control message (its
+/// destination and interface), as `WskReceiveFrom` does; none without the
+/// option.
+#[test]
+fn datagram_indications_carry_packet_information_when_asked() {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        eprintln!("skipped: the simulated provider reports packet information on Linux hosts");
+        return;
+    }
+    for policy in POLICIES {
+        for v6 in [false, true] {
+            let session = session(policy);
+            let e = new_events();
+            e.data_mode.store(ACCEPT_ALL, Ordering::SeqCst);
+            let client = Client::register();
+            let wildcard: std::net::SocketAddr =
+                if v6 { "[::]:0" } else { "0.0.0.0:0" }.parse().unwrap();
+            let (socket, address) = client.datagram(wildcard, ctx(e), &DATAGRAM_EVENTS);
+            let to = std::net::SocketAddr::new(loopback(v6).ip(), address.port());
+            assert_eq!(set_events(socket, WSK_EVENT_RECEIVE_FROM), STATUS_SUCCESS);
+            let sender = UdpSocket::bind(loopback(v6)).unwrap();
+            sender.send_to(b"plain", to).unwrap();
+            eventually("the first datagram", || {
+                e.controls.lock().unwrap().len() == 1
+            });
+            assert_eq!(e.controls.lock().unwrap()[0], b"", "none unless asked");
+            let (level, code, data_len) = if v6 {
+                (IPPROTO_IPV6, IPV6_PKTINFO, 20)
+            } else {
+                (IPPROTO_IP, IP_PKTINFO, 8)
+            };
+            assert_eq!(set_option(socket, level, code, 1), STATUS_SUCCESS);
+            sender.send_to(b"with info", to).unwrap();
+            eventually("the second datagram", || {
+                e.controls.lock().unwrap().len() == 2
+            });
+            let control = e.controls.lock().unwrap()[1].clone();
+            assert_eq!(control.len(), cmsg_space(data_len), "{control:?}");
+            let word = |at: usize| u32::from_ne_bytes(control[at..at + 4].try_into().unwrap());
+            assert_eq!(
+                u64::from_ne_bytes(control[..8].try_into().unwrap()) as usize,
+                CMSG_DATA_OFFSET + data_len,
+                "cmsg_len"
+            );
+            assert_eq!((word(8), word(12)), (level, code));
+            let data = &control[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + data_len];
+            let destination: std::net::IpAddr = if v6 {
+                <[u8; 16]>::try_from(&data[..16]).unwrap().into()
+            } else {
+                <[u8; 4]>::try_from(&data[..4]).unwrap().into()
+            };
+            assert_eq!(destination, to.ip(), "the datagram's destination");
+            let interface = u32::from_ne_bytes(data[data_len - 4..].try_into().unwrap());
+            assert!(interface > 0, "the loopback interface's index");
+            let datagrams = e.datagrams.lock().unwrap().clone();
+            assert_eq!(datagrams[1].0, b"with info");
             assert_eq!(close(socket), STATUS_SUCCESS);
             client.deregister();
             finish(session);

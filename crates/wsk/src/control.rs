@@ -269,7 +269,7 @@ fn submit_receive_from_info<B: IoBufMut>(irp: PIRP, r: &mut RecvFromInfoRes<B>) 
 }
 
 /// The packet information in a control buffer of `len` bytes, if any.
-fn parse_packet_info(control: &[u8]) -> Option<PacketInfo> {
+pub(crate) fn parse_packet_info(control: &[u8]) -> Option<PacketInfo> {
     let header = CMSG_DATA_OFFSET;
     let at = core::mem::size_of::<SIZE_T>();
     let mut offset = 0;

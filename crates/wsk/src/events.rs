@@ -269,6 +269,7 @@ impl core::fmt::Debug for Datagram<'_> {
         f.debug_struct("Datagram")
             .field("len", &self.len())
             .field("remote", &self.remote())
+            .field("packet_info", &self.packet_info())
             .finish()
     }
 }
@@ -300,6 +301,14 @@ impl<'a> Datagram<'a> {
         // SAFETY: the provider's control buffer of that length, live with
         // the chain.
         unsafe { core::slice::from_raw_parts(self.element.ControlInfo.cast::<u8>(), length) }
+    }
+
+    /// Its destination address and arrival interface, when the socket
+    /// asked for them ([`crate::DatagramSocket::set_packet_info`]) and WSK
+    /// put an `IN_PKTINFO` / `IN6_PKTINFO` message in its control
+    /// information; `None` otherwise.
+    pub fn packet_info(&self) -> Option<crate::PacketInfo> {
+        crate::control::parse_packet_info(self.control())
     }
 
     /// Its bytes as slices (zero-copy).

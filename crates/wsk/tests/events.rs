@@ -437,3 +437,55 @@ fn receive_from_events_backpressure_keeps_the_datagrams() {
         });
     });
 }
+
+/// `Datagram::packet_info`: with `set_packet_info` on, every indicated
+/// datagram says which of a wildcard-bound socket's addresses it was sent
+/// to (127.0.0.1 or 127.0.0.2; ::1 for IPv6); without it, nothing.
+#[test]
+fn receive_from_events_report_packet_information() {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        eprintln!("skipped: the simulated provider reports packet information on Linux hosts");
+        return;
+    }
+    each_policy(|env, _| {
+        for v6 in [false, true] {
+            block_on(async {
+                let wildcard = if v6 { "[::]:0" } else { "0.0.0.0:0" };
+                let socket = DatagramSocket::bind(env.provider(), wildcard.parse().unwrap())
+                    .await
+                    .expect("bind");
+                let port = socket.local_address().await.unwrap().port();
+                let mut events = socket.receive_from_events(8).expect("events");
+                let sender = UdpSocket::bind(loopback(v6)).unwrap();
+                let to = SocketAddr::new(loopback(v6).ip(), port);
+                sender.send_to(b"plain", to).unwrap();
+                let chain = next(&mut events).await.unwrap().expect("datagram");
+                let first = chain.iter().next().unwrap();
+                assert_eq!(first.packet_info(), None, "none unless asked");
+                drop(chain);
+                socket.set_packet_info(true).await.expect("packet info on");
+                let destinations: &[&str] = if v6 {
+                    &["::1"]
+                } else {
+                    &["127.0.0.1", "127.0.0.2"]
+                };
+                for destination in destinations {
+                    let ip: std::net::IpAddr = destination.parse().unwrap();
+                    sender
+                        .send_to(destination.as_bytes(), SocketAddr::new(ip, port))
+                        .unwrap();
+                    let chain = next(&mut events).await.unwrap().expect("datagram");
+                    let datagram = chain.iter().next().unwrap();
+                    let mut buf = vec![0u8; datagram.len()];
+                    datagram.copy_to(&mut buf);
+                    assert_eq!(buf, destination.as_bytes());
+                    let info = datagram.packet_info().expect("packet information");
+                    assert_eq!(info.destination, ip);
+                    assert!(info.interface > 0, "the loopback interface's index");
+                }
+                drop(events);
+                socket.close().await.expect("close");
+            });
+        }
+    });
+}

@@ -307,12 +307,21 @@ pub(crate) struct Datagram {
     pub(crate) info: Option<super::host::PacketInfo>,
 }
 
+/// Room for one control message of packet information (`IN6_PKTINFO`,
+/// the larger), aligned for `WSACMSGHDR`.
+const CONTROL_WORDS: usize = cmsg_space(core::mem::size_of::<IN6_PKTINFO>()).div_ceil(8);
+
 /// A chain of `WSK_DATAGRAM_INDICATION`s over provider memory: what a
-/// `WskReceiveFromEvent` is handed.
+/// `WskReceiveFromEvent` is handed. A datagram with packet information
+/// (the socket asked for `IP_PKTINFO` / `IPV6_PKTINFO`) carries it as one
+/// control message in `ControlInfo` / `ControlInfoLength`, in provider
+/// memory that lives as long as the chain: until the client releases it,
+/// or the callback returns when it did not retain it.
 pub(crate) struct DatagramIndication {
     nodes: Box<[WSK_DATAGRAM_INDICATION]>,
     _mdls: Box<[Option<ProviderMdl>]>,
     _addresses: Box<[SOCKADDR_STORAGE]>,
+    _controls: Box<[[u64; CONTROL_WORDS]]>,
     datagrams: Vec<Datagram>,
 }
 
@@ -333,6 +342,27 @@ impl DatagramIndication {
         let mut addresses: Box<[SOCKADDR_STORAGE]> =
             datagrams.iter().map(|d| sockaddr_from(&d.from)).collect();
         let address_base = addresses.as_mut_ptr();
+        let mut controls: Box<[[u64; CONTROL_WORDS]]> =
+            datagrams.iter().map(|_| [0u64; CONTROL_WORDS]).collect();
+        let lengths: Vec<usize> = datagrams
+            .iter()
+            .zip(controls.iter_mut())
+            .map(|(d, control)| match &d.info {
+                Some(info) => {
+                    // SAFETY: `control` is CONTROL_WORDS live, initialised
+                    // u64s; viewed as their bytes.
+                    let room = unsafe {
+                        core::slice::from_raw_parts_mut(
+                            control.as_mut_ptr().cast::<u8>(),
+                            CONTROL_WORDS * 8,
+                        )
+                    };
+                    write_packet_info(room, info).unwrap_or(0)
+                }
+                None => 0,
+            })
+            .collect();
+        let control_base = controls.as_mut_ptr();
         let mut nodes: Box<[WSK_DATAGRAM_INDICATION]> = datagrams
             .iter()
             .zip(mdls.iter())
@@ -346,8 +376,12 @@ impl DatagramIndication {
                     Offset: 0,
                     Length: d.data.len() as SIZE_T,
                 },
-                ControlInfo: core::ptr::null_mut(),
-                ControlInfoLength: 0,
+                ControlInfo: if lengths[i] == 0 {
+                    core::ptr::null_mut()
+                } else {
+                    control_base.wrapping_add(i).cast()
+                },
+                ControlInfoLength: lengths[i] as ULONG,
                 RemoteAddress: address_base.wrapping_add(i).cast(),
             })
             .collect();
@@ -359,6 +393,7 @@ impl DatagramIndication {
             nodes,
             _mdls: mdls,
             _addresses: addresses,
+            _controls: controls,
             datagrams,
         }
     }
@@ -382,4 +417,35 @@ impl DatagramIndication {
     pub(crate) fn into_datagrams(self) -> Vec<Datagram> {
         self.datagrams
     }
+}
+
+/// Writes `info` as one control message (`IN_PKTINFO` at level
+/// `IPPROTO_IP`, or `IN6_PKTINFO` at `IPPROTO_IPV6`, after a `WSACMSGHDR`)
+/// into `room`; returns its length, `None` when it does not fit (the
+/// receive then reports `MSG_CTRUNC` and no control information).
+pub(crate) fn write_packet_info(room: &mut [u8], info: &super::host::PacketInfo) -> Option<usize> {
+    let (level, kind, data): (ULONG, ULONG, Vec<u8>) = match info.to {
+        std::net::IpAddr::V4(to) => {
+            let mut data = to.octets().to_vec();
+            data.extend_from_slice(&info.interface.to_ne_bytes());
+            (IPPROTO_IP, IP_PKTINFO, data)
+        }
+        std::net::IpAddr::V6(to) => {
+            let mut data = to.octets().to_vec();
+            data.extend_from_slice(&info.interface.to_ne_bytes());
+            (IPPROTO_IPV6, IPV6_PKTINFO, data)
+        }
+    };
+    let space = cmsg_space(data.len());
+    if room.len() < space {
+        return None;
+    }
+    let header_len = (CMSG_DATA_OFFSET + data.len()) as SIZE_T;
+    room[..space].fill(0);
+    let at = core::mem::size_of::<SIZE_T>();
+    room[..at].copy_from_slice(&header_len.to_ne_bytes());
+    room[at..at + 4].copy_from_slice(&(level as i32).to_ne_bytes());
+    room[at + 4..at + 8].copy_from_slice(&(kind as i32).to_ne_bytes());
+    room[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + data.len()].copy_from_slice(&data);
+    Some(space)
 }

@@ -161,9 +161,8 @@
 //!   status the session's [`DatagramTruncation`](super::DatagramTruncation)
 //!   policy says (STATUS_BUFFER_OVERFLOW by default, as AFD completes a
 //!   truncated receive; STATUS_SUCCESS under the other policy: the DDI page
-//!   documents only the flag). No control information is produced
-//!   (`*ControlLength` = 0) or consumed (WskSendTo with control information:
-//!   STATUS_NOT_SUPPORTED). The reserved `Flags` of WskSendTo and
+//!   documents only the flag). Control information: packet information
+//!   only (below). The reserved `Flags` of WskSendTo and
 //!   WskReceiveFrom must be 0 (STATUS_INVALID_PARAMETER). Datagrams wait in
 //!   the host socket until a `WskReceiveFrom` or an enabled callback takes
 //!   them (the host drops what overflows its buffer, like a real stack).
@@ -191,8 +190,10 @@
 //!   STATUS_NOT_SUPPORTED.
 //! - **Packet information**: `IP_PKTINFO` / `IPV6_PKTINFO` on datagram
 //!   sockets; `WskReceiveFrom` returns an `IN(6)_PKTINFO` control message
-//!   (MSG_CTRUNC when the buffer is too small) and `WskSendTo` takes one as
-//!   the datagram's source. Linux hosts only (`recvmsg` / `sendmsg`);
+//!   (MSG_CTRUNC when the buffer is too small), each datagram of a
+//!   `WskReceiveFromEvent` chain carries one in `ControlInfo` /
+//!   `ControlInfoLength` (provider memory, alive as long as the chain), and
+//!   `WskSendTo` takes one as the datagram's source. Linux hosts only (`recvmsg` / `sendmsg`);
 //!   elsewhere receives carry none and such sends are STATUS_NOT_SUPPORTED.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
 //!   conditional accept (`WskInspectComplete`), `WskSendMessages`,

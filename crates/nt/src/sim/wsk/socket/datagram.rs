@@ -2,6 +2,7 @@
 //! waiting for them.
 
 use super::*;
+use crate::sim::wsk::buf::write_packet_info;
 use crate::sim::wsk::host::{PacketInfo, receive_with_info, send_with_info};
 
 impl SockState {
@@ -231,35 +232,4 @@ pub(super) fn deliver_datagram(
         _ => STATUS_SUCCESS,
     };
     (status, copied)
-}
-
-/// Writes `info` as one control message (`IN_PKTINFO` at level
-/// `IPPROTO_IP`, or `IN6_PKTINFO` at `IPPROTO_IPV6`, after a `WSACMSGHDR`)
-/// into `room`; returns its length, `None` when it does not fit (the
-/// receive then reports `MSG_CTRUNC` and no control information).
-fn write_packet_info(room: &mut [u8], info: &PacketInfo) -> Option<usize> {
-    let (level, kind, data): (ULONG, ULONG, Vec<u8>) = match info.to {
-        std::net::IpAddr::V4(to) => {
-            let mut data = to.octets().to_vec();
-            data.extend_from_slice(&info.interface.to_ne_bytes());
-            (IPPROTO_IP, IP_PKTINFO, data)
-        }
-        std::net::IpAddr::V6(to) => {
-            let mut data = to.octets().to_vec();
-            data.extend_from_slice(&info.interface.to_ne_bytes());
-            (IPPROTO_IPV6, IPV6_PKTINFO, data)
-        }
-    };
-    let space = cmsg_space(data.len());
-    if room.len() < space {
-        return None;
-    }
-    let header_len = (CMSG_DATA_OFFSET + data.len()) as SIZE_T;
-    room[..space].fill(0);
-    let at = core::mem::size_of::<SIZE_T>();
-    room[..at].copy_from_slice(&header_len.to_ne_bytes());
-    room[at..at + 4].copy_from_slice(&(level as i32).to_ne_bytes());
-    room[at + 4..at + 8].copy_from_slice(&(kind as i32).to_ne_bytes());
-    room[CMSG_DATA_OFFSET..CMSG_DATA_OFFSET + data.len()].copy_from_slice(&data);
-    Some(space)
 }
