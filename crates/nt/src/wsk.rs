@@ -305,6 +305,73 @@ pub struct IN6_PKTINFO {
     pub ipi6_ifindex: ULONG,
 }
 
+// --- Multicast (Winsock's IPPROTO_IP / IPPROTO_IPV6 option pages; the
+// values are Windows' ws2ipdef.h ones, not a Unix host's) ---
+
+/// `IP_MULTICAST_IF` (level `IPPROTO_IP`, a DWORD: the outgoing interface's
+/// IPv4 address in network byte order, or an interface index written as
+/// 0.x.x.x; 0 = the default interface).
+pub const IP_MULTICAST_IF: ULONG = 9;
+/// `IP_MULTICAST_TTL` (level `IPPROTO_IP`, DWORD, at most 255; 1 by
+/// default).
+pub const IP_MULTICAST_TTL: ULONG = 10;
+/// `IP_MULTICAST_LOOP` (level `IPPROTO_IP`, DWORD boolean, TRUE by
+/// default). On Windows it is set on the *receiving* socket: FALSE means
+/// this socket receives no multicast sent from the local machine (unlike
+/// POSIX, where the sender sets it).
+pub const IP_MULTICAST_LOOP: ULONG = 11;
+/// `IP_ADD_MEMBERSHIP` (level `IPPROTO_IP`, an [`IP_MREQ`]; set only).
+pub const IP_ADD_MEMBERSHIP: ULONG = 12;
+/// `IP_DROP_MEMBERSHIP` (level `IPPROTO_IP`, an [`IP_MREQ`]; set only).
+pub const IP_DROP_MEMBERSHIP: ULONG = 13;
+/// `IP_ADD_SOURCE_MEMBERSHIP` (level `IPPROTO_IP`, an [`IP_MREQ_SOURCE`]).
+pub const IP_ADD_SOURCE_MEMBERSHIP: ULONG = 15;
+/// `IP_DROP_SOURCE_MEMBERSHIP` (level `IPPROTO_IP`, an [`IP_MREQ_SOURCE`]).
+pub const IP_DROP_SOURCE_MEMBERSHIP: ULONG = 16;
+/// `IPV6_MULTICAST_IF` (level `IPPROTO_IPV6`, DWORD: an interface index in
+/// host byte order; 0 = the default interface).
+pub const IPV6_MULTICAST_IF: ULONG = 9;
+/// `IPV6_MULTICAST_HOPS` (level `IPPROTO_IPV6`, DWORD, at most 255).
+pub const IPV6_MULTICAST_HOPS: ULONG = 10;
+/// `IPV6_MULTICAST_LOOP` (level `IPPROTO_IPV6`, DWORD boolean).
+pub const IPV6_MULTICAST_LOOP: ULONG = 11;
+/// `IPV6_ADD_MEMBERSHIP` (level `IPPROTO_IPV6`, an [`IPV6_MREQ`]).
+pub const IPV6_ADD_MEMBERSHIP: ULONG = 12;
+/// `IPV6_JOIN_GROUP`: the same option as [`IPV6_ADD_MEMBERSHIP`].
+pub const IPV6_JOIN_GROUP: ULONG = IPV6_ADD_MEMBERSHIP;
+/// `IPV6_DROP_MEMBERSHIP` (level `IPPROTO_IPV6`, an [`IPV6_MREQ`]).
+pub const IPV6_DROP_MEMBERSHIP: ULONG = 13;
+/// `IPV6_LEAVE_GROUP`: the same option as [`IPV6_DROP_MEMBERSHIP`].
+pub const IPV6_LEAVE_GROUP: ULONG = IPV6_DROP_MEMBERSHIP;
+
+/// `IP_MREQ`: an IPv4 multicast group and the interface to join it on
+/// (its address, or an index written as 0.x.x.x; 0.0.0.0 = the default).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IP_MREQ {
+    pub imr_multiaddr: IN_ADDR,
+    pub imr_interface: IN_ADDR,
+}
+
+/// `IP_MREQ_SOURCE`: a source-specific IPv4 membership. Windows' order:
+/// group, *source*, interface (Linux puts the interface second).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IP_MREQ_SOURCE {
+    pub imr_multiaddr: IN_ADDR,
+    pub imr_sourceaddr: IN_ADDR,
+    pub imr_interface: IN_ADDR,
+}
+
+/// `IPV6_MREQ`: an IPv6 multicast group and the interface index to join it
+/// on (0 = the default).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IPV6_MREQ {
+    pub ipv6mr_multiaddr: IN6_ADDR,
+    pub ipv6mr_interface: ULONG,
+}
+
 /// `WSA_CMSGDATA_ALIGN(sizeof(WSACMSGHDR))`: where a control message's
 /// data begins after its header (x64: 16).
 pub const CMSG_DATA_OFFSET: usize = (core::mem::size_of::<CMSGHDR>() + 7) & !7;

@@ -277,3 +277,32 @@ fn packet_info_layouts() {
     assert_eq!(cmsg_space(8), 24);
     assert_eq!(cmsg_space(20), 40);
 }
+
+/// Multicast option values and structures as Windows' ws2ipdef.h has them
+/// (not a Unix host's: Linux's IP_ADD_MEMBERSHIP is 35, and its
+/// ip_mreq_source puts the interface before the source).
+#[test]
+fn multicast_layouts() {
+    use core::mem::{offset_of, size_of};
+    assert_eq!(
+        (IP_MULTICAST_IF, IP_MULTICAST_TTL, IP_MULTICAST_LOOP),
+        (9, 10, 11)
+    );
+    assert_eq!((IP_ADD_MEMBERSHIP, IP_DROP_MEMBERSHIP), (12, 13));
+    assert_eq!(
+        (IP_ADD_SOURCE_MEMBERSHIP, IP_DROP_SOURCE_MEMBERSHIP),
+        (15, 16)
+    );
+    assert_eq!(
+        (IPV6_MULTICAST_IF, IPV6_MULTICAST_HOPS, IPV6_MULTICAST_LOOP),
+        (9, 10, 11)
+    );
+    assert_eq!((IPV6_JOIN_GROUP, IPV6_LEAVE_GROUP), (12, 13));
+    assert_eq!(size_of::<IP_MREQ>(), 8);
+    assert_eq!(offset_of!(IP_MREQ, imr_interface), 4);
+    assert_eq!(size_of::<IP_MREQ_SOURCE>(), 12);
+    assert_eq!(offset_of!(IP_MREQ_SOURCE, imr_sourceaddr), 4);
+    assert_eq!(offset_of!(IP_MREQ_SOURCE, imr_interface), 8);
+    assert_eq!(size_of::<IPV6_MREQ>(), 20);
+    assert_eq!(offset_of!(IPV6_MREQ, ipv6mr_interface), 16);
+}

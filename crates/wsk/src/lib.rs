@@ -59,6 +59,7 @@ mod datagram;
 mod error;
 mod events;
 mod listen;
+mod multicast;
 mod ops;
 mod pool;
 pub mod queue;

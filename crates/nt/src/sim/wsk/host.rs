@@ -370,6 +370,49 @@ pub(crate) fn receive_with_info(
     socket.recv_from(buf).map(|(n, from)| (n, from, None))
 }
 
+/// Whether [`receive_with_info`] reports each datagram's destination
+/// (Linux and Android: `recvmsg` with `IP_PKTINFO` / `IPV6_RECVPKTINFO`).
+pub(crate) const PACKET_INFO: bool = cfg!(any(target_os = "linux", target_os = "android"));
+
+/// Whether `address` is one of this host's own (a datagram from it was
+/// sent from this machine): a loopback address, or one a socket can be
+/// bound to.
+pub(crate) fn is_local(address: std::net::IpAddr) -> bool {
+    address.is_loopback() || std::net::UdpSocket::bind((address, 0)).is_ok()
+}
+
+/// Makes a datagram socket receive only the multicast groups *it* joined,
+/// as a Windows socket does: Linux delivers by default every group any
+/// socket of the host joined on the interface to every socket bound to the
+/// port (`IP_MULTICAST_ALL` / `IPV6_MULTICAST_ALL`, on by default).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn own_memberships_only(socket: &mio::net::UdpSocket, v6: bool) {
+    /// `IPV6_MULTICAST_ALL` (linux/in6.h; not in every libc crate version).
+    const IPV6_MULTICAST_ALL: libc::c_int = 29;
+    let off: libc::c_int = 0;
+    let (level, name) = if v6 {
+        (libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL)
+    } else {
+        (libc::IPPROTO_IP, libc::IP_MULTICAST_ALL)
+    };
+    // SAFETY: setsockopt reads one int from a live local; the descriptor is
+    // the socket's own, open across the call. A kernel without the option
+    // (IPv6 before Linux 4.20) refuses it and keeps delivering all groups.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const off).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Other hosts filter by socket already (or cannot be told to).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn own_memberships_only(_socket: &mio::net::UdpSocket, _v6: bool) {}
+
 /// Whether [`send_with_info`] can choose a datagram's source (Linux and
 /// Android: `sendmsg` with `IP_PKTINFO` / `IPV6_PKTINFO`).
 pub(crate) const SOURCE_SELECTION: bool = cfg!(any(target_os = "linux", target_os = "android"));

@@ -175,7 +175,10 @@
 //!   `SO_EXCLUSIVEADDRUSE` and `IPV6_V6ONLY` (TRUE by default, as on
 //!   Windows) only before bind; `SO_KEEPALIVE` and `SO_RCVBUF` are inherited
 //!   by accepted sockets; `SO_BROADCAST` for datagram sockets; `SO_SNDBUF`
-//!   is not a WSK option. `WskBind` applies Windows' address-sharing table
+//!   is not a WSK option. Multicast membership (`IP_ADD_MEMBERSHIP`,
+//!   source-specific, IPv6) and the sending options on datagram sockets,
+//!   with Windows' values, structures and receive-side
+//!   `IP_MULTICAST_LOOP` (`socket::options` has the statuses). `WskBind` applies Windows' address-sharing table
 //!   among the session's sockets ("Sharing Transport Addresses", with the
 //!   access checks denied) before the host's own rules. Disabling a static
 //!   callback: STATUS_INVALID_PARAMETER.

@@ -99,10 +99,15 @@ impl SockState {
         };
         let fixed = self.fixed_remote;
         let packet_info = self.options.packet_info;
+        // IP_MULTICAST_LOOP off (Windows: set on the receiving socket): no
+        // multicast datagram sent from this machine is received.
+        let no_local_multicast =
+            !self.options.multicast_loop && self.local.is_some_and(|local| local.is_ipv4());
+        let with_info = packet_info || no_local_multicast;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             loop {
-                let received = if packet_info {
+                let received = if with_info {
                     receive_with_info(udp, &mut scratch[..])
                 } else {
                     udp.recv_from(&mut scratch[..])
@@ -113,11 +118,18 @@ impl SockState {
                     // received from the fixed remote transport address are
                     // accepted" (SIO_WSK_SET_REMOTE_ADDRESS).
                     Ok((_, from, _)) if fixed.is_some_and(|fixed| fixed != from) => continue,
+                    Ok((_, from, Some(info)))
+                        if no_local_multicast
+                            && info.to.is_multicast()
+                            && host::is_local(from.ip()) =>
+                    {
+                        continue;
+                    }
                     Ok((n, from, info)) => {
                         return Ok(Some(Datagram {
                             data: scratch[..n].to_vec().into_boxed_slice(),
                             from,
-                            info,
+                            info: info.filter(|_| packet_info),
                         }));
                     }
                     Err(error) if is_transient(&error) => return Ok(None),

@@ -366,6 +366,9 @@ pub(crate) struct SockState {
     /// (`SIO_WSK_SET_REMOTE_ADDRESS`): sends without an address go there,
     /// and only its datagrams are accepted.
     pub(crate) fixed_remote: Option<SocketAddr>,
+    /// The multicast groups a datagram socket joined (`IP_ADD_MEMBERSHIP`
+    /// and the others).
+    memberships: Vec<options::Membership>,
 
     slow: Option<(usize, Duration)>,
     next_io: Option<Instant>,
@@ -631,6 +634,7 @@ impl Socket {
             retained_bytes: 0,
             datagrams: VecDeque::new(),
             fixed_remote: None,
+            memberships: Vec::new(),
             slow: None,
             next_io: None,
             retry_at: None,

@@ -9,6 +9,10 @@
 //! | `SO_RCVBUF` | SOL_SOCKET | all | any time; inherited by accepted sockets | "SO_RCVBUF" |
 //! | `SO_BROADCAST` | SOL_SOCKET | datagram | any time | "SO_BROADCAST" |
 //! | `IP_PKTINFO` / `IPV6_PKTINFO` | IPPROTO_IP / IPPROTO_IPV6 | datagram | any time | "IP_PKTINFO" (Winsock) |
+//! | `IP_ADD_MEMBERSHIP` / `IP_DROP_MEMBERSHIP` (`IP_MREQ`), `IP_ADD_SOURCE_MEMBERSHIP` / `IP_DROP_SOURCE_MEMBERSHIP` (`IP_MREQ_SOURCE`) | IPPROTO_IP | datagram, AF_INET | after bind; set only | "IPPROTO_IP socket options" (Winsock) |
+//! | `IP_MULTICAST_IF`, `IP_MULTICAST_TTL`, `IP_MULTICAST_LOOP` | IPPROTO_IP | datagram, AF_INET | any time | (Winsock) |
+//! | `IPV6_ADD_MEMBERSHIP` = `IPV6_JOIN_GROUP`, `IPV6_DROP_MEMBERSHIP` = `IPV6_LEAVE_GROUP` (`IPV6_MREQ`) | IPPROTO_IPV6 | datagram, AF_INET6 | after bind; set only | "IPPROTO_IPV6 socket options" (Winsock) |
+//! | `IPV6_MULTICAST_IF`, `IPV6_MULTICAST_HOPS`, `IPV6_MULTICAST_LOOP` | IPPROTO_IPV6 | datagram, AF_INET6 | any time | (Winsock) |
 //! | `IPV6_V6ONLY` | IPPROTO_IPV6 | AF_INET6 | before bind | (Winsock) |
 //! | `TCP_NODELAY` | IPPROTO_TCP | listen, connection | any time | (Winsock) |
 //!
@@ -22,6 +26,28 @@
 //! is `SO_CONDITIONAL_ACCEPT` (not modelled) and anything else. An option
 //! for the wrong kind of socket is STATUS_INVALID_PARAMETER; one that must
 //! be set before bind, set after it, is STATUS_INVALID_DEVICE_STATE.
+//!
+//! Multicast (the pages give the structures and values, not WSK's
+//! statuses; the sim's choices, stricter where it chooses): an input
+//! shorter than its structure, a group that is not a multicast address, a
+//! TTL / hop limit above 255: STATUS_INVALID_PARAMETER; joining or leaving
+//! before bind: STATUS_INVALID_DEVICE_STATE (Winsock refuses an unbound
+//! socket's join); joining a group (with that interface and source) twice:
+//! STATUS_ADDRESS_ALREADY_EXISTS; leaving one not joined:
+//! STATUS_INVALID_ADDRESS (the sim keeps the list, so every host answers
+//! alike). `IP_MULTICAST_LOOP` is Windows' receive-side option: off, the
+//! socket receives no multicast datagram sent from this machine (the
+//! provider drops those whose source is a local address; Linux hosts only,
+//! which report each datagram's destination: elsewhere turning it off is
+//! STATUS_NOT_SUPPORTED rather than ignored). `IPV6_MULTICAST_LOOP` goes to
+//! the host as it is. An interface *index* in `IP_MULTICAST_IF` (0.x.x.x)
+//! is STATUS_NOT_SUPPORTED (the host takes an address), and reading
+//! `IP_MULTICAST_IF` too (Windows answers an index the sim cannot derive).
+//! Memberships and the sending options go to the host socket (socket2's
+//! `join_multicast_v4` and the others; TTL, interface and loop set before
+//! bind are applied when the host socket is made).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
@@ -89,6 +115,33 @@ pub(crate) struct Options {
     pub(crate) broadcast: bool,
     /// `IP_PKTINFO` / `IPV6_PKTINFO`.
     pub(crate) packet_info: bool,
+    /// `IP_MULTICAST_LOOP` / `IPV6_MULTICAST_LOOP` (TRUE by default).
+    pub(crate) multicast_loop: bool,
+    /// `IP_MULTICAST_TTL` / `IPV6_MULTICAST_HOPS`, when set.
+    pub(crate) multicast_ttl: Option<u32>,
+    /// `IP_MULTICAST_IF` (an address) / `IPV6_MULTICAST_IF` (an index),
+    /// when set.
+    pub(crate) multicast_if: Option<MulticastIf>,
+}
+
+/// The outgoing multicast interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MulticastIf {
+    /// IPv4: the interface's address (0.0.0.0: the default).
+    V4(Ipv4Addr),
+    /// IPv6: the interface's index (0: the default).
+    V6(u32),
+}
+
+/// One multicast membership of a datagram socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Membership {
+    group: IpAddr,
+    /// IPv4: the interface's address, or its index written as 0.x.x.x;
+    /// IPv6: its index.
+    interface: u32,
+    /// Source-specific memberships: the source.
+    source: Option<Ipv4Addr>,
 }
 
 impl Default for Options {
@@ -101,6 +154,9 @@ impl Default for Options {
             nodelay: None,
             broadcast: false,
             packet_info: false,
+            multicast_loop: true,
+            multicast_ttl: None,
+            multicast_if: None,
         }
     }
 }
@@ -220,6 +276,24 @@ impl SockState {
                 }
                 Ok(())
             }
+            (IPPROTO_IP, IP_MULTICAST_IF | IP_MULTICAST_TTL | IP_MULTICAST_LOOP)
+            | (IPPROTO_IPV6, IPV6_MULTICAST_IF | IPV6_MULTICAST_HOPS | IPV6_MULTICAST_LOOP) => {
+                only(&[Kind::Datagram])?;
+                if (level == IPPROTO_IP) != (family == AF_INET) {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                let value = ulong(input)?;
+                self.set_multicast_option(level, code, value)
+            }
+            (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP)
+            | (IPPROTO_IP, IP_ADD_SOURCE_MEMBERSHIP | IP_DROP_SOURCE_MEMBERSHIP)
+            | (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) => {
+                only(&[Kind::Datagram])?;
+                if (level == IPPROTO_IP) != (family == AF_INET) {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                self.membership(level, code, input)
+            }
             (IPPROTO_IPV6, IPV6_V6ONLY) => {
                 if family != AF_INET6 {
                     return Err(STATUS_INVALID_PARAMETER);
@@ -278,6 +352,21 @@ impl SockState {
                 }
                 ULONG::from(self.options.packet_info)
             }
+            (IPPROTO_IP, IP_MULTICAST_TTL | IP_MULTICAST_LOOP)
+            | (IPPROTO_IPV6, IPV6_MULTICAST_IF | IPV6_MULTICAST_HOPS | IPV6_MULTICAST_LOOP) => {
+                only(&[Kind::Datagram])?;
+                if (level == IPPROTO_IP) != (family == AF_INET) {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                match code {
+                    IP_MULTICAST_LOOP => ULONG::from(self.options.multicast_loop),
+                    IP_MULTICAST_TTL => self.options.multicast_ttl.unwrap_or(1),
+                    _ => match self.options.multicast_if {
+                        Some(MulticastIf::V6(index)) => index,
+                        _ => 0,
+                    },
+                }
+            }
             (IPPROTO_IPV6, IPV6_V6ONLY) => {
                 if family != AF_INET6 {
                     return Err(STATUS_INVALID_PARAMETER);
@@ -293,6 +382,143 @@ impl SockState {
         Ok(value.to_ne_bytes().to_vec())
     }
 
+    /// `IP_MULTICAST_IF` / `_TTL` / `_LOOP` and their IPv6 twins: kept,
+    /// and given to the host socket if it exists (else when it is made:
+    /// [`apply_multicast`]).
+    fn set_multicast_option(
+        &mut self,
+        level: ULONG,
+        code: ULONG,
+        value: ULONG,
+    ) -> Result<(), NTSTATUS> {
+        let applied = |result: Option<std::io::Result<()>>| match result {
+            Some(Err(error)) => Err(status_from_io(&error)),
+            _ => Ok(()),
+        };
+        match (level, code) {
+            (_, IP_MULTICAST_TTL) => {
+                // "It is illegal to set the TTL to a value greater than 255."
+                if value > 255 {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                self.options.multicast_ttl = Some(value);
+                applied(self.with_host(|s| {
+                    if level == IPPROTO_IP {
+                        s.set_multicast_ttl_v4(value)
+                    } else {
+                        s.set_multicast_hops_v6(value)
+                    }
+                }))
+            }
+            (IPPROTO_IP, IP_MULTICAST_LOOP) => {
+                let on = value != 0;
+                if !on && !host::PACKET_INFO {
+                    // The receive-side filter needs each datagram's
+                    // destination.
+                    return Err(STATUS_NOT_SUPPORTED);
+                }
+                self.options.multicast_loop = on;
+                if !on && let Host::Udp(udp) = &self.host {
+                    host::enable_packet_info(udp, false);
+                }
+                Ok(())
+            }
+            (_, IPV6_MULTICAST_LOOP) => {
+                let on = value != 0;
+                self.options.multicast_loop = on;
+                applied(self.with_host(|s| s.set_multicast_loop_v6(on)))
+            }
+            (IPPROTO_IP, IP_MULTICAST_IF) => {
+                // A DWORD holding the address in network byte order.
+                let address = Ipv4Addr::from(value.to_ne_bytes());
+                if address.octets()[0] == 0 && !address.is_unspecified() {
+                    // An interface index written as 0.x.x.x.
+                    return Err(STATUS_NOT_SUPPORTED);
+                }
+                self.options.multicast_if = Some(MulticastIf::V4(address));
+                applied(self.with_host(|s| s.set_multicast_if_v4(&address)))
+            }
+            _ => {
+                self.options.multicast_if = Some(MulticastIf::V6(value));
+                applied(self.with_host(|s| s.set_multicast_if_v6(value)))
+            }
+        }
+    }
+
+    /// Joins or leaves a multicast group (`IP_MREQ`, `IP_MREQ_SOURCE`,
+    /// `IPV6_MREQ` as Windows lays them out).
+    fn membership(&mut self, level: ULONG, code: ULONG, input: &[u8]) -> Result<(), NTSTATUS> {
+        let v4 = |at: usize| -> Result<Ipv4Addr, NTSTATUS> {
+            let bytes: [u8; 4] = input
+                .get(at..at + 4)
+                .and_then(|b| b.try_into().ok())
+                .ok_or(STATUS_INVALID_PARAMETER)?;
+            Ok(Ipv4Addr::from(bytes))
+        };
+        let (membership, join) = match (level, code) {
+            (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) => {
+                if input.len() < core::mem::size_of::<IP_MREQ>() {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                let membership = Membership {
+                    group: IpAddr::V4(v4(0)?),
+                    interface: u32::from_be_bytes(v4(4)?.octets()),
+                    source: None,
+                };
+                (membership, code == IP_ADD_MEMBERSHIP)
+            }
+            (IPPROTO_IP, _) => {
+                if input.len() < core::mem::size_of::<IP_MREQ_SOURCE>() {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                // Windows' order: group, source, interface.
+                let membership = Membership {
+                    group: IpAddr::V4(v4(0)?),
+                    interface: u32::from_be_bytes(v4(8)?.octets()),
+                    source: Some(v4(4)?),
+                };
+                (membership, code == IP_ADD_SOURCE_MEMBERSHIP)
+            }
+            _ => {
+                if input.len() < core::mem::size_of::<IPV6_MREQ>() {
+                    return Err(STATUS_INVALID_PARAMETER);
+                }
+                let mut group = [0u8; 16];
+                group.copy_from_slice(&input[..16]);
+                let index = ULONG::from_ne_bytes([input[16], input[17], input[18], input[19]]);
+                let membership = Membership {
+                    group: IpAddr::V6(Ipv6Addr::from(group)),
+                    interface: index,
+                    source: None,
+                };
+                (membership, code == IPV6_ADD_MEMBERSHIP)
+            }
+        };
+        if !membership.group.is_multicast() {
+            return Err(STATUS_INVALID_PARAMETER);
+        }
+        let Host::Udp(udp) = &self.host else {
+            return Err(STATUS_INVALID_DEVICE_STATE);
+        };
+        let known = self.memberships.iter().position(|m| *m == membership);
+        match (join, known) {
+            (true, Some(_)) => return Err(STATUS_ADDRESS_ALREADY_EXISTS),
+            (false, None) => return Err(STATUS_INVALID_ADDRESS),
+            _ => {}
+        }
+        host_membership(SockRef::from(udp), &membership, join).map_err(|e| match e {
+            Some(error) => status_from_io(&error),
+            None => STATUS_NOT_SUPPORTED,
+        })?;
+        match known {
+            Some(at) => {
+                self.memberships.swap_remove(at);
+            }
+            None => self.memberships.push(membership),
+        }
+        Ok(())
+    }
+
     pub(super) fn with_host<R>(&self, f: impl FnOnce(SockRef<'_>) -> R) -> Option<R> {
         match &self.host {
             Host::None => None,
@@ -302,6 +528,99 @@ impl SockState {
             Host::Udp(s) => Some(f(SockRef::from(s))),
         }
     }
+}
+
+/// Joins (`join`) or leaves `membership` on the host socket. `Err(None)`:
+/// this host cannot (an IPv4 interface given by index where the host has
+/// no such call).
+fn host_membership(
+    socket: SockRef<'_>,
+    membership: &Membership,
+    join: bool,
+) -> Result<(), Option<std::io::Error>> {
+    match (membership.group, membership.source) {
+        (IpAddr::V4(group), source) => {
+            let interface = Ipv4Addr::from(membership.interface);
+            if interface.octets()[0] == 0 && !interface.is_unspecified() {
+                return index_membership_v4(socket, group, membership.interface, source, join);
+            }
+            match (source, join) {
+                (None, true) => socket.join_multicast_v4(&group, &interface),
+                (None, false) => socket.leave_multicast_v4(&group, &interface),
+                (Some(source), true) => socket.join_ssm_v4(&source, &group, &interface),
+                (Some(source), false) => socket.leave_ssm_v4(&source, &group, &interface),
+            }
+            .map_err(Some)
+        }
+        (IpAddr::V6(group), _) => if join {
+            socket.join_multicast_v6(&group, membership.interface)
+        } else {
+            socket.leave_multicast_v6(&group, membership.interface)
+        }
+        .map_err(Some),
+    }
+}
+
+/// An IPv4 membership on the interface with `index` (Linux:
+/// `ip_mreqn`, through socket2).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn index_membership_v4(
+    socket: SockRef<'_>,
+    group: Ipv4Addr,
+    index: u32,
+    source: Option<Ipv4Addr>,
+    join: bool,
+) -> Result<(), Option<std::io::Error>> {
+    if source.is_some() {
+        return Err(None);
+    }
+    let interface = socket2::InterfaceIndexOrAddress::Index(index);
+    if join {
+        socket.join_multicast_v4_n(&group, &interface)
+    } else {
+        socket.leave_multicast_v4_n(&group, &interface)
+    }
+    .map_err(Some)
+}
+
+/// An IPv4 membership by interface index: not on this host.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn index_membership_v4(
+    _socket: SockRef<'_>,
+    _group: Ipv4Addr,
+    _index: u32,
+    _source: Option<Ipv4Addr>,
+    _join: bool,
+) -> Result<(), Option<std::io::Error>> {
+    Err(None)
+}
+
+/// Gives a new datagram host socket the multicast options set before bind
+/// (TTL, interface, IPv6 loop; the IPv4 loop is the provider's own filter,
+/// which needs the host's packet information).
+pub(super) fn apply_multicast(udp: &UdpSocket, options: &Options) -> std::io::Result<()> {
+    let socket = SockRef::from(udp);
+    let v6 = udp.local_addr()?.is_ipv6();
+    if let Some(ttl) = options.multicast_ttl {
+        if v6 {
+            socket.set_multicast_hops_v6(ttl)?;
+        } else {
+            socket.set_multicast_ttl_v4(ttl)?;
+        }
+    }
+    match options.multicast_if {
+        Some(MulticastIf::V4(address)) => socket.set_multicast_if_v4(&address)?,
+        Some(MulticastIf::V6(index)) => socket.set_multicast_if_v6(index)?,
+        None => {}
+    }
+    if !options.multicast_loop {
+        if v6 {
+            socket.set_multicast_loop_v6(false)?;
+        } else {
+            host::enable_packet_info(udp, false);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ impl SockState {
                     if options.packet_info {
                         host::enable_packet_info(&udp, socket.family == AF_INET6);
                     }
+                    host::own_memberships_only(&udp, socket.family == AF_INET6);
+                    options::apply_multicast(&udp, &options)?;
                     registry.register(&mut udp, token, Interest::READABLE | Interest::WRITABLE)?;
                     let local = udp.local_addr()?;
                     Ok((Host::Udp(udp), local))
