@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `echo-bench load ADDRESS CONNECTIONS SIZE SECONDS` measures one
-//! throughput point against a server already running (for profiling).
+//! throughput point against a server already running (for profiling);
+//! `echo-bench burst ADDRESS COUNT SIZE ROUNDS` fires UDP bursts at one.
 //!
 //! The peers are `echo-peer` (beside this binary unless `--peer-bin`);
 //! the sample driver runs on the simulated kernel as `cargo xtask run`
@@ -34,7 +35,8 @@ use echo_bench::udp::{self, BurstConfig};
 
 const USAGE: &str = "usage: echo-bench --out FILE [--quick] [--only tcp|latency|rss|udp]... \
 [--driver-host PATH] [--peer-bin PATH]
-       echo-bench load ADDRESS CONNECTIONS SIZE SECONDS";
+       echo-bench load ADDRESS CONNECTIONS SIZE SECONDS
+       echo-bench burst ADDRESS COUNT SIZE ROUNDS";
 
 /// What one run measures and for how long.
 #[derive(Debug, Clone)]
@@ -666,9 +668,57 @@ fn load(mut args: impl Iterator<Item = String>) -> ExitCode {
     }
 }
 
+/// `echo-bench burst ADDRESS COUNT SIZE ROUNDS`: UDP bursts against a
+/// server that is already running (profiling its datagram path); prints
+/// each round's drops and rate and the server socket's drops.
+fn burst(mut args: impl Iterator<Item = String>) -> ExitCode {
+    let parsed = (|| -> Option<BurstConfig> {
+        Some(BurstConfig {
+            address: args.next()?.parse().ok()?,
+            count: args.next()?.parse().ok()?,
+            size: args.next()?.parse().ok()?,
+            rounds: args.next()?.parse().ok()?,
+            quiet: Duration::from_millis(200),
+        })
+    })();
+    let Some(config) = parsed.filter(|c| {
+        c.count > 0 && c.rounds > 0 && (16..=echo_bench::pattern::MAX_MESSAGE).contains(&c.size)
+    }) else {
+        eprintln!("usage: echo-bench burst ADDRESS COUNT SIZE ROUNDS (SIZE at least 16)");
+        return ExitCode::from(2);
+    };
+    match udp::burst(&config) {
+        Ok(burst) => {
+            for (round, r) in burst.rounds.iter().enumerate() {
+                println!(
+                    "round {round}: {}/{} echoed, {:.1}% dropped, {:.0} echoes/s",
+                    r.received,
+                    r.sent,
+                    r.drop_percent(),
+                    r.echoes_per_second()
+                );
+            }
+            let server = burst
+                .server_socket_drops
+                .map_or_else(|| "?".to_owned(), |d| d.to_string());
+            println!(
+                "server socket drops {server}, generator drops {}",
+                burst.generator_drops
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("echo-bench burst: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("load") {
-        return load(std::env::args().skip(2));
+    match std::env::args().nth(1).as_deref() {
+        Some("load") => return load(std::env::args().skip(2)),
+        Some("burst") => return burst(std::env::args().skip(2)),
+        _ => {}
     }
     let options = match parse_args() {
         Ok(o) => o,
