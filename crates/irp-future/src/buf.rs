@@ -216,6 +216,27 @@ impl<B: IoBufMut> MdlBuf<B> {
         // SAFETY: claiming that no byte is initialised is always true.
         unsafe { self.buf.set_init(0) };
     }
+
+    /// Appends as much of `data` as the spare capacity holds after the
+    /// initialised bytes; returns how many bytes it copied. The MDL
+    /// already describes the whole capacity, so a buffer refilled this way
+    /// (after [`Self::clear`]) is sent again without building anything.
+    pub fn extend_from_slice(&mut self, data: &[u8]) -> usize {
+        let (init, total) = (self.buf.bytes_init(), self.buf.bytes_total());
+        let n = data.len().min(total.saturating_sub(init));
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: `init + n <= bytes_total`, so the destination is inside
+        // the buffer's allocation, which `data` (a shared borrow while we
+        // hold `&mut self`) cannot overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(data.as_ptr(), self.buf.stable_mut_ptr().add(init), n)
+        };
+        // SAFETY: bytes `..init + n` are initialised now.
+        unsafe { self.buf.set_init(init + n) };
+        n
+    }
 }
 
 // SAFETY: as above.

@@ -90,6 +90,6 @@ pub use listen::{Accepted, ListenOptions, ListenSocket};
 pub use pool::POOL_TAG;
 pub use queue::{Closed, QueueFailed, ReceiveFromQueue, ReceiveQueue, Received};
 pub use registration::{CaptureWait, Provider, Registration};
-pub use reuse::{Receiver, Sender};
+pub use reuse::{DatagramSender, Receiver, Sender};
 pub use send::SendQueue;
 pub use split::{ReadHalf, WriteHalf};

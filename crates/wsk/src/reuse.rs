@@ -4,7 +4,8 @@
 //! MDL is built once ([`MdlBuf`]). A steady echo loop then allocates
 //! nothing per operation: no IRP, no MDL, no operation node (what
 //! [`Connection::receive`] and [`Connection::send`] allocate and free
-//! every time), the pattern of Microsoft's echosrv sample.
+//! every time), the pattern of Microsoft's echosrv sample. [`DatagramSender`]
+//! does the same for a datagram socket's `WskSendTo`.
 //!
 //! Cancellation is as for [`Connection::receive`] / [`Connection::send`]:
 //! dropping an operation in flight cancels it (`IoCancelIrp`) and gives
@@ -17,9 +18,13 @@ use irp_future::{IoBuf, IoBufMut, MdlBuf, ReusableIrp};
 use nt::wsk::*;
 use nt::*;
 
+use core::net::SocketAddr;
+
+use crate::addr::SockAddrBuf;
 use crate::connection::Connection;
+use crate::datagram::DatagramSocket;
 use crate::error::{BufResult, Error, Result, check, check_transferred};
-use crate::ops::{self, Lent, RecvRes, SendRes};
+use crate::ops::{self, Lent, RecvRes, SendRes, SendToRes};
 
 impl Connection {
     /// A receiver that reuses one IRP for every receive (see [`Receiver`]).
@@ -161,6 +166,77 @@ impl<B: IoBuf> Sender<'_, B> {
         // without handing it over; WSK uses the buffer only until it
         // completes the IRP (see ops::call).
         let done = unsafe { irp.submit(resources, ops::submit_send::<B>) }.await;
+        self.irp = Some(done.irp);
+        (
+            check_transferred(done.status, done.information as usize),
+            done.resources.lent.buf,
+        )
+    }
+}
+
+// === DatagramSender ===
+
+/// Datagram sends, one at a time, on one reused IRP: `WskSendTo` of an
+/// [`MdlBuf`] whose MDL is built once. An echo loop that answers every
+/// datagram from the same reply buffer then allocates nothing per datagram
+/// (what [`DatagramSocket::send_to`] allocates and frees every time: an
+/// IRP, an MDL and an operation node).
+///
+/// It is not tied to a socket (the IRP is re-initialised for each send),
+/// so it can live beside a [`crate::ReceiveFromQueue`] that owns the
+/// socket. The IRP is allocated by the first send (and again after a send
+/// was dropped in flight, which gives its IRP up); a send that cannot get
+/// one fails with STATUS_INSUFFICIENT_RESOURCES.
+///
+/// IRQL: created, polled and dropped at IRQL <= DISPATCH_LEVEL.
+pub struct DatagramSender<B: IoBuf> {
+    irp: Option<ReusableIrp<SendToRes<B>>>,
+}
+
+impl<B: IoBuf> core::fmt::Debug for DatagramSender<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DatagramSender")
+            .field("idle_irp", &self.irp.is_some())
+            .finish()
+    }
+}
+
+impl<B: IoBuf> Default for DatagramSender<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: IoBuf> DatagramSender<B> {
+    /// A sender with no IRP yet (the first send allocates it).
+    pub const fn new() -> Self {
+        Self { irp: None }
+    }
+
+    /// As [`DatagramSocket::send_to`]: sends the initialised bytes of
+    /// `buf` as one datagram to `to` on `socket`, through the MDL the
+    /// buffer already has.
+    pub async fn send_to(
+        &mut self,
+        socket: &DatagramSocket,
+        buf: MdlBuf<B>,
+        to: SocketAddr,
+    ) -> BufResult<usize, MdlBuf<B>> {
+        let irp = match idle_irp(&mut self.irp) {
+            Ok(irp) => irp,
+            Err(error) => return (Err(error), buf),
+        };
+        let len = buf.bytes_init();
+        let resources = SendToRes {
+            shared: socket.handle().ptr(),
+            lent: Lent::new(buf, len),
+            remote: SockAddrBuf::new(&to),
+        };
+        // SAFETY: `submit_send_to` hands the IRP to WskSendTo (which
+        // completes it exactly once) and returns its status, or returns
+        // `NotSubmitted` without handing it over; WSK uses the buffer and
+        // the address only until it completes the IRP (see ops::call).
+        let done = unsafe { irp.submit(resources, ops::submit_send_to::<B>) }.await;
         self.irp = Some(done.irp);
         (
             check_transferred(done.status, done.information as usize),

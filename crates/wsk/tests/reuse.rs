@@ -143,3 +143,68 @@ fn a_receive_dropped_in_flight_gives_its_irp_up() {
         });
     });
 }
+
+/// A datagram echo on a receive queue (reused IRPs) answering through one
+/// reply buffer and a `DatagramSender` (one reused IRP, the reply's MDL
+/// built once) allocates nothing per datagram; every echo is checked by
+/// the peer. Without the sender, `DatagramSocket::send_to` allocates an
+/// IRP, an MDL and a node per datagram (counted below).
+#[test]
+fn a_datagram_echo_on_a_reused_send_irp_allocates_nothing_per_datagram() {
+    const DATAGRAMS: usize = 200;
+    each_policy(|env, _| {
+        block_on(async {
+            let socket = ::wsk::DatagramSocket::bind(env.provider(), loopback(false))
+                .await
+                .expect("bind");
+            let address = socket.local_address().await.expect("local address");
+            let buffers = (0..4).map(|_| Vec::with_capacity(2048));
+            let mut queue = socket.into_receive_queue(buffers).expect("queue");
+            let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            peer.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            let mut reply = MdlBuf::new(Vec::with_capacity(2048)).expect("MDL");
+            let mut sender = ::wsk::DatagramSender::new();
+            let echo = async |queue: &mut ::wsk::ReceiveFromQueue<Vec<u8>>,
+                              sender: &mut ::wsk::DatagramSender<Vec<u8>>,
+                              mut reply: MdlBuf<Vec<u8>>,
+                              round: usize| {
+                let message = pattern(100 + round % 900, round as u64);
+                peer.send_to(&message, address).unwrap();
+                let received = next(queue).await.expect("open").expect("datagram");
+                let from = received.from().expect("sender");
+                reply.clear();
+                assert_eq!(reply.extend_from_slice(received.data()), message.len());
+                queue.recycle(received);
+                let (sent, back) = sender.send_to(queue.socket(), reply, from).await;
+                assert_eq!(sent.expect("send_to"), message.len());
+                let mut got = vec![0u8; 2048];
+                let (n, _) = peer.recv_from(&mut got).unwrap();
+                same_bytes(&got[..n], &message, "echo");
+                back
+            };
+            // Warm up: one datagram (the sender's IRP, lazily made tables).
+            reply = echo(&mut queue, &mut sender, reply, 0).await;
+            let before = env.session.pool_stats();
+            for round in 1..=DATAGRAMS {
+                reply = echo(&mut queue, &mut sender, reply, round).await;
+            }
+            let after = env.session.pool_stats();
+            assert_eq!(
+                after.allocations - before.allocations,
+                0,
+                "kernel pool allocations over {DATAGRAMS} datagrams echoed"
+            );
+            // The allocating send, for contrast.
+            let before = env.session.pool_stats();
+            let (sent, _) = queue
+                .socket()
+                .send_to(vec![1u8; 10], peer.local_addr().unwrap())
+                .await;
+            assert_eq!(sent.expect("send_to"), 10);
+            assert!(env.session.pool_stats().allocations - before.allocations >= 3);
+            drop((sender, reply));
+            queue.close().await.expect("close");
+        });
+    });
+}

@@ -16,8 +16,9 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use ::wsk::DatagramSocket;
+use ::wsk::{DatagramSender, DatagramSocket};
 use echo_ioctl::MAX_DATAGRAM;
+use irp_future::MdlBuf;
 use nt::wsk::{PWSK_SOCKET, WSK_SOCKET};
 
 use crate::driver::SharedRef;
@@ -52,10 +53,23 @@ impl Drop for Published<'_> {
 
 /// Echoes datagrams on `socket` until it is closed (the task is cancelled
 /// at unload, which closes it). `slot` is 0 for IPv4, 1 for IPv6.
+///
+/// Replies go out from one buffer whose MDL is built once, on one reused
+/// IRP ([`DatagramSender`]): a datagram echoed allocates nothing.
 pub async fn echo_loop(shared: SharedRef, socket: DatagramSocket, slot: usize) {
     let Some(reply) = PoolBuf::with_capacity(MAX_DATAGRAM) else {
         log::error(format_args!("no memory for the UDP reply buffer"));
         return;
+    };
+    let reply = match MdlBuf::new(reply) {
+        Ok(reply) => reply,
+        Err((status, _)) => {
+            log::error(format_args!(
+                "no MDL for the UDP reply buffer: {:#010x}",
+                status as u32
+            ));
+            return;
+        }
     };
     match shared.config.udp_mode {
         UdpMode::Queue => queue_style(shared, socket, slot, reply).await,
@@ -63,7 +77,12 @@ pub async fn echo_loop(shared: SharedRef, socket: DatagramSocket, slot: usize) {
     }
 }
 
-async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut reply: PoolBuf) {
+async fn queue_style(
+    shared: SharedRef,
+    socket: DatagramSocket,
+    slot: usize,
+    mut reply: MdlBuf<PoolBuf>,
+) {
     let stats = &shared.stats;
     let depth = shared.config.udp_queue_depth as usize;
     let mut buffers = [const { None::<PoolBuf> }; 64];
@@ -92,6 +111,7 @@ async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut
         }
     };
     let _published = Published::new(&shared.udp[slot], queue.socket().as_raw());
+    let mut sender = DatagramSender::new();
     let mut since_yield = 0;
     while let Some(item) = next(&mut queue).await {
         since_yield += 1;
@@ -112,11 +132,12 @@ async fn queue_style(shared: SharedRef, socket: DatagramSocket, slot: usize, mut
             queue.recycle(received);
             continue;
         };
-        reply.fill_from(received.data());
+        reply.clear();
+        reply.extend_from_slice(received.data());
         // The buffer goes back to the queue at once: the receive is
         // outstanding again while the reply is sent.
         queue.recycle(received);
-        let (sent, back) = queue.socket().send_to(reply, from).await;
+        let (sent, back) = sender.send_to(queue.socket(), reply, from).await;
         reply = back;
         match sent {
             Ok(_) => stats.datagrams_sent.bump(),
@@ -129,11 +150,12 @@ async fn callback_style(
     shared: SharedRef,
     socket: DatagramSocket,
     slot: usize,
-    mut reply: PoolBuf,
+    mut reply: MdlBuf<PoolBuf>,
 ) {
     let stats = &shared.stats;
     let depth = shared.config.udp_queue_depth as usize;
     let _published = Published::new(&shared.udp[slot], socket.as_raw());
+    let mut sender = DatagramSender::new();
     let mut events = match socket.receive_from_events(depth) {
         Ok(events) => events,
         Err(error) => {
@@ -167,15 +189,17 @@ async fn callback_style(
             // Copied out before the send: a `Datagram` borrows the chain
             // and is not kept across the await.
             let from = indication.iter().nth(index).and_then(|datagram| {
-                let n = datagram.copy_to(reply.spare_mut());
-                reply.set_len(n);
+                reply.clear();
+                for chunk in datagram.chunks() {
+                    reply.extend_from_slice(chunk);
+                }
                 datagram.remote()
             });
             let Some(from) = from else {
                 stats.datagrams_dropped.bump();
                 continue;
             };
-            let (sent, back) = socket.send_to(reply, from).await;
+            let (sent, back) = sender.send_to(&socket, reply, from).await;
             reply = back;
             match sent {
                 Ok(_) => stats.datagrams_sent.bump(),
