@@ -227,12 +227,12 @@ impl<B: IoBufMut> MdlBuf<B> {
         if n == 0 {
             return 0;
         }
-        // SAFETY: `init + n <= bytes_total`, so the destination is inside
-        // the buffer's allocation, which `data` (a shared borrow while we
-        // hold `&mut self`) cannot overlap.
-        unsafe {
-            core::ptr::copy_nonoverlapping(data.as_ptr(), self.buf.stable_mut_ptr().add(init), n)
-        };
+        // SAFETY: `init + n <= bytes_total`: the offset stays inside the
+        // buffer's allocation.
+        let to = unsafe { self.buf.stable_mut_ptr().add(init) };
+        // SAFETY: `n` bytes from `to` are inside the buffer, which `data`
+        // (a shared borrow while we hold `&mut self`) cannot overlap.
+        unsafe { core::ptr::copy_nonoverlapping(data.as_ptr(), to, n) };
         // SAFETY: bytes `..init + n` are initialised now.
         unsafe { self.buf.set_init(init + n) };
         n
