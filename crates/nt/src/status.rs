@@ -39,6 +39,9 @@ pub const STATUS_ACCESS_VIOLATION: NTSTATUS = s(0xC000_0005);
 pub const STATUS_ACCESS_DENIED: NTSTATUS = s(0xC000_0022);
 /// The buffer is too small to hold the result.
 pub const STATUS_BUFFER_TOO_SMALL: NTSTATUS = s(0xC000_0023);
+/// No match (`WskGetAddressInfo` / `WskGetNameInfo`: "the host name
+/// cannot be resolved").
+pub const STATUS_NO_MATCH: NTSTATUS = s(0xC000_0272);
 /// The named object was not found.
 pub const STATUS_OBJECT_NAME_NOT_FOUND: NTSTATUS = s(0xC000_0034);
 /// The object path component was not a directory object, or the path's

@@ -436,6 +436,48 @@ pub struct ADDRINFOEXW {
 }
 pub type PADDRINFOEXW = *mut ADDRINFOEXW;
 
+/// `NS_ALL` (`WskGetAddressInfo`'s `NameSpace`): every namespace.
+pub const NS_ALL: ULONG = 0;
+/// `NS_TCPIP_LOCAL`: local TCP/IP name resolution.
+pub const NS_TCPIP_LOCAL: ULONG = 10;
+/// `NS_TCPIP_HOSTS`: the hosts file.
+pub const NS_TCPIP_HOSTS: ULONG = 11;
+/// `NS_DNS`: the Domain Name System.
+pub const NS_DNS: ULONG = 12;
+
+/// `ADDRINFOEXW::ai_flags` (ws2def.h values): the address is for
+/// `WskBind` (a NULL node gives the wildcard address).
+pub const AI_PASSIVE: i32 = 0x01;
+/// Return the canonical name in the first entry's `ai_canonname`.
+pub const AI_CANONNAME: i32 = 0x02;
+/// The node name is a numeric address string: never a lookup.
+pub const AI_NUMERICHOST: i32 = 0x04;
+/// The service name is a port number: never a lookup.
+pub const AI_NUMERICSERV: i32 = 0x08;
+/// With `AI_V4MAPPED`: IPv6 and IPv4-mapped addresses.
+pub const AI_ALL: i32 = 0x0100;
+/// Only families a local address is configured for.
+pub const AI_ADDRCONFIG: i32 = 0x0400;
+/// IPv4-mapped IPv6 addresses when no IPv6 address is found.
+pub const AI_V4MAPPED: i32 = 0x0800;
+
+/// `WskGetNameInfo` flags (ws2def.h values): only the relative name of a
+/// local host.
+pub const NI_NOFQDN: ULONG = 0x01;
+/// The numeric form of the host, never a reverse lookup.
+pub const NI_NUMERICHOST: ULONG = 0x02;
+/// A host name that cannot be found is an error.
+pub const NI_NAMEREQD: ULONG = 0x04;
+/// The port number, never a service name.
+pub const NI_NUMERICSERV: ULONG = 0x08;
+/// The service is a datagram service.
+pub const NI_DGRAM: ULONG = 0x10;
+/// The longest host name `WskGetNameInfo` returns, in characters with
+/// the terminating NUL (ws2def.h `NI_MAXHOST`).
+pub const NI_MAXHOST: usize = 1025;
+/// The longest service name, likewise (`NI_MAXSERV`).
+pub const NI_MAXSERV: usize = 32;
+
 // === Enumerations (C enums as the c_int values bindgen generates) ===
 
 pub type WSK_CONTROL_SOCKET_TYPE = i32;

@@ -350,6 +350,9 @@ pub enum LeakKind {
     /// retained and had not released with `WskRelease` when it closed the
     /// socket (`WskCloseSocket` does not release them).
     WskIndication,
+    /// An `ADDRINFOEXW` chain `WskGetAddressInfo` returned that the client
+    /// had not freed with `WskFreeAddressInfo` when it deregistered.
+    WskAddressInfo,
     /// A handle (registry key, thread, ...) the driver opened and never
     /// closed; `address` is the handle value.
     Handle,

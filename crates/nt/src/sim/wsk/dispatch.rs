@@ -12,19 +12,20 @@
 #![allow(non_snake_case, non_upper_case_globals)]
 
 use std::panic::Location;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use super::super::access::sl_set_arguments;
 use super::super::event::require_irql;
 use super::super::fault::Completion;
 use super::super::ffi::*;
 use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept_irp};
-use super::super::session::{current, decide_completion};
+use super::super::session::{current, decide_completion, lock, spawn_kernel_thread};
 use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
 use super::host;
 use super::reactor::Job;
+use super::resolve;
 use super::socket::{
     Decision, Kind, Released, SendKind, SockState, Socket, complete_irp, mark_pending,
 };
@@ -587,51 +588,230 @@ unsafe extern "C" fn wsk_control_client(
     call.done(status, 0)
 }
 
-unsafe extern "C" fn wsk_get_address_info(
-    Client: PWSK_CLIENT,
-    _NodeName: PUNICODE_STRING,
-    _ServiceName: PUNICODE_STRING,
-    _NameSpace: ULONG,
-    _Provider: *mut GUID,
-    _Hints: PADDRINFOEXW,
-    Result: *mut PADDRINFOEXW,
-    _OwningProcess: PEPROCESS,
-    _OwningThread: PETHREAD,
-    Irp: PIRP,
-) -> NTSTATUS {
-    let call = enter_or_return!(enter_client(
-        Client,
-        Irp,
-        "WskGetAddressInfo",
-        Location::caller()
-    ));
-    if !Result.is_null() {
-        // SAFETY: the caller's out-parameter.
-        unsafe { Result.write_unaligned(core::ptr::null_mut()) };
+// === Name resolution ===
+
+/// Checks that a name-resolution routine runs at PASSIVE_LEVEL (a verifier
+/// bugcheck otherwise); after the bugcheck the IRP, if any, is completed
+/// with STATUS_INVALID_DEVICE_STATE so the caller does not hang.
+#[track_caller]
+fn passive_only(routine: &str, irp: PIRP, location: &'static Location<'static>) -> bool {
+    if require_irql(&current(), PASSIVE_LEVEL, routine, location) {
+        return true;
     }
-    call.done(STATUS_NOT_SUPPORTED, 0)
+    if !irp.is_null() && accept_irp(irp, 0).is_some() {
+        complete_orphan(irp, STATUS_INVALID_DEVICE_STATE);
+    }
+    false
 }
 
-unsafe extern "C" fn wsk_free_address_info(_Client: PWSK_CLIENT, _AddrInfo: PADDRINFOEXW) {}
+/// Runs a name resolution (`work`, which blocks, returns the IRP's status
+/// and writes the caller's out-parameters) for `call`: under the inline
+/// completion policy on the caller's thread (PASSIVE_LEVEL, checked) and
+/// completed before the call returns; under the pending policy on a
+/// resolver thread of its own at PASSIVE_LEVEL, the IRP completed from the
+/// provider thread at DISPATCH_LEVEL, never blocking the provider thread.
+/// Not cancellable: a cancelled resolution completes when it is done, with
+/// its result (the client frees a chain even for a request it cancelled).
+fn run_resolution(call: Call, work: impl FnOnce() -> NTSTATUS + Send + 'static) -> NTSTATUS {
+    match decide_completion() {
+        Completion::Inline => {
+            let status = work();
+            complete_irp(&call.client, None, call.irp, status, 0);
+            status
+        }
+        Completion::Pending => {
+            mark_pending(call.irp);
+            let client = Arc::clone(&call.client);
+            let irp = call.irp;
+            let finish = move |status| {
+                client.reactor.post(Job::Complete {
+                    client: Arc::clone(&client),
+                    socket: None,
+                    irp,
+                    status,
+                    information: 0,
+                });
+            };
+            let resolver = Arc::new(Mutex::new(Some((work, finish))));
+            let thread_resolver = Arc::clone(&resolver);
+            let spawned =
+                spawn_kernel_thread(&current(), "nt-sim wsk resolver".to_owned(), move || {
+                    if let Some((work, finish)) = lock(&thread_resolver).take() {
+                        let status = work();
+                        finish(status);
+                    }
+                });
+            if spawned.is_err()
+                && let Some((_, finish)) = lock(&resolver).take()
+            {
+                finish(STATUS_INSUFFICIENT_RESOURCES);
+            }
+            STATUS_PENDING
+        }
+    }
+}
+
+unsafe extern "C" fn wsk_get_address_info(
+    Client: PWSK_CLIENT,
+    NodeName: PUNICODE_STRING,
+    ServiceName: PUNICODE_STRING,
+    NameSpace: ULONG,
+    Provider: *mut GUID,
+    Hints: PADDRINFOEXW,
+    Result: *mut PADDRINFOEXW,
+    OwningProcess: PEPROCESS,
+    OwningThread: PETHREAD,
+    Irp: PIRP,
+) -> NTSTATUS {
+    let location = Location::caller();
+    let routine = "WskGetAddressInfo";
+    if !passive_only(routine, Irp, location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    let call = enter_or_return!(enter_client(Client, Irp, routine, location));
+    if Result.is_null() {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    // SAFETY: the caller's out-parameter (WSK contract: valid until the
+    // IRP completes).
+    unsafe { Result.write_unaligned(core::ptr::null_mut()) };
+    // "OwningThread ... can be non-NULL only if OwningProcess is non-NULL."
+    if !OwningThread.is_null() && OwningProcess.is_null() {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    // The sim has no namespace providers to choose from: a specific one is
+    // refused rather than ignored.
+    if !Provider.is_null() {
+        return call.done(STATUS_NOT_SUPPORTED, 0);
+    }
+    if !matches!(NameSpace, NS_ALL | NS_DNS | NS_TCPIP_LOCAL | NS_TCPIP_HOSTS) {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    // SAFETY: the caller's optional strings (WSK contract).
+    let node = match unsafe { resolve::read_unicode(NodeName) } {
+        Ok(node) => node,
+        Err(status) => return call.done(status, 0),
+    };
+    // SAFETY: as above.
+    let service = match unsafe { resolve::read_unicode(ServiceName) } {
+        Ok(service) => service,
+        Err(status) => return call.done(status, 0),
+    };
+    // SAFETY: the caller's optional hints (WSK contract).
+    let query = match unsafe { resolve::read_hints(Hints, node, service) } {
+        Ok(query) => query,
+        Err(status) => return call.done(status, 0),
+    };
+    let client = Arc::clone(&call.client);
+    let result = Result as usize;
+    run_resolution(call, move || match resolve::resolve_addresses(&query) {
+        Ok(resolved) => {
+            let head = client
+                .wsk
+                .chains
+                .hand_out(&resolved, query.flags, client.address());
+            // SAFETY: the caller's out-parameter, valid until the IRP
+            // completes (after this).
+            unsafe { (result as *mut PADDRINFOEXW).write_unaligned(head as PADDRINFOEXW) };
+            STATUS_SUCCESS
+        }
+        Err(status) => status,
+    })
+}
+
+unsafe extern "C" fn wsk_free_address_info(Client: PWSK_CLIENT, AddrInfo: PADDRINFOEXW) {
+    let location = Location::caller();
+    let routine = "WskFreeAddressInfo";
+    if !require_irql(&current(), PASSIVE_LEVEL, routine, location) {
+        return;
+    }
+    let wsk = state_of(&current());
+    let why = if wsk.client_at(Client as usize).is_none() {
+        "a client that is not registered (deregistered, or not a PWSK_CLIENT)"
+    } else if AddrInfo.is_null() {
+        "NULL"
+    } else {
+        match wsk.chains.free(Client as usize, AddrInfo as usize) {
+            resolve::Freed::Done => return,
+            resolve::Freed::Twice => "a chain already freed (a double free)",
+            resolve::Freed::OtherClient => "a chain WskGetAddressInfo returned to another client",
+            resolve::Freed::Foreign => {
+                "a pointer that is not the head of a chain WskGetAddressInfo returned"
+            }
+        }
+    };
+    violation(
+        violation::BAD_ADDRESS_INFO_FREE,
+        Client as usize,
+        AddrInfo as usize,
+        0,
+        format!(
+            "WskFreeAddressInfo({Client:p}, {AddrInfo:p}) with {why}: on Windows this frees \
+             memory the provider does not own for this client (PFN_WSK_FREE_ADDRESS_INFO: \
+             \"This pointer was returned through the Result parameter of the WskGetAddressInfo \
+             function\")"
+        ),
+    );
+}
 
 unsafe extern "C" fn wsk_get_name_info(
     Client: PWSK_CLIENT,
-    _SockAddr: PSOCKADDR,
-    _SockAddrLength: ULONG,
-    _NodeName: PUNICODE_STRING,
-    _ServiceName: PUNICODE_STRING,
-    _Flags: ULONG,
-    _OwningProcess: PEPROCESS,
-    _OwningThread: PETHREAD,
+    SockAddr: PSOCKADDR,
+    SockAddrLength: ULONG,
+    NodeName: PUNICODE_STRING,
+    ServiceName: PUNICODE_STRING,
+    Flags: ULONG,
+    OwningProcess: PEPROCESS,
+    OwningThread: PETHREAD,
     Irp: PIRP,
 ) -> NTSTATUS {
-    let call = enter_or_return!(enter_client(
-        Client,
-        Irp,
-        "WskGetNameInfo",
-        Location::caller()
-    ));
-    call.done(STATUS_NOT_SUPPORTED, 0)
+    let location = Location::caller();
+    let routine = "WskGetNameInfo";
+    if !passive_only(routine, Irp, location) {
+        return STATUS_INVALID_DEVICE_STATE;
+    }
+    let call = enter_or_return!(enter_client(Client, Irp, routine, location));
+    if !OwningThread.is_null() && OwningProcess.is_null() {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    // "NodeBuffer and ServiceBuffer must not both be NULL."
+    if NodeName.is_null() && ServiceName.is_null() {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    if let Err(status) = resolve::check_name_flags(Flags) {
+        return call.done(status, 0);
+    }
+    // SAFETY: the caller's address of SockAddrLength bytes (WSK contract).
+    let Some(address) = (unsafe { resolve::read_name_address(SockAddr, SockAddrLength) }) else {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    };
+    // SAFETY: the caller's optional out-strings (WSK contract).
+    let node_capacity = match unsafe { resolve::output_capacity(NodeName) } {
+        Ok(capacity) => capacity,
+        Err(status) => return call.done(status, 0),
+    };
+    // SAFETY: as above.
+    let service_capacity = match unsafe { resolve::output_capacity(ServiceName) } {
+        Ok(capacity) => capacity,
+        Err(status) => return call.done(status, 0),
+    };
+    let (node, service) = (NodeName as usize, ServiceName as usize);
+    run_resolution(call, move || match resolve::resolve_name(address, Flags) {
+        Ok((host, port)) => {
+            // The documentation is silent on a buffer too small: the sim
+            // writes nothing and answers STATUS_BUFFER_TOO_SMALL.
+            if !resolve::fits(&host, node_capacity) || !resolve::fits(&port, service_capacity) {
+                return STATUS_BUFFER_TOO_SMALL;
+            }
+            // SAFETY: the caller's out-strings, valid until the IRP
+            // completes (after this); each fits its buffer.
+            unsafe { resolve::write_unicode(node as PUNICODE_STRING, &host) };
+            // SAFETY: as above.
+            unsafe { resolve::write_unicode(service as PUNICODE_STRING, &port) };
+            STATUS_SUCCESS
+        }
+        Err(status) => status,
+    })
 }
 
 // === Basic ===

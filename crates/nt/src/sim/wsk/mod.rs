@@ -242,6 +242,7 @@ mod dispatch;
 pub mod errors;
 mod host;
 mod reactor;
+mod resolve;
 mod socket;
 
 use std::collections::HashMap;
@@ -292,6 +293,11 @@ pub mod violation {
     /// `WskReceive` or re-enabled the callback: ownership passes only when
     /// the callback returns. P2 socket, P3 the chain (0 for a re-arm).
     pub const OWNERSHIP_IN_CALLBACK: u64 = 0x5753_4B06;
+    /// `WskFreeAddressInfo` of a chain `WskGetAddressInfo` did not return
+    /// to this client: freed before, another client's, not the head of a
+    /// chain, NULL, or after the client deregistered. P2 client, P3 the
+    /// pointer.
+    pub const BAD_ADDRESS_INFO_FREE: u64 = 0x5753_4B07;
 }
 
 /// `ReservedRegistrationState` of a registration block the sim registered.
@@ -352,6 +358,9 @@ pub struct WskStats {
     /// [`acknowledgement_reports`]): each one made the provider look at the
     /// sends waiting for their acknowledgement when it arrived.
     pub acknowledgement_reports: u64,
+    /// `ADDRINFOEXW` chains `WskGetAddressInfo` returned that are not freed
+    /// yet (with `WskFreeAddressInfo`).
+    pub address_chains: u64,
 }
 
 /// The WSK subsystem of one session.
@@ -369,6 +378,8 @@ pub(crate) struct WskState {
     pub(crate) connections_refused: AtomicU64,
     pub(crate) callbacks_returned: AtomicU64,
     pub(crate) acknowledgement_reports: AtomicU64,
+    /// `ADDRINFOEXW` chains handed out by `WskGetAddressInfo`.
+    pub(crate) chains: resolve::Chains,
 }
 
 #[derive(Default)]
@@ -919,6 +930,12 @@ pub unsafe fn WskDeregister(WskRegistration: PWSK_REGISTRATION) {
         inner.clients.remove(&client.address());
     }
     client.reactor.stop();
+    // Address information is not the provider's to take back: a chain
+    // never given to WskFreeAddressInfo is lost for good.
+    let leaks = wsk.chains.take_leaks(client.address());
+    if !leaks.is_empty() {
+        kernel.record_leaks(leaks);
+    }
     kernel.pending_end(key);
     let block = WSK_REGISTRATION {
         ReservedRegistrationState: 0,
@@ -986,5 +1003,6 @@ pub fn stats(session: &Session) -> WskStats {
         connections_refused: wsk.connections_refused.load(Ordering::Relaxed),
         callbacks_returned: wsk.callbacks_returned.load(Ordering::Relaxed),
         acknowledgement_reports: wsk.acknowledgement_reports.load(Ordering::Relaxed),
+        address_chains: wsk.chains.live(),
     }
 }
