@@ -436,6 +436,33 @@ pub struct ADDRINFOEXW {
 }
 pub type PADDRINFOEXW = *mut ADDRINFOEXW;
 
+impl ADDRINFOEXW {
+    /// Hints for `WskGetAddressInfo`: `ai_flags` (`AI_*`), `ai_family`
+    /// (`AF_UNSPEC`, `AF_INET`, `AF_INET6`), `ai_socktype` (0,
+    /// `SOCK_STREAM`, `SOCK_DGRAM`) and `ai_protocol` (0, `IPPROTO_TCP`,
+    /// `IPPROTO_UDP`); every other member zero or NULL, as hints must be.
+    pub const fn hints(
+        flags: i32,
+        family: ADDRESS_FAMILY,
+        socktype: USHORT,
+        protocol: ULONG,
+    ) -> Self {
+        Self {
+            ai_flags: flags,
+            ai_family: family as i32,
+            ai_socktype: socktype as i32,
+            ai_protocol: protocol as i32,
+            ai_addrlen: 0,
+            ai_canonname: core::ptr::null_mut(),
+            ai_addr: core::ptr::null_mut(),
+            ai_blob: core::ptr::null_mut(),
+            ai_bloblen: 0,
+            ai_provider: core::ptr::null_mut(),
+            ai_next: core::ptr::null_mut(),
+        }
+    }
+}
+
 /// `NS_ALL` (`WskGetAddressInfo`'s `NameSpace`): every namespace.
 pub const NS_ALL: ULONG = 0;
 /// `NS_TCPIP_LOCAL`: local TCP/IP name resolution.

@@ -12,34 +12,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use nt::sim::verifier::{DRIVER_VERIFIER_DETECTED_VIOLATION, c4};
 use nt::sim::wsk::violation;
-use nt::sim::{CompletionPolicy, LeakKind, Session, VerifierReport};
+use nt::sim::{CompletionPolicy, LeakKind};
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
-
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
-/// The single bugcheck of `report`: 0xC4 with parameter 1 `code`; returns
-/// its description.
-fn only_violation(report: &VerifierReport, code: u64) -> String {
-    assert_eq!(
-        report.codes(),
-        vec![DRIVER_VERIFIER_DETECTED_VIOLATION],
-        "{report}"
-    );
-    let bugcheck = &report.bugchecks[0];
-    assert_eq!(bugcheck.parameters[0], code, "{bugcheck}");
-    bugcheck.description.clone()
-}
 
 /// A `UNICODE_STRING` over its own UTF-16 buffer.
 struct UString {
@@ -86,19 +62,7 @@ impl UString {
 }
 
 fn hints(flags: i32, family: ADDRESS_FAMILY, socktype: USHORT, protocol: ULONG) -> ADDRINFOEXW {
-    ADDRINFOEXW {
-        ai_flags: flags,
-        ai_family: i32::from(family),
-        ai_socktype: i32::from(socktype),
-        ai_protocol: protocol as i32,
-        ai_addrlen: 0,
-        ai_canonname: core::ptr::null_mut(),
-        ai_addr: core::ptr::null_mut(),
-        ai_blob: core::ptr::null_mut(),
-        ai_bloblen: 0,
-        ai_provider: core::ptr::null_mut(),
-        ai_next: core::ptr::null_mut(),
-    }
+    ADDRINFOEXW::hints(flags, family, socktype, protocol)
 }
 
 /// Every parameter of one `WskGetAddressInfo` call.

@@ -246,26 +246,17 @@ fn submit_receive_from_info<B: IoBufMut>(irp: PIRP, r: &mut RecvFromInfoRes<B>) 
     let control_length: *mut ULONG = &mut r.control_length;
     let control = r.control.0.as_mut_ptr().cast::<CMSGHDR>();
     let control_flags: *mut ULONG = &mut r.control_flags;
-    on_socket(r.shared, |socket| {
-        match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskReceiveFrom) {
-            // SAFETY: WskReceiveFrom with our IRP; the buffer, the control
-            // buffer (of *ControlLength bytes) and every out-parameter live
-            // in the resources until completion.
-            Some(receive_from) => Submission::Submitted(unsafe {
-                receive_from(
-                    socket,
-                    wsk,
-                    0,
-                    remote,
-                    control_length,
-                    control,
-                    control_flags,
-                    irp,
-                )
-            }),
-            None => Submission::NotSubmitted(STATUS_NOT_SUPPORTED),
-        }
-    })
+    ops::receive_from(
+        r.shared,
+        ops::ReceiveFromArgs {
+            wsk,
+            remote,
+            control_length,
+            control,
+            control_flags,
+        },
+        irp,
+    )
 }
 
 /// The packet information in a control buffer of `len` bytes, if any.

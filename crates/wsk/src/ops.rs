@@ -295,20 +295,54 @@ pub(crate) fn submit_receive_from<B: IoBufMut>(irp: PIRP, r: &mut RecvFromRes<B>
     let remote = r.remote.as_mut_ptr();
     let control_length: *mut ULONG = &mut r.control_length;
     let control_flags: *mut ULONG = &mut r.control_flags;
-    on_socket(r.shared, |socket| {
+    // No control buffer: ControlLength in is 0.
+    receive_from(
+        r.shared,
+        ReceiveFromArgs {
+            wsk,
+            remote,
+            control_length,
+            control: core::ptr::null_mut(),
+            control_flags,
+        },
+        irp,
+    )
+}
+
+/// The buffer and out-parameters of one `WskReceiveFrom`, each pointing
+/// into an operation's resources.
+pub(crate) struct ReceiveFromArgs {
+    pub(crate) wsk: *mut WSK_BUF,
+    pub(crate) remote: PSOCKADDR,
+    pub(crate) control_length: *mut ULONG,
+    /// NULL, or a control buffer of `*control_length` bytes.
+    pub(crate) control: *mut CMSGHDR,
+    pub(crate) control_flags: *mut ULONG,
+}
+
+/// `WskReceiveFrom` on the socket of `shared` with `args` (see
+/// [`on_socket`]). The one place the crate calls it: plain receives and
+/// receives with packet information differ only in the control buffer.
+pub(crate) fn receive_from(
+    shared: NonNull<SocketShared>,
+    args: ReceiveFromArgs,
+    irp: PIRP,
+) -> Submission {
+    on_socket(shared, |socket| {
         match dispatch_entry!(socket, WSK_PROVIDER_DATAGRAM_DISPATCH, WskReceiveFrom) {
-            // SAFETY: WskReceiveFrom with our IRP; the buffer and every
-            // out-parameter live in the resources until completion (no
-            // control buffer is passed, so ControlLength in is 0).
+            // SAFETY: WskReceiveFrom with our IRP; the buffer, the control
+            // buffer (if any, of *ControlLength bytes) and every
+            // out-parameter point into the operation's resources, which
+            // live until completion.
             Some(receive_from) => Submission::Submitted(unsafe {
                 receive_from(
                     socket,
-                    wsk,
+                    args.wsk,
                     0,
-                    remote,
-                    control_length,
-                    core::ptr::null_mut(),
-                    control_flags,
+                    args.remote,
+                    args.control_length,
+                    args.control,
+                    args.control_flags,
                     irp,
                 )
             }),

@@ -29,6 +29,32 @@ pub const TAG: ULONG = u32::from_le_bytes(*b"WskT");
 pub const POLICIES: [CompletionPolicy; 2] =
     [CompletionPolicy::Inline, CompletionPolicy::ForcePending];
 
+/// A session under `policy`.
+pub fn session(policy: CompletionPolicy) -> nt::sim::Session {
+    let session = nt::sim::Session::boot();
+    session.set_completion_policy(policy);
+    session
+}
+
+/// Ends `session`, asserting a clean report.
+pub fn finish(session: nt::sim::Session) {
+    let report = session.finish();
+    assert!(report.is_clean(), "{report}");
+}
+
+/// The single bugcheck of `report`: 0xC4 with parameter 1 `code`; returns
+/// its description.
+pub fn only_violation(report: &nt::sim::VerifierReport, code: u64) -> String {
+    assert_eq!(
+        report.codes(),
+        vec![nt::sim::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION],
+        "{report}"
+    );
+    let bugcheck = &report.bugchecks[0];
+    assert_eq!(bugcheck.parameters[0], code, "{bugcheck}");
+    bugcheck.description.clone()
+}
+
 /// Loopback addresses.
 pub fn loopback(v6: bool) -> SocketAddr {
     if v6 {

@@ -596,17 +596,13 @@ impl Chain {
                 };
                 Entry {
                     info: ADDRINFOEXW {
-                        ai_flags: flags,
-                        ai_family: i32::from(family),
-                        ai_socktype: found.socktype,
-                        ai_protocol: found.protocol,
                         ai_addrlen: sockaddr_len(family) as SIZE_T,
-                        ai_canonname: core::ptr::null_mut(),
-                        ai_addr: core::ptr::null_mut(),
-                        ai_blob: core::ptr::null_mut(),
-                        ai_bloblen: 0,
-                        ai_provider: core::ptr::null_mut(),
-                        ai_next: core::ptr::null_mut(),
+                        ..ADDRINFOEXW::hints(
+                            flags,
+                            family,
+                            found.socktype as USHORT,
+                            found.protocol as ULONG,
+                        )
                     },
                     address: sockaddr_from(&found.address),
                 }
@@ -657,19 +653,7 @@ impl Chain {
     /// After the free: nothing the client could still follow.
     fn poison(&mut self) {
         for entry in self.entries.iter_mut() {
-            entry.info = ADDRINFOEXW {
-                ai_flags: 0,
-                ai_family: 0,
-                ai_socktype: 0,
-                ai_protocol: 0,
-                ai_addrlen: 0,
-                ai_canonname: core::ptr::null_mut(),
-                ai_addr: core::ptr::null_mut(),
-                ai_blob: core::ptr::null_mut(),
-                ai_bloblen: 0,
-                ai_provider: core::ptr::null_mut(),
-                ai_next: core::ptr::null_mut(),
-            };
+            entry.info = ADDRINFOEXW::hints(0, AF_UNSPEC, 0, 0);
             entry.address.ss_family = AF_UNSPEC;
         }
         if let Some(name) = self.canonical.as_mut() {
