@@ -46,6 +46,7 @@ use nt::*;
 
 use crate::error::{Error, Result, check};
 use crate::pool::PoolBox;
+use crate::resolve::Orphan;
 use crate::shared::{SocketShared, abort_socket};
 use crate::sync::SpinLock;
 
@@ -69,7 +70,22 @@ pub(crate) struct RegBlock {
     /// The socket blocks whose WSK socket exists (an intrusive list through
     /// `SocketShared::reg_links`), and a waiter for the list to empty.
     sockets: SpinLock<SocketList>,
+    /// `WskGetAddressInfo` requests whose resources are not dropped yet.
+    resolves: AtomicU32,
+    /// Address-information chains of abandoned requests, to free at
+    /// PASSIVE_LEVEL (see `resolve`).
+    orphans: SpinLock<OrphanList>,
 }
+
+/// The chains handed over by abandoned resolutions (an intrusive list of
+/// pool blocks from `PoolBox::into_raw`).
+pub(crate) struct OrphanList {
+    head: *mut Orphan,
+}
+
+// SAFETY: the blocks are owned by the list and only followed under its
+// spin lock.
+unsafe impl Send for OrphanList {}
 
 /// The registration's live sockets.
 pub(crate) struct SocketList {
@@ -214,6 +230,59 @@ impl RegRef {
     }
 }
 
+// === Address-information chains (see `resolve`) ===
+
+impl RegRef {
+    /// A resolution starts: the registration waits for it before it
+    /// frees the chains handed over and deregisters.
+    pub(crate) fn resolve_begin(&self) {
+        self.block().resolves.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A resolution's resources are gone (its chain freed or handed over).
+    /// IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn resolve_done(&self) {
+        self.block().resolves.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Takes a chain to free later at PASSIVE_LEVEL. IRQL <=
+    /// DISPATCH_LEVEL; allocates nothing.
+    pub(crate) fn hand_over(&self, orphan: PoolBox<Orphan>) {
+        let orphan = orphan.into_raw();
+        let mut list = self.block().orphans.lock();
+        // SAFETY: the block is ours (into_raw) until free_orphans takes it.
+        unsafe { (*orphan.as_ptr()).next = list.head };
+        list.head = orphan.as_ptr();
+    }
+
+    /// Frees every chain handed over (`WskFreeAddressInfo`). IRQL =
+    /// PASSIVE_LEVEL; the registration is still registered.
+    pub(crate) fn free_orphans(&self) {
+        let mut at =
+            core::mem::replace(&mut self.block().orphans.lock().head, core::ptr::null_mut());
+        while let Some(orphan) = NonNull::new(at) {
+            // SAFETY: a block hand_over gave up with into_raw, unlinked
+            // above (the whole list was taken), taken back once.
+            let orphan = unsafe { PoolBox::from_raw(orphan) }.into_inner();
+            at = orphan.next;
+            orphan.free();
+        }
+    }
+
+    /// Waits (PASSIVE_LEVEL) until no resolution is in flight, then frees
+    /// the chains handed over.
+    fn settle_resolutions(&self) {
+        while self.block().resolves.load(Ordering::Acquire) != 0 {
+            // 10 ms, relative.
+            let mut interval = LARGE_INTEGER { QuadPart: -100_000 };
+            // SAFETY: PASSIVE_LEVEL (Registration::drop's contract); the
+            // interval lives across the call.
+            let _ = unsafe { KeDelayExecutionThread(KernelMode, FALSE, &mut interval) };
+        }
+        self.free_orphans();
+    }
+}
+
 impl Drop for RegRef {
     fn drop(&mut self) {
         if self.block().refs.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -298,6 +367,10 @@ impl Registration {
                 head: core::ptr::null_mut(),
                 len: 0,
                 waiter: None,
+            }),
+            resolves: AtomicU32::new(0),
+            orphans: SpinLock::new(OrphanList {
+                head: core::ptr::null_mut(),
             }),
         })?;
         let dispatch: *const WSK_CLIENT_DISPATCH = &block.dispatch;
@@ -429,6 +502,9 @@ impl Drop for Registration {
         while block.provider_calls.load(Ordering::SeqCst) != 0 {
             core::hint::spin_loop();
         }
+        // Chains of resolutions abandoned in flight are freed while the
+        // captures still stand (WskFreeAddressInfo is a client-level call).
+        self.reg.settle_resolutions();
         let captures = block.captures.swap(0, Ordering::AcqRel);
         for _ in 0..captures {
             // SAFETY: one outstanding capture each, released once here; the
@@ -578,6 +654,9 @@ impl Drop for Provider {
         let block = self.reg.block();
         if self.released.swap(true, Ordering::AcqRel) {
             return;
+        }
+        if !block.revoked.load(Ordering::Acquire) && irql() == PASSIVE_LEVEL {
+            self.reg.free_orphans();
         }
         // Released once: here, unless the registration already revoked it
         // (then it released the capture on our behalf).
