@@ -19,6 +19,10 @@
 //!   dropped (zero-copy), behind a bounded queue that answers
 //!   STATUS_DATA_NOT_ACCEPTED (STATUS_REQUEST_NOT_ACCEPTED for accepts)
 //!   when full instead of growing.
+//! - **Name resolution** at PASSIVE_LEVEL: [`Provider::resolve`]
+//!   (`WskGetAddressInfo`; an owned [`AddrInfoList`], the provider's chain
+//!   freed exactly once, even when the future is dropped in flight) and
+//!   [`Provider::name_of`] (`WskGetNameInfo`).
 //! - Closing releases the retained indications first, lets WSK cancel the
 //!   pending IRPs, and completes only when the provider has completed
 //!   everything; dropping a socket closes it without waiting. Every

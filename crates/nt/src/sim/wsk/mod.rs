@@ -198,10 +198,32 @@
 //!   `ControlInfoLength` (provider memory, alive as long as the chain), and
 //!   `WskSendTo` takes one as the datagram's source. Linux hosts only (`recvmsg` / `sendmsg`);
 //!   elsewhere receives carry none and such sends are STATUS_NOT_SUPPORTED.
+//! - **Name resolution** (`resolve`): `WskGetAddressInfo` and
+//!   `WskGetNameInfo` ask the host's resolver (`getaddrinfo` /
+//!   `getnameinfo` on Unix hosts; numeric services, `ToSocketAddrs` and
+//!   numeric reverse answers elsewhere). PASSIVE_LEVEL only, as
+//!   documented (0xC4/0xE5 above it, the IRP completed with
+//!   STATUS_INVALID_DEVICE_STATE). Under `Inline` the resolution runs on
+//!   the caller's thread and completes before the call returns; under
+//!   `Pending` on a resolver thread of its own at PASSIVE_LEVEL, the IRP
+//!   completed from the provider thread at DISPATCH_LEVEL; it never runs
+//!   on a provider thread. Not cancellable (a cancelled request completes
+//!   with its result: a client must free a chain it got for a request it
+//!   cancelled). The `ADDRINFOEXW` chain is provider memory; a chain not
+//!   freed when the client deregisters is a leak
+//!   ([`LeakKind::WskAddressInfo`](super::verifier::LeakKind)), a free of
+//!   a chain freed before, of another client's, of a pointer that is no
+//!   chain's head, of NULL or after deregistration is a finding
+//!   ([`violation::BAD_ADDRESS_INFO_FREE`]); freed chains stay poisoned
+//!   (NULL pointers) for the session, so their addresses never come
+//!   back. Unresolvable names: STATUS_NO_MATCH (documented); a name
+//!   buffer too small: STATUS_BUFFER_TOO_SMALL and nothing written (the
+//!   pages are silent). See docs/wsk-semantics.md for every parameter
+//!   rule.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
-//!   conditional accept (`WskInspectComplete`), `WskSendMessages`,
-//!   `WskGetAddressInfo`, `WskGetNameInfo`, client controls other than
-//!   `WSK_SET_STATIC_EVENT_CALLBACKS`. Connection sockets must be bound
+//!   conditional accept (`WskInspectComplete`), `WskSendMessages`, a
+//!   namespace provider GUID for `WskGetAddressInfo`, client controls
+//!   other than `WSK_SET_STATIC_EVENT_CALLBACKS`. Connection sockets must be bound
 //!   before `WskConnect` (as on Windows); datagram sockets before
 //!   `WskSendTo` (STATUS_INVALID_DEVICE_STATE otherwise).
 //! - **Registration.** The provider is ready at once unless a test says
