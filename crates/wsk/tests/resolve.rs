@@ -37,24 +37,31 @@ fn localhost_resolves_to_loopback_in_both_families() {
         );
         assert_eq!(v4.canonical_name(), Some("localhost"));
 
-        // IPv6: mapped where the host knows only the IPv4 loopback.
-        let v6 = block_on(env.provider().resolve(
+        // Any family: every answer a loopback address (an AF_INET6 query
+        // for a name the hosts file knows only for IPv4 would go on to
+        // DNS: not in a test). IPv6 through its numeric loopback.
+        let any = block_on(env.provider().resolve(
             Some("localhost"),
             Some("40007"),
-            Hints::stream().family(AF_INET6).flags(AI_V4MAPPED),
+            Hints::stream(),
         ))
         .unwrap();
-        for address in v6.addresses() {
-            let SocketAddr::V6(v6) = address else {
-                panic!("{address}")
-            };
-            assert!(
-                v6.ip().is_loopback()
-                    || v6.ip().to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
-                "{v6}"
-            );
-            assert_eq!(v6.port(), 40007);
-        }
+        assert!(!any.is_empty());
+        assert!(
+            any.addresses()
+                .all(|a| a.ip().is_loopback() && a.port() == 40007),
+            "{any:?}"
+        );
+        let v6 = block_on(env.provider().resolve(
+            Some("::1"),
+            Some("40007"),
+            Hints::stream().family(AF_INET6),
+        ))
+        .unwrap();
+        assert_eq!(
+            v6.addresses().collect::<Vec<_>>(),
+            vec![parse("[::1]:40007")]
+        );
     });
 }
 
