@@ -303,6 +303,15 @@ mod host {
         }
     }
 
+    /// The host's flags for the Windows `flags` (`pairs`: Windows value,
+    /// host value).
+    fn host_flags(flags: libc::c_int, pairs: &[(libc::c_int, libc::c_int)]) -> libc::c_int {
+        pairs
+            .iter()
+            .filter(|(windows, _)| flags & windows != 0)
+            .fold(0, |all, (_, host)| all | host)
+    }
+
     fn c_string(text: Option<&str>) -> Result<Option<CString>, NTSTATUS> {
         text.map(CString::new)
             .transpose()
@@ -375,10 +384,7 @@ mod host {
             (AI_ADDRCONFIG, libc::AI_ADDRCONFIG),
             (AI_V4MAPPED, libc::AI_V4MAPPED),
         ];
-        hints.ai_flags = pairs
-            .iter()
-            .filter(|(windows, _)| query.flags & windows != 0)
-            .fold(0, |flags, (_, host)| flags | host);
+        hints.ai_flags = host_flags(query.flags, &pairs);
         let mut list: *mut libc::addrinfo = core::ptr::null_mut();
         // SAFETY: NUL-terminated strings or NULL, initialised hints, and an
         // out-pointer; the list is freed below.
@@ -457,16 +463,13 @@ mod host {
             }
         };
         let pairs = [
-            (NI_NOFQDN, libc::NI_NOFQDN),
-            (NI_NUMERICHOST, libc::NI_NUMERICHOST),
-            (NI_NAMEREQD, libc::NI_NAMEREQD),
-            (NI_NUMERICSERV, libc::NI_NUMERICSERV),
-            (NI_DGRAM, libc::NI_DGRAM),
+            (NI_NOFQDN as libc::c_int, libc::NI_NOFQDN),
+            (NI_NUMERICHOST as libc::c_int, libc::NI_NUMERICHOST),
+            (NI_NAMEREQD as libc::c_int, libc::NI_NAMEREQD),
+            (NI_NUMERICSERV as libc::c_int, libc::NI_NUMERICSERV),
+            (NI_DGRAM as libc::c_int, libc::NI_DGRAM),
         ];
-        let host_flags = pairs
-            .iter()
-            .filter(|(windows, _)| flags & windows != 0)
-            .fold(0, |all, (_, host)| all | host);
+        let host_flags = host_flags(flags as libc::c_int, &pairs);
         let mut node = [0 as libc::c_char; NI_MAXHOST];
         let mut service = [0 as libc::c_char; NI_MAXSERV];
         // SAFETY: a socket address of `length` bytes and two writable
