@@ -153,11 +153,23 @@ impl Reactor {
     }
 
     /// Queues a job for the provider threads.
+    ///
+    /// With one provider thread, only the job that finds the queue empty
+    /// wakes the poll (a write to the waker's eventfd): the thread takes
+    /// the whole queue at once (`run_jobs`) and polls with a zero timeout
+    /// while jobs are queued, so a job queued behind others is run by the
+    /// same wake. Under a datagram flood that was one write and one extra
+    /// `epoll_wait` per datagram.
     pub(crate) fn post(&self, job: Job) {
-        lock(&self.queue).jobs.push_back(job);
+        let first = {
+            let mut queue = lock(&self.queue);
+            let first = queue.jobs.is_empty();
+            queue.jobs.push_back(job);
+            first
+        };
         if self.workers > 0 {
             self.work.notify_one();
-        } else {
+        } else if first {
             // A failed wake means the poll is gone: the thread is stopping.
             let _ = self.waker.wake();
         }
