@@ -9,6 +9,11 @@
 //! Drops happen where a real stack drops them: in the socket's receive
 //! buffer (`SO_RCVBUF`, set small) once nothing outstanding can take more.
 //!
+//! A second table measures the send side: the same datagrams sent one
+//! `WskSendTo` at a time (each awaited) or in `WskSendMessages` batches of
+//! 32 (`DatagramSocket::send_batch`, one IRP per batch), as time per
+//! datagram and their ratio.
+//!
 //! Run: `cargo bench -p wsk --bench datagram_burst` (options after `--`:
 //! `--count N` for one burst size instead of 50, 100, 200, 400, `--size BYTES`, `--rcvbuf BYTES`, `--stall-ms MS`,
 //! `--rounds R`).
@@ -20,7 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nt::sim::{CompletionPolicy, Profile, Session, SimConfig};
 use wsk::{CaptureWait, DatagramSocket, Provider, Registration};
@@ -200,6 +205,38 @@ fn burst(provider: &Provider, mode: Mode, config: &Config) -> u32 {
     })
 }
 
+/// Datagrams per `WskSendMessages` in the send table.
+const BATCH: usize = 32;
+
+/// Sends `total` datagrams of `config.size` bytes to a std socket nobody
+/// reads (the send cost only), one `WskSendTo` at a time, then in batches
+/// of [`BATCH`]; returns the two times.
+fn send_paths(provider: &Provider, config: &Config, total: usize) -> (Duration, Duration) {
+    block_on(async {
+        let socket = DatagramSocket::bind(provider, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind");
+        let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = sink.local_addr().unwrap();
+        let mut buf = vec![7u8; config.size];
+        let start = Instant::now();
+        for _ in 0..total {
+            let (sent, back) = socket.send_to(buf, to).await;
+            sent.expect("send_to");
+            buf = back;
+        }
+        let one_by_one = start.elapsed();
+        let slices: Vec<&[u8]> = vec![&buf[..]; BATCH];
+        let start = Instant::now();
+        for _ in 0..total / BATCH {
+            socket.send_batch(&slices, to).await.expect("send_batch");
+        }
+        let batched = start.elapsed();
+        socket.close().await.expect("close");
+        (one_by_one, batched)
+    })
+}
+
 fn main() {
     let config = Config::from_args();
     let bursts: Vec<u32> = match config.count {
@@ -248,6 +285,38 @@ fn main() {
             }
             println!();
         }
+        drop(provider);
+        drop(registration);
+        let report = session.finish();
+        assert!(report.is_clean(), "verifier report not clean:\n{report}");
+    }
+
+    let total = 2048 * config.rounds as usize;
+    println!(
+        "\nsend side: {total} datagrams of {} bytes to a std socket (unread), one WskSendTo at a \
+         time vs WskSendMessages batches of {BATCH} (one IRP each); time per datagram",
+        config.size
+    );
+    println!(
+        "{:<14} {:>16} {:>16} {:>8}",
+        "policy", "WskSendTo µs", "batched µs", "ratio"
+    );
+    for policy in [CompletionPolicy::Inline, CompletionPolicy::ForcePending] {
+        let session = Session::boot_config(SimConfig::profile(Profile::Fast, 0));
+        session.set_completion_policy(policy);
+        let registration = Registration::new().expect("register");
+        let provider = registration.capture(CaptureWait::NoWait).expect("capture");
+        // One warm-up pass, then the measured one.
+        send_paths(&provider, &config, BATCH * 4);
+        let (one_by_one, batched) = send_paths(&provider, &config, total);
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / total as f64;
+        println!(
+            "{:<14} {:>16.2} {:>16.2} {:>7.1}x",
+            format!("{policy:?}"),
+            per(one_by_one),
+            per(batched),
+            one_by_one.as_secs_f64() / batched.as_secs_f64()
+        );
         drop(provider);
         drop(registration);
         let report = session.finish();

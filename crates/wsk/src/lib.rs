@@ -54,6 +54,7 @@ extern crate alloc;
 
 mod accept_queue;
 mod addr;
+mod batch;
 mod builder;
 mod callbacks;
 mod chain;

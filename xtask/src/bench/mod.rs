@@ -12,7 +12,8 @@
 //! - `executor`: kernel-executor vs tokio current_thread, async-executor
 //!   and embassy-executor;
 //! - `sim`: the simulated kernel's own hot paths;
-//! - `datagram`: the wsk crate's datagram receive styles in process;
+//! - `datagram`: the wsk crate's datagram receive styles in process, and
+//!   its send side (one `WskSendTo` per datagram vs `WskSendMessages`);
 //! - `send`: the wsk crate's send paths on one connection (one outstanding
 //!   send vs the ideal send backlog).
 //!
@@ -59,7 +60,7 @@ const SECTIONS: &[(&str, &str)] = &[
     ("sim", "the simulated kernel's own hot paths (pool, IRP)"),
     (
         "datagram",
-        "wsk: datagram receive styles in process (no peer)",
+        "wsk: datagram receive styles and batched sends in process (no peer)",
     ),
     (
         "send",

@@ -361,10 +361,11 @@ pub fn markdown(results: &Results) -> String {
     if let Some(datagram) = &results.datagram {
         let _ = writeln!(
             md,
-            "## wsk: datagram receive styles in process\n\n`cargo bench -p wsk --bench datagram_burst`: \
+            "## wsk: datagram styles in process\n\n`cargo bench -p wsk --bench datagram_burst`: \
              the wsk crate's receive queue (functions style) and receive-from events (callbacks \
              style) on the sim, in one process, with a stalled receiver; no peer (the end-to-end \
-             UDP table above has tokio beside the driver).\n"
+             UDP table above has tokio beside the driver). Then the send side: one `WskSendTo` \
+             per datagram vs `WskSendMessages` batches (`send_batch`, one IRP per batch).\n"
         );
         match datagram {
             Ok(text) => {

@@ -1510,7 +1510,8 @@ unsafe extern "C" fn wsk_send_to(
     };
     let socket = Arc::clone(call.socket());
     let family = socket.family;
-    let decision = socket.with(|st, out| st.send_to(call.irp, data, (remote, source), family, out));
+    let decision =
+        socket.with(|st, out| st.send_to(call.irp, vec![data], (remote, source), family, out));
     call.decided(decision)
 }
 
@@ -1563,13 +1564,27 @@ unsafe extern "C" fn wsk_receive_from(
     call.decided(decision)
 }
 
+/// The most datagrams one `WskSendMessages` may carry in the sim. The
+/// page gives no limit; the bound turns a corrupt or cyclic `WSK_BUF_LIST`
+/// into STATUS_INVALID_PARAMETER instead of a walk that never ends (a
+/// client sending more splits its list).
+pub(crate) const SEND_MESSAGES_MAX: usize = 1024;
+
+/// `WskSendMessages` (Windows 8 and later): the datagrams of `BufferList`,
+/// in order, to one remote address (`RemoteAddress`, or the fixed one when
+/// NULL, as `WskSendTo`), with `WskSendTo`'s control information applied
+/// to each. Information: the bytes sent. The page does not say what a
+/// failure in the middle means; here the datagrams before it are sent,
+/// the request completes with the failure's status and their bytes as
+/// Information (a client learns how many went out), and the rest is not
+/// sent.
 unsafe extern "C" fn wsk_send_messages(
     Socket: PWSK_SOCKET,
-    _BufferList: PWSK_BUF_LIST,
-    _Flags: ULONG,
-    _RemoteAddress: PSOCKADDR,
-    _ControlInfoLength: ULONG,
-    _ControlInfo: PCMSGHDR,
+    BufferList: PWSK_BUF_LIST,
+    Flags: ULONG,
+    RemoteAddress: PSOCKADDR,
+    ControlInfoLength: ULONG,
+    ControlInfo: PCMSGHDR,
     Irp: PIRP,
 ) -> NTSTATUS {
     let call = enter_or_return!(enter(
@@ -1579,7 +1594,63 @@ unsafe extern "C" fn wsk_send_messages(
         "WskSendMessages",
         Location::caller()
     ));
-    call.done(STATUS_NOT_SUPPORTED, 0)
+    if BufferList.is_null() {
+        violation(
+            violation::NULL_ARGUMENT,
+            Socket as usize,
+            Irp as usize,
+            0,
+            "WskSendMessages with a NULL BufferList: the page requires \"an initialized \
+             WSK_BUF_LIST structure\" (Windows would dereference NULL)"
+                .to_owned(),
+        );
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    // Reserved: must be zero.
+    if Flags != 0 {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    }
+    let source = match send_control_info(ControlInfoLength, ControlInfo, call.socket().family) {
+        Ok(source) => source,
+        Err(status) => return call.done(status, 0),
+    };
+    let remote = if RemoteAddress.is_null() {
+        call.socket().state().fixed_remote
+    } else {
+        // SAFETY: the caller's address (WSK contract).
+        unsafe { read_sockaddr(RemoteAddress) }
+    };
+    let Some(remote) = remote else {
+        return call.done(STATUS_INVALID_PARAMETER, 0);
+    };
+    let mut datagrams = Vec::new();
+    let mut node = BufferList;
+    while !node.is_null() {
+        if datagrams.len() == SEND_MESSAGES_MAX {
+            return call.done(STATUS_INVALID_PARAMETER, 0);
+        }
+        // SAFETY: a node of the caller's list, live during the call (WSK
+        // contract); only the address of its Buffer is taken.
+        let wsk_buf = unsafe { &raw const (*node).Buffer };
+        // SAFETY: that WSK_BUF, whose MDLs are live and locked (the
+        // request is being made).
+        let buf = match unsafe { BufRef::from_wsk_buf(wsk_buf) } {
+            Ok(buf) => buf,
+            Err(status) => return call.done(status, 0),
+        };
+        // SAFETY: as above: the request is being made, its buffers locked.
+        match unsafe { buf.read(0, buf.length) } {
+            Ok(data) => datagrams.push(data),
+            Err(status) => return call.done(status, 0),
+        }
+        // SAFETY: as above.
+        node = unsafe { (*node).Next };
+    }
+    let socket = Arc::clone(call.socket());
+    let family = socket.family;
+    let decision =
+        socket.with(|st, out| st.send_to(call.irp, datagrams, (remote, source), family, out));
+    call.decided(decision)
 }
 
 // === Poisoned tables (closed sockets) ===

@@ -191,6 +191,13 @@
 //!   `SIO_KEEPALIVE_VALS` included (WSK sockets refuse it:
 //!   microsoft/windows-driver-samples issue 1132), is
 //!   STATUS_NOT_SUPPORTED.
+//! - **`WskSendMessages`** (Windows 8 and later): the `WSK_BUF_LIST`'s
+//!   datagrams in order to one address (or the fixed remote), each with
+//!   `WskSendTo`'s control information; Information = the bytes sent. A
+//!   failure in the middle completes with its status and the bytes of the
+//!   datagrams before it (the rest is not sent); more than 1024 datagrams
+//!   is STATUS_INVALID_PARAMETER (the page gives no limit); a
+//!   NULL `BufferList` is a verifier finding ([`violation::NULL_ARGUMENT`]).
 //! - **Packet information**: `IP_PKTINFO` / `IPV6_PKTINFO` on datagram
 //!   sockets; `WskReceiveFrom` returns an `IN(6)_PKTINFO` control message
 //!   (MSG_CTRUNC when the buffer is too small), each datagram of a
@@ -221,9 +228,9 @@
 //!   pages are silent). See docs/wsk-semantics.md for every parameter
 //!   rule.
 //! - **Not modelled** (STATUS_NOT_SUPPORTED): basic and stream sockets,
-//!   conditional accept (`WskInspectComplete`), `WskSendMessages`, a
-//!   namespace provider GUID for `WskGetAddressInfo`, client controls
-//!   other than `WSK_SET_STATIC_EVENT_CALLBACKS`. Connection sockets must be bound
+//!   conditional accept (`WskInspectComplete`), a namespace provider GUID
+//!   for `WskGetAddressInfo`, client controls other than
+//!   `WSK_SET_STATIC_EVENT_CALLBACKS`. Connection sockets must be bound
 //!   before `WskConnect` (as on Windows); datagram sockets before
 //!   `WskSendTo` (STATUS_INVALID_DEVICE_STATE otherwise).
 //! - **Registration.** The provider is ready at once unless a test says
@@ -320,6 +327,9 @@ pub mod violation {
     /// chain, NULL, or after the client deregistered. P2 client, P3 the
     /// pointer.
     pub const BAD_ADDRESS_INFO_FREE: u64 = 0x5753_4B07;
+    /// A NULL pointer where the function requires one (`WskSendMessages`'
+    /// `BufferList`). P2 socket, P3 IRP.
+    pub const NULL_ARGUMENT: u64 = 0x5753_4B08;
 }
 
 /// `ReservedRegistrationState` of a registration block the sim registered.

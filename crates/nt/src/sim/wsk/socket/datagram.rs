@@ -8,11 +8,15 @@ use crate::sim::wsk::host::{PacketInfo, receive_with_info, send_with_info};
 impl SockState {
     // --- datagram sockets ---
 
-    /// `WskSendTo`.
+    /// `WskSendTo` (one datagram) and `WskSendMessages` (several, to one
+    /// address): sent in order; what the host cannot take now waits, in
+    /// order, behind the sends already waiting. The first datagram the host
+    /// refuses ends the request with its status and, as Information, the
+    /// bytes of the datagrams sent before it.
     pub(crate) fn send_to(
         &mut self,
         irp: usize,
-        data: Vec<u8>,
+        datagrams: Vec<Vec<u8>>,
         (remote, source): (SocketAddr, Option<PacketInfo>),
         family: ADDRESS_FAMILY,
         out: &mut Out,
@@ -23,22 +27,33 @@ impl SockState {
         if family_of(&remote) != family {
             return Decision::Done(STATUS_INVALID_PARAMETER, 0);
         }
+        let mut datagrams: VecDeque<Vec<u8>> = datagrams.into();
+        let mut sent = 0;
         if self.send_tos.is_empty() {
-            match send_with_info(udp, &data, remote, source) {
-                Ok(n) => return Decision::Done(STATUS_SUCCESS, n),
-                Err(error) if is_transient(&error) => {}
-                Err(error) => return Decision::Done(status_from_io(&error), 0),
+            while let Some(data) = datagrams.front() {
+                match send_with_info(udp, data, remote, source) {
+                    Ok(n) => {
+                        sent += n;
+                        datagrams.pop_front();
+                    }
+                    Err(error) if is_transient(&error) => break,
+                    Err(error) => return Decision::Done(status_from_io(&error), sent),
+                }
+            }
+            if datagrams.is_empty() {
+                return Decision::Done(STATUS_SUCCESS, sent);
             }
         }
         if Self::queue_refused() {
-            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, 0);
+            return Decision::Done(STATUS_INSUFFICIENT_RESOURCES, sent);
         }
         self.enqueue(
             irp,
             |st| {
                 st.send_tos.push_back(SendToOp {
                     irp,
-                    data,
+                    datagrams,
+                    sent,
                     remote,
                     source,
                     armed: true,
@@ -175,19 +190,25 @@ impl SockState {
             return;
         };
         while let Some(mut op) = self.send_tos.pop_front() {
-            match send_with_info(udp, &op.data, op.remote, op.source) {
-                Err(error) if is_transient(&error) => {
-                    self.send_tos.push_front(op);
-                    return;
-                }
-                result => {
-                    if take(op.irp, &mut op.armed) {
-                        match result {
-                            Ok(n) => out.complete(op.irp, STATUS_SUCCESS, n),
-                            Err(error) => out.complete(op.irp, status_from_io(&error), 0),
-                        }
+            let mut failed = None;
+            while let Some(data) = op.datagrams.front() {
+                match send_with_info(udp, data, op.remote, op.source) {
+                    Ok(n) => {
+                        op.sent += n;
+                        op.datagrams.pop_front();
+                    }
+                    Err(error) if is_transient(&error) => {
+                        self.send_tos.push_front(op);
+                        return;
+                    }
+                    Err(error) => {
+                        failed = Some(status_from_io(&error));
+                        break;
                     }
                 }
+            }
+            if take(op.irp, &mut op.armed) {
+                out.complete(op.irp, failed.unwrap_or(STATUS_SUCCESS), op.sent);
             }
         }
     }

@@ -216,9 +216,14 @@ struct RecvFromOp {
     armed: bool,
 }
 
+/// A `WskSendTo` (one datagram) or `WskSendMessages` (several, in order,
+/// to one address) waiting for room in the host socket.
 struct SendToOp {
     irp: usize,
-    data: Vec<u8>,
+    /// The datagrams not sent yet, in order.
+    datagrams: VecDeque<Vec<u8>>,
+    /// Bytes of the datagrams already sent (the request's Information).
+    sent: usize,
     remote: SocketAddr,
     /// The source chosen with `IN_PKTINFO` / `IN6_PKTINFO` control
     /// information.
@@ -793,8 +798,7 @@ impl Socket {
             return 0;
         }
         if let Some(i) = st.send_tos.iter().position(|o| o.irp == irp) {
-            st.send_tos.remove(i);
-            return 0;
+            return st.send_tos.remove(i).map_or(0, |o| o.sent);
         }
         if st.connect.as_ref().is_some_and(|c| c.irp == irp) {
             // A cancelled connect abandons the connection attempt.
@@ -1094,7 +1098,7 @@ impl SockState {
         }
         for mut op in std::mem::take(&mut self.send_tos) {
             if take(op.irp, &mut op.armed) {
-                out.push((op.irp, STATUS_CANCELLED, 0));
+                out.push((op.irp, STATUS_CANCELLED, op.sent));
             }
         }
         if let Some(mut op) = self.connect.take()
