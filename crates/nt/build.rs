@@ -82,6 +82,7 @@ mod typecheck {
         "IoAllocateIrp",
         "IoFreeIrp",
         "IoReuseIrp",
+        "IoInitializeIrp",
         "IoSetCompletionRoutineEx",
         "IofCallDriver",
         "IofCompleteRequest",

@@ -10,7 +10,8 @@
 //! correct when it runs inline inside the submit call.
 //!
 //! The three IRP sources of the WDK documentation:
-//! - allocated ([`IrpOp::allocated`]): `IoAllocateIrp(1, FALSE)`, freed by us;
+//! - allocated ([`IrpOp::allocated`]): an IRP of our own for one operation,
+//!   in the node's pool block (`IoInitializeIrp`), freed by us;
 //! - reused ([`ReusableIrp`]): `IoReuseIrp` before each operation, zero
 //!   allocations per operation in a steady loop;
 //! - passed down from a higher driver or the I/O manager: observed

@@ -41,8 +41,11 @@ struct Io {
 /// A fake IRP. `PIRP` values the fakes hand out point to one of these.
 #[derive(Debug)]
 pub struct FakeIrp {
-    /// Ours (`IoAllocateIrp`) or passed down to us.
+    /// Ours (`IoAllocateIrp`, `IoInitializeIrp`) or passed down to us.
     owned: bool,
+    /// Initialised by `IoInitializeIrp` at the start of a pool block: freed
+    /// with the block (`ExFreePoolWithTag`), which [`reap`] gives back.
+    embedded: bool,
     /// `CurrentLocation`.
     location: CCHAR,
     /// Set by `IoFreeIrp` (written once; every other call reads it).
@@ -60,8 +63,13 @@ pub struct FakeIrp {
 
 impl FakeIrp {
     fn create(owned: bool, location: CCHAR) -> PIRP {
-        let irp = Box::new(FakeIrp {
+        Box::into_raw(Box::new(Self::new(owned, false, location))).cast()
+    }
+
+    fn new(owned: bool, embedded: bool, location: CCHAR) -> Self {
+        FakeIrp {
             owned,
+            embedded,
             location,
             freed: UnsafeCell::new(false),
             io: UnsafeCell::new(Io::default()),
@@ -69,8 +77,20 @@ impl FakeIrp {
             cancel: AtomicBool::new(false),
             cancels: AtomicUsize::new(0),
             routine_runs: AtomicUsize::new(0),
+        }
+    }
+
+    /// Marks the IRP freed (`IoFreeIrp`, or the free of its pool block).
+    fn free(&self, what: &str) {
+        self.read_io(what, |io| {
+            assert!(!io.in_flight, "{what} on an IRP in flight");
         });
-        Box::into_raw(irp).cast()
+        self.freed.with_mut(|f| {
+            // SAFETY: loom checks the access is exclusive.
+            let f = unsafe { &mut *f };
+            assert!(!*f, "{what} twice");
+            *f = true;
+        });
     }
 
     /// # Safety
@@ -106,10 +126,6 @@ impl FakeIrp {
 pub mod fake {
     use super::*;
 
-    /// Bytes before each pool block, holding its size (to free it with its
-    /// layout).
-    const HEADER: usize = 16;
-
     pub unsafe fn ExAllocatePool2(_flags: POOL_FLAGS, size: SIZE_T, tag: ULONG) -> PVOID {
         assert_ne!(tag, 0);
         let size = usize::try_from(size).unwrap();
@@ -118,7 +134,7 @@ pub mod fake {
         let block = unsafe { loom::alloc::alloc(layout) };
         assert!(!block.is_null());
         // SAFETY: the header is inside the block, 16-byte aligned.
-        unsafe { block.cast::<usize>().write(size) };
+        unsafe { block.cast::<[usize; 2]>().write([size, 0]) };
         // SAFETY: inside the block.
         unsafe { block.add(HEADER).cast() }
     }
@@ -126,12 +142,36 @@ pub mod fake {
     pub unsafe fn ExFreePoolWithTag(p: PVOID, tag: ULONG) {
         assert_ne!(tag, 0);
         // SAFETY: a block from ExAllocatePool2 (caller's contract).
-        let block = unsafe { p.cast::<u8>().sub(HEADER) };
+        let header = unsafe { p.cast::<u8>().sub(HEADER) }.cast::<[usize; 2]>();
         // SAFETY: the header written at allocation.
-        let size = unsafe { block.cast::<usize>().read() };
-        let layout = Layout::from_size_align(size + HEADER, 16).unwrap();
-        // SAFETY: allocated with this layout.
-        unsafe { loom::alloc::dealloc(block, layout) };
+        if unsafe { (*header)[1] } == HOLDS_IRP {
+            // The IRP at its start goes with it: checked and marked freed
+            // now, the memory given back by `reap`.
+            // SAFETY: IoInitializeIrp wrote a FakeIrp there.
+            unsafe { FakeIrp::get(p.cast()) }.free("ExFreePoolWithTag of its block");
+            return;
+        }
+        // SAFETY: as above.
+        unsafe { free_block(p) };
+    }
+
+    pub fn IoSizeOfIrp(_stack_size: CCHAR) -> USHORT {
+        USHORT::try_from(core::mem::size_of::<FakeIrp>()).unwrap()
+    }
+
+    pub unsafe fn IoInitializeIrp(irp: PIRP, packet_size: USHORT, stack_size: CCHAR) {
+        assert!(stack_size >= 1, "IoInitializeIrp(.., {stack_size})");
+        assert!(usize::from(packet_size) >= core::mem::size_of::<FakeIrp>());
+        // SAFETY: the start of a block from ExAllocatePool2 (the crate's
+        // only use), `packet_size` bytes ours.
+        let header = unsafe { irp.cast::<u8>().sub(HEADER) }.cast::<[usize; 2]>();
+        // SAFETY: as above.
+        unsafe { (*header)[1] = HOLDS_IRP };
+        // SAFETY: as above; aligned (16-byte pool alignment).
+        unsafe {
+            irp.cast::<FakeIrp>()
+                .write(FakeIrp::new(true, true, stack_size + 1))
+        };
     }
 
     pub unsafe fn IoAllocateIrp(stack_size: CCHAR, _charge_quota: BOOLEAN) -> PIRP {
@@ -143,15 +183,8 @@ pub mod fake {
         // SAFETY: a fake IRP (the crate only frees what it allocated).
         let this = unsafe { FakeIrp::get(irp) };
         assert!(this.owned, "IoFreeIrp on a passed-down IRP");
-        this.read_io("IoFreeIrp", |io| {
-            assert!(!io.in_flight, "IoFreeIrp on an IRP in flight");
-        });
-        this.freed.with_mut(|f| {
-            // SAFETY: loom checks the access is exclusive.
-            let f = unsafe { &mut *f };
-            assert!(!*f, "IoFreeIrp twice");
-            *f = true;
-        });
+        assert!(!this.embedded, "IoFreeIrp on an IRP in a pool block");
+        this.free("IoFreeIrp");
     }
 
     pub unsafe fn IoReuseIrp(irp: PIRP, status: NTSTATUS) {
@@ -421,6 +454,36 @@ pub unsafe fn is_freed(irp: PIRP) -> bool {
 /// `irp` came from this module, is reaped once, and nothing uses it
 /// afterwards.
 pub unsafe fn reap(irp: PIRP) {
-    // SAFETY: caller's contract: from Box::into_raw in FakeIrp::new.
+    // SAFETY: caller's contract: a live fake IRP.
+    if unsafe { FakeIrp::get(irp) }.embedded {
+        // SAFETY: IoInitializeIrp wrote it at the start of a pool block,
+        // dropped once here; the block's other contents were dropped by
+        // their owner before it freed the block (or leak with it).
+        unsafe { irp.cast::<FakeIrp>().drop_in_place() };
+        // SAFETY: the block came from the fake ExAllocatePool2.
+        unsafe { free_block(irp.cast()) };
+        return;
+    }
+    // SAFETY: caller's contract: from Box::into_raw in FakeIrp::create.
     drop(unsafe { Box::from_raw(irp.cast::<FakeIrp>()) });
+}
+
+/// Bytes before each fake pool block: its size (to free it with its
+/// layout) and whether an IRP lives at its start ([`HOLDS_IRP`]).
+const HEADER: usize = 16;
+/// The header's second word when `IoInitializeIrp` made an IRP in the block.
+const HOLDS_IRP: usize = 1;
+
+/// Gives a fake pool block back.
+///
+/// # Safety
+/// `p` came from the fake `ExAllocatePool2` and is given back once.
+unsafe fn free_block(p: PVOID) {
+    // SAFETY: caller's contract: the header precedes the block.
+    let block = unsafe { p.cast::<u8>().sub(HEADER) };
+    // SAFETY: the header written at allocation.
+    let size = unsafe { block.cast::<usize>().read() };
+    let layout = Layout::from_size_align(size + HEADER, 16).unwrap();
+    // SAFETY: allocated with this layout.
+    unsafe { loom::alloc::dealloc(block, layout) };
 }

@@ -1,6 +1,8 @@
 //! The operation node: one non-paged pool block shared by the future and the
-//! completion routine, holding the [`OpCore`], the IRP and everything the
-//! callee may touch until completion (the resources `R`).
+//! completion routine, holding the [`OpCore`], the IRP pointer and
+//! everything the callee may touch until completion (the resources `R`).
+//! An allocated operation's IRP lives in the same block, before the node
+//! (`IoInitializeIrp`), so it costs one pool allocation, not two.
 //!
 //! This module performs the side effects the state machine decides: it is
 //! the only place that frees nodes, frees or completes IRPs and calls
@@ -20,9 +22,9 @@ use nt::*;
 use crate::raw::{AfterAbandon, AfterCancel, AfterComplete, IoStatus, OpCore};
 use crate::sync::UnsafeCell;
 use crate::sys::{
-    ExAllocatePool2, ExFreePoolWithTag, IoCancelIrp, IoCompleteRequest, IoFreeIrp,
-    IoMarkIrpPending, irp_information, irp_pending_returned, irp_status, set_irp_information,
-    set_irp_status,
+    ExAllocatePool2, ExFreePoolWithTag, IoCancelIrp, IoCompleteRequest, IoFreeIrp, IoInitializeIrp,
+    IoMarkIrpPending, IoSizeOfIrp, irp_information, irp_pending_returned, irp_status,
+    set_irp_information, set_irp_status,
 };
 
 /// Pool tag of operation nodes (`IrpF` in poolmon order).
@@ -32,7 +34,8 @@ pub const NODE_TAG: ULONG = u32::from_le_bytes(*b"IrpF");
 /// last owner need to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IrpKind {
-    /// `IoAllocateIrp` for this operation: freed with the node.
+    /// `IoInitializeIrp` in the node's block for this operation: freed
+    /// with the node.
     Allocated,
     /// A [`crate::ReusableIrp`]'s IRP: kept for the next operation, freed
     /// with the node if the future is dropped in flight.
@@ -55,6 +58,10 @@ pub struct Node<R> {
     pub(crate) core: OpCore,
     pub(crate) irp: PIRP,
     pub(crate) kind: IrpKind,
+    /// The pool block to free: the node's own, or (an [`IrpKind::Allocated`]
+    /// operation's) the block that holds the IRP at its start and the node
+    /// after it. Immutable after allocation.
+    block: PVOID,
     /// Initialised from submission until the owner takes it back.
     resources: UnsafeCell<MaybeUninit<R>>,
 }
@@ -73,37 +80,85 @@ impl<R: Send + 'static> Node<R> {
         // SAFETY: a plain non-paged allocation with a non-zero tag.
         let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size, NODE_TAG) };
         let node = NonNull::new(block.cast::<Self>())?;
+        // SAFETY: a fresh block of the node's size, 16-byte aligned (pool
+        // guarantee; LAYOUT_OK checks the node needs no more).
+        unsafe { Self::init(node, irp, kind, block) };
+        Some(node)
+    }
+
+    /// Allocates, in one non-paged block, an IRP with `stack_size` stack
+    /// locations (at the block's start, initialised with `IoInitializeIrp`:
+    /// "IRPs the driver allocated as raw memory") and the node of an
+    /// [`IrpKind::Allocated`] operation after it. The IRP lives exactly as
+    /// long as the node, whose last owner frees both with the block: one
+    /// pool allocation per operation instead of `IoAllocateIrp` and a node.
+    /// `None` when out of pool. `stack_size` >= 1. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn allocate_with_irp(stack_size: CCHAR) -> Option<NonNull<Self>> {
+        let () = Self::LAYOUT_OK;
+        let irp_size = IoSizeOfIrp(stack_size);
+        // The node after the IRP, at its alignment (<= 16, LAYOUT_OK).
+        let align = core::mem::align_of::<Self>();
+        let offset = (usize::from(irp_size) + align - 1) & !(align - 1);
+        let size = (offset + core::mem::size_of::<Self>()) as SIZE_T;
+        // SAFETY: a plain non-paged allocation with a non-zero tag.
+        let block = unsafe { ExAllocatePool2(POOL_FLAG_NON_PAGED, size, NODE_TAG) };
+        if block.is_null() {
+            return None;
+        }
+        let irp = block.cast::<IRP>();
+        // SAFETY: the block's first IoSizeOfIrp(stack_size) bytes, ours.
+        unsafe { IoInitializeIrp(irp, irp_size, stack_size) };
+        // SAFETY: `offset` + the node's size is within the block.
+        let node = unsafe { block.cast::<u8>().add(offset) }.cast::<Self>();
+        // SAFETY: non-null (inside a non-null block).
+        let node = unsafe { NonNull::new_unchecked(node) };
+        // SAFETY: the node's bytes of the fresh block, aligned: the block
+        // is 16-byte aligned and `offset` a multiple of the node's
+        // alignment.
+        unsafe { Self::init(node, irp, IrpKind::Allocated, block) };
+        Some(node)
+    }
+
+    /// Writes a fresh node.
+    ///
+    /// # Safety
+    /// `node` is valid for writes of a `Self` and aligned.
+    unsafe fn init(node: NonNull<Self>, irp: PIRP, kind: IrpKind, block: PVOID) {
         let value = Node {
             core: OpCore::new(),
             irp,
             kind,
+            block,
             resources: UnsafeCell::new(MaybeUninit::uninit()),
         };
-        // SAFETY: a fresh block of the node's size, 16-byte aligned (pool
-        // guarantee; LAYOUT_OK checks the node needs no more).
+        // SAFETY: caller's contract.
         unsafe { node.as_ptr().write(value) };
-        Some(node)
     }
 
-    /// Frees the node's block (not the IRP, not the resources) and hands
-    /// back the waker it still held: the caller drops it last, after
+    /// Frees the node's block (not the resources; and not the IRP, except
+    /// an [`IrpKind::Allocated`] operation's, which lives in the block) and
+    /// hands back the waker it still held: the caller drops it last, after
     /// everything else it frees (a task's waker can be what lets Unload
     /// finish).
     ///
     /// # Safety
     /// The caller owns the node exclusively, its resources were taken or
-    /// never stored, and nobody uses it afterwards.
+    /// never stored, and nobody uses it afterwards; an `Allocated`
+    /// operation's IRP is complete or was never sent, and nobody uses it
+    /// afterwards either.
     #[must_use = "drop the waker after everything else is released"]
     pub(crate) unsafe fn free(node: NonNull<Self>) -> Option<Waker> {
         // SAFETY: exclusive ownership: the node is live.
         let this = unsafe { node.as_ref() };
+        let block = this.block;
         // SAFETY: exclusive ownership: nobody else touches the slot.
         let waker = unsafe { this.core.take_waker() };
         // SAFETY: exclusive ownership: drops the (now waker-less) core.
         unsafe { node.as_ptr().drop_in_place() };
-        // SAFETY: the block came from ExAllocatePool2 in `allocate` with
-        // this tag.
-        unsafe { ExFreePoolWithTag(node.as_ptr().cast(), NODE_TAG) };
+        // SAFETY: the block came from ExAllocatePool2 in `allocate` or
+        // `allocate_with_irp` with this tag; an IRP in it is done (caller's
+        // contract) and goes with it.
+        unsafe { ExFreePoolWithTag(block, NODE_TAG) };
         waker
     }
 
@@ -135,7 +190,8 @@ impl<R: Send + 'static> Node<R> {
     }
 
     /// The last owner's cleanup of an operation whose future is gone:
-    /// drops the resources, then for our own IRPs frees the IRP, then frees
+    /// drops the resources, then frees our own IRP (a reused one with
+    /// `IoFreeIrp`; an allocated one goes with the node's block), then frees
     /// the node, and returns the waker the node held for the caller to drop
     /// last. A passed-down IRP is left to the caller, who continues its
     /// completion. IRQL <= DISPATCH_LEVEL.
@@ -152,13 +208,14 @@ impl<R: Send + 'static> Node<R> {
         // SAFETY: last owner; the resources were stored at submission and
         // the future, gone, never took them.
         drop(unsafe { this.take() });
-        if kind.owns_irp() {
+        if kind == IrpKind::Reused {
             // SAFETY: our IRP, complete (its routine returned or returns
             // STATUS_MORE_PROCESSING_REQUIRED), no IoCancelIrp running on it
             // (the IRPLOCK protocol ended every cancel before a Release).
             unsafe { IoFreeIrp(irp) };
         }
-        // SAFETY: last owner; resources taken above.
+        // SAFETY: last owner; resources taken above; an allocated IRP is
+        // complete as above and goes with the block.
         unsafe { Self::free(node) }
     }
 }

@@ -93,8 +93,10 @@ pub trait IrpSource<R: Send + 'static>: sealed::Source<R> {}
 
 // === Allocated ===
 
-/// Source: `IoAllocateIrp(StackSize, FALSE)` for this operation, freed with
-/// it. See [`IrpOp::allocated`].
+/// Source: an IRP of `StackSize` locations for this operation, freed with
+/// it. It shares one pool block with the operation's node
+/// (`IoInitializeIrp`): one allocation per operation. See
+/// [`IrpOp::allocated`].
 #[derive(Debug)]
 pub struct Allocated {
     stack_size: CCHAR,
@@ -107,33 +109,21 @@ impl<R: Send + 'static> sealed::Source<R> for Allocated {
 
     fn prepare(self) -> Result<NonNull<Node<R>>, (NTSTATUS, ())> {
         if self.stack_size < 1 {
-            // No location for the callee: IoAllocateIrp would hand out an
-            // IRP whose first stack write corrupts its header.
+            // No location for the callee: an IRP whose first stack write
+            // corrupts its header.
             return Err((STATUS_INVALID_PARAMETER, ()));
         }
-        // SAFETY: IRQL <= DISPATCH_LEVEL (poll contract).
-        let irp = unsafe { IoAllocateIrp(self.stack_size, FALSE) };
-        if irp.is_null() {
-            return Err((STATUS_INSUFFICIENT_RESOURCES, ()));
-        }
-        match Node::allocate(irp, IrpKind::Allocated) {
-            Some(node) => Ok(node),
-            None => {
-                // SAFETY: our fresh IRP, never sent.
-                unsafe { IoFreeIrp(irp) };
-                Err((STATUS_INSUFFICIENT_RESOURCES, ()))
-            }
-        }
+        // IRQL <= DISPATCH_LEVEL (poll contract). The IRP and the node
+        // share one pool block (IoInitializeIrp).
+        Node::allocate_with_irp(self.stack_size).ok_or((STATUS_INSUFFICIENT_RESOURCES, ()))
     }
 
     unsafe fn finish(node: NonNull<Node<R>>) {
-        // SAFETY: exclusive owner of a completed node.
-        let irp = unsafe { node.as_ref() }.irp;
-        // SAFETY: our IRP; its routine returned (or is returning)
-        // STATUS_MORE_PROCESSING_REQUIRED; no cancel is running.
-        unsafe { IoFreeIrp(irp) };
-        // SAFETY: exclusive owner; resources taken. The future is alive:
-        // its waker may go in any order.
+        // SAFETY: exclusive owner of a completed node; the IRP in its block
+        // is ours, its routine returned (or is returning)
+        // STATUS_MORE_PROCESSING_REQUIRED, no cancel is running: it goes
+        // with the block. The future is alive: its waker may go in any
+        // order.
         drop(unsafe { Node::free(node) });
     }
 
@@ -550,8 +540,10 @@ impl<R: Send + 'static, F> IrpOp<R, Allocated, F>
 where
     F: FnOnce(PIRP, &mut R) -> Submission,
 {
-    /// An operation on a fresh IRP from `IoAllocateIrp(1, FALSE)`, freed
-    /// when the operation ends. One location is enough for a WSK call; a
+    /// An operation on a fresh IRP with one stack location, freed when
+    /// the operation ends (it shares the operation's pool block:
+    /// `IoInitializeIrp` on the driver's own memory, as "Reusing IRPs"
+    /// describes, so an operation costs one pool allocation). One location is enough for a WSK call; a
     /// callee reached with `IoCallDriver` needs its device's `StackSize`:
     /// use [`Self::allocated_for`].
     ///

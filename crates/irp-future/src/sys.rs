@@ -12,8 +12,8 @@ pub(crate) use nt::access::{
 #[cfg(not(loom))]
 pub(crate) use nt::{
     ExAllocatePool2, ExFreePoolWithTag, IoAllocateIrp, IoCancelIrp, IoCompleteRequest,
-    IoCopyCurrentIrpStackLocationToNext, IoFreeIrp, IoMarkIrpPending, IoReuseIrp,
-    IoSetCompletionRoutine, IoSetCompletionRoutineEx,
+    IoCopyCurrentIrpStackLocationToNext, IoFreeIrp, IoInitializeIrp, IoMarkIrpPending, IoReuseIrp,
+    IoSetCompletionRoutine, IoSetCompletionRoutineEx, IoSizeOfIrp,
 };
 
 #[cfg(loom)]

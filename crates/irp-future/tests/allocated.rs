@@ -45,9 +45,9 @@ fn inline_completion_is_ready_on_first_poll() {
     assert_eq!(done.resources, vec![1u8; 64]);
     assert_eq!(polls, 1);
     assert_eq!(recorder.wakes.load(Ordering::SeqCst), 0);
-    // One IRP and one node, both freed.
+    // One pool block (the IRP at its start, the node after it), freed.
     let after = session.pool_stats();
-    assert_eq!(after.allocations - before.allocations, 2);
+    assert_eq!(after.allocations - before.allocations, 1);
     assert_eq!(after.live_blocks, before.live_blocks);
     assert_eq!(lower.dispatched(), 1);
     drop(lower);
@@ -131,8 +131,8 @@ fn synchronous_failure_reclaims_everything_once() {
     assert_eq!(done.information, 0);
     assert_eq!(done.resources, vec![3u8; 4]);
     let after = session.pool_stats();
-    assert_eq!(after.allocations - before.allocations, 2);
-    assert_eq!(after.frees - before.frees, 2);
+    assert_eq!(after.allocations - before.allocations, 1);
+    assert_eq!(after.frees - before.frees, 1);
     assert_clean(session);
 }
 
@@ -155,24 +155,15 @@ fn inline_error_is_not_mistaken_for_a_synchronous_failure() {
     assert_clean(session);
 }
 
-/// Low resources: IoAllocateIrp fails; the operation reports it and gives
-/// the buffer back without calling the closure.
+/// Low resources: the pool allocation of the operation's block (IRP and
+/// node) fails; the operation reports it and gives the buffer back without
+/// calling the closure. Failing IoAllocateIrp changes nothing: the allocated
+/// source does not call it.
 #[test]
 fn irp_allocation_failure_is_an_error_with_the_buffer_back() {
     let session = Session::boot();
-    session.set_fault(FaultTarget::Irp, FaultPlan::Always);
-    // SAFETY: the closure is never called.
-    let op = unsafe {
-        IrpOp::allocated(vec![5u8; 2], |_irp, _b: &mut Vec<u8>| -> Submission {
-            panic!("must not be called")
-        })
-    };
-    let done = block_on(op);
-    assert_eq!(done.status, STATUS_INSUFFICIENT_RESOURCES);
-    assert_eq!(done.resources, vec![5u8; 2]);
     session.set_fault(FaultTarget::Pool, FaultPlan::Always);
-    session.set_fault(FaultTarget::Irp, FaultPlan::Never);
-    // SAFETY: as above.
+    // SAFETY: the closure is never called.
     let op = unsafe {
         IrpOp::allocated(vec![6u8; 2], |_irp, _b: &mut Vec<u8>| -> Submission {
             panic!("must not be called")
@@ -182,6 +173,17 @@ fn irp_allocation_failure_is_an_error_with_the_buffer_back() {
     assert_eq!(done.status, STATUS_INSUFFICIENT_RESOURCES);
     assert_eq!(done.resources, vec![6u8; 2]);
     session.set_fault(FaultTarget::Pool, FaultPlan::Never);
+    session.set_fault(FaultTarget::Irp, FaultPlan::Always);
+    let lower = LowerDevice::new(&session, |_| LowerAction::Complete {
+        status: STATUS_SUCCESS,
+        information: 0,
+    });
+    // SAFETY: the closure hands the IRP to IoCallDriver.
+    let done = block_on(unsafe { IrpOp::allocated(vec![5u8; 2], send_to(&lower)) });
+    assert_eq!(done.status, STATUS_SUCCESS);
+    assert_eq!(done.resources, vec![5u8; 2]);
+    session.set_fault(FaultTarget::Irp, FaultPlan::Never);
+    drop(lower);
     assert_clean(session);
 }
 
@@ -307,7 +309,10 @@ fn drop_in_flight_keeps_the_buffer_until_completion() {
     let mut op = unsafe { IrpOp::allocated(tracked, submit) };
     assert!(poll_once(&mut op).is_pending());
     let irp_count_live = session.pool_stats().live_blocks - before.live_blocks;
-    assert_eq!(irp_count_live, 2, "IRP and node live while in flight");
+    assert_eq!(
+        irp_count_live, 1,
+        "the IRP's and node's block live while in flight"
+    );
     drop(op);
     assert!(
         !dropped.load(Ordering::SeqCst),

@@ -33,7 +33,8 @@ use crate::shared::{Kind, SocketHandle, SocketShared, dispatch_entry};
 /// A submit function for resources `R`.
 pub(crate) type Submit<R> = fn(PIRP, &mut R) -> Submission;
 
-/// Runs one WSK call on an IRP of its own (`IoAllocateIrp(1, FALSE)`).
+/// Runs one WSK call on an IRP of its own (one stack location, in the
+/// operation's pool block: `irp_future::IrpOp::allocated`).
 pub(crate) async fn call<R: Send + 'static>(resources: R, submit: Submit<R>) -> Completed<R> {
     // SAFETY: every `Submit` of this module hands the IRP to exactly one
     // WSK provider function (which completes it exactly once, whatever it

@@ -180,7 +180,7 @@ impl<B: IoBuf> Sender<'_, B> {
 /// [`MdlBuf`] whose MDL is built once. An echo loop that answers every
 /// datagram from the same reply buffer then allocates nothing per datagram
 /// (what [`DatagramSocket::send_to`] allocates and frees every time: an
-/// IRP, an MDL and an operation node).
+/// MDL and one block holding the IRP and the operation node).
 ///
 /// It is not tied to a socket (the IRP is re-initialised for each send),
 /// so it can live beside a [`crate::ReceiveFromQueue`] that owns the

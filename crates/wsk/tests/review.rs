@@ -144,8 +144,9 @@ fn c2_a_receive_queue_never_hangs_on_dropped_or_held_buffers() {
     });
 }
 
-/// C3: a re-arm that cannot be made (no IRP) is yielded as an error, and
-/// the next poll re-arms: the stream neither stalls nor loses data.
+/// C3: a re-arm that cannot be made (no IRP: an allocated operation's IRP
+/// comes from its pool block, so the pool fails) is yielded as an error,
+/// and the next poll re-arms: the stream neither stalls nor loses data.
 #[test]
 fn c3_a_failed_re_arm_is_an_error_and_is_retried() {
     each_policy(|env, _| {
@@ -158,7 +159,7 @@ fn c3_a_failed_re_arm_is_an_error_and_is_retried() {
             eventually("a refusal", || events.refused() >= 1);
             let mut got = bytes_of(&first);
             drop(first);
-            env.session.set_fault(FaultTarget::Irp, FaultPlan::Always);
+            env.session.set_fault(FaultTarget::Pool, FaultPlan::Always);
             // What was queued comes first, then the failure.
             loop {
                 match next(&mut events).await.expect("not the end yet") {
@@ -169,7 +170,7 @@ fn c3_a_failed_re_arm_is_an_error_and_is_retried() {
                     }
                 }
             }
-            env.session.set_fault(FaultTarget::Irp, FaultPlan::Never);
+            env.session.set_fault(FaultTarget::Pool, FaultPlan::Never);
             while let Some(indication) = next(&mut events).await {
                 got.extend(bytes_of(&indication.expect("data")));
             }

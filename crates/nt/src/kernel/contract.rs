@@ -34,6 +34,7 @@ mod wdk {
         fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP;
         fn IoFreeIrp(Irp: PIRP);
         fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS);
+        fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, StackSize: CCHAR);
         fn IoSetCompletionRoutine(
             Irp: PIRP,
             CompletionRoutine: PIO_COMPLETION_ROUTINE,

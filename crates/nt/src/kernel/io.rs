@@ -16,8 +16,20 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use super::PIO_STACK_LOCATION;
 use super::access::current_stack_location_slot;
 use super::sys::ntddk::{IofCallDriver, IofCompleteRequest};
-use super::{IO_STACK_LOCATION, PDEVICE_OBJECT, PDRIVER_CANCEL, PIO_COMPLETION_ROUTINE, PIRP};
+use super::{IO_STACK_LOCATION, IRP, PDEVICE_OBJECT, PDRIVER_CANCEL, PIO_COMPLETION_ROUTINE, PIRP};
 use crate::types::*;
+
+/// `IoSizeOfIrp`: the bytes of an IRP with `StackSize` stack locations
+/// (the wdm.h macro: `sizeof(IRP) + StackSize * sizeof(IO_STACK_LOCATION)`,
+/// truncated to USHORT as the macro does).
+///
+/// IRQL: any.
+#[inline]
+#[must_use]
+pub const fn IoSizeOfIrp(StackSize: CCHAR) -> USHORT {
+    let count = if StackSize < 0 { 0 } else { StackSize as usize };
+    (core::mem::size_of::<IRP>() + count * core::mem::size_of::<IO_STACK_LOCATION>()) as USHORT
+}
 
 /// `IoGetCurrentIrpStackLocation`: the stack location of the driver the IRP
 /// is currently dispatched to.

@@ -137,6 +137,7 @@ pub use sys::ntddk::{
     IoFreeIrp,
     IoFreeMdl,
     IoFreeWorkItem,
+    IoInitializeIrp,
     IoQueueWorkItem,
     IoReleaseCancelSpinLock,
     IoReuseIrp,

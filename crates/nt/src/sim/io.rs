@@ -95,6 +95,7 @@ impl IrpRecord {
             takeover: None,
             owner,
             io_manager,
+            in_pool_block: false,
         }
     }
 
@@ -139,6 +140,9 @@ struct IrpRecord {
     owner: u64,
     /// For I/O manager IRPs: where completion is reported.
     io_manager: Option<Arc<IoManagerCompletion>>,
+    /// `IoInitializeIrp` made it at the start of one of the driver's pool
+    /// blocks: it goes with the block (`ExFreePool`), never `IoFreeIrp`.
+    in_pool_block: bool,
 }
 
 /// A dispatch routine's stack location the verifier watches for the
@@ -170,6 +174,9 @@ pub(crate) struct IoState {
     cancel_lock: AtomicUsize,
     /// Where the next record's generations start (2^32 apart).
     next_generation: AtomicU64,
+    /// Live IRPs initialised in driver pool blocks (`IoInitializeIrp`):
+    /// while there are none, `ExFreePool` skips the IRP table.
+    pool_irps: AtomicUsize,
 }
 
 impl IoState {
@@ -425,77 +432,285 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
 pub unsafe fn IoFreeIrp(Irp: PIRP) {
     let location = Location::caller();
     with_current(|k| {
-        let io = io_state(k);
-        let mut irps = lock(&io.irps);
-        let Some(record) = irps.get_mut(&(Irp as usize)) else {
-            drop(irps);
-            k.bugcheck_at(
-                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
-                [c9::FREE_NOT_AN_IRP, Irp as u64, 0, 0],
+        let irps = lock(&io_state(k).irps);
+        let refuse = |record: Option<&IrpRecord>| match record {
+            None => Some((
+                c9::FREE_NOT_AN_IRP,
                 "IoFreeIrp on something that is not a live IRP (double free?)",
-                Some(location),
-            );
-            return;
-        };
-        if record.origin == Origin::IoManager {
-            drop(irps);
-            k.bugcheck_at(
-                DRIVER_VERIFIER_IOMANAGER_VIOLATION,
-                [0x20C, Irp as u64, 0, 0],
+            )),
+            Some(r) if r.origin == Origin::IoManager => Some((
+                0x20C,
                 "IoFreeIrp on an IRP the I/O manager owns (it is queued against a thread)",
-                Some(location),
-            );
+            )),
+            Some(r) if r.in_pool_block => Some((
+                c9::FREE_NOT_AN_IRP,
+                "IoFreeIrp on an IRP the driver initialised in its own pool block \
+                 (IoInitializeIrp): it goes with the block, ExFreePool(WithTag)",
+            )),
+            Some(_) => None,
+        };
+        if retire_driver_irp(k, irps, Irp, "IoFreeIrp", location, refuse) {
+            let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
+        }
+    })
+}
+
+/// The driver gives up an IRP of its own whose memory goes next
+/// (`IoFreeIrp`, or `ExFreePool` of the block an `IoInitializeIrp` IRP
+/// lives in): checks it is no longer in flight and that no `IoCancelIrp`
+/// or unrun `IoSetCompletionRoutineEx` registration is left on it, and
+/// forgets its record; `refuse` first rules on the record (or its absence).
+/// Returns `false` if that was refused (a bugcheck was raised and the memory
+/// must stay: whoever holds the IRP still uses it).
+#[track_caller]
+fn retire_driver_irp(
+    k: &Kernel,
+    mut irps: std::sync::MutexGuard<'_, AddressMap<IrpRecord>>,
+    Irp: PIRP,
+    api: &str,
+    location: &'static Location<'static>,
+    refuse: impl FnOnce(Option<&IrpRecord>) -> Option<(u64, &'static str)>,
+) -> bool {
+    let record = irps.get_mut(&(Irp as usize));
+    if let Some((code, why)) = refuse(record.as_deref()) {
+        drop(irps);
+        k.bugcheck_at(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [code, Irp as u64, 0, 0],
+            why,
+            Some(location),
+        );
+        return false;
+    }
+    let Some(record) = record else {
+        return true;
+    };
+    let in_flight = record.phase == Phase::Dispatched;
+    let cancel_running = record.cancels_running > 0;
+    if in_flight || cancel_running {
+        let why = if cancel_running {
+            format!("{api} while IoCancelIrp is running on the IRP (see the IRPLOCK pattern)")
+        } else {
+            format!("{api} on an IRP still in flight (not yet completed)")
+        };
+        // Keep the memory alive for whoever still holds it.
+        record.free_deferred = true;
+        drop(irps);
+        k.bugcheck_at(
+            DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+            [c9::FREE_IRP_IN_USE, Irp as u64, 0, 0],
+            why,
+            Some(location),
+        );
+        return false;
+    }
+    // SAFETY: live (its record exists), not in flight, the caller's.
+    if k.verifying() && unsafe { unrun_unload_safe_registration(Irp, CCHAR::MAX) }.is_some() {
+        drop(irps);
+        // SAFETY: as above.
+        unsafe { check_unload_safe_registrations(k, Irp, CCHAR::MAX, api, location) };
+        return false;
+    }
+    if record.in_pool_block {
+        io_state(k).pool_irps.fetch_sub(1, Ordering::Relaxed);
+    }
+    if record.phase == Phase::Walking {
+        // Freed from inside its own completion routine (legal when the
+        // routine returns STATUS_MORE_PROCESSING_REQUIRED). As on NT the
+        // IRP is gone now: no longer in flight, its memory freed. The walk
+        // never dereferences it after the routine returns (it only looks
+        // the record up, and finds none: a routine that freed it and
+        // returned anything else is still reported). The walk's own end of
+        // the pending operation then finds it gone (ending a key twice is
+        // harmless); a record created at the same address meanwhile has
+        // another generation.
+        let keys = [record.walk_key.take(), record.pending_key.take()];
+        irps.remove(&(Irp as usize));
+        drop(irps);
+        for key in keys.into_iter().flatten() {
+            k.pending_end(key);
+        }
+        return true;
+    }
+    irps.remove(&(Irp as usize));
+    true
+}
+
+/// Removes the record of an IRP whose deferred free is due; returns the
+/// kind of block its memory is (an `IoInitializeIrp` IRP's is the driver's
+/// pool block).
+fn forget_record(io: &IoState, irps: &mut AddressMap<IrpRecord>, irp: PIRP) -> LeakKind {
+    match irps.remove(&(irp as usize)) {
+        Some(record) if record.in_pool_block => {
+            io.pool_irps.fetch_sub(1, Ordering::Relaxed);
+            LeakKind::Pool
+        }
+        _ => LeakKind::Irp,
+    }
+}
+
+/// `IoSizeOfIrp`: the bytes of an IRP with `StackSize` stack locations
+/// (a macro in wdm.h). Any IRQL.
+#[must_use]
+pub const fn IoSizeOfIrp(StackSize: CCHAR) -> USHORT {
+    let count = if StackSize < 0 { 0 } else { StackSize as usize };
+    (IRP_SIZE + count * STACK_LOCATION_SIZE) as USHORT
+}
+
+/// `IoInitializeIrp`: initialises `PacketSize` bytes of the driver's own
+/// memory at `Irp` as an IRP with `StackSize` stack locations ("IRPs the
+/// driver allocated as raw memory"; reusable with `IoInitializeIrp` again
+/// or `IoReuseIrp`, see "Reusing IRPs"). The driver frees the memory
+/// itself when the IRP is done (never `IoFreeIrp`). IRQL <= DISPATCH_LEVEL.
+///
+/// Stricter than NT (docs/sim-truths.md): the memory must be the start of a
+/// live non-paged pool block (`ExAllocatePool2`) of at least `PacketSize`
+/// bytes, `PacketSize` at least `IoSizeOfIrp(StackSize)`, `StackSize` at
+/// least 1, and the address no IRP from `IoAllocateIrp` (reinitialise those
+/// with `IoReuseIrp`) nor one still in use; otherwise 0xC9. Freeing the
+/// block (`ExFreePool`) while the IRP is in flight is 0xC9/0x20B, as
+/// `IoFreeIrp` would be.
+///
+/// # Safety
+/// `Irp` must be valid for `PacketSize` bytes of writes, the caller's, and
+/// not an IRP anybody else uses.
+#[track_caller]
+pub unsafe fn IoInitializeIrp(Irp: PIRP, PacketSize: USHORT, StackSize: CCHAR) {
+    let location = Location::caller();
+    with_current(|k| {
+        if !irql::require_at_most(k, DISPATCH_LEVEL, "IoInitializeIrp") {
             return;
         }
-        let in_flight = record.phase == Phase::Dispatched;
-        let cancel_running = record.cancels_running > 0;
-        if in_flight || cancel_running {
-            let why = if cancel_running {
-                "IoFreeIrp while IoCancelIrp is running on the IRP (see the IRPLOCK pattern)"
-            } else {
-                "IoFreeIrp on an IRP still in flight (not yet completed)"
-            };
-            // Keep the memory alive for whoever still holds it.
-            record.free_deferred = true;
-            drop(irps);
+        let address = Irp as usize;
+        let refusal = if StackSize < 1 {
+            Some((
+                c9::NO_STACK_LOCATION,
+                format!(
+                    "IoInitializeIrp with StackSize {StackSize}: the IRP has no stack location \
+                     for its callee (at least 1)"
+                ),
+            ))
+        } else if PacketSize < IoSizeOfIrp(StackSize) {
+            Some((
+                c9::UNKNOWN,
+                format!(
+                    "IoInitializeIrp with PacketSize {PacketSize}, below IoSizeOfIrp({StackSize}) \
+                     = {}: the stack locations would overrun the memory",
+                    IoSizeOfIrp(StackSize)
+                ),
+            ))
+        } else {
+            match k.pool.describe(address) {
+                Some((LeakKind::Pool, _, false, size)) if size >= usize::from(PacketSize) => None,
+                Some((LeakKind::Pool, _, false, size)) => Some((
+                    c9::UNKNOWN,
+                    format!(
+                        "IoInitializeIrp with PacketSize {PacketSize} on a pool block of {size} \
+                         bytes"
+                    ),
+                )),
+                Some((LeakKind::Pool, _, true, _)) => Some((
+                    c9::UNKNOWN,
+                    "IoInitializeIrp on paged pool: an IRP is touched at DISPATCH_LEVEL".into(),
+                )),
+                Some((LeakKind::Irp, ..)) => Some((
+                    c9::UNKNOWN,
+                    "IoInitializeIrp on an IRP from IoAllocateIrp: reinitialise it with \
+                     IoReuseIrp"
+                        .into(),
+                )),
+                _ => Some((
+                    c9::UNKNOWN,
+                    "IoInitializeIrp on memory that is not the start of a live pool block of \
+                     the driver's (the sim requires one from ExAllocatePool2)"
+                        .into(),
+                )),
+            }
+        };
+        if let Some((code, why)) = refusal {
             k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
-                [c9::FREE_IRP_IN_USE, Irp as u64, 0, 0],
+                [
+                    code,
+                    address as u64,
+                    u64::from(PacketSize),
+                    StackSize as u8 as u64,
+                ],
                 why,
                 Some(location),
             );
             return;
         }
-        // SAFETY: live (its record exists), not in flight, the caller's.
-        if k.verifying() && unsafe { unrun_unload_safe_registration(Irp, CCHAR::MAX) }.is_some() {
-            drop(irps);
-            // SAFETY: as above.
-            unsafe { check_unload_safe_registrations(k, Irp, CCHAR::MAX, "IoFreeIrp", location) };
-            return;
-        }
-        if record.phase == Phase::Walking {
-            // Freed from inside its own completion routine (legal when the
-            // routine returns STATUS_MORE_PROCESSING_REQUIRED). As on NT the
-            // IRP is gone now: no longer in flight, its pool block freed.
-            // The walk never dereferences it after the routine returns (it
-            // only looks the record up, and finds none: a routine that freed
-            // it and returned anything else is still reported).
-            // The walk's own end of the pending operation then finds it
-            // gone (ending a key twice is harmless); a record created at the
-            // same address meanwhile has another generation.
-            let keys = [record.walk_key.take(), record.pending_key.take()];
-            irps.remove(&(Irp as usize));
-            drop(irps);
-            for key in keys.into_iter().flatten() {
-                k.pending_end(key);
+        let io = io_state(k);
+        {
+            let mut irps = lock(&io.irps);
+            if let Some(r) = irps.get_mut(&address) {
+                // Reinitialised: the rules of IoReuseIrp.
+                if r.phase == Phase::Dispatched || r.cancels_running > 0 {
+                    let why = if r.cancels_running > 0 {
+                        "IoInitializeIrp while IoCancelIrp is running on the IRP"
+                    } else {
+                        "IoInitializeIrp on an IRP still in flight (not yet completed)"
+                    };
+                    drop(irps);
+                    k.bugcheck_at(
+                        DRIVER_VERIFIER_IOMANAGER_VIOLATION,
+                        [c9::REUSE_IRP_IN_USE, address as u64, 0, 0],
+                        why,
+                        Some(location),
+                    );
+                    return;
+                }
+                r.advance(Takeover::Reused);
+                r.phase = Phase::Idle;
+                drop(irps);
+                // SAFETY: live and the caller's (checked above).
+                if unsafe {
+                    check_unload_safe_registrations(k, Irp, CCHAR::MAX, "IoInitializeIrp", location)
+                } {
+                    return;
+                }
+            } else {
+                let owner = k.driver_generation.load(Ordering::Acquire);
+                let mut record = IrpRecord::new(io, Origin::Driver, owner, None);
+                record.in_pool_block = true;
+                irps.insert(address, record);
+                io.pool_irps.fetch_add(1, Ordering::Relaxed);
             }
-            let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
-            return;
         }
-        irps.remove(&(Irp as usize));
-        drop(irps);
-        let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
+        // SAFETY: the pool block holds at least IoSizeOfIrp(StackSize)
+        // bytes at `Irp` (checked above); the caller's.
+        unsafe { initialize_irp(Irp, StackSize, 0) };
+        // SAFETY: as above.
+        unsafe { (*Irp).Size = PacketSize };
     })
+}
+
+/// `ExFreePool(WithTag)` of `address`: if an `IoInitializeIrp` IRP lives
+/// at its start, the driver gives it up with the block (the checks of
+/// `IoFreeIrp`). Returns `false` if that was refused (a bugcheck was raised
+/// and the block must not be freed).
+pub(crate) fn pool_block_freed(
+    k: &Kernel,
+    address: usize,
+    location: &'static Location<'static>,
+) -> bool {
+    let io = io_state(k);
+    if io.pool_irps.load(Ordering::Relaxed) == 0 {
+        return true;
+    }
+    let irps = lock(&io.irps);
+    if !irps.get(&address).is_some_and(|r| r.in_pool_block) {
+        return true;
+    }
+    retire_driver_irp(
+        k,
+        irps,
+        address as PIRP,
+        "ExFreePool of its pool block",
+        location,
+        |_| None,
+    )
 }
 
 // === Stack locations (FORCEINLINE helpers in wdm.h) ===
@@ -1505,12 +1720,14 @@ fn end_walk(
     record.phase = phase;
     let free = record.free_deferred && record.cancels_running == 0;
     let io_manager = record.io_manager.clone();
-    if free {
-        irps.remove(&(irp as usize));
-    }
+    let kind = if free {
+        forget_record(io, &mut irps, irp)
+    } else {
+        LeakKind::Irp
+    };
     drop(irps);
     if free {
-        let _ = kernel.free_block(irp as usize, LeakKind::Irp, None);
+        let _ = kernel.free_block(irp as usize, kind, None);
     }
     io_manager
 }
@@ -1969,16 +2186,13 @@ unsafe fn cancel_irp(Irp: PIRP, io_manager: bool, location: &'static Location<'s
                         && record.cancels_running == 0
                         && record.phase != Phase::Walking
                         && record.phase != Phase::Dispatched;
-                    if free {
-                        irps.remove(&(Irp as usize));
-                    }
-                    free
+                    free.then(|| forget_record(io, &mut irps, Irp))
                 }
-                None => false,
+                None => None,
             }
         };
-        if free {
-            let _ = k.free_block(Irp as usize, LeakKind::Irp, Some(location));
+        if let Some(kind) = free {
+            let _ = k.free_block(Irp as usize, kind, Some(location));
         }
         called
     })

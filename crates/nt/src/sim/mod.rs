@@ -65,10 +65,10 @@ pub mod api {
     pub use super::io::{
         IO_NETWORK_INCREMENT, IO_NO_INCREMENT, IoAcquireCancelSpinLock, IoAllocateIrp,
         IoCallDriver, IoCancelIrp, IoCompleteRequest, IoCopyCurrentIrpStackLocationToNext,
-        IoFreeIrp, IoGetCurrentIrpStackLocation, IoGetNextIrpStackLocation, IoMarkIrpPending,
-        IoReleaseCancelSpinLock, IoReuseIrp, IoSetCancelRoutine, IoSetCompletionRoutine,
-        IoSetCompletionRoutineEx, IoSetNextIrpStackLocation, IoSkipCurrentIrpStackLocation,
-        IofCallDriver, IofCompleteRequest,
+        IoFreeIrp, IoGetCurrentIrpStackLocation, IoGetNextIrpStackLocation, IoInitializeIrp,
+        IoMarkIrpPending, IoReleaseCancelSpinLock, IoReuseIrp, IoSetCancelRoutine,
+        IoSetCompletionRoutine, IoSetCompletionRoutineEx, IoSetNextIrpStackLocation, IoSizeOfIrp,
+        IoSkipCurrentIrpStackLocation, IofCallDriver, IofCompleteRequest,
     };
     pub use super::irql::{
         KeAcquireSpinLock, KeAcquireSpinLockAtDpcLevel, KeAcquireSpinLockRaiseToDpc,

@@ -905,6 +905,11 @@ fn free_pool(P: PVOID, tag: Option<ULONG>) {
         {
             super::timer::check_free(k, address, size);
         }
+        // An IRP the driver initialised at the block's start (IoInitializeIrp)
+        // goes with it: not while it is in flight (0xC9/0x20B, as IoFreeIrp).
+        if !super::io::pool_block_freed(k, address, location) {
+            return;
+        }
         // Spin locks in the block: still held is 0xC4/0x100B; forgotten by
         // Deadlock Detection either way.
         if irql::tracks_locks(k)
