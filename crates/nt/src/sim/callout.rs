@@ -22,7 +22,7 @@
 //! It never allocates on the hot path (the tables' entries are reused), and
 //! it never blocks except on those tables' locks.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -217,11 +217,32 @@ pub(crate) struct Frame {
 
 thread_local! {
     static STACK: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
+    /// The outermost callout's `stack_base` (0: none): what every sim API
+    /// entry measures against, read without borrowing `STACK`.
+    static OUTER_BASE: Cell<usize> = const { Cell::new(0) };
+    /// The lowest sim API entry seen in the innermost callout since its
+    /// `deepest` was last brought up to date (`usize::MAX`: none); folded
+    /// in by [`fold_lowest`] before anything reads or pops that frame.
+    static LOWEST: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Brings the innermost frame's `deepest` up to date with [`LOWEST`].
+fn fold_lowest(stack: &mut [Frame]) {
+    let lowest = LOWEST.replace(usize::MAX);
+    if lowest != usize::MAX
+        && let Some(frame) = stack.last_mut()
+    {
+        frame.deepest = frame.deepest.max(frame.stack_base.saturating_sub(lowest));
+    }
 }
 
 /// The innermost callout running on this thread, if any.
 pub(crate) fn innermost() -> Option<Frame> {
-    STACK.with(|s| s.borrow().last().copied())
+    STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        fold_lowest(&mut s);
+        s.last().copied()
+    })
 }
 
 /// The stack base of this thread's outermost callout (driver frames lie
@@ -261,18 +282,23 @@ pub fn stack_depth() -> Option<usize> {
 /// depth is over `budget` for the first time on this thread's callout
 /// stack (the caller raises the overflow bugcheck).
 pub(crate) fn note_stack_depth(here: usize, budget: usize) -> Option<(usize, Frame)> {
+    // The hot path (every sim API call): two thread-local cells, no
+    // borrow of the frame stack.
+    let base = OUTER_BASE.get();
+    if base == 0 {
+        return None;
+    }
+    if here < LOWEST.get() {
+        LOWEST.set(here);
+    }
+    let total = base.saturating_sub(here);
+    if budget == 0 || total <= budget {
+        return None;
+    }
     STACK.with(|s| {
         let mut s = s.borrow_mut();
-        let base = s.first()?.stack_base;
-        let total = base.saturating_sub(here);
-        let innermost = s.last_mut()?;
-        innermost.deepest = innermost
-            .deepest
-            .max(innermost.stack_base.saturating_sub(here));
-        let frame = *innermost;
-        if budget == 0 || total <= budget {
-            return None;
-        }
+        fold_lowest(&mut s);
+        let frame = *s.last()?;
         let outermost = s.first_mut()?;
         if outermost.overflow_reported {
             return None;
@@ -362,7 +388,15 @@ pub(crate) fn callout_with<R>(
         overflow_reported: false,
         owner,
     };
-    STACK.with(|s| s.borrow_mut().push(frame));
+    STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        // The caller's high-water mark so far stays with the caller.
+        fold_lowest(&mut s);
+        if s.is_empty() {
+            OUTER_BASE.set(frame.stack_base);
+        }
+        s.push(frame);
+    });
     // Popped and unregistered even if the routine unwinds (a test's panic),
     // so one failing test does not poison the thread's later sessions.
     struct Exit<'a> {
@@ -378,7 +412,11 @@ pub(crate) fn callout_with<R>(
             }
             let frame = STACK.with(|s| {
                 let mut s = s.borrow_mut();
+                fold_lowest(&mut s);
                 let frame = s.pop();
+                if s.is_empty() {
+                    OUTER_BASE.set(0);
+                }
                 // The parent's high-water mark includes what this callee
                 // used below it.
                 if let (Some(frame), Some(parent)) = (frame, s.last_mut()) {
