@@ -214,6 +214,9 @@ pub(crate) struct Kernel {
     handles: Mutex<HashMap<usize, HandleRecord>>,
     next_handle: AtomicU64,
     extensions: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    /// The WSK subsystem's extension, once made (every WSK call finds its
+    /// socket through it: a lock-free read instead of the map's lock).
+    pub(crate) wsk: std::sync::OnceLock<Arc<super::wsk::WskState>>,
 }
 
 thread_local! {
@@ -350,6 +353,7 @@ impl Kernel {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             extensions: Mutex::new(HashMap::new()),
+            wsk: std::sync::OnceLock::new(),
         }
     }
 

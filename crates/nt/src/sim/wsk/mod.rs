@@ -616,7 +616,7 @@ impl WskState {
 
 /// The session's WSK subsystem.
 pub(crate) fn state_of(kernel: &Kernel) -> Arc<WskState> {
-    kernel.extension::<WskState>()
+    Arc::clone(kernel.wsk.get_or_init(|| kernel.extension::<WskState>()))
 }
 
 /// One registration (`PWSK_CLIENT` points to it).
@@ -636,6 +636,8 @@ pub(crate) struct Client {
     registration: usize,
     version: USHORT,
     counters: Mutex<Counters>,
+    /// `WskDeregister` waits here for the counters to drain (notified
+    /// only while it deregisters: see `update`).
     changed: Condvar,
 }
 
@@ -697,11 +699,20 @@ impl Client {
         STATUS_SUCCESS
     }
 
+    /// Changes the counters; wakes `WskDeregister` if it waits on them.
+    /// Its wait is the only one on `changed`, and it begins only after
+    /// `deregistering` was set under this lock, so an update that finds
+    /// the flag clear has nobody to wake (a notification is a futex
+    /// system call on Linux even with no waiter: four per WSK call
+    /// otherwise).
     fn update(&self, f: impl FnOnce(&mut Counters)) {
         let mut counters = lock(&self.counters);
         f(&mut counters);
+        let waited_on = counters.deregistering;
         drop(counters);
-        self.changed.notify_all();
+        if waited_on {
+            self.changed.notify_all();
+        }
     }
 
     pub(crate) fn irp_begin(&self) {

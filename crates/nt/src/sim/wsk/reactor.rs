@@ -298,6 +298,7 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 continue;
             }
             if let Some(socket) = state.socket_at(event.token().0) {
+                socket.note_readiness();
                 if event.is_error() {
                     socket.note_error_event();
                 }

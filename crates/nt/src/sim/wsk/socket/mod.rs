@@ -333,6 +333,11 @@ pub(crate) struct SockState {
     send_tos: VecDeque<SendToOp>,
 
     inbound: VecDeque<u8>,
+    /// The host stream may have bytes to read: false once a read said "would
+    /// block", true again when the host signals readiness
+    /// (`Socket::readiness`). Readiness is edge-triggered (mio's contract on
+    /// every host), so a read in between would only say "would block" again.
+    host_readable: bool,
     /// Bytes read from the host socket so far (stream sockets).
     bytes_from_host: u64,
     eof: bool,
@@ -400,6 +405,9 @@ pub(crate) struct Socket {
     /// last looked: acknowledgement reports may be queued (see
     /// `host::report_acknowledgements`).
     error_event: AtomicBool,
+    /// The host signalled readiness (any event) since the state last took
+    /// it into `SockState::host_readable`.
+    readiness: AtomicBool,
     state: Mutex<SockState>,
 }
 
@@ -620,6 +628,7 @@ impl Socket {
             recv_froms: VecDeque::new(),
             send_tos: VecDeque::new(),
             inbound: VecDeque::new(),
+            host_readable: true,
             bytes_from_host: 0,
             eof: false,
             error: None,
@@ -654,6 +663,7 @@ impl Socket {
             client: Arc::clone(client),
             pending_key: AtomicU64::new(0),
             error_event: AtomicBool::new(false),
+            readiness: AtomicBool::new(false),
             state: Mutex::new(state),
         });
         let key = kernel.pending_begin_for("WSK socket", socket.address() as u64, client.owner);
@@ -669,6 +679,25 @@ impl Socket {
     /// acknowledgement reports. Any thread.
     pub(crate) fn note_error_event(&self) {
         self.error_event.store(true, Ordering::Release);
+    }
+
+    /// The host signalled an event on the socket: the host stream may be
+    /// readable again. Any thread; set before the socket's progress round
+    /// for the event runs, which takes it under the state lock.
+    pub(crate) fn note_readiness(&self) {
+        self.readiness.store(true, Ordering::Release);
+    }
+
+    /// The state, with the readiness signalled since it was last locked,
+    /// for the provider thread's rounds. (A signal that arrives after the
+    /// swap sets the flag again, after the host queued the bytes, and a
+    /// progress round follows it: no readiness is lost.)
+    fn lock_ready(&self) -> MutexGuard<'_, SockState> {
+        let mut st = self.lock();
+        if self.readiness.swap(false, Ordering::AcqRel) {
+            st.host_readable = true;
+        }
+        st
     }
 
     /// Its `PWSK_SOCKET`.
@@ -723,6 +752,12 @@ impl Socket {
         let mut out = Out::default();
         let result = {
             let mut st = self.lock();
+            // A client's call looks at the host itself, whatever the
+            // provider thread has seen: that thread may be late to its poll
+            // (in a callback, on another socket's work), and the call sees
+            // what the host holds now, as it always did.
+            self.readiness.store(false, Ordering::Release);
+            st.host_readable = true;
             let result = f(&mut st, &mut out);
             st.progress(self, ctx, &mut out);
             result
@@ -735,7 +770,7 @@ impl Socket {
     pub(crate) fn pump_reactor(self: &Arc<Self>) {
         for _ in 0..64 {
             let out = {
-                let mut st = self.lock();
+                let mut st = self.lock_ready();
                 let mut out = Out::default();
                 st.progress(self, Ctx::Reactor, &mut out);
                 out

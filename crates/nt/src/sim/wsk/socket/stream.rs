@@ -452,10 +452,11 @@ impl SockState {
     }
 
     /// Reads the host socket into the inbound buffer while there is room;
-    /// returns the bytes read.
+    /// returns the bytes read. Not at all once a read said "would block"
+    /// and the host has signalled no readiness since (`host_readable`).
     pub(super) fn fill_inbound(&mut self, budget: &mut usize) -> usize {
         let mut total = 0;
-        while !self.eof && self.error.is_none() && *budget > 0 {
+        while self.host_readable && !self.eof && self.error.is_none() && *budget > 0 {
             let room = INBOUND_CAP.saturating_sub(self.inbound.len() + self.retained_bytes);
             if room == 0 {
                 break;
@@ -478,7 +479,13 @@ impl SockState {
                     self.bytes_from_host += n as u64;
                     *budget = budget.saturating_sub(n);
                 }
-                Err(error) if is_transient(&error) => break,
+                Err(error) if is_transient(&error) => {
+                    // Nothing more until the host signals readiness.
+                    if error.kind() == std::io::ErrorKind::WouldBlock {
+                        self.host_readable = false;
+                    }
+                    break;
+                }
                 Err(error) => {
                     self.error = Some(status_from_io(&error));
                     self.peer_error = true;
@@ -713,7 +720,11 @@ impl SockState {
     /// connection's error. A reset or abort is otherwise seen only by a
     /// read, and the provider stops reading while its inbound buffer is
     /// full (a client that does not receive): a send waiting for an
-    /// acknowledgement that will never come must still fail then.
+    /// acknowledgement that will never come must still fail then (after a
+    /// reset the host purged its write queue, but TIOCOUTQ, write_seq -
+    /// snd_una, keeps counting the bytes that will never be acknowledged,
+    /// so the waiting sends must fail with the reset, as a Windows WskSend
+    /// does, or wait forever). One `getsockopt` per look.
     fn observe_host_error(&mut self) {
         if self.error.is_some() {
             return;
@@ -721,7 +732,7 @@ impl SockState {
         let Host::Stream(stream) = &self.host else {
             return;
         };
-        if let Ok(Some(error)) = stream.take_error() {
+        if let Ok(Some(error)) | Err(error) = stream.take_error() {
             self.error = Some(status_from_io(&error));
             self.peer_error = true;
         }
@@ -749,18 +760,6 @@ impl SockState {
             }
             self.ack_check_at = None;
             return;
-        }
-        // A reset the reading side has not seen (no read pending, or the
-        // inbound buffer full): the host purged its write queue, but
-        // TIOCOUTQ (write_seq - snd_una) keeps counting the bytes that will
-        // never be acknowledged, so the waiting sends must fail with the
-        // reset now, as a Windows WskSend does, or wait forever.
-        if let Host::Stream(stream) = &self.host
-            && let Ok(Some(error)) | Err(error) = stream.take_error()
-        {
-            self.error = Some(status_from_io(&error));
-            self.peer_error = true;
-            return self.check_acks(out);
         }
         let (acked, fin_acked) = self.acknowledged();
         let mut progressed = false;
