@@ -2,8 +2,8 @@
 //! (`WskControlSocket` with Winsock's IPPROTO_IP / IPPROTO_IPV6 options,
 //! Windows' values and structures): the statuses for bad input, and
 //! datagrams to a group on loopback, both ways, with Windows'
-//! receive-side `IP_MULTICAST_LOOP` and leaving a group. Both completion
-//! policies.
+//! receive-side `IP_MULTICAST_LOOP`, `MSG_MCAST` and leaving a group.
+//! Both completion policies.
 #![allow(clippy::multiple_unsafe_ops_per_block)]
 
 mod wsk_client;
@@ -261,6 +261,9 @@ fn datagrams_to_a_joined_group_arrive_on_loopback() {
         let got = start_receive_from(socket, 64).finish().unwrap();
         assert_eq!(got.data, b"to the group");
         assert_eq!(got.from, sender.local_addr().unwrap());
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert_eq!(got.control_flags, MSG_MCAST, "sent to a multicast address");
+        }
 
         // WSK sends to a group a host socket joined.
         let receiver = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -299,6 +302,7 @@ fn datagrams_to_a_joined_group_arrive_on_loopback() {
             .unwrap();
         let got = start_receive_from(socket, 64).finish().unwrap();
         assert_eq!(got.data, b"unicast", "the group was left");
+        assert_eq!(got.control_flags, 0, "a unicast datagram");
         assert_eq!(close(socket), STATUS_SUCCESS);
         client.deregister();
         finish(session);

@@ -366,6 +366,7 @@ impl DatagramSocket {
                         .get()
                         .ok_or(Error::from_status(STATUS_INVALID_ADDRESS))?,
                     truncated: truncated || control_flags & MSG_TRUNC != 0,
+                    multicast: control_flags & MSG_MCAST != 0,
                 },
                 info,
             ))

@@ -30,6 +30,8 @@ pub struct ReceivedFrom {
     /// The datagram was longer than the buffer and was truncated
     /// (`MSG_TRUNC`).
     pub truncated: bool,
+    /// The datagram was sent to a multicast address (`MSG_MCAST`).
+    pub multicast: bool,
 }
 
 /// A bound UDP socket.
@@ -120,6 +122,7 @@ impl DatagramSocket {
                     .get()
                     .ok_or(Error::from_status(STATUS_INVALID_ADDRESS))?,
                 truncated: truncated || control_flags & MSG_TRUNC != 0,
+                multicast: control_flags & MSG_MCAST != 0,
             })
         });
         (result, mdl_buf.into_inner())

@@ -44,8 +44,12 @@ fn a_joined_group_receives_sends_and_is_left() {
                 .unwrap();
             sender.send_to(b"to the group", group).unwrap();
             let (got, buf) = socket.receive_from(Vec::with_capacity(32)).await;
-            assert_eq!(got.expect("receive").from, sender.local_addr().unwrap());
+            let got = got.expect("receive");
+            assert_eq!(got.from, sender.local_addr().unwrap());
             assert_eq!(buf, b"to the group");
+            if cfg!(any(target_os = "linux", target_os = "android")) {
+                assert!(got.multicast, "MSG_MCAST");
+            }
 
             // Sending to a group a host socket joined.
             let member = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -83,8 +87,9 @@ fn a_joined_group_receives_sends_and_is_left() {
                 .expect("leave");
             sender.send_to(b"after leaving", group).unwrap();
             sender.send_to(b"unicast", (LOOPBACK, port)).unwrap();
-            let (_, buf) = socket.receive_from(Vec::with_capacity(32)).await;
+            let (got, buf) = socket.receive_from(Vec::with_capacity(32)).await;
             assert_eq!(buf, b"unicast", "the group was left");
+            assert!(!got.expect("receive").multicast);
             assert_eq!(
                 socket
                     .leave_multicast_v4(GROUP, LOOPBACK)

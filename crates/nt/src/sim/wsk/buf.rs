@@ -305,6 +305,9 @@ pub(crate) struct Datagram {
     /// Its destination and interface, when the socket asked for them
     /// (`IP_PKTINFO` / `IPV6_PKTINFO`) and the host reports them.
     pub(crate) info: Option<super::host::PacketInfo>,
+    /// It was sent to a multicast address (`MSG_MCAST`; known where the
+    /// host reports destinations).
+    pub(crate) multicast: bool,
 }
 
 /// Room for one control message of packet information (`IN6_PKTINFO`,

@@ -118,7 +118,10 @@ impl SockState {
         // multicast datagram sent from this machine is received.
         let no_local_multicast =
             !self.options.multicast_loop && self.local.is_some_and(|local| local.is_ipv4());
-        let with_info = packet_info || no_local_multicast;
+        // A member of a group: the destination tells a multicast datagram
+        // (MSG_MCAST).
+        let member = !self.memberships.is_empty();
+        let with_info = packet_info || no_local_multicast || member;
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             loop {
@@ -145,6 +148,7 @@ impl SockState {
                             data: scratch[..n].to_vec().into_boxed_slice(),
                             from,
                             info: info.filter(|_| packet_info),
+                            multicast: info.is_some_and(|info| info.to.is_multicast()),
                         }));
                     }
                     Err(error) if is_transient(&error) => return Ok(None),
@@ -254,6 +258,9 @@ pub(super) fn deliver_datagram(
     let truncated = copied < datagram.data.len();
     if op.control_flags_out != 0 {
         let mut flags = if truncated { MSG_TRUNC } else { 0 };
+        if datagram.multicast {
+            flags |= MSG_MCAST;
+        }
         if control_truncated {
             flags |= MSG_CTRUNC;
         }

@@ -43,7 +43,9 @@
 //! the host as it is. An interface *index* in `IP_MULTICAST_IF` (0.x.x.x)
 //! is STATUS_NOT_SUPPORTED (the host takes an address), and reading
 //! `IP_MULTICAST_IF` too (Windows answers an index the sim cannot derive).
-//! Memberships and the sending options go to the host socket (socket2's
+//! A member's receives report `MSG_MCAST` for datagrams sent to a group
+//! (the host's packet information, Linux). Memberships and the sending
+//! options go to the host socket (socket2's
 //! `join_multicast_v4` and the others; TTL, interface and loop set before
 //! bind are applied when the host socket is made).
 
@@ -510,6 +512,11 @@ impl SockState {
             Some(error) => status_from_io(&error),
             None => STATUS_NOT_SUPPORTED,
         })?;
+        if join {
+            // Each datagram's destination says whether it came to a group
+            // (MSG_MCAST on WskReceiveFrom).
+            host::enable_packet_info(udp, membership.group.is_ipv6());
+        }
         match known {
             Some(at) => {
                 self.memberships.swap_remove(at);
