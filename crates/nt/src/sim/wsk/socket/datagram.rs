@@ -112,6 +112,11 @@ impl SockState {
         let Host::Udp(udp) = &self.host else {
             return Ok(None);
         };
+        if !self.host_readable {
+            // A read said "would block" and the host has signalled no
+            // readiness since: it would say so again (see `host_readable`).
+            return Ok(None);
+        }
         let fixed = self.fixed_remote;
         let packet_info = self.options.packet_info;
         // IP_MULTICAST_LOOP off (Windows: set on the receiving socket): no
@@ -151,7 +156,12 @@ impl SockState {
                             multicast: info.is_some_and(|info| info.to.is_multicast()),
                         }));
                     }
-                    Err(error) if is_transient(&error) => return Ok(None),
+                    Err(error) if is_transient(&error) => {
+                        if error.kind() == std::io::ErrorKind::WouldBlock {
+                            self.host_readable = false;
+                        }
+                        return Ok(None);
+                    }
                     Err(error) => return Err(status_from_io(&error)),
                 }
             }

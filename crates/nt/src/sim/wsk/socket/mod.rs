@@ -333,8 +333,9 @@ pub(crate) struct SockState {
     send_tos: VecDeque<SendToOp>,
 
     inbound: VecDeque<u8>,
-    /// The host stream may have bytes to read: false once a read said "would
-    /// block", true again when the host signals readiness
+    /// The host stream may have bytes (a datagram socket: datagrams) to
+    /// read: false once a read said "would block", true again when the
+    /// host signals readiness
     /// (`Socket::readiness`). Readiness is edge-triggered (mio's contract on
     /// every host), so a read in between would only say "would block" again.
     host_readable: bool,
