@@ -280,3 +280,31 @@ pub fn echo_round_trip(address: SocketAddr, data: &[u8]) -> Vec<u8> {
     send.join().unwrap();
     back
 }
+
+/// Sends one datagram to the driver's UDP echo at `address` until it comes
+/// back (a datagram may be lost; each try waits 200 ms, the whole at most
+/// [`DEADLINE`]): proof that the UDP loop of that family is running, its
+/// receive buffers made and its receives armed.
+pub fn udp_echo_once(address: SocketAddr) {
+    let bind = if address.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    };
+    let socket = UdpSocket::bind(bind).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let started = Instant::now();
+    let mut back = [0u8; 16];
+    while started.elapsed() < DEADLINE {
+        socket.send_to(b"warm-up", address).unwrap();
+        if let Ok((n, from)) = socket.recv_from(&mut back)
+            && from == address
+            && &back[..n] == b"warm-up"
+        {
+            return;
+        }
+    }
+    panic!("no UDP echo from {address} within {DEADLINE:?}");
+}
