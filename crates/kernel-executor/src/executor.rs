@@ -53,7 +53,7 @@ use crate::error::{SpawnError, SpawnErrorKind, StartError};
 use crate::join::JoinHandle;
 use crate::queue::{Link, LocalQueue, Pop, RunQueue};
 use crate::state::{self, Idle, Run};
-use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell, bump, spin_hint};
+use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell, add, bump, spin_hint};
 use crate::sys::{self, Event, EventKind, SystemThread};
 use crate::task::{self, AllocError, Header};
 
@@ -119,6 +119,10 @@ impl Default for Config {
 /// A snapshot of the executor's counters. Counting costs no locked
 /// instruction on the run loop's side (single-writer counters) and none on
 /// a waker's side (wakes are counted when the executor takes the task).
+/// `polls` and `wakes` are added once per run-loop turn (up to
+/// [`Config::budget`] polls), so a snapshot taken while the loop runs may
+/// lag by that turn; once the loop is idle, and in `shutdown`'s counters,
+/// they are exact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Counters {
     /// Tasks admitted by `spawn`.
@@ -157,6 +161,18 @@ struct CounterCells {
     completed: AtomicU64,
     cancelled: AtomicU64,
     parks: AtomicU64,
+}
+
+/// What one run-loop turn saw besides the number of tasks it took (its
+/// budget spent): the shared `polls` and `wakes` counters are derived from
+/// them when the turn ends (at most `budget` tasks later, and before the loop
+/// parks or exits), so the hot path counts nothing.
+#[derive(Default)]
+struct Tally {
+    /// Tasks taken for their first run (not a wake).
+    first_runs: u64,
+    /// Tasks taken and dropped without a poll (cancelled, or stopping).
+    unpolled: u64,
 }
 
 /// Executor-thread-only state.
@@ -411,15 +427,19 @@ impl Core {
     /// # Safety
     /// Executor thread.
     unsafe fn next_ready(&self) -> Option<NonNull<Header>> {
-        // SAFETY: executor thread only, no other borrow live.
-        let empty = self
-            .local
-            .with(|local| unsafe { (*local).ready.is_empty() });
         // Remote wakes join the run order before each poll, so they wait
-        // behind nothing that arrived after them. Spin on a half-done push
-        // only when there is nothing else to do.
-        // SAFETY: executor thread.
-        unsafe { self.take_remote(empty) };
+        // behind nothing that arrived after them. The usual answer is "none"
+        // (two loads); spin on a half-done push only when there is nothing
+        // else to do.
+        // SAFETY: executor thread (the remote queue's only consumer).
+        if !unsafe { self.queue.is_empty() } {
+            // SAFETY: executor thread only, no other borrow live.
+            let empty = self
+                .local
+                .with(|local| unsafe { (*local).ready.is_empty() });
+            // SAFETY: executor thread.
+            unsafe { self.take_remote(empty) };
+        }
         // SAFETY: executor thread only, no other borrow live.
         let node = self
             .local
@@ -676,7 +696,9 @@ impl Core {
             // Consume pending notifications before looking at the queue: a
             // push after this point notifies again.
             self.idle.swap(AWAKE, Ordering::AcqRel);
-            let mut budget = self.config.budget.max(1);
+            let turn = self.config.budget.max(1);
+            let mut budget = turn;
+            let mut tally = Tally::default();
             let drained = loop {
                 // SAFETY: executor thread.
                 let Some(task) = (unsafe { self.next_ready() }) else {
@@ -686,12 +708,18 @@ impl Core {
                 };
                 // SAFETY: a queued task, alive by the executor's reference,
                 // taken by the executor thread.
-                unsafe { self.run_task(task) };
+                unsafe { self.run_task(task, &mut tally) };
                 budget -= 1;
                 if budget == 0 {
                     break false;
                 }
             };
+            // The counters once per turn instead of twice per poll: every
+            // task taken was polled unless it was cancelled unpolled, and
+            // was woken unless it ran for the first time.
+            let taken = u64::from(turn - budget);
+            add(&self.counters.polls, taken - tally.unpolled);
+            add(&self.counters.wakes, taken - tally.first_runs);
             let control = self.control.load(Ordering::Acquire);
             if control & EXIT != 0 {
                 // Every task is released: no block can be recycled after
@@ -729,27 +757,25 @@ impl Core {
         }
     }
 
-    /// Runs one task taken from the queue.
+    /// Runs one task taken from the queue (noting in `tally` whether it ran
+    /// for the first time and whether it was dropped unpolled).
     ///
     /// # Safety
     /// Executor thread; `header` was just popped.
-    unsafe fn run_task(&self, header: NonNull<Header>) {
+    unsafe fn run_task(&self, header: NonNull<Header>, tally: &mut Tally) {
         // SAFETY: a popped task is alive (executor's reference).
         let h = unsafe { header.as_ref() };
         // SAFETY: executor thread.
-        let (first_run, stopping) = unsafe { self.link(header) };
-        if !first_run {
-            bump(&self.counters.wakes);
-        }
+        let stopping = unsafe { self.link(header, tally) };
         let run = h.state.start_run();
         if run == Run::Cancel || stopping {
+            tally.unpolled += 1;
             // SAFETY: RUNNING: the stage is ours.
             unsafe { (h.vtable.drop_stage)(header) };
             // SAFETY: as above.
             unsafe { self.finish(header, true) };
             return;
         }
-        bump(&self.counters.polls);
         let waker = task::waker_ref(header);
         let mut cx = Context::from_waker(&waker);
         // SAFETY: RUNNING on the executor thread at PASSIVE_LEVEL.
@@ -774,12 +800,12 @@ impl Core {
         }
     }
 
-    /// Links a task into the registry on its first run. Returns (first run,
-    /// stopping).
+    /// Links a task into the registry on its first run (counted in
+    /// `tally`). Returns whether the executor is stopping.
     ///
     /// # Safety
     /// Executor thread; `header` alive.
-    unsafe fn link(&self, header: NonNull<Header>) -> (bool, bool) {
+    unsafe fn link(&self, header: NonNull<Header>, tally: &mut Tally) -> bool {
         self.local.with_mut(|local| {
             // SAFETY: executor thread only.
             let local = unsafe { &mut *local };
@@ -804,8 +830,9 @@ impl Core {
                         .with_mut(|links| unsafe { (*links).prev = header.as_ptr() });
                 }
                 local.registry = header.as_ptr();
+                tally.first_runs += 1;
             }
-            (first, local.stopping)
+            local.stopping
         })
     }
 

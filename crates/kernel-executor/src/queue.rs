@@ -186,6 +186,24 @@ impl RunQueue {
         unsafe { (*prev).next.store(node, Ordering::Release) };
     }
 
+    /// Whether the queue holds nothing, as of this call: what
+    /// [`pop`](RunQueue::pop) would answer `Empty` to, with two loads and no
+    /// change. A push whose tail swap comes later is not seen (its
+    /// notification follows); a half-done one is (not empty).
+    ///
+    /// # Safety
+    /// Only the consumer calls it (it reads the consumer's `head`).
+    #[inline]
+    pub unsafe fn is_empty(&self) -> bool {
+        let stub = self.stub();
+        // The head is the stub only once every node pushed before the stub
+        // was popped, and the tail is the stub only while nothing was pushed
+        // after it (only the consumer pushes the stub, and only while the
+        // head is past it): both together mean no node is queued.
+        // SAFETY: `head` is consumer-only (caller contract).
+        self.head.with(|head| unsafe { *head } == stub) && self.tail.load(Ordering::Acquire) == stub
+    }
+
     /// Pops the oldest node.
     ///
     /// # Safety

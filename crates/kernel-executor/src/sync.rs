@@ -24,6 +24,17 @@ pub(crate) fn spin_hint() {
     core::hint::spin_loop();
 }
 
+/// Adds `n` to a counter that only one thread ever writes (see [`bump`]).
+#[inline]
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// Increments a counter that only one thread ever writes: a plain load and
 /// store, no locked instruction, still readable from any thread.
 #[inline]

@@ -1,6 +1,7 @@
 //! loom model of the run queue: concurrent pushes against the consumer,
-//! every node popped exactly once, in per-producer FIFO order, and `Busy`
-//! only while a push is half done.
+//! every node popped exactly once, in per-producer FIFO order, `Busy`
+//! only while a push is half done, and `is_empty` true exactly when `pop`
+//! would find nothing.
 #![cfg(loom)]
 
 use std::ptr::NonNull;
@@ -52,11 +53,16 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     builder.check(f);
 }
 
-/// Pops everything once no push is in progress.
+/// Pops everything once no push is in progress; `is_empty` must agree with
+/// every pop's answer.
 fn drain(queue: &Queue, seen: &mut Vec<usize>) {
     loop {
         // SAFETY: only consumer.
-        match unsafe { queue.0.pop() } {
+        let empty = unsafe { queue.0.is_empty() };
+        // SAFETY: only consumer.
+        let pop = unsafe { queue.0.pop() };
+        assert_eq!(empty, pop == Pop::Empty, "is_empty vs {pop:?}");
+        match pop {
             // SAFETY: popped: ours.
             Pop::Node(n) => seen.push(unsafe { take(n) }),
             Pop::Empty => break,
@@ -84,9 +90,14 @@ fn loom_two_producers_one_consumer() {
         // The consumer's side of the race: two pops while producers run.
         for _ in 0..2 {
             // SAFETY: this thread is the only consumer.
-            if let Pop::Node(n) = unsafe { queue.0.pop() } {
+            match unsafe { queue.0.pop() } {
                 // SAFETY: popped: ours.
-                seen.push(unsafe { take(n) });
+                Pop::Node(n) => seen.push(unsafe { take(n) }),
+                // A push is half done: its node is queued, whatever the
+                // stub's place (the stub may be the tail behind it).
+                // SAFETY: only consumer.
+                Pop::Busy => assert!(!unsafe { queue.0.is_empty() }),
+                Pop::Empty => {}
             }
         }
         for producer in producers {
