@@ -162,11 +162,6 @@ fn connection(client: &Client, r: &'static Race) -> (PWSK_SOCKET, PWSK_SOCKET, T
     (listener, socket, peer)
 }
 
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 fn session() -> Session {
     let session = Session::boot();
     session.set_completion_policy(CompletionPolicy::Inline);

@@ -8,21 +8,10 @@ mod wsk_client;
 
 use std::net::UdpSocket;
 
-use nt::sim::{CompletionPolicy, DatagramTruncation, Session, SimConfig};
+use nt::sim::{DatagramTruncation, Session, SimConfig};
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
-
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
 
 #[test]
 fn datagrams_from_several_senders_carry_their_addresses() {

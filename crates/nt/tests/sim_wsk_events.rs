@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nt::sim::wsk::stats;
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::Session;
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
@@ -233,17 +233,6 @@ fn new_events() -> &'static Events {
 
 fn ctx(e: &'static Events) -> PVOID {
     (e as *const Events).cast_mut().cast()
-}
-
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
 }
 
 fn no_bad_context(e: &Events) {
@@ -834,7 +823,7 @@ fn enabling_needs_the_right_state_and_routines() {
         "one event per disable"
     );
     assert_eq!(
-        set_events_with_irp(socket, WSK_EVENT_ACCEPT),
+        set_events_via(socket, WSK_EVENT_ACCEPT, true),
         STATUS_INVALID_PARAMETER,
         "enabling takes no IRP"
     );
@@ -862,32 +851,6 @@ fn enabling_needs_the_right_state_and_routines() {
     let _ = Arc::new(0);
     client.deregister();
     finish(session);
-}
-
-/// `SO_WSK_EVENT_CALLBACK` with an IRP.
-fn set_events_with_irp(socket: PWSK_SOCKET, mask: ULONG) -> NTSTATUS {
-    let mut control = WSK_EVENT_CALLBACK_CONTROL {
-        NpiId: (&raw const NPI_WSK_INTERFACE_ID).cast_mut(),
-        EventMask: mask,
-    };
-    let mut request = Request::new();
-    let irp = request.arm();
-    // SAFETY: the provider's WskControlSocket with our IRP.
-    let returned = unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskSetOption,
-            SO_WSK_EVENT_CALLBACK,
-            SOL_SOCKET,
-            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() as SIZE_T,
-            (&raw mut control).cast(),
-            0,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            irp,
-        )
-    };
-    request.finish(returned).0
 }
 
 #[test]

@@ -19,17 +19,6 @@ use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
 
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 fn accepted_pair(client: &Client) -> (PWSK_SOCKET, PWSK_SOCKET, TcpStream) {
     let (listener, address) =
         client.listener(loopback(false), core::ptr::null_mut(), core::ptr::null());

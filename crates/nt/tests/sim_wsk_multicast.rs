@@ -11,7 +11,7 @@ mod wsk_client;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::Session;
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
@@ -21,67 +21,6 @@ use wsk_client::*;
 const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 41, 7);
 const GROUP_2: Ipv4Addr = Ipv4Addr::new(239, 255, 41, 8);
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
-/// `WskControlSocket(WskSetOption)` with `input`'s bytes, with an IRP.
-fn set_bytes(socket: PWSK_SOCKET, level: ULONG, code: ULONG, input: &[u8]) -> NTSTATUS {
-    let mut input = input.to_vec();
-    let mut request = Request::new();
-    let irp = request.arm();
-    // SAFETY: the provider's WskControlSocket with our IRP; the input lives
-    // across the request (the test waits for it).
-    let returned = unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskSetOption,
-            code,
-            level,
-            input.len() as SIZE_T,
-            input.as_mut_ptr().cast(),
-            0,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            irp,
-        )
-    };
-    request.finish(returned).0
-}
-
-/// `WskControlSocket(WskGetOption)` of a ULONG option.
-fn get_ulong(socket: PWSK_SOCKET, level: ULONG, code: ULONG) -> Result<ULONG, NTSTATUS> {
-    let mut value: ULONG = 0xDEAD;
-    let mut request = Request::new();
-    let irp = request.arm();
-    // SAFETY: as set_bytes, with a 4-byte output.
-    let returned = unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskGetOption,
-            code,
-            level,
-            0,
-            core::ptr::null_mut(),
-            4,
-            (&raw mut value).cast(),
-            core::ptr::null_mut(),
-            irp,
-        )
-    };
-    match request.finish(returned) {
-        (STATUS_SUCCESS, _) => Ok(value),
-        (status, _) => Err(status),
-    }
-}
 
 /// An `IP_MREQ` as Windows lays it out.
 fn mreq(group: Ipv4Addr, interface: Ipv4Addr) -> Vec<u8> {

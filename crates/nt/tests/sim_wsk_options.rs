@@ -15,11 +15,6 @@ use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
 
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 /// `WskSocket` with an explicit protocol.
 fn socket_with_protocol(client: &Client, flags: ULONG, ty: USHORT, protocol: ULONG) -> NTSTATUS {
     let mut request = Request::new();
@@ -85,50 +80,16 @@ fn set_ulong(
     if with_irp {
         return set_option(socket, level, code, value);
     }
-    let mut value = value;
-    // SAFETY: the provider's WskControlSocket without an IRP.
-    unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskSetOption,
-            code,
-            level,
-            4,
-            (&raw mut value).cast(),
-            0,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-        )
-    }
-}
-
-/// `WskControlSocket` get of a ULONG option (with an IRP).
-fn get_ulong(socket: PWSK_SOCKET, level: ULONG, code: ULONG) -> Result<ULONG, NTSTATUS> {
-    let mut value: ULONG = 0xDEAD;
-    let mut request = Request::new();
-    let irp = request.arm();
-    // SAFETY: the provider's WskControlSocket with our IRP; the output
-    // lives across the (synchronous for the test) request.
-    let returned = unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskGetOption,
-            code,
-            level,
-            0,
-            core::ptr::null_mut(),
-            4,
-            (&raw mut value).cast(),
-            core::ptr::null_mut(),
-            irp,
-        )
-    };
-    match request.finish(returned) {
-        (STATUS_SUCCESS, 4) => Ok(value),
-        (STATUS_SUCCESS, n) => panic!("Information {n} for a ULONG option"),
-        (status, _) => Err(status),
-    }
+    control_socket(
+        socket,
+        WskSetOption,
+        level,
+        code,
+        &mut value.to_ne_bytes(),
+        &mut [],
+        false,
+    )
+    .0
 }
 
 #[test]

@@ -30,11 +30,6 @@ fn session(completion: CompletionPolicy) -> Session {
     session
 }
 
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 /// Indications the busy socket's callback took.
 static INDICATIONS: AtomicU64 = AtomicU64::new(0);
 

@@ -25,11 +25,6 @@ fn session(send: SendCompletion) -> Session {
     Session::boot_config(config)
 }
 
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 /// A WSK connection to a std peer that never reads and has a small
 /// receive buffer.
 fn to_a_peer_that_does_not_read(client: &Client) -> (PWSK_SOCKET, TcpStream) {

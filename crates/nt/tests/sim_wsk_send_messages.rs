@@ -11,21 +11,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use nt::sim::wsk::violation;
-use nt::sim::{CompletionPolicy, Session};
+use nt::sim::Session;
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
-
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
 
 /// `WskSendMessages` of `datagrams` (a NULL list when `None`) with
 /// `flags` to `remote` (the fixed one when `None`): (status, Information).

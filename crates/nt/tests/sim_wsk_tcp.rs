@@ -18,17 +18,6 @@ use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
 
-fn session(policy: CompletionPolicy) -> Session {
-    let session = Session::boot();
-    session.set_completion_policy(policy);
-    session
-}
-
-fn finish(session: Session) {
-    let report = session.finish();
-    assert!(report.is_clean(), "{report}");
-}
-
 /// A WSK listener on loopback, a std client connected to it, and the
 /// accepted WSK socket.
 fn accepted_pair(client: &Client, v6: bool) -> (PWSK_SOCKET, PWSK_SOCKET, TcpStream) {

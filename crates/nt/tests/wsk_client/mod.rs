@@ -880,48 +880,104 @@ pub fn close(socket: PWSK_SOCKET) -> NTSTATUS {
 
 /// `SO_WSK_EVENT_CALLBACK` without an IRP.
 pub fn set_events(socket: PWSK_SOCKET, mask: ULONG) -> NTSTATUS {
+    set_events_via(socket, mask, false)
+}
+
+/// `SO_WSK_EVENT_CALLBACK`, with an IRP when `irp`.
+pub fn set_events_via(socket: PWSK_SOCKET, mask: ULONG, irp: bool) -> NTSTATUS {
     let mut control = WSK_EVENT_CALLBACK_CONTROL {
         NpiId: (&raw const NPI_WSK_INTERFACE_ID).cast_mut(),
         EventMask: mask,
     };
-    // SAFETY: the provider's WskControlSocket without an IRP.
-    unsafe {
+    // SAFETY: `control` is a plain C structure, viewed as its own bytes for
+    // as long as it lives (the request is waited for inside `control`).
+    let bytes = unsafe {
+        core::slice::from_raw_parts_mut(
+            (&raw mut control).cast::<u8>(),
+            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>(),
+        )
+    };
+    control_socket(
+        socket,
+        WskSetOption,
+        SOL_SOCKET,
+        SO_WSK_EVENT_CALLBACK,
+        bytes,
+        &mut [],
+        irp,
+    )
+    .0
+}
+
+/// `WskControlSocket` of `kind` with an IRP, or without one when `irp` is
+/// false: `input`'s bytes in, at most `output.len()` bytes out (NULL
+/// buffers when empty); waits for it and returns (status, bytes returned:
+/// Information, or `*OutputSizeReturned` without an IRP).
+pub fn control_socket(
+    socket: PWSK_SOCKET,
+    kind: WSK_CONTROL_SOCKET_TYPE,
+    level: ULONG,
+    code: ULONG,
+    input: &mut [u8],
+    output: &mut [u8],
+    irp: bool,
+) -> (NTSTATUS, u64) {
+    fn or_null(bytes: &mut [u8]) -> PVOID {
+        if bytes.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            bytes.as_mut_ptr().cast()
+        }
+    }
+    let mut returned_size: SIZE_T = 0;
+    let mut request = Request::new();
+    let (irp, size_out) = if irp {
+        (request.arm(), core::ptr::null_mut())
+    } else {
+        (core::ptr::null_mut(), &raw mut returned_size)
+    };
+    // SAFETY: the provider's WskControlSocket with our IRP (or none); the
+    // buffers and the size outlive the request, which is waited for here.
+    let returned = unsafe {
         (basic(socket).WskControlSocket.unwrap())(
             socket,
-            WskSetOption,
-            SO_WSK_EVENT_CALLBACK,
-            SOL_SOCKET,
-            core::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>() as SIZE_T,
-            (&raw mut control).cast(),
-            0,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
+            kind,
+            code,
+            level,
+            input.len() as SIZE_T,
+            or_null(input),
+            output.len() as SIZE_T,
+            or_null(output),
+            size_out,
+            irp,
         )
+    };
+    if irp.is_null() {
+        (returned, returned_size as u64)
+    } else {
+        request.finish(returned)
     }
+}
+
+/// `WskSetOption` of `input`'s bytes, with an IRP.
+pub fn set_bytes(socket: PWSK_SOCKET, level: ULONG, code: ULONG, input: &[u8]) -> NTSTATUS {
+    let mut input = input.to_vec();
+    control_socket(socket, WskSetOption, level, code, &mut input, &mut [], true).0
 }
 
 /// A ULONG socket option, set with an IRP.
 pub fn set_option(socket: PWSK_SOCKET, level: ULONG, code: ULONG, value: ULONG) -> NTSTATUS {
-    let mut value = value;
-    let mut request = Request::new();
-    let irp = request.arm();
-    // SAFETY: the provider's WskControlSocket with our IRP.
-    let returned = unsafe {
-        (basic(socket).WskControlSocket.unwrap())(
-            socket,
-            WskSetOption,
-            code,
-            level,
-            4,
-            (&raw mut value).cast(),
-            0,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-            irp,
-        )
-    };
-    request.finish(returned).0
+    set_bytes(socket, level, code, &value.to_ne_bytes())
+}
+
+/// `WskGetOption` of a ULONG option, with an IRP; Information must be 4.
+pub fn get_ulong(socket: PWSK_SOCKET, level: ULONG, code: ULONG) -> Result<ULONG, NTSTATUS> {
+    let mut value = 0xDEAD_u32.to_ne_bytes();
+    match control_socket(socket, WskGetOption, level, code, &mut [], &mut value, true) {
+        (STATUS_SUCCESS, 4) => Ok(ULONG::from_ne_bytes(value)),
+        (STATUS_SUCCESS, n) => panic!("Information {n} for a ULONG option"),
+        (status, _) => Err(status),
+    }
 }
 
 /// `WskRelease` of a data indication chain.
