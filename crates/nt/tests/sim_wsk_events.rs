@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nt::sim::wsk::stats;
 use nt::sim::Session;
+use nt::sim::wsk::stats;
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;

@@ -10,8 +10,8 @@ mod wsk_client;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use nt::sim::wsk::violation;
 use nt::sim::Session;
+use nt::sim::wsk::violation;
 use nt::wsk::*;
 use nt::*;
 use wsk_client::*;
