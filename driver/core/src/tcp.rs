@@ -5,7 +5,9 @@
 //! [`ECHO_BUFFER`] bytes and sends exactly the bytes received from that
 //! buffer while it receives into the next one (WSK completes a send only
 //! once the peer acknowledged it, so one buffer at a time would wait a
-//! round trip per buffer). When every buffer is being sent, the task stops
+//! round trip per buffer). Every send has `WSK_FLAG_NODELAY`: with a send
+//! in flight, Nagle's algorithm would hold the next small echo until the
+//! peer acknowledged the previous one. When every buffer is being sent, the task stops
 //! receiving until a send completes, so a peer that does not read stalls
 //! only its own connection (its sends do not complete, the task stops
 //! receiving, TCP flow control pushes back on the peer) and the driver's
@@ -196,8 +198,16 @@ type SendDone<'c> = (Sender<'c, PoolBuf>, BufResult<usize, EchoBuf>);
 
 /// One send in flight. It owns its sender and its buffer, so it stays in
 /// flight while the loop receives into another buffer.
+///
+/// With `WSK_FLAG_NODELAY`: the transport sends the bytes at once. Each
+/// send is the whole of one receive, so Nagle's algorithm has nothing of
+/// ours to coalesce, and with two sends in flight it would hold a small
+/// echo behind the previous one until the peer acknowledged that one:
+/// a client that delays its ACK until its next request (as clients do)
+/// then got every echo one request late, for good (issue 15's p99,
+/// docs/bench.md).
 async fn send_owned(mut sender: Sender<'_, PoolBuf>, buf: EchoBuf) -> SendDone<'_> {
-    let result = sender.send(buf).await;
+    let result = sender.send_nodelay(buf).await;
     (sender, result)
 }
 

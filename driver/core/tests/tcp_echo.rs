@@ -265,6 +265,96 @@ fn the_next_receive_goes_on_while_a_send_waits_for_its_acknowledgement() {
     }
 }
 
+/// A small echo is not held behind an unacknowledged one. The client
+/// delays its ACKs (`TCP_QUICKACK` off: Linux's delayed ACK, 40 ms) and
+/// sends two 64-byte messages in one write; a slow-peer fault makes the
+/// driver read them 64 bytes per 5 ms, so it sends the second echo while
+/// the first one is not acknowledged. Sent with `WSK_FLAG_NODELAY`, both
+/// echoes reach the client before it sent anything (its ACK of the first
+/// is due 40 ms later); held by Nagle's algorithm, the second leaves the
+/// driver's host only once that ACK arrived, so the client must have sent
+/// a segment by the time it has both: its segment count (`TCP_INFO`)
+/// says which happened, whatever the timing. Without the flag this fails
+/// every attempt (the p99 regression of issue 15, docs/bench.md); with it
+/// an attempt can only miss if the test stalls past the 40 ms ACK delay,
+/// so it gets three.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_small_echo_is_not_held_behind_an_unacknowledged_one() {
+    use nt::sim::wsk::{SocketFault, set_connection_fault};
+    use std::os::fd::AsRawFd;
+
+    /// Segments the client sent so far (`tcpi_segs_out`).
+    fn segments_sent(stream: &TcpStream) -> u32 {
+        // SAFETY: an all-zero tcp_info is valid (plain integers).
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: a valid socket, and a buffer of `len` bytes for the
+        // kernel to fill.
+        let result = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&raw mut info).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(result, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+        info.tcpi_segs_out
+    }
+
+    const MESSAGE: usize = 64;
+    for config in policies()
+        .into_iter()
+        .filter(|c| c.wsk.callback_irql == CallbackIrql::Dispatch)
+    {
+        let rig = Rig::load(config, &[]);
+        set_connection_fault(
+            &rig.session,
+            Some(SocketFault::Slow {
+                chunk: MESSAGE,
+                interval: Duration::from_millis(5),
+            }),
+        );
+        let mut held = Vec::new();
+        for attempt in 0..3u64 {
+            let mut client = TcpStream::connect(rig.tcp()).unwrap();
+            client.set_nodelay(true).unwrap();
+            socket2::SockRef::from(&client)
+                .set_tcp_quickack(false)
+                .unwrap();
+            let data = pattern(2 * MESSAGE, 60 + attempt);
+            client.write_all(&data).unwrap();
+            let before = segments_sent(&client);
+            // Both echoes in the client's receive queue, not read yet (a
+            // read could send a window update).
+            let deadline = Instant::now() + DEADLINE;
+            let mut peeked = [0u8; 2 * MESSAGE];
+            while client.peek(&mut peeked).unwrap() < 2 * MESSAGE {
+                assert!(Instant::now() < deadline, "no echo ({config})");
+                thread::sleep(Duration::from_micros(200));
+            }
+            let after = segments_sent(&client);
+            let mut back = [0u8; 2 * MESSAGE];
+            client.read_exact(&mut back).unwrap();
+            assert!(back[..] == data[..], "bad echo ({config})");
+            if after == before {
+                held.clear();
+                break;
+            }
+            held.push(after - before);
+        }
+        assert!(
+            held.is_empty(),
+            "the second echo came only after the client sent {held:?} segments (its ACK of \
+             the first): held behind the unacknowledged first echo ({config})"
+        );
+        set_connection_fault(&rig.session, None);
+        rig.unload();
+    }
+}
+
 /// A client that sends 8 MiB and never reads stalls only itself: the
 /// others keep their echo going, and the driver's pool use stays bounded
 /// (its high-water mark is reported).

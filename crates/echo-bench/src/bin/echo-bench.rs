@@ -244,7 +244,15 @@ fn peer_spec(options: &Options, plan: &Plan, kind: &str) -> ServerSpec {
     ServerSpec {
         label: kind.to_owned(),
         program: options.peer_bin.clone(),
-        args: vec![kind.into(), "--buffer".into(), plan.buffer.to_string()],
+        // `--nodelay`: every echo is pushed at once, as the sample driver
+        // pushes each of its sends (WSK_FLAG_NODELAY), so the rows compare
+        // the servers, not Nagle's algorithm against its absence.
+        args: vec![
+            kind.into(),
+            "--buffer".into(),
+            plan.buffer.to_string(),
+            "--nodelay".into(),
+        ],
         env: Vec::new(),
         known_addresses: None,
         ready_timeout: Duration::from_secs(20),

@@ -1207,7 +1207,8 @@ fn send_common(call: Call, Buffer: PWSK_BUF, Flags: ULONG) -> NTSTATUS {
         Err(status) => return call.done(status, 0),
     };
     let socket = Arc::clone(call.socket());
-    let decision = socket.with(|st, out| st.send(call.irp, buf, SendKind::Data, out));
+    let nodelay = Flags & WSK_FLAG_NODELAY != 0;
+    let decision = socket.with(|st, out| st.send(call.irp, buf, SendKind::Data, nodelay, out));
     call.decided(decision)
 }
 
@@ -1333,7 +1334,7 @@ unsafe extern "C" fn wsk_disconnect(
     let decision = if Flags & WSK_FLAG_ABORTIVE != 0 {
         socket.with(|st, out| st.abort(&socket, out))
     } else {
-        socket.with(|st, out| st.send(call.irp, buf, SendKind::Disconnect, out))
+        socket.with(|st, out| st.send(call.irp, buf, SendKind::Disconnect, false, out))
     };
     call.decided(decision)
 }

@@ -160,6 +160,9 @@ struct SendOp {
     buf: BufRef,
     sent: usize,
     kind: SendKind,
+    /// `WSK_FLAG_NODELAY`: the transport sends these bytes, and any queued
+    /// before them, at once (no Nagle hold; see `SockState::write_op`).
+    nodelay: bool,
     armed: bool,
 }
 
@@ -354,6 +357,10 @@ pub(crate) struct SockState {
     disconnect_done: bool,
     /// Bytes written to the host stream so far.
     written: u64,
+    /// The host stream has `TCP_NODELAY` on for the last write, a send
+    /// with `WSK_FLAG_NODELAY`, while the socket's own `TCP_NODELAY`
+    /// option is off: turned off again before a write without the flag.
+    nodelay_pushed: bool,
     /// Sends written out, waiting for the peer's acknowledgement, in order.
     unacked: VecDeque<Unacked>,
     /// The host reports acknowledgements as they arrive
@@ -638,6 +645,7 @@ impl Socket {
             shutdown_done: false,
             disconnect_done: false,
             written: 0,
+            nodelay_pushed: false,
             unacked: VecDeque::new(),
             ack_reports: false,
             ack_check_at: None,

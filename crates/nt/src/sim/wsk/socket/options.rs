@@ -308,6 +308,9 @@ impl SockState {
                 only(&[Kind::Listen, Kind::Connection])?;
                 let on = ulong(input)? != 0;
                 self.options.nodelay = Some(on);
+                // The host's state is the option's now, whatever a
+                // WSK_FLAG_NODELAY send had made it (`write_op`).
+                self.nodelay_pushed = false;
                 applied(self.with_host(|s| s.set_tcp_nodelay(on)))
             }
             _ => Err(STATUS_NOT_SUPPORTED),

@@ -168,6 +168,7 @@ impl SockState {
                             buf,
                             sent: 0,
                             kind: SendKind::ConnectEx,
+                            nodelay: false,
                             armed: false,
                         });
                     } else {
@@ -278,12 +279,14 @@ impl SockState {
         self.enqueue(irp, |st| st.receives.push_back(op), out)
     }
 
-    /// `WskSend` / `WskSendEx`, and the data of a graceful `WskDisconnect`.
+    /// `WskSend` / `WskSendEx` (`nodelay`: with `WSK_FLAG_NODELAY`), and
+    /// the data of a graceful `WskDisconnect`.
     pub(crate) fn send(
         &mut self,
         irp: usize,
         buf: BufRef,
         kind: SendKind,
+        nodelay: bool,
         out: &mut Out,
     ) -> Decision {
         if let Some(status) = self.connection_refusal() {
@@ -303,6 +306,7 @@ impl SockState {
             buf,
             sent: 0,
             kind,
+            nodelay,
             armed: false,
         };
         if self.sends.is_empty() {
@@ -407,6 +411,23 @@ impl SockState {
         let Host::Stream(stream) = &mut self.host else {
             return Err(self.error.unwrap_or(STATUS_INVALID_DEVICE_STATE));
         };
+        // WSK_FLAG_NODELAY: "directs the underlying transport to
+        // immediately send the data, and any previously queued data, to
+        // the remote application without delay" (PFN_WSK_SEND), so Nagle
+        // must not hold these bytes behind unacknowledged ones. The host
+        // has no per-write flag: its TCP_NODELAY is on for such a write
+        // (turning it on also pushes what the host still holds, Linux's
+        // tcp_push_pending_frames) and off again before the next write
+        // without the flag, unless the socket's own TCP_NODELAY option is
+        // on. One setsockopt per change, none while every send (or none)
+        // has the flag. If the host refuses, the write goes as it would
+        // have (an error on the connection shows in the write).
+        if self.options.nodelay != Some(true)
+            && op.nodelay != self.nodelay_pushed
+            && SockRef::from(&*stream).set_tcp_nodelay(op.nodelay).is_ok()
+        {
+            self.nodelay_pushed = op.nodelay;
+        }
         let mut failure = None;
         let mut blocked = false;
         let start = op.sent;
