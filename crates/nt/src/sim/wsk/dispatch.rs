@@ -1208,7 +1208,8 @@ fn send_common(call: Call, Buffer: PWSK_BUF, Flags: ULONG) -> NTSTATUS {
     };
     let socket = Arc::clone(call.socket());
     let nodelay = Flags & WSK_FLAG_NODELAY != 0;
-    let decision = socket.with(|st, out| st.send(call.irp, buf, SendKind::Data, nodelay, out));
+    let decision =
+        socket.with_sending(|st, out| st.send(call.irp, buf, SendKind::Data, nodelay, out));
     call.decided(decision)
 }
 
@@ -1334,7 +1335,7 @@ unsafe extern "C" fn wsk_disconnect(
     let decision = if Flags & WSK_FLAG_ABORTIVE != 0 {
         socket.with(|st, out| st.abort(&socket, out))
     } else {
-        socket.with(|st, out| st.send(call.irp, buf, SendKind::Disconnect, false, out))
+        socket.with_sending(|st, out| st.send(call.irp, buf, SendKind::Disconnect, false, out))
     };
     call.decided(decision)
 }

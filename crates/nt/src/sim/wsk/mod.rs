@@ -62,7 +62,9 @@
 //!   its bytes, as documented ("WSK does not perform any buffering of data
 //!   when it sends data"): the provider writes the bytes to the host socket
 //!   and watches the host's count of unacknowledged bytes (see `host`),
-//!   looking again every 50 us to 2 ms while sends wait. So one send at a
+//!   looking again when the host reports an acknowledgement (Linux) and
+//!   every 50 us to 2 ms while sends wait (every 2 ms where reports come,
+//!   unless a FIN waits: that is not reported). So one send at a
 //!   time is bound by round trips, as on Windows, and a peer that does not
 //!   read stalls sends once its window is full. A send whose bytes are all
 //!   written is no longer cancellable; at close or on a connection error it
@@ -1025,6 +1027,27 @@ pub fn socket_bytes_received(session: &Session, socket: PWSK_SOCKET) -> Option<u
     state_of(&session.kernel)
         .socket_at(socket as usize)
         .and_then(|socket| socket.bytes_received())
+}
+
+/// What the provider asked the host about one connection so far: the
+/// system calls that cost the most per request-response round trip and
+/// could find nothing new. For tests that bound them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostQueries {
+    /// Reads of the host stream that said "would block".
+    pub reads_would_block: u64,
+    /// Queries of the host's count of bytes the peer has not acknowledged
+    /// (`TIOCOUTQ` on Linux), made while sends wait for acknowledgements.
+    pub acknowledgement_looks: u64,
+}
+
+/// The host queries the provider made for `socket` so far; None when
+/// `socket` is not an open connection socket.
+pub fn socket_host_queries(session: &Session, socket: PWSK_SOCKET) -> Option<HostQueries> {
+    let _enter = session.enter();
+    state_of(&session.kernel)
+        .socket_at(socket as usize)
+        .and_then(|socket| socket.host_queries())
 }
 
 /// The session's WSK counters.

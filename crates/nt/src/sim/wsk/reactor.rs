@@ -176,14 +176,29 @@ impl Reactor {
     }
 
     /// Kicks `socket` at `at`.
+    ///
+    /// Wakes the poll only when `at` is earlier than every timer queued
+    /// before: the poll's timeout was computed from the earliest one, so it
+    /// returns by then anyway and takes the new timer into its next
+    /// timeout (the thread computes that after every round). Every send
+    /// waiting for its acknowledgement schedules a look, mostly behind an
+    /// earlier one, and each wake was an eventfd write and a round of the
+    /// provider thread for nothing.
     pub(crate) fn kick_at(&self, at: Instant, socket: Arc<Socket>) {
         let sequence = self.next_timer.fetch_add(1, Ordering::Relaxed);
-        lock(&self.queue).timers.push(Reverse(Timer {
-            at,
-            sequence,
-            socket,
-        }));
-        let _ = self.waker.wake();
+        let earliest = {
+            let mut queue = lock(&self.queue);
+            let earliest = queue.timers.peek().is_none_or(|Reverse(t)| at < t.at);
+            queue.timers.push(Reverse(Timer {
+                at,
+                sequence,
+                socket,
+            }));
+            earliest
+        };
+        if earliest {
+            let _ = self.waker.wake();
+        }
     }
 
     /// Stops the threads and waits for them (PASSIVE_LEVEL, never from
@@ -298,6 +313,9 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 continue;
             }
             if let Some(socket) = state.socket_at(event.token().0) {
+                if event.is_read_closed() {
+                    socket.note_read_closed();
+                }
                 socket.note_readiness();
                 if event.is_error() {
                     socket.note_error_event();

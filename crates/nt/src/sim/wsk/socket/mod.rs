@@ -280,6 +280,11 @@ pub(crate) struct Out {
     callbacks: Vec<Callback>,
     kick: bool,
     timer: Option<Instant>,
+    /// The next scheduled look at the acknowledgements (`check_acks`),
+    /// kept apart from `timer` (which keeps only the earliest a round
+    /// asked for): a look scheduled once is never lost to an earlier
+    /// timer of the same round, so later rounds need not ask again.
+    ack_timer: Option<Instant>,
     /// Sockets to close internally (refused or failed connections).
     internal_closes: Vec<Arc<Socket>>,
 }
@@ -342,8 +347,19 @@ pub(crate) struct SockState {
     /// (`Socket::readiness`). Readiness is edge-triggered (mio's contract on
     /// every host), so a read in between would only say "would block" again.
     host_readable: bool,
+    /// The host signalled the peer's close (read-closed readiness) on this
+    /// stream: from then on a read that returns less than it asked for
+    /// does not mean the host is drained (the end of the stream is still
+    /// to be read, and its edge came already), so reads go on until
+    /// "would block" or the end.
+    host_read_closed: bool,
     /// Bytes read from the host socket so far (stream sockets).
     bytes_from_host: u64,
+    /// Reads of the host stream that said "would block" so far.
+    reads_would_block: u64,
+    /// Queries of the host's count of unacknowledged bytes so far (a
+    /// `Cell`: the query is made from `&self` helpers).
+    acknowledgement_looks: std::cell::Cell<u64>,
     eof: bool,
     error: Option<NTSTATUS>,
     /// The error came from the peer or the network (raise the abortive
@@ -372,6 +388,11 @@ pub(crate) struct SockState {
     /// it waits between looks (grows while nothing moves).
     ack_check_at: Option<Instant>,
     ack_interval: Duration,
+    /// The host may know more about the acknowledgements than the last
+    /// look saw: an error event (an acknowledgement report, or a reset)
+    /// arrived since. With `ack_reports`, a round looks at the host's
+    /// count only then or when the scheduled look is due (`check_acks`).
+    ack_news: bool,
     /// The ideal send backlog last reported to `WskSendBacklogEvent` (or
     /// seen when the event was enabled).
     backlog_reported: Option<usize>,
@@ -416,6 +437,9 @@ pub(crate) struct Socket {
     /// The host signalled readiness (any event) since the state last took
     /// it into `SockState::host_readable`.
     readiness: AtomicBool,
+    /// The host signalled that the peer closed its side (FIN or reset):
+    /// see `SockState::host_read_closed`.
+    read_closed: AtomicBool,
     state: Mutex<SockState>,
 }
 
@@ -637,7 +661,10 @@ impl Socket {
             send_tos: VecDeque::new(),
             inbound: VecDeque::new(),
             host_readable: true,
+            host_read_closed: false,
             bytes_from_host: 0,
+            reads_would_block: 0,
+            acknowledgement_looks: std::cell::Cell::new(0),
             eof: false,
             error: None,
             peer_error: false,
@@ -650,6 +677,7 @@ impl Socket {
             ack_reports: false,
             ack_check_at: None,
             ack_interval: ACK_INTERVAL_MIN,
+            ack_news: false,
             backlog_reported: None,
             disconnect_indicated: false,
             suppressed: false,
@@ -673,6 +701,7 @@ impl Socket {
             pending_key: AtomicU64::new(0),
             error_event: AtomicBool::new(false),
             readiness: AtomicBool::new(false),
+            read_closed: AtomicBool::new(false),
             state: Mutex::new(state),
         });
         let key = kernel.pending_begin_for("WSK socket", socket.address() as u64, client.owner);
@@ -690,6 +719,12 @@ impl Socket {
         self.error_event.store(true, Ordering::Release);
     }
 
+    /// The host signalled that the peer closed its side (read-closed
+    /// readiness). Any thread; set before `note_readiness`.
+    pub(crate) fn note_read_closed(&self) {
+        self.read_closed.store(true, Ordering::Release);
+    }
+
     /// The host signalled an event on the socket: the host stream may be
     /// readable again. Any thread; set before the socket's progress round
     /// for the event runs, which takes it under the state lock.
@@ -705,6 +740,9 @@ impl Socket {
         let mut st = self.lock();
         if self.readiness.swap(false, Ordering::AcqRel) {
             st.host_readable = true;
+            if self.read_closed.load(Ordering::Acquire) {
+                st.host_read_closed = true;
+            }
         }
         st
     }
@@ -757,6 +795,30 @@ impl Socket {
         self.with_ctx(Ctx::Caller, f)
     }
 
+    /// As [`Socket::with`], for a connection's `WskSend` and graceful
+    /// `WskDisconnect`: calls that take no data in. Their progress reads
+    /// the host only after readiness the provider thread has not yet
+    /// taken (as the provider's own rounds do), where `with` reads it
+    /// whatever the provider has seen. A read there could only move bytes
+    /// into the provider's buffer for a queued receive, whose completion
+    /// goes to the provider thread either way (`Ctx::Caller`); in a
+    /// request-response stream it said "would block" on nearly every send
+    /// (the reply is not there while the request is being sent).
+    pub(crate) fn with_sending<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut SockState, &mut Out) -> R,
+    ) -> R {
+        let mut out = Out::default();
+        let result = {
+            let mut st = self.lock_ready();
+            let result = f(&mut st, &mut out);
+            st.progress(self, Ctx::Caller, &mut out);
+            result
+        };
+        self.apply(out, Ctx::Caller);
+        result
+    }
+
     fn with_ctx<R>(self: &Arc<Self>, ctx: Ctx, f: impl FnOnce(&mut SockState, &mut Out) -> R) -> R {
         let mut out = Out::default();
         let result = {
@@ -765,7 +827,11 @@ impl Socket {
             // provider thread has seen: that thread may be late to its poll
             // (in a callback, on another socket's work), and the call sees
             // what the host holds now, as it always did.
-            self.readiness.store(false, Ordering::Release);
+            if self.readiness.swap(false, Ordering::AcqRel)
+                && self.read_closed.load(Ordering::Acquire)
+            {
+                st.host_read_closed = true;
+            }
             st.host_readable = true;
             let result = f(&mut st, &mut out);
             st.progress(self, ctx, &mut out);
@@ -816,6 +882,9 @@ impl Socket {
             socket.close_internal();
         }
         if let Some(at) = out.timer {
+            self.client.reactor.kick_at(at, Arc::clone(self));
+        }
+        if let Some(at) = out.ack_timer.filter(|&at| out.timer != Some(at)) {
             self.client.reactor.kick_at(at, Arc::clone(self));
         }
         if out.kick {
@@ -1041,6 +1110,19 @@ impl Socket {
         }
         Some(self.with(|st, _| st.bytes_from_host))
     }
+
+    /// The host queries this connection's provider made so far, or None
+    /// for other sockets. Takes the state without making progress.
+    pub(crate) fn host_queries(&self) -> Option<super::HostQueries> {
+        if self.kind != Kind::Connection {
+            return None;
+        }
+        let st = self.lock();
+        Some(super::HostQueries {
+            reads_would_block: st.reads_would_block,
+            acknowledgement_looks: st.acknowledgement_looks.get(),
+        })
+    }
 }
 
 // === impl SockState: requests ===
@@ -1209,6 +1291,7 @@ impl SockState {
                     && self.ack_reports
                     && let Host::Stream(stream) = &self.host
                 {
+                    self.ack_news = true;
                     let reports = host::drain_acknowledgement_reports(stream);
                     if reports > 0 {
                         socket

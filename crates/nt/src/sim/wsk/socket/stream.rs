@@ -475,6 +475,10 @@ impl SockState {
     /// Reads the host socket into the inbound buffer while there is room;
     /// returns the bytes read. Not at all once a read said "would block"
     /// and the host has signalled no readiness since (`host_readable`).
+    ///
+    /// A short read (fewer bytes than asked for) counts as "would block"
+    /// where the host's stream reads return everything queued up to the
+    /// length asked for ([`SHORT_READ_DRAINS`]).
     pub(super) fn fill_inbound(&mut self, budget: &mut usize) -> usize {
         let mut total = 0;
         while self.host_readable && !self.eof && self.error.is_none() && *budget > 0 {
@@ -499,11 +503,20 @@ impl SockState {
                     total += n;
                     self.bytes_from_host += n as u64;
                     *budget = budget.saturating_sub(n);
+                    if n < want && SHORT_READ_DRAINS && !self.host_read_closed {
+                        // The host held fewer bytes than asked for: it is
+                        // drained now, and bytes that arrive later signal
+                        // readiness again. The read that would only say
+                        // "would block" is skipped.
+                        self.host_readable = false;
+                        break;
+                    }
                 }
                 Err(error) if is_transient(&error) => {
                     // Nothing more until the host signals readiness.
                     if error.kind() == std::io::ErrorKind::WouldBlock {
                         self.host_readable = false;
+                        self.reads_would_block += 1;
                     }
                     break;
                 }
@@ -711,9 +724,25 @@ impl SockState {
                 return None;
             }
         }
-        self.ack_interval = ACK_INTERVAL_MIN;
+        self.ack_interval = self.first_ack_interval();
         self.schedule_ack_check(out);
         None
+    }
+
+    /// The wait before the first look at a send's acknowledgement (and
+    /// after a look that saw progress). With the host's reports
+    /// (`ack_reports`) an acknowledgement of a send's bytes is an event
+    /// that makes a round look at once: the looks at intervals are only a
+    /// fallback (a report the host dropped: its error queue counts against
+    /// the socket's receive buffer), so they start at the longest interval.
+    /// A FIN's acknowledgement is not reported: while a graceful disconnect
+    /// waits, looks start at the shortest one, as without reports.
+    fn first_ack_interval(&self) -> Duration {
+        if self.ack_reports && self.unacked.iter().all(|w| w.kind != SendKind::Disconnect) {
+            ACK_INTERVAL_MAX
+        } else {
+            ACK_INTERVAL_MIN
+        }
     }
 
     /// The host's view now: how many of the bytes written the peer has
@@ -723,6 +752,8 @@ impl SockState {
         let Host::Stream(stream) = &self.host else {
             return (self.written, false);
         };
+        self.acknowledgement_looks
+            .set(self.acknowledgement_looks.get() + 1);
         let Some(queued) = host::unacknowledged(stream) else {
             return (self.written, self.shutdown_done);
         };
@@ -773,6 +804,19 @@ impl SockState {
             self.ack_check_at = None;
             return;
         }
+        if self.ack_reports
+            && !self.ack_news
+            && self.error.is_none()
+            && self.ack_check_at.is_some_and(|at| at > Instant::now())
+        {
+            // Nothing new to see: the host has reported no acknowledgement
+            // (nor an error) since the last look, and the next scheduled
+            // look has its timer (`Out::ack_timer`). Looking anyway cost a
+            // TIOCOUTQ and a SO_ERROR query in every round of the socket,
+            // the client's own calls included.
+            return;
+        }
+        self.ack_news = false;
         self.observe_host_error();
         if let Some(status) = self.error {
             let acked = self.acknowledged().0;
@@ -807,15 +851,18 @@ impl SockState {
             return;
         }
         if let Some(due) = due_later {
-            self.ack_interval = ACK_INTERVAL_MIN;
+            self.ack_interval = self.first_ack_interval();
             if self.ack_check_at.is_none_or(|at| at > due || at <= now) {
                 self.ack_check_at = Some(due);
             }
-            out.timer(self.ack_check_at.unwrap_or(due));
+            // The look at `due` must happen even without a report (the
+            // acknowledgement was reported already): a timer that is
+            // never lost (see `Out::ack_timer`).
+            out.ack_timer = Some(self.ack_check_at.unwrap_or(due));
             return;
         }
         self.ack_interval = if progressed {
-            ACK_INTERVAL_MIN
+            self.first_ack_interval()
         } else {
             (self.ack_interval * 2).min(ACK_INTERVAL_MAX)
         };
@@ -838,7 +885,7 @@ impl SockState {
         }
         let at = Instant::now() + self.ack_interval;
         self.ack_check_at = Some(at);
-        out.timer(at);
+        out.ack_timer = Some(at);
     }
 
     /// The ideal send backlog: how many bytes to keep outstanding so the
@@ -906,6 +953,13 @@ impl SockState {
         }
     }
 }
+
+/// Whether a stream read that returned fewer bytes than it asked for
+/// drained the host socket. Unix hosts: a TCP `recv` copies what is queued
+/// up to the length asked for, and bytes queued after it signal readiness
+/// again (an edge; tokio's reads rely on the same). Not on Windows hosts,
+/// whose readiness mio emulates.
+pub(super) const SHORT_READ_DRAINS: bool = cfg!(not(windows));
 
 /// `WskReceiveEx`: no control information is produced.
 pub(super) fn finish_receive_ex(op: &RecvOp) {
