@@ -47,8 +47,10 @@ fn error(what: String) -> io::Error {
 /// timer (Linux `TCP_QUICKACK`).
 ///
 /// Called when the generator is in the middle of an echo: a server that
-/// echoes a large message in several writes with Nagle on (the default of
-/// every server here) holds each write until the previous one is
+/// echoes a large message in several writes with Nagle on (TCP's default;
+/// the servers here now all push each echo, `TCP_NODELAY` or
+/// `WSK_FLAG_NODELAY`, but the generator does not rely on it) holds each
+/// write until the previous one is
 /// acknowledged, and a client that delays its ACK (up to 40 ms on Linux)
 /// then turns every such write into a 40 ms stall that measures the two
 /// timers, not the server. A client that has sent its request and waits
