@@ -15,10 +15,15 @@
 //!                                                     +-----------------------+
 //!                                                          | next (system thread, PASSIVE)
 //!                                                          v
-//!   run_task: start_run -> poll -> Pending: end_run (wait / requeue / cancel)
-//!                                -> Ready:   finish (output, join waker, unlink, drop ref)
+//!   run_task: take (start_run, or resume_held for a held task) -> poll
+//!               -> Pending, the task woke itself in the poll: still RUNNING, back
+//!                  of the run order ("held": no atomic write for a yield)
+//!               -> Pending otherwise: end_run (wait / requeue / cancel)
+//!               -> Ready:   finish (output, join waker, unlink, drop ref)
 //!             cancelled -> drop future -> finish
-//!   nothing ready: trim the lookaside; idle AWAKE -> PARKED, KeWaitForSingleObject(run event)
+//!   stopping (shutdown began): every task taken is cancelled (drain_stopping)
+//!   nothing ready: trim the lookaside if it grew; idle AWAKE -> PARKED,
+//!                  KeWaitForSingleObject(run event)
 //!   notify():      idle swap NOTIFIED; was PARKED -> KeSetEvent(run event)
 //! ```
 //!
@@ -52,7 +57,7 @@ use core::task::{Context, Poll};
 use crate::error::{SpawnError, SpawnErrorKind, StartError};
 use crate::join::JoinHandle;
 use crate::queue::{Link, LocalQueue, Pop, RunQueue};
-use crate::state::{self, Idle, Run};
+use crate::state::{self, Idle, Run, State};
 use crate::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, UnsafeCell, add, bump, spin_hint};
 use crate::sys::{self, Event, EventKind, SystemThread};
 use crate::task::{self, AllocError, Header};
@@ -105,6 +110,12 @@ pub struct Config {
 
 /// How many distinct task sizes the lookaside cache keeps.
 pub const LOOKASIDE_SIZES: usize = 8;
+
+/// Blocks per size the lookaside cache keeps while the executor is idle:
+/// a quarter of [`Config::lookaside_depth`].
+const fn idle_depth(depth: u32) -> u32 {
+    depth / 4
+}
 
 impl Default for Config {
     fn default() -> Self {
@@ -183,8 +194,16 @@ struct Local {
     registry: *mut Header,
     /// STOP was seen: every task taken from the queue is cancelled.
     stopping: bool,
+    /// The task being polled (null between polls): a wake of it from the
+    /// run loop is its own poll waking it.
+    polling: *mut Header,
+    /// The task being polled woke itself: it stays RUNNING and goes to the
+    /// back of the run order (held), with no atomic write.
+    woken: bool,
     /// Free task blocks by size (the lookaside cache).
     lookaside: [Lookaside; LOOKASIDE_SIZES],
+    /// A list grew past what going idle keeps: trim when idle.
+    trim_due: bool,
 }
 
 /// Free blocks of one size, linked through their first word.
@@ -285,7 +304,10 @@ impl Core {
                 ready: LocalQueue::new(),
                 registry: ptr::null_mut(),
                 stopping: false,
+                polling: ptr::null_mut(),
+                woken: false,
                 lookaside: [Lookaside::EMPTY; LOOKASIDE_SIZES],
+                trim_due: false,
             }),
             counters: CounterCells::default(),
             config,
@@ -342,18 +364,62 @@ impl Core {
     pub(crate) unsafe fn push_and_notify(core: NonNull<Core>, header: NonNull<Header>) {
         // SAFETY: caller contract.
         let core = unsafe { core.as_ref() };
-        if core.on_run_loop() {
+        // SAFETY: caller contract.
+        unsafe { core.push_from(core.on_run_loop(), header) };
+    }
+
+    /// [`Self::push_and_notify`] by a caller that already knows whether it
+    /// is the run loop.
+    ///
+    /// # Safety
+    /// As `push_and_notify`; `on_run_loop` is `self.on_run_loop()`.
+    #[inline]
+    unsafe fn push_from(&self, on_run_loop: bool, header: NonNull<Header>) {
+        if on_run_loop {
             // The run loop itself (a task waking or spawning another): its
             // own queue, and no notification (it looks again before it
             // sleeps).
             // SAFETY: the run loop; the task is unqueued and alive.
-            unsafe { core.push_local(header) };
+            unsafe { self.push_local(header) };
         } else {
             // SAFETY: the task is not queued (SCHEDULED was ours to set) and
             // stays alive while queued (the executor's reference).
-            unsafe { core.queue.push(header.cast::<Link>()) };
-            core.notify();
+            unsafe { self.queue.push(header.cast::<Link>()) };
+            self.notify();
         }
+    }
+
+    /// A wake of a running task: if it comes from the run loop while it
+    /// polls that very task (the task woke itself: a yield), notes it and
+    /// returns true; the run loop then keeps the task `RUNNING` and puts it
+    /// at the back of its run order after the poll, with no atomic write.
+    /// Otherwise (another thread, a DPC or an APC on the executor thread,
+    /// another task's wake) returns false and changes nothing.
+    ///
+    /// Any thread, IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// The caller holds a reference to the live task `header` of this core.
+    #[inline]
+    pub(crate) unsafe fn note_self_wake(core: NonNull<Core>, header: NonNull<Header>) -> bool {
+        // SAFETY: caller contract: a live task keeps its core alive.
+        let core = unsafe { core.as_ref() };
+        if !core.on_run_loop() {
+            return false;
+        }
+        core.local.with_mut(|local| {
+            // SAFETY: the run loop's own thread at PASSIVE_LEVEL, inside a
+            // poll: the loop holds no borrow of `local` across a poll, and
+            // nothing can interrupt this thread at PASSIVE_LEVEL and touch
+            // `local` (see `on_run_loop`).
+            let local = unsafe { &mut *local };
+            if local.polling == header.as_ptr() {
+                local.woken = true;
+                true
+            } else {
+                false
+            }
+        })
     }
 
     /// Whether the caller is this executor's run loop: its thread at
@@ -507,6 +573,9 @@ impl Core {
             unsafe { block.cast::<*mut u8>().write(list.head) };
             list.head = block;
             list.count += 1;
+            if list.count > idle_depth(depth) {
+                local.trim_due = true;
+            }
             true
         })
     }
@@ -547,7 +616,21 @@ impl Core {
                 // SAFETY: a list of this cache, on its thread.
                 unsafe { list.trim(keep) };
             }
+            local.trim_due = false;
         });
+    }
+
+    /// Going idle: trims the cache to what an idle executor keeps, if a
+    /// list grew past it since the last trim (nothing to walk otherwise).
+    ///
+    /// # Safety
+    /// Executor thread.
+    unsafe fn trim_idle(&self) {
+        // SAFETY: executor thread only, no other borrow live.
+        if unsafe { self.local.with(|local| (*local).trim_due) } {
+            // SAFETY: executor thread.
+            unsafe { self.trim_lookaside(idle_depth(self.config.lookaside_depth)) };
+        }
     }
 
     /// Admits one more task unless shutdown began.
@@ -607,13 +690,15 @@ impl Core {
             core.counters.spawn_failures.fetch_add(1, Ordering::Relaxed);
             Err(kind)
         };
-        if sys::irql() > nt::DISPATCH_LEVEL {
+        // The IRQL once: it decides both the refusal and the run-loop test.
+        let irql = sys::irql();
+        if irql > nt::DISPATCH_LEVEL {
             return fail(SpawnErrorKind::WrongIrql);
         }
         if !core.admit() {
             return fail(SpawnErrorKind::ShuttingDown);
         }
-        let on_executor = core.on_run_loop();
+        let on_executor = sys::on_run_loop_at(core.thread.load(Ordering::Relaxed), irql);
         let tag = core.config.pool_tag;
         let block_for = |size| {
             if on_executor {
@@ -650,8 +735,9 @@ impl Core {
         // dropping it may look at the core to recycle the task's block.
         core.handles.fetch_add(1, Ordering::Relaxed);
         // SAFETY: a new task, SCHEDULED, not queued, alive (the executor's
-        // reference); the caller's handle keeps the core alive meanwhile.
-        unsafe { Core::push_and_notify(this, header) };
+        // reference); the caller's handle keeps the core alive meanwhile;
+        // `on_executor` is this caller's run-loop test.
+        unsafe { core.push_from(on_executor, header) };
         // SAFETY: the task has the HANDLE bit for this handle.
         Ok(unsafe { JoinHandle::from_header(header) })
     }
@@ -697,27 +783,22 @@ impl Core {
             // push after this point notifies again.
             self.idle.swap(AWAKE, Ordering::AcqRel);
             let turn = self.config.budget.max(1);
-            let mut budget = turn;
             let mut tally = Tally::default();
-            let drained = loop {
-                // SAFETY: executor thread.
-                let Some(task) = (unsafe { self.next_ready() }) else {
-                    // Empty (or a push half done, whose notification
-                    // follows): the idle handshake below decides.
-                    break true;
-                };
-                // SAFETY: a queued task, alive by the executor's reference,
-                // taken by the executor thread.
-                unsafe { self.run_task(task, &mut tally) };
-                budget -= 1;
-                if budget == 0 {
-                    break false;
-                }
+            // `stopping` changes only here, between turns: each turn runs
+            // the loop for its state, so the hot loop does not test it.
+            // SAFETY: executor thread only, no other borrow live.
+            let stopping = unsafe { self.local.with(|l| (*l).stopping) };
+            let (drained, left) = if stopping {
+                // SAFETY: executor thread, stopping.
+                unsafe { self.drain_stopping(turn, &mut tally) }
+            } else {
+                // SAFETY: executor thread, not stopping.
+                unsafe { self.drain(turn, &mut tally) }
             };
             // The counters once per turn instead of twice per poll: every
             // task taken was polled unless it was cancelled unpolled, and
             // was woken unless it ran for the first time.
-            let taken = u64::from(turn - budget);
+            let taken = u64::from(turn - left);
             add(&self.counters.polls, taken - tally.unpolled);
             add(&self.counters.wakes, taken - tally.first_runs);
             let control = self.control.load(Ordering::Acquire);
@@ -728,24 +809,19 @@ impl Core {
                 unsafe { self.trim_lookaside(0) };
                 return;
             }
-            if control & STOP != 0 {
+            if control & STOP != 0 && !stopping {
                 // SAFETY: executor thread.
-                let first = unsafe {
-                    self.local
-                        .with_mut(|l| !core::mem::replace(&mut (*l).stopping, true))
-                };
-                if first {
-                    // SAFETY: executor thread.
-                    unsafe { self.cancel_all() };
-                    continue;
-                }
+                unsafe { self.local.with_mut(|l| (*l).stopping = true) };
+                // SAFETY: executor thread.
+                unsafe { self.cancel_all() };
+                continue;
             }
             if !drained {
                 continue;
             }
             // Going idle: give back what a burst left in the cache.
             // SAFETY: executor thread.
-            unsafe { self.trim_lookaside(self.config.lookaside_depth / 4) };
+            unsafe { self.trim_idle() };
             if self
                 .idle
                 .compare_exchange(AWAKE, PARKED, Ordering::AcqRel, Ordering::Acquire)
@@ -757,18 +833,90 @@ impl Core {
         }
     }
 
+    /// One turn: runs up to `budget` tasks. Returns whether the queue ran
+    /// empty (or a push was half done, whose notification follows: the idle
+    /// handshake decides) and the budget left.
+    ///
+    /// # Safety
+    /// Executor thread, not stopping.
+    #[inline(always)]
+    unsafe fn drain(&self, mut budget: u32, tally: &mut Tally) -> (bool, u32) {
+        loop {
+            // SAFETY: executor thread.
+            let Some(task) = (unsafe { self.next_ready() }) else {
+                return (true, budget);
+            };
+            // SAFETY: a queued task, alive by the executor's reference,
+            // taken by the executor thread.
+            unsafe { self.run_task(task, tally) };
+            budget -= 1;
+            if budget == 0 {
+                return (false, budget);
+            }
+        }
+    }
+
+    /// [`Self::drain`] once shutdown began: every task taken is cancelled
+    /// without a poll.
+    ///
+    /// # Safety
+    /// Executor thread, stopping.
+    unsafe fn drain_stopping(&self, mut budget: u32, tally: &mut Tally) -> (bool, u32) {
+        loop {
+            // SAFETY: executor thread.
+            let Some(header) = (unsafe { self.next_ready() }) else {
+                return (true, budget);
+            };
+            // SAFETY: a queued task is alive (the executor's reference).
+            let h = unsafe { header.as_ref() };
+            // Whatever it says (poll or cancel), the task is RUNNING after
+            // it and its future is dropped.
+            // SAFETY: executor thread; just popped.
+            let _ = unsafe { self.take(header, tally) };
+            tally.unpolled += 1;
+            // SAFETY: RUNNING: the stage is ours.
+            unsafe { (h.vtable.drop_stage)(header) };
+            // SAFETY: as above.
+            unsafe { self.finish(header, true) };
+            budget -= 1;
+            if budget == 0 {
+                return (false, budget);
+            }
+        }
+    }
+
+    /// Makes a task just taken from the run order `RUNNING`: a queued task
+    /// by `start_run` (linked into the registry on its first run, noted in
+    /// `tally`), a held one (it woke itself in its last poll and is still
+    /// `RUNNING`) by `resume_held`, which writes nothing unless a wake or a
+    /// cancel came from elsewhere meanwhile.
+    ///
+    /// # Safety
+    /// Executor thread; `header` was just popped.
+    #[inline(always)]
+    unsafe fn take(&self, header: NonNull<Header>, tally: &mut Tally) -> Run {
+        // SAFETY: a popped task is alive (executor's reference).
+        let h = unsafe { header.as_ref() };
+        let current = h.state.load();
+        if State::is_running(current) {
+            return h.state.resume_held(current);
+        }
+        // SAFETY: executor thread.
+        unsafe { self.link(header, tally) };
+        h.state.start_run()
+    }
+
     /// Runs one task taken from the queue (noting in `tally` whether it ran
     /// for the first time and whether it was dropped unpolled).
     ///
     /// # Safety
-    /// Executor thread; `header` was just popped.
+    /// Executor thread, not stopping; `header` was just popped.
+    #[inline(always)]
     unsafe fn run_task(&self, header: NonNull<Header>, tally: &mut Tally) {
         // SAFETY: a popped task is alive (executor's reference).
         let h = unsafe { header.as_ref() };
-        // SAFETY: executor thread.
-        let stopping = unsafe { self.link(header, tally) };
-        let run = h.state.start_run();
-        if run == Run::Cancel || stopping {
+        // SAFETY: executor thread; just popped.
+        if unsafe { self.take(header, tally) } == Run::Cancel {
             tally.unpolled += 1;
             // SAFETY: RUNNING: the stage is ours.
             unsafe { (h.vtable.drop_stage)(header) };
@@ -778,10 +926,24 @@ impl Core {
         }
         let waker = task::waker_ref(header);
         let mut cx = Context::from_waker(&waker);
+        // SAFETY: executor thread only; no borrow of `local` lives across
+        // the poll (wakers of this task look at it from this thread).
+        unsafe { self.local.with_mut(|l| (*l).polling = header.as_ptr()) };
         // SAFETY: RUNNING on the executor thread at PASSIVE_LEVEL.
-        match unsafe { (h.vtable.poll)(header, &mut cx) } {
+        let poll = unsafe { (h.vtable.poll)(header, &mut cx) };
+        let woken = self.local.with_mut(|l| {
+            // SAFETY: as above, after the poll.
+            let local = unsafe { &mut *l };
+            local.polling = ptr::null_mut();
+            core::mem::replace(&mut local.woken, false)
+        });
+        match poll {
             // SAFETY: the future finished; the output is in the stage.
             Poll::Ready(()) => unsafe { self.finish(header, false) },
+            // Woke itself: still RUNNING, to the back of the run order
+            // (held; `take` resumes it).
+            // SAFETY: RUNNING and in no queue; re-queuing is ours.
+            Poll::Pending if woken => unsafe { self.push_local(header) },
             Poll::Pending => match h.state.end_run() {
                 Idle::Wait => {}
                 Idle::Requeue => {
@@ -801,39 +963,50 @@ impl Core {
     }
 
     /// Links a task into the registry on its first run (counted in
-    /// `tally`). Returns whether the executor is stopping.
+    /// `tally`).
     ///
     /// # Safety
     /// Executor thread; `header` alive.
-    unsafe fn link(&self, header: NonNull<Header>, tally: &mut Tally) -> bool {
+    #[inline(always)]
+    unsafe fn link(&self, header: NonNull<Header>, tally: &mut Tally) {
+        // SAFETY: the registry links are executor-thread only.
+        let linked = unsafe { header.as_ref() }
+            .registry
+            // SAFETY: as above.
+            .with(|links| unsafe { (*links).linked });
+        if !linked {
+            // SAFETY: executor thread; `header` alive and unlinked.
+            unsafe { self.link_first(header) };
+            tally.first_runs += 1;
+        }
+    }
+
+    /// Links a task into the registry (its first run).
+    ///
+    /// # Safety
+    /// Executor thread; `header` alive and not linked.
+    #[inline(never)]
+    unsafe fn link_first(&self, header: NonNull<Header>) {
         self.local.with_mut(|local| {
             // SAFETY: executor thread only.
             let local = unsafe { &mut *local };
             // SAFETY: the registry links are executor-thread only.
-            let first = unsafe { header.as_ref() }.registry.with_mut(|links| {
+            unsafe { header.as_ref() }.registry.with_mut(|links| {
                 // SAFETY: as above.
                 let links = unsafe { &mut *links };
-                if links.linked {
-                    return false;
-                }
                 links.linked = true;
                 links.prev = ptr::null_mut();
                 links.next = local.registry;
-                true
             });
-            if first {
-                if let Some(old_head) = NonNull::new(local.registry) {
-                    // SAFETY: a registered task is alive.
-                    unsafe { old_head.as_ref() }
-                        .registry
-                        // SAFETY: executor thread only.
-                        .with_mut(|links| unsafe { (*links).prev = header.as_ptr() });
-                }
-                local.registry = header.as_ptr();
-                tally.first_runs += 1;
+            if let Some(old_head) = NonNull::new(local.registry) {
+                // SAFETY: a registered task is alive.
+                unsafe { old_head.as_ref() }
+                    .registry
+                    // SAFETY: executor thread only.
+                    .with_mut(|links| unsafe { (*links).prev = header.as_ptr() });
             }
-            local.stopping
-        })
+            local.registry = header.as_ptr();
+        });
     }
 
     /// Removes a finished task from the registry.

@@ -19,8 +19,10 @@
 //!   one atomic load. Wakes from the run loop itself (the executor thread
 //!   at PASSIVE_LEVEL: a DPC or an APC that interrupted that thread reports
 //!   its identity too, but never at PASSIVE_LEVEL) skip the queue's atomics
-//!   and the notification. Futures are only ever polled and dropped by the
-//!   executor thread at PASSIVE_LEVEL, never inside a wake or a waker drop.
+//!   and the notification; a task that wakes itself during its poll there
+//!   (a yield) is re-queued with no atomic write at all. Futures are only
+//!   ever polled and dropped by the executor thread at PASSIVE_LEVEL, never
+//!   inside a wake or a waker drop.
 //! - [`Executor::shutdown`] (also run by dropping the [`Executor`]) stops
 //!   spawning, cancels every task, waits until every task is released
 //!   (including wakers held by operations still in flight), stops the thread

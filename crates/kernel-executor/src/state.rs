@@ -10,7 +10,8 @@
 //! ```text
 //!  bit    name        set by                         cleared by
 //!  0      SCHEDULED   a waker / cancel / spawn       the executor taking the task to run it
-//!  1      RUNNING     the executor (poll or drop)    the executor, after the poll / drop
+//!  1      RUNNING     the executor (poll or drop)    the executor, after a poll that did not wake
+//!                                                    its own task / at completion
 //!  2      COMPLETE    the executor: future gone      never
 //!  3      CLOSED      cancel (JoinHandle, shutdown)  completion with an output (cancel lost the race)
 //!  4      HANDLE      spawn                          dropping the JoinHandle
@@ -19,12 +20,34 @@
 //!                     each Waker, and transient pins taken while pushing
 //! ```
 //!
+//! The transitions of one task (the function behind each edge):
+//!
+//! ```text
+//!  spawn -> SCHEDULED (queued) --start_run--> RUNNING --poll Ready / cancelled--> COMPLETE
+//!              ^                               |   ^       (complete)
+//!              | schedule: set by the          |   | resume_held: the next poll
+//!              | waker, which pushes it        |   |
+//!              |                     end_run   |   | the poll woke its own task
+//!            idle <----------------------------+   | (on the run loop, `note_self_wake`):
+//!                    (no wake during the poll) +---+ still RUNNING, re-queued ("held")
+//!
+//!  a wake of a RUNNING task from anywhere else sets SCHEDULED: end_run then
+//!  answers Requeue, resume_held clears it (the poll it is about to get
+//!  answers the wake); cancel sets CLOSED (and SCHEDULED on an idle task,
+//!  which it then pushes); the executor drops a CLOSED task's future.
+//! ```
+//!
 //! Invariants:
 //! - `SCHEDULED && !RUNNING && !COMPLETE`: the task is in the run queue, or
 //!   the thread that set `SCHEDULED` is about to push it. It is pushed by
 //!   exactly that thread, so it is queued at most once.
-//! - `SCHEDULED && RUNNING`: woken while being polled; the executor pushes it
-//!   again after the poll (no other thread pushes it).
+//! - `RUNNING && !COMPLETE`: the executor owns the future: it polls or drops
+//!   it now, or the task woke itself during its last poll (on the run loop:
+//!   a yield) and is *held*, in the run loop's own queue with `RUNNING`
+//!   still set, until its next poll. Nobody else pushes a running task.
+//! - `SCHEDULED && RUNNING`: woken (other than by its own poll on the run
+//!   loop) while running; the executor pushes it again after the poll, or,
+//!   if it is held, clears `SCHEDULED` before the poll it is about to get.
 //! - `CLOSED && !COMPLETE` implies `SCHEDULED || RUNNING`: a cancelled task
 //!   always gets to the executor, which drops its future.
 //! - `COMPLETE`: the future has been dropped. `CLOSED` tells whether it was
@@ -133,22 +156,43 @@ impl State {
 
     // === wakers ===
 
-    /// A wake. One atomic load when the task is already queued, running
-    /// with a wake pending, finished or cancelled; otherwise one `fetch_or`.
+    /// Whether a wake must do anything to a task whose word is `current`:
+    /// not when it is already queued (or running with a wake pending),
+    /// finished or cancelled.
     #[inline]
-    pub(crate) fn schedule(&self) -> Schedule {
-        let current = self.0.load(Ordering::Acquire);
-        if current & (SCHEDULED | COMPLETE | CLOSED) != 0 {
-            return Schedule::Nothing;
-        }
-        let previous = self.0.fetch_or(SCHEDULED, Ordering::AcqRel);
-        // Whoever sets SCHEDULED on an idle, live task pushes it. On a
-        // running task the executor re-queues it after the poll. On a
-        // complete task the bit is meaningless (nothing reads it there).
-        if previous & (SCHEDULED | RUNNING | COMPLETE | CLOSED) == 0 {
-            Schedule::Push
-        } else {
-            Schedule::Nothing
+    pub(crate) const fn wants_wake(current: usize) -> bool {
+        current & (SCHEDULED | COMPLETE | CLOSED) == 0
+    }
+
+    /// Whether `current` is a running task (polled or held by the run
+    /// loop; see the invariants).
+    #[inline]
+    pub(crate) const fn is_running(current: usize) -> bool {
+        current & RUNNING != 0
+    }
+
+    /// A wake, after [`Self::wants_wake`] said yes to `current` (the word
+    /// the caller loaded): sets `SCHEDULED`, one compare-exchange unless
+    /// the word changed meanwhile.
+    #[inline]
+    pub(crate) fn schedule(&self, mut current: usize) -> Schedule {
+        loop {
+            if !Self::wants_wake(current) {
+                return Schedule::Nothing;
+            }
+            match self.0.compare_exchange_weak(
+                current,
+                current | SCHEDULED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                // Whoever sets SCHEDULED on an idle task pushes it. On a
+                // running task the executor re-queues it after the poll (or
+                // polls it anyway, if it holds it).
+                Ok(_) if current & RUNNING == 0 => return Schedule::Push,
+                Ok(_) => return Schedule::Nothing,
+                Err(actual) => current = actual,
+            }
         }
     }
 
@@ -190,30 +234,48 @@ impl State {
         }
     }
 
-    /// The poll returned `Pending`.
+    /// The executor took a task it held (`current`, loaded by the caller,
+    /// has `RUNNING`: it woke itself during its last poll) from its queue.
+    /// No atomic write unless a wake or a cancel came from elsewhere
+    /// meanwhile: a wake's `SCHEDULED` is cleared (the poll the task is
+    /// about to get answers it), a cancel is reported.
+    #[inline]
+    pub(crate) fn resume_held(&self, mut current: usize) -> Run {
+        debug_assert_eq!(current & (RUNNING | COMPLETE), RUNNING);
+        if current & (SCHEDULED | CLOSED) == 0 {
+            return Run::Poll;
+        }
+        if current & CLOSED == 0 {
+            current = self.0.fetch_and(!SCHEDULED, Ordering::AcqRel);
+        }
+        if current & CLOSED != 0 {
+            Run::Cancel
+        } else {
+            Run::Poll
+        }
+    }
+
+    /// The poll returned `Pending` and the task did not wake itself during
+    /// it: `RUNNING` is cleared, in one atomic subtraction.
     #[inline]
     pub(crate) fn end_run(&self) -> Idle {
-        let mut current = self.0.load(Ordering::Acquire);
-        loop {
-            debug_assert!(current & RUNNING != 0);
-            if current & CLOSED != 0 {
-                return Idle::Cancel;
-            }
-            // Keep SCHEDULED if a wake came in: the executor re-queues.
-            let next = current & !RUNNING;
-            match self
-                .0
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    return if current & SCHEDULED != 0 {
-                        Idle::Requeue
-                    } else {
-                        Idle::Wait
-                    };
-                }
-                Err(actual) => current = actual,
-            }
+        let previous = self.0.fetch_sub(RUNNING, Ordering::AcqRel);
+        debug_assert_eq!(previous & (RUNNING | COMPLETE), RUNNING);
+        if previous & CLOSED != 0 {
+            // Cancelled during the poll. Between the subtraction and this
+            // the task was CLOSED, not RUNNING and perhaps not SCHEDULED,
+            // but nobody acts on a closed task except the executor (wakes
+            // and cancels see CLOSED and do nothing), and the executor is
+            // here: take RUNNING back for the drop that follows, so the
+            // invariants hold again before anything else can look.
+            self.0.fetch_or(RUNNING, Ordering::AcqRel);
+            return Idle::Cancel;
+        }
+        // A wake during the poll left SCHEDULED: the executor re-queues.
+        if previous & SCHEDULED != 0 {
+            Idle::Requeue
+        } else {
+            Idle::Wait
         }
     }
 

@@ -29,7 +29,14 @@ pub(crate) use imp::*;
 /// Any IRQL.
 #[inline]
 pub(crate) fn on_run_loop(executor_thread: usize) -> bool {
-    executor_thread != 0 && irql() == nt::PASSIVE_LEVEL && executor_thread == current_thread()
+    on_run_loop_at(executor_thread, irql())
+}
+
+/// [`on_run_loop`] for a caller that has read the IRQL already (`irql`,
+/// this thread's current one).
+#[inline]
+pub(crate) fn on_run_loop_at(executor_thread: usize, irql: nt::KIRQL) -> bool {
+    executor_thread != 0 && irql == nt::PASSIVE_LEVEL && executor_thread == current_thread()
 }
 
 /// The alignment every pool block has (`MEMORY_ALLOCATION_ALIGNMENT` on

@@ -448,13 +448,41 @@ unsafe fn header_of(data: *const ()) -> NonNull<Header> {
 
 /// Schedules the task if needed: push and notify.
 ///
+/// A task woken by its own poll on the run loop (a yield, or a future
+/// waking a sibling part of the same task) is only noted by the run loop,
+/// which keeps it `RUNNING` and re-queues it after the poll: no atomic
+/// write. Everything else sets `SCHEDULED` (one compare-exchange), and
+/// whoever sets it on an idle task pushes it.
+///
+/// Any thread, IRQL <= DISPATCH_LEVEL.
+///
 /// # Safety
 /// The caller holds a reference to the task for the whole call.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn schedule(header: NonNull<Header>) {
     // SAFETY: the caller's reference keeps the task alive.
+    let current = unsafe { header.as_ref() }.state.load();
+    // Already queued (or running with a wake pending), finished or
+    // cancelled: one load, and no frame for the rest.
+    if State::wants_wake(current) {
+        // SAFETY: caller contract.
+        unsafe { schedule_slow(header, current) };
+    }
+}
+
+/// [`schedule`] of a task whose word `current` wants the wake.
+///
+/// # Safety
+/// As `schedule`.
+#[inline(always)]
+unsafe fn schedule_slow(header: NonNull<Header>, current: usize) {
+    // SAFETY: the caller's reference keeps the task alive.
     let h = unsafe { header.as_ref() };
-    if h.state.schedule() == Schedule::Push {
+    // SAFETY: a live task (not complete) is counted, so the core is alive.
+    if State::is_running(current) && unsafe { Core::note_self_wake(h.core, header) } {
+        return;
+    }
+    if h.state.schedule(current) == Schedule::Push {
         // SAFETY: the task is live (not complete) and counted, so the core is
         // alive; it is not queued (we set SCHEDULED on an idle task).
         unsafe { Core::push_and_notify(h.core, header) };

@@ -130,6 +130,47 @@ fn cancel_during_a_poll_takes_effect_right_after_it() {
     assert!(session.finish().is_clean());
 }
 
+/// A task that yielded waits for its next poll still RUNNING (held in the
+/// run loop's queue), so a cancel then only marks it CLOSED: the run loop
+/// must see the mark when it takes the task and drop the future instead of
+/// polling it again. Deterministic: both tasks are spawned by a task, so
+/// the run order is the loop's own FIFO: A yields (held), B cancels A, A is
+/// taken next.
+#[test]
+fn cancelling_a_task_held_after_a_yield_never_polls_it_again() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let spawner = executor.spawner();
+    let polls = Counter::default();
+    let (probe, sites) = DropProbe::new();
+    let c = polls.clone();
+    let a = async move {
+        let _probe = probe;
+        c.bump();
+        yield_now().await;
+        c.bump();
+        Forever(Parked::default()).await;
+    };
+    let parent = executor
+        .spawn(async move {
+            let a = std::sync::Arc::new(spawner.spawn(a).unwrap());
+            let handle = std::sync::Arc::clone(&a);
+            let b = spawner.spawn(async move { handle.cancel() }).unwrap();
+            b.await.unwrap();
+            std::sync::Arc::into_inner(a).unwrap().await
+        })
+        .unwrap();
+    assert_eq!(
+        block_on(parent).unwrap().unwrap(),
+        Err(JoinError::Cancelled)
+    );
+    assert_eq!(polls.get(), 1, "polled after the cancel");
+    assert_eq!(sites.lock().unwrap().len(), 1, "dropped once");
+    let counters = executor.shutdown();
+    assert_eq!(counters.cancelled, 1);
+    assert!(session.finish().is_clean());
+}
+
 #[test]
 fn a_task_that_finishes_despite_a_cancel_keeps_its_output() {
     let session = Session::boot();

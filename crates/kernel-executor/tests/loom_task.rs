@@ -477,3 +477,123 @@ fn loom_a_dpc_reporting_the_executor_thread_wakes_through_the_remote_queue() {
         executor.shutdown();
     });
 }
+
+/// Pending once, waking itself first (a yield): the run loop keeps the
+/// task RUNNING and re-queues it without an atomic write ("held").
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+/// A task that yields (held RUNNING in the run loop's queue) after handing
+/// a clone of its waker to another thread, which sets a flag and wakes it:
+/// the remote wake lands during the first poll, while the task is held,
+/// during its second poll or after it (the task idle): in every case the
+/// task sees the flag, and no wake is lost (loom would hang).
+#[test]
+fn loom_a_held_task_woken_from_another_thread() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let slot: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+        let set = Arc::new(AtomicBool::new(false));
+        let (s, f) = (Arc::clone(&slot), Arc::clone(&set));
+        let mut yielded = false;
+        let handle = executor
+            .spawn(std::future::poll_fn(move |cx| {
+                if !yielded {
+                    yielded = true;
+                    *s.lock().unwrap() = Some(cx.waker().clone());
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                if f.load(Ordering::Acquire) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }))
+            .unwrap();
+        let waker_side = thread::spawn(move || {
+            set.store(true, Ordering::Release);
+            let waker = slot.lock().unwrap().take();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        });
+        assert_eq!(block_on(handle).unwrap(), Ok(()));
+        waker_side.join().unwrap();
+        executor.shutdown();
+    });
+}
+
+/// JoinHandle::cancel from another thread while the task yields (held
+/// RUNNING between its polls, so the cancel only marks it CLOSED and
+/// relies on the run loop to see it): the future is dropped exactly once
+/// and the handle reports the cancel (or the task's end).
+#[test]
+fn loom_a_held_task_cancelled_from_another_thread() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        // Never set: only the cancel ends the task (the flag, with the
+        // waker it keeps, goes with the future).
+        let never = Flag::new();
+        let handle = Arc::new(Mutex::new(Some(
+            executor
+                .spawn(async move {
+                    let _probe = probe;
+                    YieldNow(false).await;
+                    never.await;
+                })
+                .unwrap(),
+        )));
+        let h = Arc::clone(&handle);
+        let canceller = thread::spawn(move || {
+            if let Some(handle) = h.lock().unwrap().as_ref() {
+                handle.cancel();
+            }
+        });
+        canceller.join().unwrap();
+        let handle = handle.lock().unwrap().take().unwrap();
+        assert_eq!(block_on(handle).unwrap(), Err(JoinError::Cancelled));
+        assert_eq!(drops.load(Ordering::Acquire), 1, "dropped exactly once");
+        executor.shutdown();
+    });
+}
+
+/// Shutdown while a task yields (held RUNNING in the run loop's queue, or
+/// being polled): shutdown cancels it, drops the future once and returns.
+#[test]
+fn loom_shutdown_cancels_a_held_task() {
+    model(|| {
+        let executor = Executor::start().unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let probe = Probe(Arc::clone(&drops));
+        // Never set: only the cancel ends the task (the flag, with the
+        // waker it keeps, goes with the future).
+        let never = Flag::new();
+        executor
+            .spawn(async move {
+                let _probe = probe;
+                YieldNow(false).await;
+                YieldNow(false).await;
+                never.await;
+            })
+            .unwrap()
+            .detach();
+        let counters = executor.shutdown();
+        assert_eq!(counters.cancelled + counters.completed, 1);
+        assert_eq!(drops.load(Ordering::Acquire), 1, "dropped exactly once");
+    });
+}

@@ -228,3 +228,61 @@ fn waking_a_queued_task_coalesces() {
     executor.shutdown();
     assert!(session.finish().is_clean());
 }
+
+/// A task that woke itself during its poll (a yield) waits in the run
+/// order still RUNNING ("held"). A wake from elsewhere in that time (here
+/// another task's) is answered by the poll the task is about to get: it
+/// must not leave a wake pending that costs a second, spurious poll.
+///
+/// Deterministic: every task is spawned by a task, so the run order is the
+/// run loop's own FIFO: [A, B, C] -> A yields (held) -> B wakes A -> C
+/// yields -> A's second poll (no wake) -> C yields -> A polled a third time
+/// only if the wake was left pending -> C reads A's polls.
+#[test]
+fn a_wake_of_a_held_task_costs_no_extra_poll() {
+    let session = Session::boot();
+    let executor = Executor::start().unwrap();
+    let spawner = executor.spawner();
+    let parked = Parked::default();
+    let a_polls = Counter::default();
+    let (p, c) = (parked.clone(), a_polls.clone());
+    let a = std::future::poll_fn(move |cx| match c.bump() {
+        1 => {
+            *p.0.lock().unwrap() = Some(cx.waker().clone());
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+        2 => Poll::Pending,
+        _ => Poll::Ready(()),
+    });
+    let p = parked.clone();
+    let b = async move {
+        let waker = p.waker().expect("A registered its waker");
+        waker.wake();
+    };
+    let c = a_polls.clone();
+    let observer = async move {
+        yield_now().await;
+        yield_now().await;
+        c.get()
+    };
+    let parent = executor
+        .spawn(async move {
+            let a = spawner.spawn(a).unwrap();
+            let b = spawner.spawn(b).unwrap();
+            let observer = spawner.spawn(observer).unwrap();
+            b.await.unwrap();
+            (a, observer.await.unwrap())
+        })
+        .unwrap();
+    let (a, seen) = block_on(parent).unwrap().unwrap();
+    assert_eq!(
+        seen, 2,
+        "A was polled again for a wake its second poll already answered"
+    );
+    parked.take().unwrap().wake();
+    block_on(a).unwrap().unwrap();
+    let counters = executor.shutdown();
+    assert_eq!(counters.polls, 3 + 3 + 1 + 3, "parent, A, B, observer");
+    assert!(session.finish().is_clean());
+}
