@@ -82,6 +82,21 @@ impl DatagramSocket {
         if u32::try_from(total).is_err() {
             return Err(Error::from_status(STATUS_INVALID_PARAMETER));
         }
+        // Built apart: the list's raw pointers are not held across the
+        // await (the future stays `Send`, spawnable on an executor).
+        let resources = self.batch_resources(datagrams, total, to)?;
+        let done = ops::call(resources, submit_send_batch).await;
+        check_transferred(done.status, done.information as usize)
+    }
+
+    /// The copy of `datagrams` (`total` bytes), its MDL and list, and the
+    /// address, for one `WskSendMessages`.
+    fn batch_resources(
+        &self,
+        datagrams: &[&[u8]],
+        total: usize,
+        to: SocketAddr,
+    ) -> Result<SendBatchRes> {
         let no_memory = |_| Error::from_status(STATUS_INSUFFICIENT_RESOURCES);
         let mut data = Vec::new();
         data.try_reserve_exact(total).map_err(no_memory)?;
@@ -107,13 +122,11 @@ impl DatagramSocket {
             });
             offset += datagram.len();
         }
-        let resources = SendBatchRes {
+        Ok(SendBatchRes {
             shared: self.handle().ptr(),
             _data: data,
             nodes,
             remote: SockAddrBuf::new(&to),
-        };
-        let done = ops::call(resources, submit_send_batch).await;
-        check_transferred(done.status, done.information as usize)
+        })
     }
 }

@@ -133,3 +133,27 @@ fn a_batch_dropped_in_flight_leaks_nothing() {
         });
     });
 }
+
+/// A `send_batch` future is `Send`: a driver task that batches its replies
+/// can be spawned on an executor (the list's raw pointers were held across
+/// the await, and such a task did not compile).
+#[test]
+fn a_batch_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    each_policy(|env, _| {
+        block_on(async {
+            let socket = DatagramSocket::bind(env.provider(), loopback(false))
+                .await
+                .unwrap();
+            let receiver = receiver(false);
+            let to = receiver.local_addr().unwrap();
+            let batch: [&[u8]; 2] = [b"one", b"two"];
+            let send = socket.send_batch(&batch, to);
+            assert_send(&send);
+            assert_eq!(send.await.unwrap(), 6);
+            assert_eq!(receive(&receiver), b"one");
+            assert_eq!(receive(&receiver), b"two");
+            socket.close().await.unwrap();
+        });
+    });
+}
