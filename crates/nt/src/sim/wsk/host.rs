@@ -512,3 +512,234 @@ pub(crate) fn send_with_info(
 ) -> std::io::Result<usize> {
     socket.send_to(data, to)
 }
+
+/// The most datagrams [`receive_batch`] reads with one system call.
+pub(crate) const RECEIVE_BATCH: usize = 32;
+
+/// Bytes of each slot [`receive_batch`] reads a datagram into: the largest
+/// datagram, so that none is truncated (as the one-datagram reads).
+const RECEIVE_SLOT: usize = 64 * 1024;
+
+/// Reads up to `max` (at most [`RECEIVE_BATCH`]) datagrams from `socket`
+/// and hands each to `each` (payload, sender) in arrival order; returns how
+/// many were read, or the error of the first read ("would block" when none
+/// was queued). Linux and Android: one `recvmmsg`; a short count means the
+/// host queue ran dry or the next read would fail, and the caller's next
+/// read says which. Elsewhere: `recv_from` until `max` or an error (an
+/// error after the first datagram ends the batch and is left for the next
+/// call, which meets it again).
+///
+/// No packet information (see [`receive_with_info`]).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn receive_batch(
+    socket: &mio::net::UdpSocket,
+    max: usize,
+    mut each: impl FnMut(&[u8], std::net::SocketAddr),
+) -> std::io::Result<usize> {
+    use std::cell::RefCell;
+    /// The slots' bytes, the addresses and the headers, kept per thread
+    /// (the provider threads): made once, reused by every batch. The
+    /// slots' pages are committed only as datagrams land in them.
+    struct Batch {
+        bytes: Vec<u8>,
+        names: Vec<libc::sockaddr_storage>,
+        iovs: Vec<libc::iovec>,
+        headers: Vec<libc::mmsghdr>,
+    }
+    thread_local! {
+        static BATCH: RefCell<Option<Batch>> = const { RefCell::new(None) };
+    }
+    let max = max.min(RECEIVE_BATCH);
+    if max == 0 {
+        return Ok(0);
+    }
+    BATCH.with(|batch| {
+        let mut batch = batch.borrow_mut();
+        let batch = batch.get_or_insert_with(|| Batch {
+            bytes: vec![0; RECEIVE_BATCH * RECEIVE_SLOT],
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            names: vec![unsafe { core::mem::zeroed() }; RECEIVE_BATCH],
+            iovs: Vec::with_capacity(RECEIVE_BATCH),
+            headers: Vec::with_capacity(RECEIVE_BATCH),
+        });
+        let Batch {
+            bytes,
+            names,
+            iovs,
+            headers,
+        } = batch;
+        iovs.clear();
+        for slot in bytes.chunks_exact_mut(RECEIVE_SLOT).take(max) {
+            iovs.push(libc::iovec {
+                iov_base: slot.as_mut_ptr().cast(),
+                iov_len: slot.len(),
+            });
+        }
+        headers.clear();
+        for (iov, name) in iovs.iter_mut().zip(names.iter_mut()) {
+            // SAFETY: all-zero is a valid msghdr.
+            let mut header: libc::msghdr = unsafe { core::mem::zeroed() };
+            header.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            header.msg_namelen = core::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            header.msg_iov = iov;
+            header.msg_iovlen = 1;
+            headers.push(libc::mmsghdr {
+                msg_hdr: header,
+                msg_len: 0,
+            });
+        }
+        // SAFETY: `headers` holds `max` initialised mmsghdr whose names and
+        // iovecs point into `names` and `bytes`, live and not otherwise
+        // borrowed across the call; the descriptor is the socket's own
+        // (nonblocking; MSG_DONTWAIT too); no timeout.
+        let n = unsafe {
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                headers.as_mut_ptr(),
+                max as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                core::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for (index, header) in headers.iter().take(n).enumerate() {
+            let from = sockaddr_to_std(&names[index])
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+            let start = index * RECEIVE_SLOT;
+            let len = (header.msg_len as usize).min(RECEIVE_SLOT);
+            each(&bytes[start..start + len], from);
+        }
+        Ok(n)
+    })
+}
+
+/// See the Linux version: one `recv_from` per datagram.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn receive_batch(
+    socket: &mio::net::UdpSocket,
+    max: usize,
+    mut each: impl FnMut(&[u8], std::net::SocketAddr),
+) -> std::io::Result<usize> {
+    use std::cell::RefCell;
+    thread_local! {
+        static SLOT: RefCell<Vec<u8>> = RefCell::new(vec![0; RECEIVE_SLOT]);
+    }
+    SLOT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let mut read = 0;
+        while read < max.min(RECEIVE_BATCH) {
+            match socket.recv_from(&mut slot[..]) {
+                Ok((n, from)) => {
+                    each(&slot[..n], from);
+                    read += 1;
+                }
+                Err(error) if read == 0 => return Err(error),
+                Err(_) => break,
+            }
+        }
+        Ok(read)
+    })
+}
+
+/// A sender's address as the host wrote it (`None`: not IPv4 or IPv6).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn sockaddr_to_std(address: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match i32::from(address.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says a sockaddr_in is there.
+            let v4 =
+                unsafe { *(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr)),
+                u16::from_be(v4.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says a sockaddr_in6 is there.
+            let v6 =
+                unsafe { *(address as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(v6.sin6_addr.s6_addr),
+                u16::from_be(v6.sin6_port),
+                // As std's `recv_from` reports it (the one-datagram read
+                // this replaces).
+                v6.sin6_flowinfo,
+                v6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The most datagrams [`send_batch`] writes with one system call.
+pub(crate) const SEND_BATCH: usize = 32;
+
+/// Writes the first datagrams of `datagrams` (at most [`SEND_BATCH`]) to
+/// `to`, in order; returns how many went out and their bytes, or the error
+/// of the first ("would block" when the host takes none now). Linux and
+/// Android: one `sendmmsg` (an error after the first datagram ends the
+/// batch: the caller's next write meets it). Elsewhere: the first datagram
+/// alone, with `send_to`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn send_batch<'a>(
+    socket: &mio::net::UdpSocket,
+    datagrams: impl IntoIterator<Item = &'a [u8]>,
+    to: std::net::SocketAddr,
+) -> std::io::Result<(usize, usize)> {
+    let address = socket2::SockAddr::from(to);
+    // SAFETY: all-zero is a valid iovec and mmsghdr.
+    let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    let mut headers: [libc::mmsghdr; SEND_BATCH] = unsafe { core::mem::zeroed() };
+    let mut count = 0;
+    for (data, iov) in datagrams.into_iter().zip(iovs.iter_mut()) {
+        *iov = libc::iovec {
+            iov_base: data.as_ptr().cast_mut().cast(),
+            iov_len: data.len(),
+        };
+        count += 1;
+    }
+    if count == 0 {
+        return Ok((0, 0));
+    }
+    for (header, iov) in headers.iter_mut().zip(iovs.iter_mut()).take(count) {
+        header.msg_hdr.msg_name = address.as_ptr().cast_mut().cast();
+        header.msg_hdr.msg_namelen = address.len();
+        header.msg_hdr.msg_iov = iov;
+        header.msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `count` headers point at `address` and at iovecs
+    // that describe the callers' datagrams, all live across the call and
+    // only read by it; the descriptor is the socket's own (nonblocking).
+    let n = unsafe {
+        libc::sendmmsg(
+            socket.as_raw_fd(),
+            headers.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let n = n as usize;
+    let bytes = headers.iter().take(n).map(|h| h.msg_len as usize).sum();
+    Ok((n, bytes))
+}
+
+/// See the Linux version: one `send_to`.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn send_batch<'a>(
+    socket: &mio::net::UdpSocket,
+    datagrams: impl IntoIterator<Item = &'a [u8]>,
+    to: std::net::SocketAddr,
+) -> std::io::Result<(usize, usize)> {
+    match datagrams.into_iter().next() {
+        Some(data) => socket.send_to(data, to).map(|n| (1, n)),
+        None => Ok((0, 0)),
+    }
+}

@@ -395,6 +395,10 @@ pub struct WskStats {
     /// `ADDRINFOEXW` chains `WskGetAddressInfo` returned that are not freed
     /// yet (with `WskFreeAddressInfo`).
     pub address_chains: u64,
+    /// Reads of a datagram socket's host queue (the provider's, or a
+    /// `WskReceiveFrom`'s own look) that found no datagram (the host said
+    /// "would block") so far.
+    pub datagram_reads_empty: u64,
 }
 
 /// The WSK subsystem of one session.
@@ -412,6 +416,7 @@ pub(crate) struct WskState {
     pub(crate) connections_refused: AtomicU64,
     pub(crate) callbacks_returned: AtomicU64,
     pub(crate) acknowledgement_reports: AtomicU64,
+    pub(crate) datagram_reads_empty: AtomicU64,
     /// `ADDRINFOEXW` chains handed out by `WskGetAddressInfo`.
     pub(crate) chains: resolve::Chains,
 }
@@ -1070,5 +1075,6 @@ pub fn stats(session: &Session) -> WskStats {
         callbacks_returned: wsk.callbacks_returned.load(Ordering::Relaxed),
         acknowledgement_reports: wsk.acknowledgement_reports.load(Ordering::Relaxed),
         address_chains: wsk.chains.live(),
+        datagram_reads_empty: wsk.datagram_reads_empty.load(Ordering::Relaxed),
     }
 }

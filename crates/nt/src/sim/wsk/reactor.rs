@@ -26,7 +26,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use super::super::irql;
 use super::super::session::{Kernel, lock, spawn_kernel_thread};
 use super::super::thread::dpc_context;
-use super::socket::{Socket, complete_irp};
+use super::socket::{Kind, Socket, complete_irp};
 use super::{Client, WskState};
 use crate::types::*;
 
@@ -316,7 +316,13 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
                 if event.is_read_closed() {
                     socket.note_read_closed();
                 }
-                socket.note_readiness();
+                // A datagram socket's "writable" says nothing about its
+                // receive queue (every send makes one when the host's send
+                // buffer drains): only a readable or error event means a
+                // read may find something.
+                if socket.kind != Kind::Datagram || event.is_readable() || event.is_error() {
+                    socket.note_readiness();
+                }
                 if event.is_error() {
                     socket.note_error_event();
                 }

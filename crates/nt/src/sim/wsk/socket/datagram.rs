@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::sim::wsk::buf::write_packet_info;
-use crate::sim::wsk::host::{PacketInfo, receive_with_info, send_with_info};
+use crate::sim::wsk::host::{self, PacketInfo, receive_with_info, send_with_info};
 
 impl SockState {
     // --- datagram sockets ---
@@ -30,18 +30,10 @@ impl SockState {
         let mut datagrams: VecDeque<Vec<u8>> = datagrams.into();
         let mut sent = 0;
         if self.send_tos.is_empty() {
-            while let Some(data) = datagrams.front() {
-                match send_with_info(udp, data, remote, source) {
-                    Ok(n) => {
-                        sent += n;
-                        datagrams.pop_front();
-                    }
-                    Err(error) if is_transient(&error) => break,
-                    Err(error) => return Decision::Done(status_from_io(&error), sent),
-                }
-            }
-            if datagrams.is_empty() {
-                return Decision::Done(STATUS_SUCCESS, sent);
+            match write_datagrams(udp, &mut datagrams, remote, source, &mut sent) {
+                Ok(()) => return Decision::Done(STATUS_SUCCESS, sent),
+                Err(error) if is_transient(&error) => {}
+                Err(error) => return Decision::Done(status_from_io(&error), sent),
             }
         }
         if Self::queue_refused() {
@@ -77,6 +69,11 @@ impl SockState {
         if !matches!(self.host, Host::Udp(_)) {
             return Decision::Done(STATUS_INVALID_DEVICE_STATE, 0);
         }
+        // The client's receive looks at the host itself, whatever the
+        // provider thread has seen: that thread may be late to its poll
+        // (in a callback, on another socket's work), and the call sees what
+        // the host holds now.
+        self.host_readable = true;
         let mut op = RecvFromOp {
             irp,
             buf,
@@ -102,6 +99,89 @@ impl SockState {
         }
         op.armed = true;
         self.enqueue(irp, |st| st.recv_froms.push_back(op), out)
+    }
+
+    /// Whether each datagram must be read with its packet information
+    /// (one `recvmsg` each): the socket asked for it, or the provider needs
+    /// the destination to filter or flag multicast datagrams.
+    fn reads_with_info(&self) -> bool {
+        // IP_MULTICAST_LOOP off (Windows: set on the receiving socket): no
+        // multicast datagram sent from this machine is received.
+        let no_local_multicast =
+            !self.options.multicast_loop && self.local.is_some_and(|local| local.is_ipv4());
+        // A member of a group: the destination tells a multicast datagram
+        // (MSG_MCAST).
+        self.options.packet_info || no_local_multicast || !self.memberships.is_empty()
+    }
+
+    /// Up to `max` datagrams, in arrival order, appended to `chain`: those
+    /// handed back by a callback first, then the host's, read several with
+    /// one system call (`host::receive_batch`: `recvmmsg` on Linux) unless
+    /// each needs its packet information ([`Self::reads_with_info`], then
+    /// one [`Self::next_datagram`] each). It reads at most `max`, what the
+    /// caller hands on, so nothing waits in the provider that the host's
+    /// receive buffer would have held. An error
+    /// is returned only when no datagram was read (one after the first
+    /// ends the batch; the next read meets it).
+    pub(super) fn next_datagrams(
+        &mut self,
+        max: usize,
+        chain: &mut Vec<Datagram>,
+    ) -> Result<(), NTSTATUS> {
+        let start = chain.len();
+        while chain.len() - start < max {
+            match self.datagrams.pop_front() {
+                Some(datagram) => chain.push(datagram),
+                None => break,
+            }
+        }
+        if self.reads_with_info() {
+            while chain.len() - start < max {
+                match self.next_datagram() {
+                    Ok(Some(datagram)) => chain.push(datagram),
+                    Ok(None) => break,
+                    Err(status) if chain.len() == start => return Err(status),
+                    Err(_) => break,
+                }
+            }
+            return Ok(());
+        }
+        let Host::Udp(udp) = &self.host else {
+            return Ok(());
+        };
+        let fixed = self.fixed_remote;
+        while self.host_readable && chain.len() - start < max {
+            let want = max - (chain.len() - start);
+            let read = host::receive_batch(udp, want, |data, from| {
+                // A fixed remote address: "only datagrams that are
+                // received from the fixed remote transport address are
+                // accepted" (SIO_WSK_SET_REMOTE_ADDRESS).
+                if fixed.is_none_or(|fixed| fixed == from) {
+                    chain.push(Datagram {
+                        data: data.into(),
+                        from,
+                        info: None,
+                        multicast: false,
+                    });
+                }
+            });
+            match read {
+                // Short: the host queue ran dry (or the next read fails);
+                // the next round's read says which.
+                Ok(n) if n < want => break,
+                Ok(_) => {}
+                Err(error) if is_transient(&error) => {
+                    if error.kind() == std::io::ErrorKind::WouldBlock {
+                        self.host_readable = false;
+                        empty_read();
+                    }
+                    break;
+                }
+                Err(error) if chain.len() == start => return Err(status_from_io(&error)),
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     /// The next datagram: one handed back by a callback, or from the host.
@@ -159,6 +239,7 @@ impl SockState {
                     Err(error) if is_transient(&error) => {
                         if error.kind() == std::io::ErrorKind::WouldBlock {
                             self.host_readable = false;
+                            empty_read();
                         }
                         return Ok(None);
                     }
@@ -169,6 +250,23 @@ impl SockState {
     }
 
     pub(super) fn deliver_datagrams(&mut self, out: &mut Out) {
+        // Several receives waiting and none of the datagrams handed back:
+        // read as many datagrams as there are receives with one system
+        // call (they wait in `datagrams`, in order, and are taken below).
+        let waiting = self.recv_froms.len();
+        if waiting > 1 && self.datagrams.is_empty() && self.host_readable {
+            let mut batch = Vec::with_capacity(waiting.min(host::RECEIVE_BATCH));
+            match self.next_datagrams(waiting, &mut batch) {
+                Ok(()) => self.datagrams.extend(batch),
+                Err(status) => {
+                    if let Some(mut op) = self.recv_froms.pop_front()
+                        && take(op.irp, &mut op.armed)
+                    {
+                        out.complete(op.irp, status, 0);
+                    }
+                }
+            }
+        }
         while !self.recv_froms.is_empty() {
             let datagram = match self.next_datagram() {
                 Ok(Some(d)) => d,
@@ -205,27 +303,61 @@ impl SockState {
         };
         while let Some(mut op) = self.send_tos.pop_front() {
             let mut failed = None;
-            while let Some(data) = op.datagrams.front() {
-                match send_with_info(udp, data, op.remote, op.source) {
-                    Ok(n) => {
-                        op.sent += n;
-                        op.datagrams.pop_front();
-                    }
-                    Err(error) if is_transient(&error) => {
-                        self.send_tos.push_front(op);
-                        return;
-                    }
-                    Err(error) => {
-                        failed = Some(status_from_io(&error));
-                        break;
-                    }
+            match write_datagrams(udp, &mut op.datagrams, op.remote, op.source, &mut op.sent) {
+                Ok(()) => {}
+                Err(error) if is_transient(&error) => {
+                    self.send_tos.push_front(op);
+                    return;
                 }
+                Err(error) => failed = Some(status_from_io(&error)),
             }
             if take(op.irp, &mut op.armed) {
                 out.complete(op.irp, failed.unwrap_or(STATUS_SUCCESS), op.sent);
             }
         }
     }
+}
+
+/// Counts a read of a datagram socket's host queue that found nothing
+/// ([`crate::sim::wsk::WskStats::datagram_reads_empty`]).
+fn empty_read() {
+    // Not `current()`: no schedule perturbation point inside the provider.
+    if let Some(kernel) = crate::sim::session::try_current()
+        && let Some(wsk) = kernel.wsk.get()
+    {
+        wsk.datagram_reads_empty.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes `datagrams` to the host in order, taking each one written off the
+/// front and adding its bytes to `sent`, until all are written (`Ok`) or
+/// the host refuses one (its error; that one and those behind it stay).
+/// Several to one address without a chosen source go out with one system
+/// call per [`host::SEND_BATCH`] (`sendmmsg` on Linux); the others one by
+/// one.
+fn write_datagrams(
+    udp: &mio::net::UdpSocket,
+    datagrams: &mut VecDeque<Vec<u8>>,
+    remote: SocketAddr,
+    source: Option<PacketInfo>,
+    sent: &mut usize,
+) -> std::io::Result<()> {
+    while let Some(data) = datagrams.front() {
+        if source.is_none() && datagrams.len() > 1 {
+            let (count, bytes) =
+                host::send_batch(udp, datagrams.iter().map(Vec::as_slice), remote)?;
+            if count == 0 {
+                // (sendmmsg never says 0 for a non-empty batch.)
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            *sent += bytes;
+            datagrams.drain(..count);
+        } else {
+            *sent += send_with_info(udp, data, remote, source)?;
+            datagrams.pop_front();
+        }
+    }
+    Ok(())
 }
 
 /// Copies a datagram into a receive-from request (owned by the provider)

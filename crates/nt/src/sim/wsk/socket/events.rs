@@ -703,8 +703,13 @@ impl SockState {
         match (enabled != 0, &self.host) {
             (false, _) => false,
             (true, Host::Listener(_)) => self.accepts.is_empty() && enabled & WSK_EVENT_ACCEPT != 0,
+            // Datagrams to indicate: handed back by a refused callback, or
+            // in the host as far as the provider knows (a read that said
+            // "would block" and no readiness since: none).
             (true, Host::Udp(_)) => {
-                self.recv_froms.is_empty() && enabled & WSK_EVENT_RECEIVE_FROM != 0
+                self.recv_froms.is_empty()
+                    && enabled & WSK_EVENT_RECEIVE_FROM != 0
+                    && (!self.datagrams.is_empty() || self.host_readable)
             }
             (true, _) => {
                 (!self.inbound.is_empty() && self.receives.is_empty() && !self.suppressed)
@@ -793,13 +798,10 @@ impl SockState {
             out.timer(at);
             return;
         }
-        let mut chain = Vec::new();
-        while chain.len() < DATAGRAM_CHAIN {
-            match self.next_datagram() {
-                Ok(Some(d)) => chain.push(d),
-                _ => break,
-            }
-        }
+        let mut chain = Vec::with_capacity(DATAGRAM_CHAIN);
+        // An error reading the host ends the chain (as a datagram socket's
+        // errors do for indications: nobody is there to be told).
+        let _ = self.next_datagrams(DATAGRAM_CHAIN, &mut chain);
         if chain.is_empty() {
             return;
         }

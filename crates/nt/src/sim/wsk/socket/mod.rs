@@ -823,16 +823,28 @@ impl Socket {
         let mut out = Out::default();
         let result = {
             let mut st = self.lock();
-            // A client's call looks at the host itself, whatever the
-            // provider thread has seen: that thread may be late to its poll
-            // (in a callback, on another socket's work), and the call sees
-            // what the host holds now, as it always did.
-            if self.readiness.swap(false, Ordering::AcqRel)
-                && self.read_closed.load(Ordering::Acquire)
-            {
+            let signalled = self.readiness.swap(false, Ordering::AcqRel);
+            if signalled && self.read_closed.load(Ordering::Acquire) {
                 st.host_read_closed = true;
             }
-            st.host_readable = true;
+            if self.kind == Kind::Datagram && ctx == Ctx::Caller {
+                // A datagram socket's call that reads the host looks at it
+                // itself (`SockState::receive_from`); the others (sends,
+                // releases, options) keep what the host last said, so that
+                // a send does not make this call or the provider's next
+                // round read a host that said "would block" and has
+                // signalled nothing since (with event callbacks enabled,
+                // every send kicked the provider into such a read).
+                if signalled {
+                    st.host_readable = true;
+                }
+            } else {
+                // A client's call looks at the host itself, whatever the
+                // provider thread has seen: that thread may be late to its
+                // poll (in a callback, on another socket's work), and the
+                // call sees what the host holds now, as it always did.
+                st.host_readable = true;
+            }
             let result = f(&mut st, &mut out);
             st.progress(self, ctx, &mut out);
             result
