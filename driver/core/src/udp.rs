@@ -16,9 +16,12 @@
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
-use ::wsk::{DatagramSender, DatagramSocket};
+use core::net::SocketAddr;
+
+use ::wsk::{DatagramIndication, DatagramSender, DatagramSocket};
 use echo_ioctl::MAX_DATAGRAM;
 use irp_future::MdlBuf;
+use nt::STATUS_NOT_SUPPORTED;
 use nt::wsk::{PWSK_SOCKET, WSK_SOCKET};
 
 use crate::driver::SharedRef;
@@ -166,6 +169,9 @@ async fn callback_style(
             return;
         }
     };
+    // WskSendMessages exists (Windows 8 and later); cleared the first time
+    // the provider says it does not, and each datagram then goes alone.
+    let mut batches = true;
     let mut refused = 0;
     let mut since_yield = 0;
     while let Some(item) = next(&mut events).await {
@@ -184,22 +190,48 @@ async fn callback_style(
                 continue;
             }
         };
-        for index in 0..indication.count() {
-            stats.datagrams_received.bump();
-            // Copied out before the send: a `Datagram` borrows the chain
-            // and is not kept across the await.
-            let from = indication.iter().nth(index).and_then(|datagram| {
-                reply.clear();
-                for chunk in datagram.chunks() {
-                    reply.extend_from_slice(chunk);
+        let mut done = 0;
+        loop {
+            let mut slices: [&[u8]; SEND_BATCH] = [&[]; SEND_BATCH];
+            let limit = if batches { SEND_BATCH } else { 1 };
+            let run = next_run(&indication, done, &mut slices[..limit], &mut reply);
+            let (count, to) = match run {
+                Run::End => break,
+                Run::NoAddress => {
+                    done += 1;
+                    stats.datagrams_received.bump();
+                    stats.datagrams_dropped.bump();
+                    continue;
                 }
-                datagram.remote()
-            });
-            let Some(from) = from else {
-                stats.datagrams_dropped.bump();
-                continue;
+                Run::Copied { to } => (1, to),
+                Run::Slices { count: 1, to } => {
+                    reply.clear();
+                    reply.extend_from_slice(slices[0]);
+                    (1, to)
+                }
+                Run::Slices { count, to } => {
+                    let sent = match socket.send_batch(&slices[..count], to).await {
+                        Ok(_) => count,
+                        Err(error) if error.status() == STATUS_NOT_SUPPORTED => {
+                            // Nothing went out: the run goes again, one
+                            // datagram at a time.
+                            batches = false;
+                            continue;
+                        }
+                        Err(error) => datagrams_within(&slices[..count], error.transferred()),
+                    };
+                    done += count;
+                    stats.datagrams_received.add(count as u64);
+                    stats.datagrams_sent.add(sent as u64);
+                    stats.datagrams_dropped.add((count - sent) as u64);
+                    continue;
+                }
             };
-            let (sent, back) = sender.send_to(&socket, reply, from).await;
+            // One datagram, in `reply`: the reused IRP and MDL, nothing
+            // allocated.
+            done += count;
+            stats.datagrams_received.bump();
+            let (sent, back) = sender.send_to(&socket, reply, to).await;
             reply = back;
             match sent {
                 Ok(_) => stats.datagrams_sent.bump(),
@@ -209,4 +241,80 @@ async fn callback_style(
         // Dropping the indication releases the provider's buffers.
         drop(indication);
     }
+}
+
+/// Datagrams one reply `WskSendMessages` carries at most (the simulated
+/// provider's chains hold at most 32; a longer chain goes out in several).
+const SEND_BATCH: usize = 32;
+
+/// The next datagrams of an indication to echo together.
+enum Run {
+    /// No datagram from `skip` on.
+    End,
+    /// The next datagram came with no sender address: it cannot be
+    /// echoed.
+    NoAddress,
+    /// The next datagram is in several pieces: it was copied into the
+    /// reply buffer, and goes alone.
+    Copied { to: SocketAddr },
+    /// The next `count` datagrams are each in one piece, from `to`: their
+    /// slices are the first `count` of the caller's array.
+    Slices { count: usize, to: SocketAddr },
+}
+
+/// The datagrams of `indication` from the `skip`th on that go out
+/// together: the longest run (at most `slices.len()`) of datagrams in one
+/// piece from one sender, put into `slices` without a copy. Synchronous:
+/// a `Datagram` borrows the chain and is not kept across an await (the
+/// slices are plain bytes, alive as long as the indication).
+fn next_run<'a>(
+    indication: &'a DatagramIndication,
+    skip: usize,
+    slices: &mut [&'a [u8]],
+    reply: &mut MdlBuf<PoolBuf>,
+) -> Run {
+    let mut count = 0;
+    let mut run_from = None;
+    for datagram in indication.iter().skip(skip) {
+        let Some(from) = datagram.remote() else {
+            break;
+        };
+        if count == slices.len() || run_from.is_some_and(|to| to != from) {
+            break;
+        }
+        let mut chunks = datagram.chunks();
+        let (first, second) = (chunks.next(), chunks.next());
+        if second.is_some() {
+            if count > 0 {
+                break;
+            }
+            reply.clear();
+            for chunk in datagram.chunks() {
+                reply.extend_from_slice(chunk);
+            }
+            return Run::Copied { to: from };
+        }
+        slices[count] = first.unwrap_or(&[]);
+        count += 1;
+        run_from = Some(from);
+    }
+    match run_from {
+        Some(to) => Run::Slices { count, to },
+        None if indication.iter().nth(skip).is_some() => Run::NoAddress,
+        None => Run::End,
+    }
+}
+
+/// How many of `datagrams` (sent in order) `bytes` covers whole: those a
+/// failed `WskSendMessages` sent before its failure.
+fn datagrams_within(datagrams: &[&[u8]], bytes: usize) -> usize {
+    let mut left = bytes;
+    datagrams
+        .iter()
+        .take_while(|datagram| {
+            let whole = datagram.len() <= left;
+            left = left.saturating_sub(datagram.len());
+            whole
+        })
+        .count()
 }
