@@ -29,6 +29,9 @@
 //!   destination address and interface (`IP_PKTINFO` / `IPV6_RECVPKTINFO`
 //!   and `recvmsg` on Linux and Android). Elsewhere no packet information:
 //!   a receive then returns no control information.
+//! - [`receive_batch`] / [`send_batch`]: several datagrams per system call
+//!   (`recvmmsg` / `sendmmsg` on Linux and Android); elsewhere one
+//!   `recv_from` / `send_to` per datagram, with the same results.
 
 #[cfg(any(
     target_os = "linux",
@@ -682,8 +685,8 @@ pub(crate) const SEND_BATCH: usize = 32;
 /// `to`, in order; returns how many went out and their bytes, or the error
 /// of the first ("would block" when the host takes none now). Linux and
 /// Android: one `sendmmsg` (an error after the first datagram ends the
-/// batch: the caller's next write meets it). Elsewhere: the first datagram
-/// alone, with `send_to`.
+/// batch: the caller's next write meets it). Elsewhere: `send_to` per
+/// datagram, likewise.
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn send_batch<'a>(
     socket: &mio::net::UdpSocket,
@@ -731,15 +734,24 @@ pub(crate) fn send_batch<'a>(
     Ok((n, bytes))
 }
 
-/// See the Linux version: one `send_to`.
+/// See the Linux version: one `send_to` per datagram (an error after the
+/// first ends the batch and is met again by the caller's next write).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn send_batch<'a>(
     socket: &mio::net::UdpSocket,
     datagrams: impl IntoIterator<Item = &'a [u8]>,
     to: std::net::SocketAddr,
 ) -> std::io::Result<(usize, usize)> {
-    match datagrams.into_iter().next() {
-        Some(data) => socket.send_to(data, to).map(|n| (1, n)),
-        None => Ok((0, 0)),
+    let (mut count, mut bytes) = (0, 0);
+    for data in datagrams.into_iter().take(SEND_BATCH) {
+        match socket.send_to(data, to) {
+            Ok(n) => {
+                count += 1;
+                bytes += n;
+            }
+            Err(error) if count == 0 => return Err(error),
+            Err(_) => break,
+        }
     }
+    Ok((count, bytes))
 }
