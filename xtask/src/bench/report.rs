@@ -78,6 +78,37 @@ pub struct Goal {
     pub measured: String,
     /// Met, missed, or not measured.
     pub met: Option<bool>,
+    /// The range the worst case's ratio (or difference) spans when its two
+    /// sides are taken anywhere in their measured spreads (criterion's
+    /// confidence intervals, or the repetitions' min–max), when it has
+    /// one; the threshold inside it means the verdict is the medians' and
+    /// the spreads cannot confirm it.
+    pub range: Option<(f64, f64)>,
+    /// The goal's threshold, in the unit of `range`.
+    pub threshold: f64,
+}
+
+impl Goal {
+    /// Whether the threshold lies inside the measured range (the verdict
+    /// rests on the medians alone).
+    pub fn within_spread(&self) -> bool {
+        self.range
+            .is_some_and(|(lo, hi)| lo <= self.threshold && self.threshold <= hi)
+    }
+}
+
+/// A goal's measured range (see [`Goal::range`]).
+type Range = Option<(f64, f64)>;
+
+/// A criterion row's spread: its confidence interval, else its samples'
+/// min–max.
+fn row_spread(row: &Row) -> (f64, f64) {
+    row.ci_ns.unwrap_or((row.min_ns, row.max_ns))
+}
+
+/// The range of `a / b` over the two spreads.
+fn ratio_range(a: (f64, f64), b: (f64, f64)) -> Option<(f64, f64)> {
+    (b.0 > 0.0 && b.1 > 0.0 && a.0.is_finite() && a.1.is_finite()).then(|| (a.0 / b.1, a.1 / b.0))
 }
 
 fn spread(min: f64, max: f64) -> String {
@@ -120,7 +151,7 @@ pub fn goals(results: &Results) -> Vec<Goal> {
 
     // kernel-executor at or below every peer on every executor row.
     if let Some(Ok(micro)) = &results.executor {
-        let mut worst: Option<(f64, String)> = None;
+        let mut worst: Option<(f64, String, Range)> = None;
         let mut cases: Vec<&str> = micro.rows.iter().map(Row::case).collect();
         cases.dedup();
         for case in cases {
@@ -136,16 +167,22 @@ pub fn goals(results: &Results) -> Vec<Goal> {
                     && non_default(r.implementation()).is_none()
             }) {
                 let ratio = ke.median_ns / peer.median_ns;
-                if worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
-                    worst = Some((ratio, format!("{case} vs {}", peer.implementation())));
+                if worst.as_ref().is_none_or(|(w, _, _)| ratio > *w) {
+                    worst = Some((
+                        ratio,
+                        format!("{case} vs {}", peer.implementation()),
+                        ratio_range(row_spread(ke), row_spread(peer)),
+                    ));
                 }
             }
         }
         goals.push(match worst {
-            Some((ratio, at)) => Goal {
+            Some((ratio, at, range)) => Goal {
                 goal: "kernel-executor at or below every peer on every executor row (default configurations)".into(),
-                measured: format!("worst {ratio:.2}x ({at})"),
+                measured: format!("worst {ratio:.2}x ({at}){}", range_note(range, "x")),
                 met: Some(ratio <= 1.0),
+                range,
+                threshold: 1.0,
             },
             None => not_measured("kernel-executor at or below every peer"),
         });
@@ -153,7 +190,7 @@ pub fn goals(results: &Results) -> Vec<Goal> {
 
     // irp-future within 1.1x of the hand-written routine on every row.
     if let Some(Ok(micro)) = &results.irp {
-        let mut worst: Option<(f64, String)> = None;
+        let mut worst: Option<(f64, String, Range)> = None;
         for row in micro
             .rows
             .iter()
@@ -165,17 +202,23 @@ pub fn goals(results: &Results) -> Vec<Goal> {
                 .find(|r| r.case() == row.case() && r.implementation() == "hand-written");
             if let Some(hand) = hand {
                 let ratio = row.median_ns / hand.median_ns;
-                if worst.as_ref().is_none_or(|(w, _)| ratio > *w) {
-                    worst = Some((ratio, row.case().to_owned()));
+                if worst.as_ref().is_none_or(|(w, _, _)| ratio > *w) {
+                    worst = Some((
+                        ratio,
+                        row.case().to_owned(),
+                        ratio_range(row_spread(row), row_spread(hand)),
+                    ));
                 }
             }
         }
         goals.push(match worst {
-            Some((ratio, at)) => Goal {
+            Some((ratio, at, range)) => Goal {
                 goal: "irp-future within 1.1x of the hand-written completion routine on every row"
                     .into(),
-                measured: format!("worst {ratio:.2}x ({at})"),
+                measured: format!("worst {ratio:.2}x ({at}){}", range_note(range, "x")),
                 met: Some(ratio <= 1.1),
+                range,
+                threshold: 1.1,
             },
             None => not_measured("irp-future within 1.1x"),
         });
@@ -200,13 +243,15 @@ pub fn goals(results: &Results) -> Vec<Goal> {
                 goal: "irp-future within 1.1x of the hand-written routine, instructions per operation (callgrind; single-thread rows)".into(),
                 measured: format!("worst {ratio:.2}x ({at})"),
                 met: Some(ratio <= 1.1),
+                range: None,
+                threshold: 1.1,
             });
         }
     }
 
     if let Some(Ok(e2e)) = &results.e2e {
         // Echo throughput within 0.8x of tokio multi-thread at every point.
-        let mut worst: Option<(f64, String)> = None;
+        let mut worst: Option<(f64, String, Range)> = None;
         for size in e2e.values("tcp_throughput", "size") {
             for connections in e2e.values("tcp_throughput", "connections") {
                 let (Some(driver), Some(tokio)) = (
@@ -216,28 +261,45 @@ pub fn goals(results: &Results) -> Vec<Goal> {
                     continue;
                 };
                 let ratio = driver.median / tokio.median;
-                if worst.as_ref().is_none_or(|(w, _)| ratio < *w) {
-                    worst = Some((ratio, format!("{connections} conn x {size} B")));
+                if worst.as_ref().is_none_or(|(w, _, _)| ratio < *w) {
+                    worst = Some((
+                        ratio,
+                        format!("{connections} conn x {size} B"),
+                        ratio_range((driver.min, driver.max), (tokio.min, tokio.max)),
+                    ));
                 }
             }
         }
         goals.push(match worst {
-            Some((ratio, at)) => Goal {
+            Some((ratio, at, range)) => Goal {
                 goal: "simulated echo throughput at least 0.8x tokio multi-thread at every point"
                     .into(),
-                measured: format!("worst {ratio:.2}x ({at})"),
+                measured: format!("worst {ratio:.2}x ({at}){}", range_note(range, "x")),
                 met: Some(ratio >= 0.8),
+                range,
+                threshold: 0.8,
             },
             None => not_measured("simulated echo throughput vs tokio multi-thread"),
         });
         // p99 within 1.5x of tokio multi-thread's.
-        let p99 = |s: &str| e2e.latency("tcp_latency", s, "p99_us").map(|s| s.median);
+        let p99 = |s: &str| e2e.latency("tcp_latency", s, "p99_us");
         goals.push(match (p99(DRIVER), p99(TOKIO_MT)) {
-            (Some(d), Some(t)) => Goal {
-                goal: "simulated echo p99 round trip at most 1.5x tokio multi-thread's".into(),
-                measured: format!("{:.2}x ({d:.0} µs vs {t:.0} µs)", d / t),
-                met: Some(d / t <= 1.5),
-            },
+            (Some(d), Some(t)) => {
+                let range = ratio_range((d.min, d.max), (t.min, t.max));
+                Goal {
+                    goal: "simulated echo p99 round trip at most 1.5x tokio multi-thread's".into(),
+                    measured: format!(
+                        "{:.2}x ({:.0} µs vs {:.0} µs){}",
+                        d.median / t.median,
+                        d.median,
+                        t.median,
+                        range_note(range, "x")
+                    ),
+                    met: Some(d.median / t.median <= 1.5),
+                    range,
+                    threshold: 1.5,
+                }
+            }
             _ => not_measured("simulated echo p99 vs tokio multi-thread"),
         });
         // UDP: the driver's best style drops no more than tokio's.
@@ -246,31 +308,37 @@ pub fn goals(results: &Results) -> Vec<Goal> {
             .into_iter()
             .filter(|s| s.starts_with(DRIVER))
             .collect();
-        let mut worst: Option<(f64, f64, String)> = None;
+        let mut worst: Option<(f64, f64, String, Range)> = None;
         for burst in e2e.values("udp_burst", "burst") {
             let Some(tokio) = e2e.drops(TOKIO_MT, burst) else {
                 continue;
             };
             let best = styles
                 .iter()
-                .filter_map(|s| e2e.drops(s, burst).map(|d| (d.median, s.clone())))
-                .min_by(|a, b| a.0.total_cmp(&b.0));
+                .filter_map(|s| e2e.drops(s, burst).map(|d| (d, s.clone())))
+                .min_by(|a, b| a.0.median.total_cmp(&b.0.median));
             if let Some((best, style)) = best {
-                let excess = best - tokio.median;
-                if worst.as_ref().is_none_or(|(w, _, _)| excess > *w) {
+                let excess = best.median - tokio.median;
+                if worst.as_ref().is_none_or(|(w, _, _, _)| excess > *w) {
                     worst = Some((
                         excess,
                         tokio.median,
-                        format!("burst {burst}: {style} {best:.1}% vs tokio-mt"),
+                        format!("burst {burst}: {style} {:.1}% vs tokio-mt", best.median),
+                        Some((best.min - tokio.max, best.max - tokio.min)),
                     ));
                 }
             }
         }
         goals.push(match worst {
-            Some((excess, tokio, at)) => Goal {
+            Some((excess, tokio, at, range)) => Goal {
                 goal: "UDP drop rate of the driver's best style no worse than tokio's on the same burst".into(),
-                measured: format!("worst {at} {tokio:.1}%"),
+                measured: format!(
+                    "worst {at} {tokio:.1}%{}",
+                    range_note(range, " points")
+                ),
                 met: Some(excess <= 0.0),
+                range,
+                threshold: 0.0,
             },
             None => not_measured("UDP drop rate vs tokio"),
         });
@@ -283,7 +351,16 @@ fn not_measured(goal: &str) -> Goal {
         goal: goal.to_owned(),
         measured: "not measured in this run".to_owned(),
         met: None,
+        range: None,
+        threshold: 0.0,
     }
+}
+
+/// `; spreads: LO–HI` for a goal's measured range.
+fn range_note(range: Option<(f64, f64)>, unit: &str) -> String {
+    range.map_or_else(String::new, |(lo, hi)| {
+        format!("; over the spreads {lo:.2}–{hi:.2}{unit}")
+    })
 }
 
 // === the report ===
@@ -317,14 +394,22 @@ pub fn markdown(results: &Results) -> String {
     if !goals.is_empty() {
         let _ = writeln!(md, "## Goals\n\n| goal | this run | met |\n|---|---|---|");
         for g in &goals {
-            let met = match g.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "-",
+            let met = match (g.met, g.within_spread()) {
+                (Some(true), false) => "yes",
+                (Some(true), true) => "yes, within the spread",
+                (Some(false), false) => "**no**",
+                (Some(false), true) => "**no**, within the spread",
+                (None, _) => "-",
             };
             let _ = writeln!(md, "| {} | {} | {met} |", g.goal, g.measured);
         }
-        md.push('\n');
+        let _ = writeln!(
+            md,
+            "\nThe verdict is the medians'. \"Within the spread\": the ratio (or difference) \
+             taken anywhere inside the two sides' spreads (criterion's 95% confidence \
+             intervals, or the repetitions' min–max) crosses the goal's threshold, so this run \
+             cannot confirm the verdict either way."
+        );
     }
 
     if let Some(e2e) = &results.e2e {
@@ -877,9 +962,9 @@ fn udp_section(md: &mut String, e2e: &E2e, p: &dyn Fn(&str) -> String) {
          style, beside the peers' UDP echo (a `recv_from` -> `send_to` loop on the same \
          runtime). Every server socket keeps the system's default receive buffer.\n\n\
          ### Bursts\n\nOne thread sends N datagrams of {} bytes as fast as it can; echoes are \
-         counted (each checked) until none came for a while. {} round(s) per burst size: \
-         drop % median (min–max). The generator's own socket dropped nothing unless said \
-         below.\n",
+         counted (each checked) until none came for a while. {} round(s) per burst size, \
+         the servers taking turns round by round: drop % median (min–max). The \
+         generator's own socket dropped nothing unless said below.\n",
         p("burst_size"),
         p("burst_rounds")
     );
@@ -990,4 +1075,69 @@ fn udp_section(md: &mut String, e2e: &E2e, p: &dyn Fn(&str) -> String) {
         }
     }
     md.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::e2e::{E2e, parse};
+    use super::*;
+
+    /// Results holding UDP burst rounds of a driver style and tokio-mt.
+    fn udp(driver: &[f64], tokio: &[f64]) -> Results {
+        let mut text = String::new();
+        for (server, drops) in [("driver-sim callbacks", driver), ("tokio-mt", tokio)] {
+            for (round, d) in drops.iter().enumerate() {
+                text.push_str(&format!(
+                    "udp_burst\tserver={server}\tburst=1024\tround={round}\tdrop_pct={d}\n"
+                ));
+            }
+        }
+        Results {
+            e2e: Some(Ok(E2e {
+                records: parse(&text),
+            })),
+            ..Results::default()
+        }
+    }
+
+    fn udp_goal(results: &Results) -> Goal {
+        goals(results)
+            .into_iter()
+            .find(|g| g.goal.starts_with("UDP drop rate"))
+            .expect("the UDP goal")
+    }
+
+    #[test]
+    fn a_udp_verdict_inside_overlapping_spreads_says_so() {
+        // Medians 40 vs 45: met, but the rounds overlap (10..70 vs 20..80).
+        let goal = udp_goal(&udp(&[10.0, 40.0, 70.0], &[20.0, 45.0, 80.0]));
+        assert_eq!(goal.met, Some(true));
+        assert_eq!(goal.range, Some((10.0 - 80.0, 70.0 - 20.0)));
+        assert!(goal.within_spread());
+        let md = markdown(&udp(&[10.0, 40.0, 70.0], &[20.0, 45.0, 80.0]));
+        assert!(md.contains("| yes, within the spread |"), "{md}");
+    }
+
+    #[test]
+    fn a_udp_verdict_beyond_the_spreads_is_plain() {
+        let worse = udp(&[50.0, 52.0, 55.0], &[20.0, 22.0, 25.0]);
+        let goal = udp_goal(&worse);
+        assert_eq!(goal.met, Some(false));
+        assert!(!goal.within_spread());
+        assert!(markdown(&worse).contains("| **no** |"));
+    }
+
+    #[test]
+    fn ratio_ranges_span_the_extremes_of_both_spreads() {
+        assert_eq!(ratio_range((2.0, 4.0), (1.0, 2.0)), Some((1.0, 4.0)));
+        assert_eq!(ratio_range((2.0, 4.0), (0.0, 2.0)), None);
+        let goal = Goal {
+            goal: String::new(),
+            measured: String::new(),
+            met: Some(false),
+            range: Some((1.0, 4.0)),
+            threshold: 0.8,
+        };
+        assert!(!goal.within_spread());
+    }
 }

@@ -87,7 +87,7 @@ impl Plan {
                 vec![64, 256, 1024, 4096]
             },
             burst_size: 512,
-            burst_rounds: if quick { 1 } else { 5 },
+            burst_rounds: if quick { 1 } else { 7 },
             udp_rate: 2000,
             udp_duration: if quick {
                 Duration::from_secs(1)
@@ -553,53 +553,78 @@ fn udp_phase(options: &Options, plan: &Plan, sink: &mut Sink) -> io::Result<()> 
     }
     specs.extend(PEERS.iter().map(|p| peer_spec(options, plan, p)));
     let mut servers = start_all(&specs, sink);
+    // The servers take turns round by round (the order rotating per round),
+    // as the TCP points do per repetition: a burst's drop rate moves with
+    // what else the machine runs, and turns spread that over every server
+    // alike instead of giving one server's rounds a quiet minute and the
+    // next one's a busy one.
     for &count in &plan.bursts {
-        for server in &mut servers {
-            if !server.alive() {
+        let turns = servers.len();
+        let mut drops = vec![(0u64, Some(0u64), 0usize); turns];
+        for round in 0..plan.burst_rounds as usize {
+            for turn in 0..turns {
+                let index = (turn + round) % turns;
+                let server = &mut servers[index];
+                if !server.alive() {
+                    continue;
+                }
+                progress(&format!(
+                    "udp burst of {count}: {} (round {} of {})",
+                    server.label,
+                    round + 1,
+                    plan.burst_rounds
+                ));
+                let config = BurstConfig {
+                    address: server.udp,
+                    count,
+                    size: plan.burst_size,
+                    rounds: 1,
+                    quiet: Duration::from_millis(if plan.quick { 100 } else { 200 }),
+                };
+                match udp::burst(&config) {
+                    Ok(burst) => {
+                        for r in &burst.rounds {
+                            sink.put(
+                                Record::new("udp_burst")
+                                    .field("server", &server.label)
+                                    .field("burst", count)
+                                    .field("size", plan.burst_size)
+                                    .field("round", round)
+                                    .field("sent", r.sent)
+                                    .field("received", r.received)
+                                    .field("drop_pct", format!("{:.2}", r.drop_percent()))
+                                    .field("echoes_per_s", format!("{:.0}", r.echoes_per_second())),
+                            );
+                        }
+                        let (generator, server_socket, rounds) = &mut drops[index];
+                        *generator += burst.generator_drops;
+                        *server_socket = server_socket
+                            .zip(burst.server_socket_drops)
+                            .map(|(a, b)| a + b);
+                        *rounds += 1;
+                    }
+                    Err(e) => sink.put(error_record(
+                        &server.label,
+                        &format!("udp_burst {count}"),
+                        &e,
+                    )),
+                }
+            }
+        }
+        for (server, (generator, server_socket, rounds)) in servers.iter().zip(drops) {
+            if rounds == 0 {
                 continue;
             }
-            progress(&format!("udp burst of {count}: {}", server.label));
-            let config = BurstConfig {
-                address: server.udp,
-                count,
-                size: plan.burst_size,
-                rounds: plan.burst_rounds,
-                quiet: Duration::from_millis(if plan.quick { 100 } else { 200 }),
-            };
-            match udp::burst(&config) {
-                Ok(burst) => {
-                    for (round, r) in burst.rounds.iter().enumerate() {
-                        sink.put(
-                            Record::new("udp_burst")
-                                .field("server", &server.label)
-                                .field("burst", count)
-                                .field("size", plan.burst_size)
-                                .field("round", round)
-                                .field("sent", r.sent)
-                                .field("received", r.received)
-                                .field("drop_pct", format!("{:.2}", r.drop_percent()))
-                                .field("echoes_per_s", format!("{:.0}", r.echoes_per_second())),
-                        );
-                    }
-                    sink.put(
-                        Record::new("udp_burst_drops")
-                            .field("server", &server.label)
-                            .field("burst", count)
-                            .field("generator_drops", burst.generator_drops)
-                            .field(
-                                "server_socket_drops",
-                                burst
-                                    .server_socket_drops
-                                    .map_or_else(|| "-".to_owned(), |d| d.to_string()),
-                            ),
-                    );
-                }
-                Err(e) => sink.put(error_record(
-                    &server.label,
-                    &format!("udp_burst {count}"),
-                    &e,
-                )),
-            }
+            sink.put(
+                Record::new("udp_burst_drops")
+                    .field("server", &server.label)
+                    .field("burst", count)
+                    .field("generator_drops", generator)
+                    .field(
+                        "server_socket_drops",
+                        server_socket.map_or_else(|| "-".to_owned(), |d| d.to_string()),
+                    ),
+            );
         }
     }
     for server in &mut servers {
