@@ -83,7 +83,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::ffi::*;
 use super::irql;
-use super::pool::check_sync_object_resident;
+use super::pool::{check_sync_object_resident, check_sync_object_resident_in};
 use super::session::{Kernel, lock, with_current};
 use super::verifier::{
     ATTEMPTED_SWITCH_FROM_DPC, DRIVER_VERIFIER_DETECTED_VIOLATION, IRQL_NOT_LESS_OR_EQUAL, c4,
@@ -214,6 +214,22 @@ pub(crate) unsafe fn signal_object(header: *mut DISPATCHER_HEADER) -> LONG {
         bucket.wake.notify_all();
     }
     previous
+}
+
+/// A wait with a zero timeout: consumes the object's signal if it is
+/// signalled (`STATUS_SUCCESS`), else `STATUS_TIMEOUT`. Never blocks
+/// beyond the bucket's mutex; reads no clock.
+///
+/// # Safety
+/// `header` must point to a live, initialised dispatcher header.
+pub(crate) unsafe fn poll_object(header: *mut DISPATCHER_HEADER) -> NTSTATUS {
+    let _waiters = lock(&bucket(header as usize).waiters);
+    // SAFETY: forwarded contract.
+    if unsafe { try_satisfy(header) } {
+        STATUS_SUCCESS
+    } else {
+        STATUS_TIMEOUT
+    }
 }
 
 /// Waits for a dispatcher object with an optional deadline (`None`: for
@@ -375,13 +391,10 @@ pub(crate) fn abandon_set_event_wait() {
 /// Whether a wait in `mode`, `alertable`, is interrupted now by the
 /// session's wait policy: the status it returns then.
 fn interruption(kernel: &Kernel, mode: KPROCESSOR_MODE, alertable: BOOLEAN) -> Option<NTSTATUS> {
-    if alertable == 0 && mode == KernelMode {
+    if !may_interrupt(kernel, mode, alertable) {
         return None;
     }
     let chance = kernel.schedule.alert_per_million();
-    if chance == 0 {
-        return None;
-    }
     let r = super::schedule::draw(kernel);
     if r % 1_000_000 >= u64::from(chance) {
         return None;
@@ -391,6 +404,13 @@ fn interruption(kernel: &Kernel, mode: KPROCESSOR_MODE, alertable: BOOLEAN) -> O
         (true, _) => STATUS_USER_APC,
         (false, _) => STATUS_ALERTED,
     })
+}
+
+/// Whether the session's wait policy may interrupt a wait in `mode`,
+/// `alertable` (without drawing: when it may not, [`interruption`] is
+/// `None` and draws nothing).
+fn may_interrupt(kernel: &Kernel, mode: KPROCESSOR_MODE, alertable: BOOLEAN) -> bool {
+    (alertable != 0 || mode != KernelMode) && kernel.schedule.alert_per_million() != 0
 }
 
 /// Whether `object` lies in this thread's kernel stack as the driver uses
@@ -526,13 +546,14 @@ pub unsafe fn KeSetEvent(Event: PRKEVENT, Increment: KPRIORITY, Wait: BOOLEAN) -
     let _ = Increment;
     let location = Location::caller();
     let irql = irql::current();
-    check_sync_object_resident(
-        Event as usize,
-        core::mem::size_of::<KEVENT>(),
-        "KeSetEvent",
-        location,
-    );
     let valid = with_current(|k| {
+        check_sync_object_resident_in(
+            k,
+            Event as usize,
+            core::mem::size_of::<KEVENT>(),
+            "KeSetEvent",
+            location,
+        );
         if k.verifying() {
             if SET_EVENT_WAIT.with(Cell::get).is_some() {
                 k.bugcheck_at(
@@ -644,7 +665,6 @@ pub unsafe fn KeWaitForSingleObject(
     let _ = WaitReason;
     let location = Location::caller();
     finish_set_event_wait();
-    check_sync_object_resident(Object as usize, 1, "KeWaitForSingleObject", location);
     let irql = irql::current();
     let poll_only = if Timeout.is_null() {
         false
@@ -674,6 +694,7 @@ pub unsafe fn KeWaitForSingleObject(
         Return(NTSTATUS),
     }
     let plan = with_current(|k| {
+        check_sync_object_resident_in(k, Object as usize, 1, "KeWaitForSingleObject", location);
         // SAFETY: the caller guarantees a readable object.
         if !unsafe { valid_object(k, header, "KeWaitForSingleObject", location) } {
             return Plan::Return(STATUS_TIMEOUT);
@@ -701,7 +722,7 @@ pub unsafe fn KeWaitForSingleObject(
             // The verifier is off: NT's dispatcher stops the machine when
             // such a wait has to block.
             // SAFETY: the caller guarantees `Object` is a live object.
-            if unsafe { wait_object(header, Some(Instant::now())) } == STATUS_SUCCESS {
+            if unsafe { poll_object(header) } == STATUS_SUCCESS {
                 return Plan::Return(STATUS_SUCCESS);
             }
             let in_dpc = super::callout::current_kind() == Some(super::callout::CalloutKind::Dpc);
@@ -724,10 +745,16 @@ pub unsafe fn KeWaitForSingleObject(
         if poll_only {
             return Plan::Poll;
         }
+        // A wait nothing may interrupt goes straight to the wait, which
+        // takes a signalled object at once (the poll below would be the
+        // same look, made twice).
+        if !may_interrupt(k, WaitMode, Alertable) {
+            return Plan::Wait;
+        }
         // A wait Windows may interrupt is interrupted (seeded) when it
         // would block.
         // SAFETY: the caller guarantees `Object` is a live object.
-        if unsafe { wait_object(header, Some(Instant::now())) } == STATUS_SUCCESS {
+        if unsafe { poll_object(header) } == STATUS_SUCCESS {
             return Plan::Return(STATUS_SUCCESS);
         }
         match interruption(k, WaitMode, Alertable) {
@@ -738,7 +765,7 @@ pub unsafe fn KeWaitForSingleObject(
     match plan {
         Plan::Return(status) => status,
         // SAFETY: the caller guarantees `Object` is a live object.
-        Plan::Poll => unsafe { wait_object(header, Some(Instant::now())) },
+        Plan::Poll => unsafe { poll_object(header) },
         Plan::Wait => {
             // SAFETY: the caller guarantees `Timeout` is null or readable.
             let deadline = unsafe { deadline_of(Timeout) };

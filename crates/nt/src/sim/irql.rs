@@ -51,8 +51,32 @@ use super::verifier::{
 };
 use crate::types::*;
 
+/// What a processor knows about the thread it runs, kept in one
+/// thread-local block so that the hot questions (`KeGetCurrentIrql`,
+/// `PsGetCurrentThread`, "the run loop, at PASSIVE_LEVEL?") are one
+/// thread-local access each, as a kernel build answers them from the KPCR
+/// (`cr8`, `gs:[0x188]`). Every field is a plain `Cell` with a `const`
+/// initialiser and no destructor, so an access is an address computation
+/// from the thread pointer, with no lazy-initialisation check.
+pub(crate) struct Processor {
+    /// This thread's IRQL.
+    pub(crate) irql: Cell<KIRQL>,
+    /// The thread object a DPC running on this host thread reports
+    /// (`super::thread::dpc_context`); 0 outside one.
+    pub(crate) dpc_identity: Cell<usize>,
+    /// This thread's own thread object (a system thread's, or the host
+    /// thread's stand-in once asked for); 0: not known yet.
+    pub(crate) thread: Cell<usize>,
+}
+
 thread_local! {
-    static IRQL: Cell<KIRQL> = const { Cell::new(PASSIVE_LEVEL) };
+    pub(crate) static PROCESSOR: Processor = const {
+        Processor {
+            irql: Cell::new(PASSIVE_LEVEL),
+            dpc_identity: Cell::new(0),
+            thread: Cell::new(0),
+        }
+    };
     static THREAD_TOKEN: u64 = next_thread_token();
 }
 
@@ -62,13 +86,15 @@ fn next_thread_token() -> u64 {
 }
 
 /// This thread's IRQL.
+#[inline]
 pub(crate) fn current() -> KIRQL {
-    IRQL.with(Cell::get)
+    PROCESSOR.with(|p| p.irql.get())
 }
 
 /// Sets this thread's IRQL without checks (the sim's own transitions).
+#[inline]
 pub(crate) fn set(level: KIRQL) -> KIRQL {
-    IRQL.with(|c| c.replace(level))
+    PROCESSOR.with(|p| p.irql.replace(level))
 }
 
 /// A nonzero token identifying this host thread (spin lock ownership).
@@ -105,10 +131,11 @@ pub(crate) fn at_least<R>(level: KIRQL, f: impl FnOnce() -> R) -> R {
     result
 }
 
-/// `KeGetCurrentIrql`. Any IRQL.
+/// `KeGetCurrentIrql`. Any IRQL. Inline: one thread-local load.
 ///
 /// # Safety
 /// None beyond the WDK contract; `unsafe` for parity with the kernel face.
+#[inline]
 pub unsafe fn KeGetCurrentIrql() -> KIRQL {
     current()
 }

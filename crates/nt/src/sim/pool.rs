@@ -67,6 +67,9 @@ const QUARANTINE_CANARY_BYTES: usize = 32 << 20;
 const CANARY: usize = 32;
 /// What freed fast-pool and canary blocks are filled with.
 const FREED_POISON: u8 = 0xDD;
+/// What `POOL_FLAG_UNINITIALIZED` blocks are filled with when the session
+/// poisons uninitialised pool.
+const UNINITIALIZED_POISON: u8 = 0xCD;
 /// Fast pool: freed host blocks are kept for reuse up to this size, in
 /// 16-byte classes.
 const HOST_CACHE_MAX_BLOCK: usize = 1024;
@@ -147,15 +150,26 @@ struct PoolTables {
 
 impl PoolTables {
     /// A cached host block of the class of `size` (its layout: `size`
-    /// rounded up to 16, 16-aligned), zeroed; or none.
-    fn cached_host_block(&mut self, size: usize) -> Option<(Backing, usize)> {
+    /// rounded up to 16, 16-aligned), its first `size` bytes set to `fill`
+    /// (0, or the uninitialised-pool poison); or none.
+    fn cached_host_block(&mut self, size: usize, fill: u8) -> Option<(Backing, usize)> {
         let class = host_class(size)?;
         let base = self.host_cache.get_mut(class)?.pop()?;
         let layout = host_class_layout(class);
         self.host_cache_bytes -= layout.size();
         // SAFETY: a cached block of `layout.size()` >= `size` bytes, ours.
-        unsafe { (base as *mut u8).write_bytes(0, size) };
+        unsafe { (base as *mut u8).write_bytes(fill, size) };
         Some((Backing::Host { base, layout }, base))
+    }
+
+    /// Records a newly allocated live block at `address`.
+    fn insert_block(&mut self, state: &PoolState, address: usize, block: Block) {
+        self.freed.remove(&address);
+        if block.paged {
+            self.paged.insert(address, block.size);
+            state.paged_live.fetch_add(1, Ordering::Relaxed);
+        }
+        self.blocks.insert(address, block);
     }
 
     /// Keeps a freed (poisoned) host block for reuse if it is of a cached
@@ -315,12 +329,28 @@ impl PoolState {
     ) -> *mut u8 {
         let size = size.max(1);
         let minimal = self.minimal_alignment.load(Ordering::Relaxed);
-        let mut cached = None;
+        let fill = if poison { UNINITIALIZED_POISON } else { 0 };
+        let record = |backing| Block {
+            backing,
+            size,
+            tag,
+            kind,
+            paged,
+            owner,
+            location,
+        };
         if self.policy == PoolPolicy::Fast && !minimal {
-            cached = lock(&self.tables).cached_host_block(size);
+            // The hot path: a cached block, filled and recorded under one
+            // hold of the pool lock.
+            let mut tables = lock(&self.tables);
+            if let Some((backing, address)) = tables.cached_host_block(size, fill) {
+                tables.insert_block(self, address, record(backing));
+                drop(tables);
+                self.allocations.fetch_add(1, Ordering::Relaxed);
+                return address as *mut u8;
+            }
         }
         let placed = match self.policy {
-            PoolPolicy::Fast if cached.is_some() => cached,
             PoolPolicy::Fast => host_block(size, minimal),
             PoolPolicy::Special | PoolPolicy::SpecialVerifyStart => {
                 let alignment = if self.policy == PoolPolicy::Special {
@@ -349,26 +379,9 @@ impl PoolState {
         };
         if poison {
             // SAFETY: the block is valid for `size` bytes of writes.
-            unsafe { (address as *mut u8).write_bytes(0xCD, size) };
+            unsafe { (address as *mut u8).write_bytes(UNINITIALIZED_POISON, size) };
         }
-        let block = Block {
-            backing,
-            size,
-            tag,
-            kind,
-            paged,
-            owner,
-            location,
-        };
-        {
-            let mut tables = lock(&self.tables);
-            tables.freed.remove(&address);
-            if paged {
-                tables.paged.insert(address, size);
-                self.paged_live.fetch_add(1, Ordering::Relaxed);
-            }
-            tables.blocks.insert(address, block);
-        }
+        lock(&self.tables).insert_block(self, address, record(backing));
         self.allocations.fetch_add(1, Ordering::Relaxed);
         address as *mut u8
     }
@@ -442,7 +455,9 @@ impl PoolState {
     ) -> Result<Findings, FreeError<R>> {
         let mut findings: Findings = [None, None];
         let mut tables = lock(&self.tables);
-        let Some(block) = tables.blocks.get(&address) else {
+        // One look-up: the record is taken out, and put back if the
+        // caller's check refuses the free (the block stays live then).
+        let Some(block) = tables.blocks.remove(&address) else {
             return Err(if tables.freed.contains(&address) {
                 FreeError::DoubleFree
             } else {
@@ -454,10 +469,10 @@ impl PoolState {
             tag: block.tag,
             paged: block.paged,
         };
-        check(info).map_err(FreeError::Refused)?;
-        let Some(block) = tables.blocks.remove(&address) else {
-            return Err(FreeError::Unknown);
-        };
+        if let Err(refused) = check(info) {
+            tables.blocks.insert(address, block);
+            return Err(FreeError::Refused(refused));
+        }
         if block.paged {
             tables.paged.remove(&address);
             self.paged_live.fetch_sub(1, Ordering::Relaxed);
@@ -770,24 +785,36 @@ pub(crate) fn check_sync_object_resident(
     location: &'static Location<'static>,
 ) -> bool {
     super::session::try_with_current(|k| {
-        if !k.verifying() {
-            return true;
-        }
-        let Some((start, block_size)) = k.pool.paged_block_overlapping(object, size) else {
-            return true;
-        };
-        k.bugcheck_at(
-            DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [c4::SYNC_OBJECT_PAGEABLE, object as u64, 0, 0],
-            format!(
-                "{routine} on a synchronization object at {object:#x}, inside paged pool \
-                 ({block_size} bytes at {start:#x}): it must be in resident memory"
-            ),
-            Some(location),
-        );
-        false
+        check_sync_object_resident_in(k, object, size, routine, location)
     })
     .unwrap_or(true)
+}
+
+/// [`check_sync_object_resident`] in session `k` (a caller that is inside
+/// the session already: no second look-up).
+pub(crate) fn check_sync_object_resident_in(
+    k: &Kernel,
+    object: usize,
+    size: usize,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
+    if !k.verifying() {
+        return true;
+    }
+    let Some((start, block_size)) = k.pool.paged_block_overlapping(object, size) else {
+        return true;
+    };
+    k.bugcheck_at(
+        DRIVER_VERIFIER_DETECTED_VIOLATION,
+        [c4::SYNC_OBJECT_PAGEABLE, object as u64, 0, 0],
+        format!(
+            "{routine} on a synchronization object at {object:#x}, inside paged pool \
+                 ({block_size} bytes at {start:#x}): it must be in resident memory"
+        ),
+        Some(location),
+    );
+    false
 }
 
 /// Raises 0x0A IRQL_NOT_LESS_OR_EQUAL when a sim routine (kernel code) is

@@ -212,15 +212,61 @@ impl ThreadRegistry {
 
 thread_local! {
     static SYSTEM_THREAD: Cell<Option<SystemThread>> = const { Cell::new(None) };
-    /// The thread object a DPC running on this host thread reports (see
-    /// [`dpc_context`]); 0 outside one.
-    static DPC_IDENTITY: Cell<usize> = const { Cell::new(0) };
     /// `KeEnterCriticalRegion` nesting (the thread's KernelApcDisable).
     static APC_DISABLE: Cell<u32> = const { Cell::new(0) };
     /// The thread object `PsGetCurrentThread` returns on host threads the
     /// sim did not create as system threads (never signalled).
-    static HOST_THREAD_OBJECT: Box<SystemThreadObject> =
-        SystemThreadObject::new(NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed));
+    static HOST_THREAD_OBJECT: HostThreadObject = HostThreadObject(SystemThreadObject::new(
+        NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+    ));
+}
+
+// The thread's identity and its DPC identity live in the processor block
+// (`irql::PROCESSOR`), beside the IRQL: `PsGetCurrentThread` reads the
+// three with one thread-local access.
+
+/// A host thread's stand-in thread object. Its address is cached in the
+/// processor block while it lives; the cache is cleared when the host
+/// thread's locals are destroyed, so an identity asked for after that
+/// (another thread-local's destructor) is a fresh object, never a freed
+/// one.
+struct HostThreadObject(Box<SystemThreadObject>);
+
+impl Drop for HostThreadObject {
+    fn drop(&mut self) {
+        let mine = (&raw const self.0.thread) as usize;
+        let _ = irql::PROCESSOR.try_with(|p| {
+            if p.thread.get() == mine {
+                p.thread.set(0);
+            }
+        });
+    }
+}
+
+/// Makes `me` (or, with `None`, nothing: the host stand-in on demand) this
+/// thread's identity.
+fn set_system_thread(me: Option<SystemThread>) {
+    SYSTEM_THREAD.with(|t| t.set(me));
+    irql::PROCESSOR.with(|p| p.thread.set(me.map_or(0, |me| me.object)));
+}
+
+/// `PsGetCurrentThread`'s slow path: a host thread the sim did not create
+/// asks for the first time; its stand-in object becomes its identity.
+#[cold]
+#[inline(never)]
+fn host_thread_identity() -> PETHREAD {
+    let object = HOST_THREAD_OBJECT
+        .try_with(|o| (&raw const o.0.thread) as usize)
+        // The thread's locals are being destroyed: a fresh object that is
+        // nobody's (leaked: it may still be compared with).
+        .unwrap_or_else(|_| {
+            let object = Box::leak(SystemThreadObject::new(
+                NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed),
+            ));
+            (&raw const object.thread) as usize
+        });
+    irql::PROCESSOR.with(|p| p.thread.set(object));
+    object as PETHREAD
 }
 
 /// Runs `f` as code in DPC context on this (sim-owned) thread: the sim's
@@ -240,10 +286,10 @@ pub(crate) fn dpc_context<R>(f: impl FnOnce() -> R) -> R {
     struct Restore(usize);
     impl Drop for Restore {
         fn drop(&mut self) {
-            DPC_IDENTITY.with(|c| c.set(self.0));
+            irql::PROCESSOR.with(|p| p.dpc_identity.set(self.0));
         }
     }
-    let _restore = Restore(DPC_IDENTITY.with(|c| c.replace(identity)));
+    let _restore = Restore(irql::PROCESSOR.with(|p| p.dpc_identity.replace(identity)));
     f()
 }
 
@@ -262,7 +308,7 @@ fn end_system_thread(
     status: NTSTATUS,
     location: Option<&'static Location<'static>>,
 ) {
-    SYSTEM_THREAD.with(|t| t.set(None));
+    set_system_thread(None);
     let level = irql::current();
     if let Some(held) = irql::held_at(0) {
         if kernel.verifying() {
@@ -401,7 +447,7 @@ pub unsafe fn PsCreateSystemThread(
     let kernel = Arc::clone(&k);
     let spawned = spawn_kernel_thread(&k, format!("nt-sim system thread {id}"), move || {
         let context = context;
-        SYSTEM_THREAD.with(|t| t.set(Some(me)));
+        set_system_thread(Some(me));
         callout(&kernel, CalloutKind::SystemThread, start as usize, || {
             // SAFETY: the driver guarantees the start routine may run with
             // its context on this thread (PsCreateSystemThread's contract).
@@ -460,17 +506,23 @@ pub unsafe fn PsTerminateSystemThread(ExitStatus: NTSTATUS) -> NTSTATUS {
 /// [`DpcIdentity::Interrupted`] it is the thread the DPC "interrupted"
 /// (see the module docs). Any IRQL.
 ///
+/// Inline: one thread-local access (the processor block holds the IRQL,
+/// the DPC identity and the thread's own object), as a kernel build reads
+/// `gs:[0x188]`; a host thread's first call creates its stand-in.
+///
 /// # Safety
 /// None beyond the WDK contract; `unsafe` for parity with the kernel face.
+#[inline]
 pub unsafe fn PsGetCurrentThread() -> PETHREAD {
-    let interrupted = DPC_IDENTITY.with(Cell::get);
-    if interrupted != 0 && irql::current() >= DISPATCH_LEVEL {
+    let (irql, interrupted, own) =
+        irql::PROCESSOR.with(|p| (p.irql.get(), p.dpc_identity.get(), p.thread.get()));
+    if interrupted != 0 && irql >= DISPATCH_LEVEL {
         return interrupted as PETHREAD;
     }
-    match SYSTEM_THREAD.with(Cell::get) {
-        Some(me) => me.object as PETHREAD,
-        None => HOST_THREAD_OBJECT.with(|o| (&raw const o.thread).cast_mut()),
+    if own != 0 {
+        return own as PETHREAD;
     }
+    host_thread_identity()
 }
 
 /// `KeEnterCriticalRegion`: disables normal kernel APCs on the calling
