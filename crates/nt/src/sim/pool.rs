@@ -47,7 +47,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::config::PoolPolicy;
-use super::hash::{AddressMap, AddressSet};
+use super::hash::AddressMap;
 use super::irql;
 use super::session::{Kernel, lock, with_current};
 use super::special::{self, Alignment, BlockFacts, Placed, SLACK_PATTERN};
@@ -59,7 +59,8 @@ use crate::types::*;
 
 const PAGE_SIZE: usize = 4096;
 /// How many freed blocks a session keeps out of reuse (special pool), and
-/// how many freed addresses it remembers for double-free detection.
+/// how many freed addresses it remembers for double-free detection besides
+/// the fast pool's cached blocks (remembered until reused).
 const QUARANTINE_BLOCKS: usize = 4096;
 /// The most bytes of canary blocks kept in quarantine.
 const QUARANTINE_CANARY_BYTES: usize = 32 << 20;
@@ -128,13 +129,38 @@ pub struct PoolStats {
     pub live_bytes: u64,
 }
 
+/// What the pool knows about an address: a live block, or a freed one
+/// (a free of it is a double free) until the address is allocated again
+/// or forgotten.
+#[derive(Debug)]
+enum Record {
+    Live(Block),
+    /// Freed; `seq` tells this free from a later free of the same address
+    /// (see `PoolTables::freed_order`).
+    Freed {
+        seq: u64,
+    },
+}
+
 #[derive(Debug, Default)]
 struct PoolTables {
-    blocks: AddressMap<Block>,
-    /// Recently freed addresses (double-free detection), oldest first in
-    /// `freed_order`.
-    freed: AddressSet,
-    freed_order: VecDeque<usize>,
+    /// Every live block, and the freed addresses still remembered, in one
+    /// map: an allocation or a free is one look-up (a freed record is
+    /// overwritten in place when its address is allocated again).
+    ///
+    /// A freed fast-pool block kept in `host_cache` keeps its freed record
+    /// until the cache hands it out again (bounded by the cache); every
+    /// other freed address (given back to the host, special pool, canary
+    /// blocks) is remembered for the last `QUARANTINE_BLOCKS` such frees,
+    /// in `freed_order`.
+    blocks: AddressMap<Record>,
+    /// How many records are live blocks.
+    live: usize,
+    /// Freed records to forget, oldest first, with the `seq` of their free
+    /// (a record freed again later is not forgotten early).
+    freed_order: VecDeque<(usize, u64)>,
+    /// The `seq` of the next free.
+    next_free: u64,
     /// Live paged blocks: start -> size (range queries).
     paged: BTreeMap<usize, usize>,
     /// Freed special-pool and canary blocks, oldest first.
@@ -162,19 +188,43 @@ impl PoolTables {
         Some((Backing::Host { base, layout }, base))
     }
 
-    /// Records a newly allocated live block at `address`.
+    /// Records a newly allocated live block at `address` (replacing the
+    /// freed record of the address, if it has one).
     fn insert_block(&mut self, state: &PoolState, address: usize, block: Block) {
-        self.freed.remove(&address);
         if block.paged {
             self.paged.insert(address, block.size);
             state.paged_live.fetch_add(1, Ordering::Relaxed);
         }
-        self.blocks.insert(address, block);
+        self.blocks.insert(address, Record::Live(block));
+        self.live += 1;
+    }
+
+    /// The live block at `address`, if any.
+    fn live_block(&self, address: usize) -> Option<&Block> {
+        match self.blocks.get(&address) {
+            Some(Record::Live(block)) => Some(block),
+            _ => None,
+        }
+    }
+
+    /// Remembers the free of `address` (record `seq`) among the last
+    /// `QUARANTINE_BLOCKS` such frees, forgetting the oldest beyond them.
+    fn remember_free(&mut self, address: usize, seq: u64) {
+        self.freed_order.push_back((address, seq));
+        while self.freed_order.len() > QUARANTINE_BLOCKS {
+            let Some((old, old_seq)) = self.freed_order.pop_front() else {
+                break;
+            };
+            if matches!(self.blocks.get(&old), Some(Record::Freed { seq }) if *seq == old_seq) {
+                self.blocks.remove(&old);
+            }
+        }
     }
 
     /// Keeps a freed (poisoned) host block for reuse if it is of a cached
-    /// class and there is room; otherwise gives it back to the host.
-    fn free_host_block(&mut self, base: usize, layout: Layout) {
+    /// class and there is room (returns `true`); otherwise gives it back to
+    /// the host.
+    fn free_host_block(&mut self, base: usize, layout: Layout) -> bool {
         if let Some(class) = host_class(layout.size())
             && host_class_layout(class) == layout
             && self.host_cache_bytes + layout.size() <= HOST_CACHE_BYTES
@@ -184,10 +234,11 @@ impl PoolTables {
             }
             self.host_cache[class].push(base);
             self.host_cache_bytes += layout.size();
-            return;
+            return true;
         }
         // SAFETY: `base` and `layout` are exactly what the allocation got.
         unsafe { std::alloc::dealloc(base as *mut u8, layout) };
+        false
     }
 }
 
@@ -305,8 +356,15 @@ impl PoolState {
             allocations: self.allocations.load(Ordering::Relaxed),
             frees: self.frees.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
-            live_blocks: tables.blocks.len() as u64,
-            live_bytes: tables.blocks.values().map(|b| b.size as u64).sum(),
+            live_blocks: tables.live as u64,
+            live_bytes: tables
+                .blocks
+                .values()
+                .map(|r| match r {
+                    Record::Live(b) => b.size as u64,
+                    Record::Freed { .. } => 0,
+                })
+                .sum(),
         }
     }
 
@@ -391,7 +449,7 @@ impl PoolState {
     /// block is guarded.
     pub(crate) fn set_out_of_context(&self, address: usize, out: bool) -> bool {
         let tables = lock(&self.tables);
-        match tables.blocks.get(&address).map(|b| b.backing) {
+        match tables.live_block(address).map(|b| b.backing) {
             Some(Backing::Special(placed)) => special::protect_out_of_context(&placed, out),
             _ => false,
         }
@@ -400,8 +458,7 @@ impl PoolState {
     /// The kind, tag, pagedness and size of a live block.
     pub(crate) fn describe(&self, address: usize) -> Option<(LeakKind, u32, bool, usize)> {
         lock(&self.tables)
-            .blocks
-            .get(&address)
+            .live_block(address)
             .map(|b| (b.kind, b.tag, b.paged, b.size))
     }
 
@@ -441,7 +498,7 @@ impl PoolState {
     }
 
     fn kind_of(&self, address: usize) -> Option<LeakKind> {
-        lock(&self.tables).blocks.get(&address).map(|b| b.kind)
+        lock(&self.tables).live_block(address).map(|b| b.kind)
     }
 
     /// Frees the block at `address` if `check` accepts its bookkeeping, in
@@ -454,36 +511,31 @@ impl PoolState {
         freed_at: Option<&'static Location<'static>>,
     ) -> Result<Findings, FreeError<R>> {
         let mut findings: Findings = [None, None];
-        let mut tables = lock(&self.tables);
-        // One look-up: the record is taken out, and put back if the
-        // caller's check refuses the free (the block stays live then).
-        let Some(block) = tables.blocks.remove(&address) else {
-            return Err(if tables.freed.contains(&address) {
-                FreeError::DoubleFree
-            } else {
-                FreeError::Unknown
-            });
+        let mut guard = lock(&self.tables);
+        let tables = &mut *guard;
+        let seq = tables.next_free;
+        // One look-up: the record turns from live to freed in place.
+        let Some(record) = tables.blocks.get_mut(&address) else {
+            return Err(FreeError::Unknown);
+        };
+        let Record::Live(block) = &*record else {
+            return Err(FreeError::DoubleFree);
         };
         let info = BlockInfo {
             kind: block.kind,
             tag: block.tag,
             paged: block.paged,
         };
-        if let Err(refused) = check(info) {
-            tables.blocks.insert(address, block);
-            return Err(FreeError::Refused(refused));
-        }
+        // Refused: the block stays live, untouched.
+        check(info).map_err(FreeError::Refused)?;
+        let Record::Live(block) = std::mem::replace(record, Record::Freed { seq }) else {
+            return Err(FreeError::DoubleFree);
+        };
+        tables.next_free += 1;
+        tables.live -= 1;
         if block.paged {
             tables.paged.remove(&address);
             self.paged_live.fetch_sub(1, Ordering::Relaxed);
-        }
-        if tables.freed.insert(address) {
-            tables.freed_order.push_back(address);
-        }
-        while tables.freed_order.len() > QUARANTINE_BLOCKS {
-            if let Some(old) = tables.freed_order.pop_front() {
-                tables.freed.remove(&old);
-            }
         }
         let corruption = match block.backing {
             Backing::Host { base, layout } => {
@@ -491,7 +543,12 @@ impl PoolState {
                 // SAFETY: the block was live and `size` bytes long at
                 // `address`; it is ours alone now.
                 unsafe { (address as *mut u8).write_bytes(FREED_POISON, block.size) };
-                tables.free_host_block(base, layout);
+                // A cached block keeps its freed record until it is handed
+                // out again; one given back to the host is remembered as
+                // the other frees are.
+                if !tables.free_host_block(base, layout) {
+                    tables.remember_free(address, seq);
+                }
                 None
             }
             Backing::Special(placed) => {
@@ -530,6 +587,7 @@ impl PoolState {
             });
         }
         if !matches!(block.backing, Backing::Host { .. }) {
+            tables.remember_free(address, seq);
             tables.quarantine.push_back(Quarantined {
                 backing: block.backing,
                 address,
@@ -544,12 +602,12 @@ impl PoolState {
                 let Some(old) = tables.quarantine.pop_front() else {
                     break;
                 };
-                if let Some(finding) = release_quarantined(&mut tables, old) {
+                if let Some(finding) = release_quarantined(tables, old) {
                     findings[1] = Some(finding);
                 }
             }
         }
-        drop(tables);
+        drop(guard);
         self.frees.fetch_add(1, Ordering::Relaxed);
         Ok(findings)
     }
@@ -573,8 +631,12 @@ impl PoolState {
         let mut leaks: Vec<Leak> = tables
             .blocks
             .iter()
+            .filter_map(|(&address, r)| match r {
+                Record::Live(b) => Some((address, b)),
+                Record::Freed { .. } => None,
+            })
             .filter(|(_, b)| b.owner != SYSTEM_OWNER && owner.is_none_or(|o| b.owner == o))
-            .map(|(&address, b)| Leak {
+            .map(|(address, b)| Leak {
                 kind: b.kind,
                 tag: b.tag,
                 size: b.size as u64,
@@ -1162,6 +1224,33 @@ mod tests {
         let big = allocate(&pool, HOST_CACHE_MAX_BLOCK + 1);
         assert!(free(&pool, big).is_ok());
         assert_eq!(lock(&pool.tables).host_cache_bytes, 112);
+    }
+
+    /// Fast pool: a cached block's free is remembered for as long as the
+    /// block waits in the cache, however many other frees come after it
+    /// (a second free is a double free, not an unknown address); once the
+    /// address is handed out again it is live, and freeable once more.
+    #[test]
+    fn a_cached_blocks_free_is_remembered_until_reuse() {
+        let pool = PoolState::new(PoolPolicy::Fast);
+        let a = allocate(&pool, 48);
+        assert!(free(&pool, a).is_ok());
+        // More frees than the remembered window, of blocks the cache does
+        // not keep (given back to the host).
+        for _ in 0..QUARANTINE_BLOCKS + 16 {
+            let big = allocate(&pool, HOST_CACHE_MAX_BLOCK + 16);
+            assert!(free(&pool, big).is_ok());
+        }
+        assert!(matches!(free(&pool, a), Err(FreeError::DoubleFree)));
+        assert_eq!(pool.stats().live_blocks, 0);
+        let again = allocate(&pool, 48);
+        assert_eq!(again, a);
+        assert_eq!(pool.stats().live_blocks, 1);
+        assert_eq!(pool.describe(a).map(|d| d.3), Some(48));
+        assert!(free(&pool, again).is_ok());
+        assert!(matches!(free(&pool, a), Err(FreeError::DoubleFree)));
+        // The window of uncached frees stays bounded.
+        assert!(lock(&pool.tables).blocks.len() <= QUARANTINE_BLOCKS + 1);
     }
 
     #[test]
