@@ -853,7 +853,9 @@ pub(crate) fn check_sync_object_resident(
 }
 
 /// [`check_sync_object_resident`] in session `k` (a caller that is inside
-/// the session already: no second look-up).
+/// the session already: no second look-up). Inline: two loads while no
+/// paged block is live.
+#[inline]
 pub(crate) fn check_sync_object_resident_in(
     k: &Kernel,
     object: usize,
@@ -861,9 +863,23 @@ pub(crate) fn check_sync_object_resident_in(
     routine: &str,
     location: &'static Location<'static>,
 ) -> bool {
-    if !k.verifying() {
+    if !k.verifying() || k.pool.paged_live.load(Ordering::Relaxed) == 0 {
         return true;
     }
+    sync_object_in_paged_pool(k, object, size, routine, location)
+}
+
+/// [`check_sync_object_resident_in`] while paged blocks are live: the
+/// range look-up and the bugcheck.
+#[cold]
+#[inline(never)]
+fn sync_object_in_paged_pool(
+    k: &Kernel,
+    object: usize,
+    size: usize,
+    routine: &str,
+    location: &'static Location<'static>,
+) -> bool {
     let Some((start, block_size)) = k.pool.paged_block_overlapping(object, size) else {
         return true;
     };
