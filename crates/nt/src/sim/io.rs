@@ -23,7 +23,7 @@ use super::callout::{CalloutKind, Entry, callout_for, callout_with};
 use super::ffi::*;
 use super::irql;
 use super::pool::{IRP_TAG, SYSTEM_OWNER};
-use super::session::{Kernel, lock, with_current};
+use super::session::{Kernel, PendingOperation, lock, with_current};
 use super::verifier::{
     DRIVER_VERIFIER_DETECTED_VIOLATION, DRIVER_VERIFIER_IOMANAGER_VIOLATION, LeakKind,
     MULTIPLE_IRP_COMPLETE_REQUESTS, NO_MORE_IRP_STACK_LOCATIONS, c4, c9,
@@ -89,8 +89,8 @@ impl IrpRecord {
             phase: Phase::Idle,
             cancels_running: 0,
             free_deferred: false,
-            pending_key: None,
-            walk_key: None,
+            pending: None,
+            walk: None,
             generation,
             takeover: None,
             owner,
@@ -118,12 +118,16 @@ struct IrpRecord {
     cancels_running: u32,
     /// A free requested while a walk or cancel was running: done by them.
     free_deferred: bool,
-    /// Pending-operation key while dispatched (a completion walk takes it
-    /// and ends it).
-    pending_key: Option<u64>,
-    /// The key the running completion walk took: ended early if the
+    /// The pending operation ("IRP in flight") while dispatched; a
+    /// completion walk takes it and ends it. Kept in the record, not in the
+    /// session's table of pending operations: sending and completing an
+    /// IRP is the hottest path of every driver, and the record is locked
+    /// there anyway (`Kernel::pending_operations` lists these with the
+    /// table's, in key order: see [`irps_in_flight`]).
+    pending: Option<InFlight>,
+    /// The operation the running completion walk took: ended early if the
     /// completion routine frees the IRP (it is gone then, as on NT).
-    walk_key: Option<u64>,
+    walk: Option<InFlight>,
     /// Bumped by every change of owner-visible state (send, completion
     /// walk, reuse); starts at a value no other record of the session had
     /// (an IRP freed inside its completion routine may have its address
@@ -143,6 +147,42 @@ struct IrpRecord {
     /// `IoInitializeIrp` made it at the start of one of the driver's pool
     /// blocks: it goes with the block (`ExFreePool`), never `IoFreeIrp`.
     in_pool_block: bool,
+}
+
+/// The pending operation of an IRP in flight (see `IrpRecord::pending`).
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    /// Its key in the session's order of pending operations
+    /// (`Kernel::pending_key`).
+    key: u64,
+    /// The driver generation it is a pending operation of.
+    owner: u64,
+    /// Where it was sent.
+    location: &'static Location<'static>,
+}
+
+/// The IRPs in flight (sent and not yet completed to the top, or being
+/// completed) as pending operations, with their keys; only those of driver
+/// generation `owner` if given. Unordered.
+pub(crate) fn irps_in_flight(kernel: &Kernel, owner: Option<u64>) -> Vec<(u64, PendingOperation)> {
+    let irps = lock(&io_state(kernel).irps);
+    let mut found = Vec::new();
+    for (&irp, record) in irps.iter() {
+        for op in [record.pending, record.walk].into_iter().flatten() {
+            if owner.is_none_or(|o| o == op.owner) {
+                found.push((
+                    op.key,
+                    PendingOperation {
+                        kind: "IRP in flight",
+                        address: irp as u64,
+                        location: Some(op.location),
+                        owner: op.owner,
+                    },
+                ));
+            }
+        }
+    }
+    found
 }
 
 /// A dispatch routine's stack location the verifier watches for the
@@ -523,13 +563,8 @@ fn retire_driver_irp(
         // returned anything else is still reported). The walk's own end of
         // the pending operation then finds it gone (ending a key twice is
         // harmless); a record created at the same address meanwhile has
-        // another generation.
-        let keys = [record.walk_key.take(), record.pending_key.take()];
+        // another generation. Its pending operations go with the record.
         irps.remove(&(Irp as usize));
-        drop(irps);
-        for key in keys.into_iter().flatten() {
-            k.pending_end(key);
-        }
         return true;
     }
     irps.remove(&(Irp as usize));
@@ -1153,28 +1188,23 @@ fn dispatch_record(kernel: &Kernel, irp: PIRP) -> Option<u64> {
         Phase::Idle | Phase::Reclaimed | Phase::Walking => {
             // A walk still returning from the routine that reclaimed it no
             // longer has it in flight (see `begin_walk`).
-            let superseded = if record.phase == Phase::Walking {
-                record.walk_key.take()
-            } else {
-                None
-            };
+            if record.phase == Phase::Walking {
+                record.walk = None;
+            }
             record.advance(Takeover::Sent);
             record.phase = Phase::Dispatched;
-            if let Some(key) = superseded {
-                kernel.pending_end(key);
-            }
-            if record.pending_key.is_none() {
+            if record.pending.is_none() {
                 // An I/O manager IRP is the pending operation of the driver
                 // it was sent to (the one loaded).
                 let owner = match record.origin {
                     Origin::Driver => record.owner,
                     Origin::IoManager => kernel.driver_generation.load(Ordering::Acquire),
                 };
-                drop(irps);
-                let key = kernel.pending_begin_for("IRP in flight", irp as u64, owner);
-                if let Some(r) = lock(&io.irps).get_mut(&(irp as usize)) {
-                    r.pending_key = Some(key);
-                }
+                record.pending = Some(InFlight {
+                    key: kernel.pending_key(),
+                    owner,
+                    location: Location::caller(),
+                });
             }
             Some(id)
         }
@@ -1615,7 +1645,7 @@ pub unsafe fn IoCallDriver(DeviceObject: PDEVICE_OBJECT, Irp: PIRP) -> NTSTATUS 
 // === Completion ===
 
 /// A running completion walk: the generation it started with and the
-/// pending-operation key it ends.
+/// pending operation (by key) it ends.
 struct Walk {
     generation: u64,
     pending_key: Option<u64>,
@@ -1671,28 +1701,17 @@ fn begin_walk(
         _ => {
             // A walk still returning from the routine that reclaimed the IRP
             // no longer has it in flight: its owner completes it now (the
-            // old walk only leaves kernel code; ending a key twice is
-            // harmless).
-            let superseded = if record.phase == Phase::Walking {
-                record.walk_key.take()
-            } else {
-                None
-            };
+            // old walk only leaves kernel code; its end finds its operation
+            // gone).
             record.advance(Takeover::Completed);
             record.phase = Phase::Walking;
-            let pending_key = record.pending_key.take();
-            record.walk_key = pending_key;
-            let walk = Walk {
+            record.walk = record.pending.take();
+            Some(Walk {
                 generation: record.generation,
-                pending_key,
+                pending_key: record.walk.map(|op| op.key),
                 owner: record.owner,
                 record: record.id,
-            };
-            drop(irps);
-            if let Some(key) = superseded {
-                kernel.pending_end(key);
-            }
-            Some(walk)
+            })
         }
     }
 }
@@ -1708,15 +1727,17 @@ fn end_walk(
     walk: Walk,
     phase: Phase,
 ) -> Option<Arc<IoManagerCompletion>> {
-    if let Some(key) = walk.pending_key {
-        kernel.pending_end(key);
-    }
     let mut irps = lock(&io.irps);
     let record = irps.get_mut(&(irp as usize))?;
+    // The walk's pending operation ends whatever the owner did meanwhile
+    // (a reuse leaves it to this end; a new send or completion already
+    // ended it, and a record made at the same address has other keys).
+    if walk.pending_key.is_some() && record.walk.map(|op| op.key) == walk.pending_key {
+        record.walk = None;
+    }
     if record.generation != walk.generation {
         return None;
     }
-    record.walk_key = None;
     record.phase = phase;
     let free = record.free_deferred && record.cancels_running == 0;
     let io_manager = record.io_manager.clone();

@@ -481,6 +481,13 @@ impl Kernel {
         key
     }
 
+    /// A key for an outstanding operation kept outside the table (the I/O
+    /// manager's IRPs in flight, see `io::irps_in_flight`): it orders that
+    /// operation among the table's.
+    pub(crate) fn pending_key(&self) -> u64 {
+        self.next_pending.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Unregisters an outstanding operation.
     pub(crate) fn pending_end(&self, key: u64) {
         lock(&self.pending).remove(&key);
@@ -489,11 +496,14 @@ impl Kernel {
     /// Outstanding operations owned by driver generation `owner` (all of
     /// them for `None`).
     pub(crate) fn pending_operations(&self, owner: Option<u64>) -> Vec<PendingOperation> {
-        lock(&self.pending)
-            .values()
-            .filter(|op| owner.is_none_or(|o| op.owner == o))
-            .cloned()
-            .collect()
+        let mut all: Vec<(u64, PendingOperation)> = lock(&self.pending)
+            .iter()
+            .filter(|(_, op)| owner.is_none_or(|o| op.owner == o))
+            .map(|(key, op)| (*key, op.clone()))
+            .collect();
+        all.extend(super::io::irps_in_flight(self, owner));
+        all.sort_by_key(|(key, _)| *key);
+        all.into_iter().map(|(_, op)| op).collect()
     }
 
     /// Inserts a handle into `process`'s table for the current driver

@@ -20,7 +20,7 @@ use super::super::event::require_irql;
 use super::super::fault::Completion;
 use super::super::ffi::*;
 use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept_irp};
-use super::super::session::{current, decide_completion, lock, spawn_kernel_thread};
+use super::super::session::{Kernel, current, decide_completion, lock, spawn_kernel_thread};
 use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
 use super::host;
@@ -29,7 +29,7 @@ use super::resolve;
 use super::socket::{
     Decision, Kind, Released, SendKind, SockState, Socket, complete_irp, mark_pending,
 };
-use super::{Client, Lookup, state_of, violation};
+use super::{Client, Lookup, state_of, violation, wsk_of};
 use crate::status::*;
 use crate::types::*;
 use crate::wsk::*;
@@ -96,6 +96,9 @@ pub(crate) static CONNECTION_DISPATCH: WSK_PROVIDER_CONNECTION_DISPATCH =
 /// One provider call: counted (for `WskDeregister`, and on its socket for
 /// `WskCloseSocket`) until it returns; its IRP, if any, until completed.
 struct Call {
+    /// The session, taken once at the call's entry (its API boundary:
+    /// the stack-depth check and the perturbation point are there).
+    kernel: Arc<Kernel>,
     client: Arc<Client>,
     socket: Option<Arc<Socket>>,
     irp: usize,
@@ -114,11 +117,12 @@ impl Drop for Call {
 
 impl Call {
     /// A call on `socket` (counted on it and on its client).
-    fn on(socket: &Arc<Socket>, irp: usize) -> Call {
+    fn on(kernel: Arc<Kernel>, socket: &Arc<Socket>, irp: usize) -> Call {
         let client = Arc::clone(&socket.client);
         client.call_begin();
         socket.calls.fetch_add(1, Ordering::AcqRel);
         Call {
+            kernel,
             client,
             socket: Some(Arc::clone(socket)),
             irp,
@@ -129,7 +133,7 @@ impl Call {
     /// Finishes the request with a known result: inline, or pending and
     /// completed by the provider thread, per the completion policy.
     fn done(self, status: NTSTATUS, information: usize) -> NTSTATUS {
-        match decide_completion() {
+        match self.kernel.completion.decide() {
             Completion::Inline => {
                 complete_irp(
                     &self.client,
@@ -199,8 +203,8 @@ fn accept_irp(irp: PIRP, socket: usize) -> Option<()> {
     Some(())
 }
 
-fn irql_ok(routine: &str, location: &'static Location<'static>) -> bool {
-    require_irql(&current(), DISPATCH_LEVEL, routine, location)
+fn irql_ok(kernel: &Kernel, routine: &str, location: &'static Location<'static>) -> bool {
+    require_irql(kernel, DISPATCH_LEVEL, routine, location)
 }
 
 // === Misuse (verifier bugchecks) ===
@@ -279,8 +283,13 @@ fn null_irp(object: usize, routine: &str) -> NTSTATUS {
 /// Finds the open socket a call is made on; `Err` (after the bugcheck and
 /// the IRP's completion) when it is closed or unknown.
 #[track_caller]
-fn open_socket(socket: PWSK_SOCKET, routine: &str, irp: PIRP) -> Result<Arc<Socket>, NTSTATUS> {
-    match state_of(&current()).lookup(socket as usize) {
+fn open_socket(
+    kernel: &Kernel,
+    socket: PWSK_SOCKET,
+    routine: &str,
+    irp: PIRP,
+) -> Result<Arc<Socket>, NTSTATUS> {
+    match wsk_of(kernel).lookup(socket as usize) {
         Lookup::Open(found) => Ok(found),
         Lookup::Closed => Err(call_after_close(socket, routine, irp)),
         Lookup::Unknown => Err(not_a_socket(socket, routine, irp)),
@@ -296,17 +305,18 @@ fn enter(
     routine: &str,
     location: &'static Location<'static>,
 ) -> Result<Call, NTSTATUS> {
-    if !irql_ok(routine, location) {
+    let kernel = current();
+    if !irql_ok(&kernel, routine, location) {
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
-    let found = open_socket(socket, routine, irp)?;
+    let found = open_socket(&kernel, socket, routine, irp)?;
     if irp.is_null() {
         return Err(null_irp(socket as usize, routine));
     }
     if accept_irp(irp, socket as usize).is_none() {
         return Err(STATUS_INVALID_PARAMETER);
     }
-    let mut call = Call::on(&found, irp as usize);
+    let mut call = Call::on(kernel, &found, irp as usize);
     call.client.irp_begin();
     if !found.begin_request() {
         // WskCloseSocket was called on it (or the provider closed it).
@@ -334,11 +344,12 @@ fn enter_irpless(
     routine: &str,
     location: &'static Location<'static>,
 ) -> Result<Call, NTSTATUS> {
-    if !irql_ok(routine, location) {
+    let kernel = current();
+    if !irql_ok(&kernel, routine, location) {
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
-    let found = open_socket(socket, routine, core::ptr::null_mut())?;
-    let call = Call::on(&found, 0);
+    let found = open_socket(&kernel, socket, routine, core::ptr::null_mut())?;
+    let call = Call::on(kernel, &found, 0);
     if !found.is_open() {
         return Err(call_after_close(socket, routine, core::ptr::null_mut()));
     }
@@ -352,13 +363,14 @@ fn enter_client(
     routine: &str,
     location: &'static Location<'static>,
 ) -> Result<Call, NTSTATUS> {
-    if !irql_ok(routine, location) {
+    let kernel = current();
+    if !irql_ok(&kernel, routine, location) {
         return Err(STATUS_INVALID_DEVICE_STATE);
     }
     if irp.is_null() {
         return Err(null_irp(client as usize, routine));
     }
-    let found = state_of(&current()).client_at(client as usize);
+    let found = wsk_of(&kernel).client_at(client as usize);
     if accept_irp(irp, 0).is_none() {
         return Err(STATUS_INVALID_PARAMETER);
     }
@@ -370,6 +382,7 @@ fn enter_client(
     found.irp_begin();
     let usable = found.usable();
     let call = Call {
+        kernel,
         client: found,
         socket: None,
         irp: irp as usize,
@@ -544,10 +557,11 @@ unsafe extern "C" fn wsk_control_client(
 ) -> NTSTATUS {
     let location = Location::caller();
     if Irp.is_null() {
-        if !irql_ok("WskControlClient", location) {
+        let kernel = current();
+        if !irql_ok(&kernel, "WskControlClient", location) {
             return STATUS_INVALID_DEVICE_STATE;
         }
-        let Some(client) = state_of(&current()).client_at(Client as usize) else {
+        let Some(client) = wsk_of(&kernel).client_at(Client as usize) else {
             return STATUS_INVALID_PARAMETER;
         };
         if !client.usable() {
@@ -1015,7 +1029,7 @@ unsafe extern "C" fn wsk_close_socket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTATU
             ),
         );
     }
-    let inline = decide_completion() == Completion::Inline;
+    let inline = call.kernel.completion.decide() == Completion::Inline;
     call.socket().close(call.irp, inline)
 }
 

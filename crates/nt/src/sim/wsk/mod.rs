@@ -285,6 +285,7 @@ use std::time::{Duration, Instant};
 use super::config::{CallbackIrql, WskPolicy};
 use super::event::require_irql;
 use super::fault::SplitMix64;
+use super::hash::AddressMap;
 use super::session::{Kernel, Session, current, lock};
 use crate::status::*;
 use crate::types::*;
@@ -429,8 +430,10 @@ struct Inner {
     /// Registration blocks to clients.
     registrations: HashMap<usize, usize>,
     /// Every socket of the session by its `PWSK_SOCKET`, open or closed
-    /// (closed ones stay, quarantined, for the whole session).
-    sockets: HashMap<usize, Slot>,
+    /// (closed ones stay, quarantined, for the whole session). Every
+    /// socket call looks its socket up here: keyed by address with the
+    /// sim's cheap address hash, not SipHash.
+    sockets: AddressMap<Slot>,
     /// Sockets open now.
     open: u64,
     /// The memory every `PWSK_SOCKET` points to, never freed before the
@@ -623,7 +626,13 @@ impl WskState {
 
 /// The session's WSK subsystem.
 pub(crate) fn state_of(kernel: &Kernel) -> Arc<WskState> {
-    Arc::clone(kernel.wsk.get_or_init(|| kernel.extension::<WskState>()))
+    Arc::clone(wsk_of(kernel))
+}
+
+/// The session's WSK subsystem, borrowed from the session.
+#[inline]
+pub(crate) fn wsk_of(kernel: &Kernel) -> &Arc<WskState> {
+    kernel.wsk.get_or_init(|| kernel.extension::<WskState>())
 }
 
 /// One registration (`PWSK_CLIENT` points to it).

@@ -269,8 +269,12 @@ impl Reactor {
     /// never empties and the readiness of every other socket would wait
     /// for the poll this loop never returned to (an idle datagram socket
     /// then missed its datagrams for seconds, and the host dropped them).
-    fn run_jobs(&self) {
-        let jobs = {
+    ///
+    /// `taken` is the thread's own buffer, empty on entry and on return:
+    /// it is swapped with the queue's, so the two buffers keep their
+    /// capacity and posting a job allocates nothing once they have grown.
+    fn run_jobs(&self, taken: &mut VecDeque<Job>) {
+        {
             let mut queue = lock(&self.queue);
             let now = Instant::now();
             while queue.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
@@ -278,10 +282,11 @@ impl Reactor {
                     queue.jobs.push_back(Job::Kick(timer.socket));
                 }
             }
-            std::mem::take(&mut queue.jobs)
-        };
-        for job in jobs {
+            std::mem::swap(&mut queue.jobs, taken);
+        }
+        while let Some(job) = taken.pop_front() {
             if self.stop.load(Ordering::Acquire) {
+                taken.clear();
                 return;
             }
             Self::run_job(job);
@@ -292,6 +297,7 @@ impl Reactor {
 fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
     irql::set(DISPATCH_LEVEL);
     let mut events = Events::with_capacity(256);
+    let mut taken = VecDeque::new();
     loop {
         if reactor.stop.load(Ordering::Acquire) {
             break;
@@ -338,7 +344,7 @@ fn run(mut poll: Poll, reactor: &Arc<Reactor>, state: &Arc<WskState>) {
         if reactor.workers > 0 {
             reactor.release_timers();
         } else {
-            dpc_context(|| reactor.run_jobs());
+            dpc_context(|| reactor.run_jobs(&mut taken));
         }
     }
     irql::set(PASSIVE_LEVEL);

@@ -244,6 +244,21 @@ impl SockState {
         // the end.
         if self.receives.is_empty() && !drain && !self.indicating_data() {
             let mut budget = self.budget(out);
+            if self.inbound.is_empty() && op.buf.length > 0 {
+                // Nothing buffered: the host's bytes go straight into the
+                // request's buffer (what `fill_inbound` and `copy_inbound`
+                // would do, without the provider's copy in between).
+                match self.read_into(&mut op, &mut budget) {
+                    Err(status) => return Decision::Done(status, 0),
+                    Ok(n) if n > 0 && (!op.waitall || op.filled == op.buf.length) => {
+                        self.unsuppress();
+                        out.kick = true;
+                        finish_receive_ex(&op);
+                        return Decision::Done(STATUS_SUCCESS, op.filled);
+                    }
+                    Ok(_) => {}
+                }
+            }
             loop {
                 let read = self.fill_inbound(&mut budget);
                 if !self.inbound.is_empty() {
@@ -527,6 +542,94 @@ impl SockState {
             }
         }
         total
+    }
+
+    /// Reads the host stream straight into a receive's buffer, from its
+    /// `filled` bytes on: as [`Self::fill_inbound`] followed by
+    /// [`Self::copy_inbound`] would move them, the same budget, host state
+    /// and counters, without buffering them in the provider first. Only
+    /// while nothing is buffered (`inbound` empty: no byte may overtake
+    /// one read before) and the provider owns the request (a receive being
+    /// made, not yet queued). Returns the bytes read. An MDL that cannot
+    /// be mapped fails the request as `copy_inbound` does, and bytes read
+    /// into the buffer before it are kept in `inbound` (nothing is lost).
+    pub(super) fn read_into(
+        &mut self,
+        op: &mut RecvOp,
+        budget: &mut usize,
+    ) -> Result<usize, NTSTATUS> {
+        debug_assert!(self.inbound.is_empty());
+        if !self.host_readable || self.eof || self.error.is_some() || *budget == 0 {
+            return Ok(0);
+        }
+        let room = INBOUND_CAP.saturating_sub(self.retained_bytes);
+        let max = (op.buf.length - op.filled)
+            .min(room)
+            .min(*budget)
+            .min(DATAGRAM_MAX);
+        let Host::Stream(stream) = &mut self.host else {
+            return Ok(0);
+        };
+        if max == 0 {
+            return Ok(0);
+        }
+        let mut total = 0usize;
+        // The last read: Ok((bytes, asked for)) or the host's error.
+        let mut last: Result<(usize, usize), std::io::Error> = Ok((0, 0));
+        let visit = |piece: *mut u8, len: usize| {
+            // SAFETY: `piece` is `len` writable bytes of the request's
+            // buffer (mapped by `segments`), which the provider owns
+            // until it completes the request.
+            let slice = unsafe { core::slice::from_raw_parts_mut(piece, len) };
+            match stream.read(slice) {
+                Ok(n) => {
+                    total += n;
+                    // A short read (the end of the stream included) ends
+                    // the round, as in `fill_inbound`.
+                    last = Ok((n, len));
+                    n == len
+                }
+                Err(error) => {
+                    last = Err(error);
+                    false
+                }
+            }
+        };
+        // SAFETY: the provider owns the request (see above).
+        let mapped = unsafe { op.buf.segments(op.filled, max, visit) };
+        self.bytes_from_host += total as u64;
+        *budget = budget.saturating_sub(total);
+        if let Err(status) = mapped {
+            if total > 0 {
+                // SAFETY: the bytes just read into the owned buffer.
+                let read = unsafe { op.buf.read(op.filled, total) }.unwrap_or_default();
+                self.inbound.extend(read);
+            }
+            return Err(status);
+        }
+        op.filled += total;
+        match last {
+            // Nothing to read and no error: the end of the stream.
+            Ok((0, asked)) if asked > 0 => self.eof = true,
+            Ok((n, asked)) if n < asked && SHORT_READ_DRAINS && !self.host_read_closed => {
+                // The host held fewer bytes than asked for: drained (see
+                // `fill_inbound`). After the peer's close the next read
+                // finds the end.
+                self.host_readable = false;
+            }
+            Ok(_) => {}
+            Err(error) if is_transient(&error) => {
+                if error.kind() == std::io::ErrorKind::WouldBlock {
+                    self.host_readable = false;
+                    self.reads_would_block += 1;
+                }
+            }
+            Err(error) => {
+                self.error = Some(status_from_io(&error));
+                self.peer_error = true;
+            }
+        }
+        Ok(total)
     }
 
     /// Copies inbound bytes into a receive.
