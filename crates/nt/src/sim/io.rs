@@ -217,6 +217,11 @@ pub(crate) struct IoState {
     /// Live IRPs initialised in driver pool blocks (`IoInitializeIrp`):
     /// while there are none, `ExFreePool` skips the IRP table.
     pool_irps: AtomicUsize,
+    /// IRPs with a list in `watches`: while there are none, a completion
+    /// walk skips that table (the WSK provider's IRPs, taken with
+    /// `provider_accept_irp`, are never watched). A watch is added before
+    /// its IRP is dispatched, so the walk that completes the IRP sees it.
+    watched_irps: AtomicUsize,
 }
 
 impl IoState {
@@ -408,7 +413,7 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
         let io = io_state(k);
         {
             let mut irps = lock(&io.irps);
-            match irps.get(&(Irp as usize)) {
+            match irps.get_mut(&(Irp as usize)) {
                 None => {
                     drop(irps);
                     k.bugcheck_at(
@@ -434,14 +439,13 @@ pub unsafe fn IoReuseIrp(Irp: PIRP, Status: NTSTATUS) {
                     );
                     return;
                 }
-                Some(_) => {}
-            }
-            // Idle, reclaimed or completed; or its completion routine is
-            // returning STATUS_MORE_PROCESSING_REQUIRED (checked when it
-            // returns).
-            if let Some(r) = irps.get_mut(&(Irp as usize)) {
-                r.advance(Takeover::Reused);
-                r.phase = Phase::Idle;
+                // Idle, reclaimed or completed; or its completion routine
+                // is returning STATUS_MORE_PROCESSING_REQUIRED (checked when
+                // it returns).
+                Some(r) => {
+                    r.advance(Takeover::Reused);
+                    r.phase = Phase::Idle;
+                }
             }
         }
         // SAFETY: live and the caller's (checked above).
@@ -1257,25 +1261,34 @@ fn dispatch_record(kernel: &Kernel, irp: PIRP) -> Option<u64> {
 /// `irp` must be a live IRP handed to the provider.
 #[track_caller]
 pub unsafe fn provider_accept_irp(irp: PIRP) -> PIO_STACK_LOCATION {
-    with_current(|k| {
-        if !mark_dispatched(k, irp) {
-            return core::ptr::null_mut();
-        }
-        // SAFETY: the caller guarantees a live IRP.
-        let location = unsafe { (*irp).CurrentLocation };
-        if location <= 1 {
-            k.bugcheck(
-                NO_MORE_IRP_STACK_LOCATIONS,
-                [irp as u64, 0, 0, 0],
-                "an IRP was sent with no stack location left for the callee",
-            );
-            return core::ptr::null_mut();
-        }
-        // SAFETY: a location is left (checked above).
-        unsafe { IoSetNextIrpStackLocation(irp) };
-        // SAFETY: the IRP now has a current location.
-        unsafe { IoGetCurrentIrpStackLocation(irp) }
-    })
+    // SAFETY: forwarded contract.
+    with_current(|k| unsafe { provider_accept_irp_in(k, irp) })
+}
+
+/// [`provider_accept_irp`] inside a provider call that already entered
+/// the session `k` (its API boundary was that call's entry).
+///
+/// # Safety
+/// As [`provider_accept_irp`].
+#[track_caller]
+pub(crate) unsafe fn provider_accept_irp_in(k: &Kernel, irp: PIRP) -> PIO_STACK_LOCATION {
+    if !mark_dispatched(k, irp) {
+        return core::ptr::null_mut();
+    }
+    // SAFETY: the caller guarantees a live IRP.
+    let location = unsafe { (*irp).CurrentLocation };
+    if location <= 1 {
+        k.bugcheck(
+            NO_MORE_IRP_STACK_LOCATIONS,
+            [irp as u64, 0, 0, 0],
+            "an IRP was sent with no stack location left for the callee",
+        );
+        return core::ptr::null_mut();
+    }
+    // SAFETY: a location is left (checked above).
+    unsafe { IoSetNextIrpStackLocation(irp) };
+    // SAFETY: the IRP now has a current location.
+    unsafe { IoGetCurrentIrpStackLocation(irp) }
 }
 
 /// `IofCallDriver`: sends `Irp` to `DeviceObject`'s driver. IRQL <=
@@ -1450,10 +1463,12 @@ impl WatchList {
 }
 
 fn watch_dispatch(io: &IoState, irp: PIRP, watch: DispatchWatch) {
-    lock(&io.watches)
-        .entry(irp as usize)
-        .or_default()
-        .push(watch);
+    let mut watches = lock(&io.watches);
+    let list = watches.entry(irp as usize).or_insert_with(|| {
+        io.watched_irps.fetch_add(1, Ordering::AcqRel);
+        WatchList::default()
+    });
+    list.push(watch);
 }
 
 /// The completion walk left `location` of `irp` (record `record`) with
@@ -1467,6 +1482,9 @@ fn location_passed(
     status: NTSTATUS,
 ) {
     let io = io_state(k);
+    if io.watched_irps.load(Ordering::Acquire) == 0 {
+        return;
+    }
     let mut watches = lock(&io.watches);
     let Some(list) = watches.get_mut(&(irp as usize)) else {
         return;
@@ -1488,6 +1506,7 @@ fn location_passed(
     }
     if list.is_empty() {
         watches.remove(&(irp as usize));
+        io.watched_irps.fetch_sub(1, Ordering::AcqRel);
     }
     drop(watches);
     for w in findings.iter().flatten() {
@@ -1556,6 +1575,7 @@ fn dispatch_returned(k: &Kernel, irp: PIRP, record: u64, location: CCHAR, return
     };
     if list.is_empty() {
         watches.remove(&(irp as usize));
+        io.watched_irps.fetch_sub(1, Ordering::AcqRel);
     }
     drop(watches);
     let returned_bits = returned as u32 as u64;
@@ -1716,19 +1736,29 @@ fn begin_walk(
     }
 }
 
+/// How a walk ended (`end_walk`).
+struct WalkEnd {
+    /// The I/O manager's completion record, if the walk finished an I/O
+    /// manager IRP.
+    io_manager: Option<Arc<IoManagerCompletion>>,
+    /// The IRP (its record, still there) is the I/O manager's, whoever
+    /// owns it now.
+    io_manager_irp: bool,
+}
+
 /// Ends a walk: ends its pending operation and, unless the owner has
 /// already taken the IRP over again, records its final phase and performs a
-/// deferred free. Returns the I/O manager's completion record if the walk
-/// finished an I/O manager IRP.
-fn end_walk(
-    kernel: &Kernel,
-    io: &IoState,
-    irp: PIRP,
-    walk: Walk,
-    phase: Phase,
-) -> Option<Arc<IoManagerCompletion>> {
+/// deferred free.
+fn end_walk(kernel: &Kernel, io: &IoState, irp: PIRP, walk: Walk, phase: Phase) -> WalkEnd {
+    let mut end = WalkEnd {
+        io_manager: None,
+        io_manager_irp: false,
+    };
     let mut irps = lock(&io.irps);
-    let record = irps.get_mut(&(irp as usize))?;
+    let Some(record) = irps.get_mut(&(irp as usize)) else {
+        return end;
+    };
+    end.io_manager_irp = record.origin == Origin::IoManager;
     // The walk's pending operation ends whatever the owner did meanwhile
     // (a reuse leaves it to this end; a new send or completion already
     // ended it, and a record made at the same address has other keys).
@@ -1736,11 +1766,11 @@ fn end_walk(
         record.walk = None;
     }
     if record.generation != walk.generation {
-        return None;
+        return end;
     }
     record.phase = phase;
     let free = record.free_deferred && record.cancels_running == 0;
-    let io_manager = record.io_manager.clone();
+    end.io_manager = record.io_manager.clone();
     let kind = if free {
         forget_record(io, &mut irps, irp)
     } else {
@@ -1750,7 +1780,7 @@ fn end_walk(
     if free {
         let _ = kernel.free_block(irp as usize, kind, None);
     }
-    io_manager
+    end
 }
 
 /// After a routine returned something other than
@@ -1945,7 +1975,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                         irql::set(before);
                     }
                     if result == STATUS_MORE_PROCESSING_REQUIRED {
-                        end_walk(k, io, Irp, walk, Phase::Reclaimed);
+                        let _ = end_walk(k, io, Irp, walk, Phase::Reclaimed);
                         return;
                     }
                     if let Some(takeover) = taken_over_during_walk(io, Irp, &walk) {
@@ -1976,7 +2006,7 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
                         } else {
                             [p1, Irp as u64, routine as usize as u64, 0]
                         };
-                        end_walk(k, io, Irp, walk, Phase::Completed);
+                        let _ = end_walk(k, io, Irp, walk, Phase::Completed);
                         k.bugcheck_at(
                             code,
                             parameters,
@@ -2018,16 +2048,12 @@ pub unsafe fn IofCompleteRequest(Irp: PIRP, PriorityBoost: CCHAR) {
             }
         }
         // The walk passed the top location.
-        let io_manager_irp = {
-            let irps = lock(&io.irps);
-            irps.get(&(Irp as usize))
-                .is_some_and(|r| r.origin == Origin::IoManager)
-        };
-        match end_walk(k, io, Irp, walk, Phase::Completed) {
+        let end = end_walk(k, io, Irp, walk, Phase::Completed);
+        match end.io_manager {
             // The I/O manager finishes its request (at once if it was
             // marked pending: NT's completion APC).
             Some(io_manager) => io_manager.completed(k, Irp),
-            None if io_manager_irp => {}
+            None if end.io_manager_irp => {}
             None => k.bugcheck_at(
                 DRIVER_VERIFIER_IOMANAGER_VIOLATION,
                 [0x200, Irp as u64, 0, 0],

@@ -19,7 +19,7 @@ use super::super::access::sl_set_arguments;
 use super::super::event::require_irql;
 use super::super::fault::Completion;
 use super::super::ffi::*;
-use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept_irp};
+use super::super::io::{IO_NETWORK_INCREMENT, IofCompleteRequest, provider_accept_irp_in};
 use super::super::session::{Kernel, current, decide_completion, lock, spawn_kernel_thread};
 use super::super::verifier::DRIVER_VERIFIER_DETECTED_VIOLATION;
 use super::buf::BufRef;
@@ -116,10 +116,11 @@ impl Drop for Call {
 }
 
 impl Call {
-    /// A call on `socket` (counted on it and on its client).
+    /// A call on `socket` (counted on it and on its client, and its IRP,
+    /// if any, on the client).
     fn on(kernel: Arc<Kernel>, socket: &Arc<Socket>, irp: usize) -> Call {
         let client = Arc::clone(&socket.client);
-        client.call_begin();
+        client.call_begin(irp != 0);
         socket.calls.fetch_add(1, Ordering::AcqRel);
         Call {
             kernel,
@@ -186,9 +187,9 @@ fn complete_orphan(irp: PIRP, status: NTSTATUS) {
 
 /// Takes the IRP's next stack location for the provider and records
 /// `socket` in it. `None` after a verifier bugcheck.
-fn accept_irp(irp: PIRP, socket: usize) -> Option<()> {
+fn accept_irp(kernel: &Kernel, irp: PIRP, socket: usize) -> Option<()> {
     // SAFETY: a live IRP handed to the provider with a location left for it.
-    let location = unsafe { provider_accept_irp(irp) };
+    let location = unsafe { provider_accept_irp_in(kernel, irp) };
     if location.is_null() {
         return None;
     }
@@ -223,7 +224,7 @@ fn violation(code: u64, object: usize, irp: usize, extra: u64, description: Stri
 /// After its bugcheck, completes a misused call's IRP (if any) with
 /// STATUS_INVALID_HANDLE so the client's request does not hang.
 fn refuse_irp(irp: PIRP, socket: usize) -> NTSTATUS {
-    if !irp.is_null() && accept_irp(irp, socket).is_some() {
+    if !irp.is_null() && accept_irp(&current(), irp, socket).is_some() {
         complete_orphan(irp, STATUS_INVALID_HANDLE);
     }
     STATUS_INVALID_HANDLE
@@ -313,11 +314,10 @@ fn enter(
     if irp.is_null() {
         return Err(null_irp(socket as usize, routine));
     }
-    if accept_irp(irp, socket as usize).is_none() {
+    if accept_irp(&kernel, irp, socket as usize).is_none() {
         return Err(STATUS_INVALID_PARAMETER);
     }
     let mut call = Call::on(kernel, &found, irp as usize);
-    call.client.irp_begin();
     if !found.begin_request() {
         // WskCloseSocket was called on it (or the provider closed it).
         violation(
@@ -371,15 +371,14 @@ fn enter_client(
         return Err(null_irp(client as usize, routine));
     }
     let found = wsk_of(&kernel).client_at(client as usize);
-    if accept_irp(irp, 0).is_none() {
+    if accept_irp(&kernel, irp, 0).is_none() {
         return Err(STATUS_INVALID_PARAMETER);
     }
     let Some(found) = found else {
         complete_orphan(irp, STATUS_INVALID_PARAMETER);
         return Err(STATUS_INVALID_PARAMETER);
     };
-    found.call_begin();
-    found.irp_begin();
+    found.call_begin(true);
     let usable = found.usable();
     let call = Call {
         kernel,
@@ -609,10 +608,11 @@ unsafe extern "C" fn wsk_control_client(
 /// with STATUS_INVALID_DEVICE_STATE so the caller does not hang.
 #[track_caller]
 fn passive_only(routine: &str, irp: PIRP, location: &'static Location<'static>) -> bool {
-    if require_irql(&current(), PASSIVE_LEVEL, routine, location) {
+    let kernel = current();
+    if require_irql(&kernel, PASSIVE_LEVEL, routine, location) {
         return true;
     }
-    if !irp.is_null() && accept_irp(irp, 0).is_some() {
+    if !irp.is_null() && accept_irp(&kernel, irp, 0).is_some() {
         complete_orphan(irp, STATUS_INVALID_DEVICE_STATE);
     }
     false

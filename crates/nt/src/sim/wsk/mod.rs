@@ -731,16 +731,17 @@ impl Client {
         }
     }
 
-    pub(crate) fn irp_begin(&self) {
-        self.update(|c| c.irps += 1);
-    }
-
     pub(crate) fn irp_done(&self) {
         self.update(|c| c.irps = c.irps.saturating_sub(1));
     }
 
-    pub(crate) fn call_begin(&self) {
-        self.update(|c| c.calls += 1);
+    /// A provider call begins, with an IRP (`irp`: counted too, in the
+    /// same update) or without.
+    pub(crate) fn call_begin(&self, irp: bool) {
+        self.update(|c| {
+            c.calls += 1;
+            c.irps += u64::from(irp);
+        });
     }
 
     pub(crate) fn call_done(&self) {
