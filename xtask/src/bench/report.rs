@@ -408,7 +408,7 @@ pub fn markdown(results: &Results) -> String {
             "\nThe verdict is the medians'. \"Within the spread\": the ratio (or difference) \
              taken anywhere inside the two sides' spreads (criterion's 95% confidence \
              intervals, or the repetitions' min–max) crosses the goal's threshold, so this run \
-             cannot confirm the verdict either way."
+             cannot confirm the verdict either way.\n"
         );
     }
 
@@ -1116,6 +1116,9 @@ mod tests {
         assert!(goal.within_spread());
         let md = markdown(&udp(&[10.0, 40.0, 70.0], &[20.0, 45.0, 80.0]));
         assert!(md.contains("| yes, within the spread |"), "{md}");
+        // The explanation is a paragraph of its own, not glued to the next
+        // heading.
+        assert!(md.contains("either way.\n\n## "), "{md}");
     }
 
     #[test]
